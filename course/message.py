@@ -1,0 +1,49 @@
+"""An outgoing email, independent of how it is delivered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+
+
+@dataclass(frozen=True)
+class Email:
+    """One rendered email for one recipient.
+
+    ``headers`` holds the extra headers every transport must carry (``Message-ID``,
+    ``List-Unsubscribe``, ``List-Unsubscribe-Post``); ``custom_args`` are string values
+    that SendGrid echoes back in its events (subscriber and lesson ids).
+    """
+
+    to_email: str
+    from_email: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    to_name: str | None = None
+    from_name: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    custom_args: dict[str, str] = field(default_factory=dict)
+
+    def to_mime(self, date: float | None = None) -> EmailMessage:
+        """The RFC 5322 message: text/plain first, then text/html, as alternatives."""
+        msg = EmailMessage()
+        msg["From"] = Address(self.from_name or "", addr_spec=self.from_email)
+        msg["To"] = Address(self.to_name or "", addr_spec=self.to_email)
+        if self.reply_to:
+            msg["Reply-To"] = self.reply_to
+        msg["Subject"] = self.subject
+        msg["Date"] = formatdate(date, usegmt=True)
+        msg["Message-ID"] = self.message_id
+        for name, value in self.headers.items():
+            if name.lower() != "message-id":
+                msg[name] = value
+        for name, value in self.custom_args.items():
+            msg[f"X-Course-{name.replace('_', '-').title()}"] = value
+        msg.set_content(self.text, subtype="plain", charset="utf-8")
+        msg.add_alternative(self.html, subtype="html", charset="utf-8")
+        return msg

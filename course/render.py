@@ -1,0 +1,503 @@
+"""Lesson emails: compiled once per schedule load, filled once per recipient.
+
+Compiling a lesson turns its Markdown source into two final Jinja templates (HTML and plain
+text) in which only the per-recipient variables remain (see ``RECIPIENT_VARIABLES``):
+
+1. The lesson's Jinja tags are swapped for opaque placeholders, because Markdown would escape
+   their quotes and could not parse ``[Pause]({{ pause_url }})`` as a link.
+2. Markdown becomes HTML (and, separately, plain text: links as ``text (url)``).
+3. The layout in ``templates/layouts/`` is applied. Layouts use two kinds of tags:
+   ``[[ course.name ]]`` / ``[% if ... %]`` are filled now, at compile time, with ``course``,
+   ``lesson``, ``phase``, ``disclaimer`` and ``body``; ``{{ pause_url }}`` / ``{% ... %}`` stay
+   for the recipient.
+4. CSS in the HTML layout's ``<style>`` block is inlined (``@media`` rules such as the dark
+   scheme cannot be inlined and stay in a ``<style>`` block).
+5. Placeholders are restored and the result is compiled by Jinja (autoescape on for HTML).
+
+Per recipient only step 5's templates are rendered; nothing else runs.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import css_inline
+import jinja2
+from jinja2 import meta, nodes
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+from markupsafe import Markup
+
+from course.message import Email
+from course.schedule import Lesson, Phase, Schedule
+
+HTML_LAYOUT = "layouts/lesson.html.j2"
+TEXT_LAYOUT = "layouts/lesson.txt.j2"
+DISCLAIMER = (
+    "This course is educational and is not medical advice. "
+    "Please talk with your clinician before changing any treatment."
+)
+RECIPIENT_VARIABLES = frozenset({"first_name", "progress", "unsubscribe_url", "pause_url", "email"})
+COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body"})
+
+# A Jinja tag, with quoted strings skipped so that "}}" inside a string does not end it.
+_JINJA_TAG = re.compile(
+    r"""\{\{(?:[^}'"]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}"""
+    r"""|\{%(?:[^%'"]|'[^']*'|"[^"]*"|%(?!\}))*%\}"""
+    r"""|\{\#.*?\#\}""",
+    re.DOTALL,
+)
+# Text that is not a lesson tag but would open one once compiled (``\{\{`` in Markdown, a
+# ``{`` in the course name, minified CSS): each such ``{`` is emitted by an expression instead.
+_STRAY_OPENER = re.compile(r"\{(?=[{%#])")
+_STRAY_OPENER_REPLACEMENT = "{{ '{' }}"
+
+_markdown = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+_inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+class RenderError(Exception):
+    """A lesson or layout template cannot be compiled or filled; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one email goes to, with the links signed for them."""
+
+    subscriber_id: str
+    email: str
+    first_name: str | None
+    unsubscribe_url: str
+    pause_url: str
+
+
+@dataclass(frozen=True)
+class CompiledLesson:
+    """A lesson's final templates, ready to be filled with ``context(recipient)``."""
+
+    lesson: Lesson
+    source_name: str  # the lesson file, as shown in error messages
+    progress: str  # e.g. "Phase 2 of 4 · lesson 7 of 20"
+    html: jinja2.Template
+    text: jinja2.Template
+    html_source: str
+    text_source: str
+    # Both parts in one template, split on a random separator: one fill per email instead of
+    # two, which halves Jinja's fixed per-call cost (see bench/render_bench.py).
+    both: jinja2.Template = field(repr=False)
+    separator: str = field(repr=False)
+
+    def fill(self, context: Mapping[str, object]) -> tuple[str, str]:
+        """The HTML and text parts for ``context`` (from :meth:`context`)."""
+        parts = self.both.render(context).split(self.separator)
+        if len(parts) == 2:
+            return parts[0], parts[1]
+        # Only if a recipient's own data held the separator: fill the parts one by one.
+        return self.html.render(context), self.text.render(context)
+
+    def context(self, recipient: Recipient) -> dict[str, object]:
+        """The variables the final templates are filled with for ``recipient``."""
+        return {
+            "first_name": recipient.first_name,
+            "progress": self.progress,
+            "unsubscribe_url": recipient.unsubscribe_url,
+            "pause_url": recipient.pause_url,
+            "email": recipient.email,
+        }
+
+
+class Renderer:
+    """Compiles every lesson of a schedule once, then renders emails for recipients.
+
+    Raises :class:`RenderError` from the constructor for any template mistake (syntax, unknown
+    variable, missing file), so a bad edit is caught when the schedule is loaded, not mid-send.
+    """
+
+    def __init__(self, schedule: Schedule):
+        self._schedule = schedule
+        self._fill_html = _fill_environment(autoescape=True)
+        self._fill_text = _fill_environment(autoescape=False)
+        html_layout = self._read_layout(HTML_LAYOUT)
+        text_layout = self._read_layout(TEXT_LAYOUT)
+        self._check_layout(HTML_LAYOUT, html_layout, self._fill_html)
+        self._check_layout(TEXT_LAYOUT, text_layout, self._fill_text)
+        self._html_layout = html_layout
+        self._text_layout = text_layout
+        course = schedule.course
+        self._from_domain = course.from_email.rpartition("@")[2]
+        self._lessons: dict[str, CompiledLesson] = {}
+        phase_count = len(schedule.phases)
+        lesson_count = len(schedule.lessons)
+        position = 0
+        for phase_position, phase in enumerate(schedule.phases, start=1):
+            for lesson in phase.lessons:
+                position += 1
+                progress = (
+                    f"Phase {phase_position} of {phase_count} · lesson {position} of {lesson_count}"
+                )
+                self._lessons[lesson.id] = self._compile(lesson, phase, progress)
+
+    def compiled(self, lesson_id: str) -> CompiledLesson:
+        """The compiled templates of a lesson (``KeyError`` for an unknown id)."""
+        return self._lessons[lesson_id]
+
+    def render(self, lesson_id: str, recipient: Recipient) -> Email:
+        """Lesson ``lesson_id`` for ``recipient``; only the compiled templates are filled."""
+        compiled = self._lessons[lesson_id]
+        context = compiled.context(recipient)
+        try:
+            html, text = compiled.fill(context)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{compiled.source_name}: {_one_line(exc)}") from None
+        course = self._schedule.course
+        return Email(
+            to_email=recipient.email,
+            to_name=recipient.first_name,
+            from_email=course.from_email,
+            from_name=course.from_name,
+            reply_to=course.reply_to,
+            subject=compiled.lesson.subject,
+            text=text,
+            html=html,
+            message_id=f"<{recipient.subscriber_id}.{lesson_id}@{self._from_domain}>",
+            headers={
+                "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+            custom_args={"subscriber_id": recipient.subscriber_id, "lesson_id": lesson_id},
+        )
+
+    # -- compile time ---------------------------------------------------------------------------
+
+    def _compile(self, lesson: Lesson, phase: Phase, progress: str) -> CompiledLesson:
+        path = self._schedule.templates_dir / lesson.template
+        name = self._display(path)
+        source = _read(path, name)
+        _check_template(name, source, self._fill_html, RECIPIENT_VARIABLES)
+
+        slots = _Placeholders()
+        protected = slots.protect(source)
+        body_html = _unwrap_statement_paragraphs(_markdown_to_html(protected), slots)
+        body_text = _markdown_to_text(protected, slots.display_width)
+        constants = {
+            "course": self._schedule.course,
+            "lesson": lesson,
+            "phase": phase,
+            "disclaimer": DISCLAIMER,
+        }
+        html = self._apply_layout(
+            HTML_LAYOUT, self._html_layout, slots, Markup(body_html), constants
+        )
+        html = _inline_css(html)
+        text = self._apply_layout(TEXT_LAYOUT, self._text_layout, slots, body_text, constants)
+
+        html_source = slots.restore(_STRAY_OPENER.sub(_STRAY_OPENER_REPLACEMENT, html))
+        text_source = slots.restore(_STRAY_OPENER.sub(_STRAY_OPENER_REPLACEMENT, text))
+        separator = f"\x00{secrets.token_hex(16)}\x00"
+        both_source = (
+            f"{html_source}{separator}{{% autoescape false %}}{text_source}{{% endautoescape %}}"
+        )
+        compiled = CompiledLesson(
+            lesson=lesson,
+            source_name=name,
+            progress=progress,
+            html=self._final_template(name, html_source, self._fill_html),
+            text=self._final_template(name, text_source, self._fill_text),
+            html_source=html_source,
+            text_source=text_source,
+            both=self._final_template(name, both_source, self._fill_html),
+            separator=separator,
+        )
+        _trial_fill(compiled)
+        return compiled
+
+    def _apply_layout(
+        self,
+        layout: str,
+        layout_source: str,
+        slots: _Placeholders,
+        body: str,
+        constants: Mapping[str, object],
+    ) -> str:
+        # The layout's own recipient tags become placeholders too, so css-inline cannot touch
+        # them and course constants filled in here are never read as Jinja.
+        env = _compile_environment(autoescape=layout.endswith(".html.j2"))
+        try:
+            template = env.from_string(slots.protect(layout_source))
+            return template.render(constants, body=body)
+        except jinja2.TemplateError as exc:
+            line = _template_line(exc.__traceback__, "<template>")
+            name = self._display(self._schedule.templates_dir / layout)
+            raise RenderError(f"{name}:{line or '?'}: {_one_line(exc)}") from None
+
+    def _final_template(self, name: str, source: str, env: jinja2.Environment) -> jinja2.Template:
+        try:
+            return env.from_string(source)
+        except jinja2.TemplateError as exc:  # the lesson itself was checked: a layout mistake
+            raise RenderError(f"{name}: compiled template is invalid: {_one_line(exc)}") from None
+
+    def _read_layout(self, layout: str) -> str:
+        path = self._schedule.templates_dir / layout
+        return _read(path, self._display(path))
+
+    def _check_layout(self, layout: str, source: str, fill_env: jinja2.Environment) -> None:
+        name = self._display(self._schedule.templates_dir / layout)
+        compile_env = _compile_environment(autoescape=False)
+        _check_template(name, source, compile_env, COMPILE_VARIABLES)
+        _check_template(name, source, fill_env, RECIPIENT_VARIABLES)
+
+    def _display(self, path: Path) -> str:
+        """``path`` as the marketer knows it: relative to the schedule file's folder."""
+        try:
+            return str(path.relative_to(self._schedule.path.parent))
+        except ValueError:
+            return str(path)
+
+
+# -- Jinja ------------------------------------------------------------------------------------
+
+
+def _fill_environment(autoescape: bool) -> jinja2.Environment:
+    """The environment of the final templates, filled per recipient."""
+    return jinja2.Environment(
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        # Statement lines ({% if first_name %}) vanish instead of leaving blank lines in text.
+        # HTML gets the same whitespace rules so both parts can share one template.
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _compile_environment(autoescape: bool) -> jinja2.Environment:
+    """The environment of a layout's compile-time tags: ``[[ ... ]]``, ``[% ... %]``."""
+    return jinja2.Environment(
+        block_start_string="[%",
+        block_end_string="%]",
+        variable_start_string="[[",
+        variable_end_string="]]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _check_template(
+    name: str, source: str, env: jinja2.Environment, allowed: Iterable[str]
+) -> None:
+    """Syntax errors and unknown variables, reported with the line of the source file."""
+    try:
+        ast = env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{name}:{exc.lineno}: {exc.message}") from None
+    unknown = meta.find_undeclared_variables(ast) - set(allowed) - set(env.globals)
+    if unknown:
+        first = min(
+            (node.lineno, node.name)
+            for node in ast.find_all(nodes.Name)
+            if node.name in unknown and node.ctx == "load"
+        )
+        known = ", ".join(sorted(allowed))
+        raise RenderError(f"{name}:{first[0]}: unknown variable '{first[1]}' (known: {known})")
+
+
+def _trial_fill(compiled: CompiledLesson) -> None:
+    """Fill once with and without a first name, so runtime mistakes show at load, not at send."""
+    for first_name in (None, "Sam"):
+        sample = Recipient(
+            "trial", "trial@example.com", first_name, "https://u.test", "https://p.test"
+        )
+        context = compiled.context(sample)
+        try:
+            if compiled.fill(context) != (
+                compiled.html.render(context),
+                compiled.text.render(context),
+            ):
+                raise RenderError(f"{compiled.source_name}: HTML and text parts do not separate")
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{compiled.source_name}: {_one_line(exc)}") from None
+
+
+def _template_line(tb: TracebackType | None, filename: str) -> int | None:
+    """The template line of the innermost frame Jinja attributed to ``filename``."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "message", None) or exc).split())
+
+
+def _read(path: Path, name: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RenderError(f"{name}: cannot read template: {reason}") from None
+
+
+# -- placeholders -----------------------------------------------------------------------------
+
+
+class _Placeholders:
+    """Swaps Jinja tags for opaque words that Markdown and css-inline leave alone."""
+
+    def __init__(self) -> None:
+        # Letters and digits only: nothing Markdown emphasises, escapes or links, nothing an
+        # HTML serializer rewrites. The nonce keeps lesson prose from forging one.
+        self._prefix = f"jx{secrets.token_hex(4)}n"
+        self._tags: dict[str, str] = {}
+        self.statements: set[str] = set()
+
+    def protect(self, source: str) -> str:
+        return _JINJA_TAG.sub(self._slot, source)
+
+    def restore(self, text: str) -> str:
+        if not self._tags:
+            return text
+        return re.sub(rf"{self._prefix}\d+x", lambda m: self._tags[m.group(0)], text)
+
+    def display_width(self, text: str) -> int:
+        """Roughly how wide ``text`` prints: a variable as a short name, a statement as nothing."""
+        return len(
+            re.sub(
+                rf"{self._prefix}\d+x",
+                lambda m: "" if m.group(0) in self.statements else "x" * 6,
+                text,
+            )
+        )
+
+    def _slot(self, match: re.Match[str]) -> str:
+        slot = f"{self._prefix}{len(self._tags)}x"
+        self._tags[slot] = match.group(0)
+        if match.group(0).startswith("{%"):
+            self.statements.add(slot)
+        return slot
+
+
+def _unwrap_statement_paragraphs(html: str, slots: _Placeholders) -> str:
+    """Move ``{% ... %}`` lines out of the paragraphs Markdown put them in.
+
+    ``{% if first_name %}`` alone on a line would otherwise leave ``<p></p>`` behind.
+    """
+    for slot in slots.statements:
+        html = html.replace(f"<p>{slot}</p>", slot)
+        html = html.replace(f"<p>{slot}\n", f"{slot}<p>")
+        html = html.replace(f"\n{slot}</p>", f"</p>{slot}")
+    return html
+
+
+# -- Markdown and CSS (module functions so tests can count the calls) -------------------------
+
+
+def _markdown_to_html(source: str) -> str:
+    return _markdown.render(source)
+
+
+def _inline_css(html: str) -> str:
+    return _inliner.inline(html)
+
+
+def _markdown_to_text(source: str, width: Callable[[str], int]) -> str:
+    """Readable plain text from Markdown: ``text (url)`` links, no emphasis markers,
+    underlined headings (``width`` measures a heading that holds placeholders)."""
+    root = SyntaxTreeNode(_markdown.parse(source))
+    return _blocks(root.children, width).strip("\n")
+
+
+def _blocks(children: Iterable[SyntaxTreeNode], width: Callable[[str], int]) -> str:
+    parts = [_block(node, width) for node in children]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _block(node: SyntaxTreeNode, width: Callable[[str], int]) -> str:
+    kind = node.type
+    if kind == "paragraph":
+        return _inline_children(node)
+    if kind == "heading":
+        title = _inline_children(node)
+        if node.tag in ("h1", "h2"):
+            underline = ("=" if node.tag == "h1" else "-") * max(3, width(title))
+            return f"{title}\n{underline}"
+        return title
+    if kind in ("bullet_list", "ordered_list"):
+        start = int(str(node.attrs.get("start", 1)))
+        items = []
+        for index, item in enumerate(node.children):
+            marker = f"{start + index}. " if kind == "ordered_list" else "- "
+            items.append(marker + _indent(_blocks(item.children, width), " " * len(marker)))
+        return ("\n" if _is_tight(node) else "\n\n").join(items)
+    if kind == "blockquote":
+        return "\n".join(f"> {line}".rstrip() for line in _blocks(node.children, width).split("\n"))
+    if kind in ("fence", "code_block"):
+        return "\n".join(f"    {line}" for line in node.content.rstrip("\n").split("\n"))
+    if kind == "hr":
+        return "* * *"
+    if kind == "table":
+        rows = [
+            " | ".join(_inline_children(cell) for cell in row.children)
+            for section in node.children
+            for row in section.children
+        ]
+        return "\n".join([rows[0], "-" * max(3, len(rows[0])), *rows[1:]]) if rows else ""
+    if kind == "html_block":
+        return html.unescape(re.sub(r"<[^>]*>", "", node.content)).strip()
+    return _inline_children(node)
+
+
+def _is_tight(node: SyntaxTreeNode) -> bool:
+    # markdown-it marks the paragraphs of a tight list (no blank lines between items) hidden.
+    return all(
+        child.hidden
+        for item in node.children
+        for child in item.children
+        if child.type == "paragraph"
+    )
+
+
+def _indent(text: str, prefix: str) -> str:
+    """Every line but the first indented by ``prefix`` (blank lines stay empty)."""
+    first, _, rest = text.partition("\n")
+    if not rest:
+        return first
+    return first + "\n" + "\n".join(prefix + line if line else line for line in rest.split("\n"))
+
+
+def _inline_children(node: SyntaxTreeNode) -> str:
+    return "".join(_inline(child) for child in node.children)
+
+
+def _inline(node: SyntaxTreeNode) -> str:
+    kind = node.type
+    if kind == "inline":
+        return _inline_children(node)
+    if kind in ("text", "code_inline"):
+        return node.content
+    if kind in ("softbreak", "hardbreak"):
+        return "\n"
+    if kind == "link":
+        label = _inline_children(node)
+        href = str(node.attrs.get("href", ""))
+        if not label or label == href or f"mailto:{label}" == href:
+            return href
+        return f"{label} ({href})"
+    if kind == "image":
+        return _inline_children(node)  # the alt text
+    if kind == "html_inline":
+        return ""
+    return _inline_children(node)  # em, strong, s: the markers are dropped

@@ -1,0 +1,56 @@
+"""What we hold about a subscriber, as plain data (``course subscribers show --json``)."""
+
+from __future__ import annotations
+
+from course.schedule import Schedule
+from course.store import Store
+from course.subscriber import Subscriber, next_lesson, to_instant
+
+
+def _iso(epoch: float | None) -> str | None:
+    return to_instant(epoch).isoformat() if epoch is not None else None
+
+
+def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber) -> dict:
+    """The subscriber, and every lesson of the schedule (plus any no longer in it) with
+    its ledger state; the next lesson carries its due instant."""
+    ledger = store.ledger(sub.id)
+    due = store.due_score(sub.id)
+    upcoming = next_lesson(schedule, sub, set(ledger))
+    passed = True  # lessons before the upcoming one without an entry were added behind them
+    lessons = []
+    for lesson in schedule.lessons:
+        entry = ledger.pop(lesson.id, None)
+        row: dict = {"lesson_id": lesson.id, "phase_id": lesson.phase_id, "day": lesson.day}
+        if entry is not None:
+            row.update(state=entry.state, at=_iso(entry.at), attempt=entry.attempt)
+            if entry.detail:
+                row["detail"] = entry.detail
+        elif upcoming is not None and lesson.id == upcoming.id:
+            row["state"] = "due" if sub.status == "active" else "waiting"
+            if sub.status == "active" and due is not None:
+                row["due_at"] = _iso(due)
+            passed = False
+        else:
+            row["state"] = "skipped (added behind them)" if passed and upcoming else "not yet"
+            if upcoming is None and sub.status in ("active", "completed"):
+                row["state"] = "skipped (added behind them)"
+        lessons.append(row)
+    for lesson_id, entry in ledger.items():  # lessons since removed from the schedule
+        lessons.append(
+            {"lesson_id": lesson_id, "phase_id": "", "state": entry.state, "at": _iso(entry.at),
+             "attempt": entry.attempt, "detail": entry.detail or "no longer in the schedule"}
+        )  # fmt: skip
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "first_name": sub.first_name,
+        "status": sub.status,
+        "timezone": sub.tz,
+        "created_at": _iso(sub.created),
+        "started_at": _iso(sub.start),
+        "paused_seconds": sub.paused,
+        "paused_until": _iso(sub.paused_until),
+        "source": sub.source,
+        "lessons": lessons,
+    }

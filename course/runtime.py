@@ -1,0 +1,114 @@
+"""The pieces a running process needs, built from the settings: Redis, the store, the
+current schedule with its compiled templates, and the transport."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from course.embedded import check_server_version, resolve_redis_url
+from course.render import Renderer, RenderError
+from course.schedule import Schedule, ScheduleError, load_schedule
+from course.settings import Settings
+from course.store import Store
+from course.tokens import subscriber_links
+from course.transport import Transport, make_transport
+
+log = logging.getLogger("course.runtime")
+
+
+def _fingerprint(schedule_path: Path, templates_dir: Path) -> tuple:
+    """What changes when a marketer edits the schedule or a template."""
+    files = [schedule_path, *sorted(p for p in templates_dir.rglob("*") if p.is_file())]
+    stamps = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+class ScheduleHolder:
+    """The last valid schedule and its compiled templates, reloaded when the files change.
+
+    An invalid edit is logged loudly and kept in :attr:`error`; sending goes on with the
+    last valid schedule.
+    """
+
+    def __init__(self, schedule_path: Path, templates_dir: Path | None = None):
+        self.path = Path(schedule_path)
+        self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
+        self.error: str | None = None
+        self._stamp = _fingerprint(self.path, self.templates_dir)
+        self.schedule, self.renderer = self._load()
+
+    def _load(self) -> tuple[Schedule, Renderer]:
+        schedule = load_schedule(self.path, self.templates_dir)
+        return schedule, Renderer(schedule)
+
+    def current(self) -> tuple[Schedule, Renderer]:
+        stamp = _fingerprint(self.path, self.templates_dir)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.schedule, self.renderer = self._load()
+            except (ScheduleError, RenderError) as exc:
+                self.error = str(exc)
+                log.error(
+                    "invalid schedule, still sending with the last valid one: %s",
+                    exc,
+                    extra={"event": "schedule_invalid"},
+                )
+            else:
+                self.error = None
+                log.info("schedule reloaded", extra={"event": "schedule_reloaded"})
+        return self.schedule, self.renderer
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis_url: str
+    client: redis.Redis
+    store: Store
+    schedules: ScheduleHolder
+    _transport: Transport | None = field(default=None, repr=False)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = make_transport(self.settings)
+        return self._transport
+
+    def links(self, subscriber_id: str) -> dict[str, str]:
+        return subscriber_links(self.settings.base_url, self.settings.secret_key, subscriber_id)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self.client.close()
+
+
+def connect(settings: Settings) -> tuple[str, redis.Redis]:
+    """The Redis URL in use (embedded when ``REDIS_URL`` is unset) and a client for it."""
+    url = resolve_redis_url(settings.redis_url, settings.var_dir)
+    client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    check_server_version(client)
+    return url, client
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    url, client = connect(settings)
+    return Runtime(
+        settings=settings,
+        redis_url=url,
+        client=client,
+        store=Store(client),
+        schedules=ScheduleHolder(settings.schedule_path, settings.templates_dir),
+    )

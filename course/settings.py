@@ -1,0 +1,76 @@
+"""Configuration, read from the environment in exactly one place.
+
+Nothing else in the project reads ``os.environ``: build a :class:`Settings` with
+:meth:`Settings.from_env` at the edge (CLI, Celery app, web app) and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+TRANSPORTS = ("outbox", "smtp", "sendgrid")
+DEV_SECRET_KEY = "dev-only-not-secret"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the project cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the engine needs to know about its surroundings."""
+
+    redis_url: str | None = None
+    transport: str = "outbox"
+    outbox_dir: Path = Path("var/outbox")
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    smtp_url: str | None = None
+    base_url: str = "http://localhost:8000"
+    secret_key: str = DEV_SECRET_KEY
+    schedule_path: Path = Path("schedule.yaml")
+    var_dir: Path = Path("var")
+    env: str = "dev"
+
+    @property
+    def templates_dir(self) -> Path:
+        """Templates live in ``templates/`` beside the schedule file."""
+        return self.schedule_path.resolve().parent / "templates"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        transport = env.get("COURSE_TRANSPORT", "outbox").strip().lower() or "outbox"
+        if transport not in TRANSPORTS:
+            raise SettingsError(
+                f"COURSE_TRANSPORT: unknown transport {transport!r} "
+                f"(expected one of: {', '.join(TRANSPORTS)})"
+            )
+        mode = env.get("COURSE_ENV", "dev").strip().lower() or "dev"
+        secret = env.get("COURSE_SECRET_KEY") or None
+        if secret is None and mode != "dev":
+            raise SettingsError("COURSE_SECRET_KEY: required when COURSE_ENV is not 'dev'")
+        var_dir = Path(env.get("COURSE_VAR_DIR") or "var")
+        if transport == "sendgrid" and not env.get("SENDGRID_API_KEY"):
+            raise SettingsError("SENDGRID_API_KEY: required when COURSE_TRANSPORT=sendgrid")
+        if transport == "smtp" and not env.get("SMTP_URL"):
+            raise SettingsError("SMTP_URL: required when COURSE_TRANSPORT=smtp")
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            transport=transport,
+            outbox_dir=Path(env.get("COURSE_OUTBOX_DIR") or var_dir / "outbox"),
+            sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
+            sendgrid_host=(env.get("SENDGRID_HOST") or "https://api.sendgrid.com").rstrip("/"),
+            smtp_url=env.get("SMTP_URL") or None,
+            base_url=(env.get("COURSE_BASE_URL") or "http://localhost:8000").rstrip("/"),
+            secret_key=secret or DEV_SECRET_KEY,
+            schedule_path=Path(env.get("COURSE_SCHEDULE") or "schedule.yaml"),
+            var_dir=var_dir,
+            env=mode,
+        )

@@ -1,0 +1,377 @@
+"""Subscriber state in Redis: subscribers, the due index, and the per-subscriber ledger.
+
+Key layout (``P`` is the key prefix, ``hr:`` by default):
+
+``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
+                              paused, paused_at, paused_until, last_sent, sent_that_day,
+                              last_lesson, last_day, version (``v``), source. Empty string
+                              means "not set".
+``P email``          hash    lower-cased email address -> subscriber id
+``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
+``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
+                              active subscribers with a lesson left are in it, so a tick
+                              reads only what is due (``ZRANGEBYSCORE -inf now``).
+``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail``; state is one of
+                              claimed, sending, retry, sent (detail: provider message id),
+                              failed (detail: reason), uncertain, skipped (detail: why).
+``P pending``        zset    ``{id}|{lesson}`` -> epoch at which that unfinished ledger entry
+                              needs attention: a retry falls due, or a claim or send has
+                              gone stale (its worker died) and the tick must look at it.
+``P tick:last``      string  ISO instant of the last tick, for health checks.
+
+Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
+tick or worker that read old state can never claim on top of a newer change.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
+
+import redis
+
+from course.subscriber import LedgerEntry, Subscriber
+
+DEFAULT_PREFIX = "hr:"
+
+# KEYS: sub hash, ledger hash, due zset, pending zset
+# ARGV: id, lesson, expected version, now, next due ('' = none left: completed),
+#       sent_that_day, lesson day, pending deadline
+# Returns 1 claimed, 0 not active, -1 version moved on, -2 lesson already in the ledger.
+CLAIM_SCRIPT = """
+local s = redis.call('HMGET', KEYS[1], 'status', 'v')
+if s[1] ~= 'active' then return 0 end
+if s[2] ~= ARGV[3] then return -1 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], 'claimed|' .. ARGV[4] .. '|0|') == 0 then return -2 end
+redis.call('HSET', KEYS[1], 'v', tonumber(s[2]) + 1, 'last_sent', ARGV[4],
+           'sent_that_day', ARGV[6], 'last_lesson', ARGV[2], 'last_day', ARGV[7])
+if ARGV[5] == '' then
+  redis.call('HSET', KEYS[1], 'status', 'completed')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+end
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1] .. '|' .. ARGV[2])
+return 1
+"""
+
+# KEYS: sub hash, ledger hash, pending zset
+# ARGV: id, lesson, now, stale deadline
+# Moves a claimed or retry entry to sending, only while the subscriber may still be mailed.
+# Returns the attempt number (>= 1), 0 no such entry, -1 subscriber suppressed (entry
+# becomes skipped), -2 entry is in another state (someone else sends or sent it).
+START_SEND_SCRIPT = """
+local raw = redis.call('HGET', KEYS[2], ARGV[2])
+if not raw then return 0 end
+local state, at, attempt = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)')
+if state ~= 'claimed' and state ~= 'retry' then return -2 end
+local member = ARGV[1] .. '|' .. ARGV[2]
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
+  local why = status or 'erased'
+  redis.call('HSET', KEYS[2], ARGV[2], 'skipped|' .. ARGV[3] .. '|' .. attempt .. '|' .. why)
+  redis.call('ZREM', KEYS[3], member)
+  return -1
+end
+local n = tonumber(attempt) + 1
+redis.call('HSET', KEYS[2], ARGV[2], 'sending|' .. ARGV[3] .. '|' .. n .. '|')
+redis.call('ZADD', KEYS[3], ARGV[4], member)
+return n
+"""
+
+# KEYS: ledger hash, pending zset
+# ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list)
+# Returns 1 written, 0 the entry was in a state not allowed.
+FINISH_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+local state = raw and string.match(raw, '^([^|]*)') or ''
+if not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local member = ARGV[1] .. '|' .. ARGV[2]
+if ARGV[4] == '' then redis.call('ZREM', KEYS[2], member)
+else redis.call('ZADD', KEYS[2], ARGV[4], member) end
+return 1
+"""
+
+# KEYS: sub hash, due zset
+# ARGV: id, expected version ('' = any), due score ('' = remove from due, '=' = leave),
+#       then field, value pairs to set.
+# Returns 1 updated, -1 version moved on, -3 no such subscriber.
+UPDATE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
+local v = redis.call('HGET', KEYS[1], 'v')
+if ARGV[2] ~= '' and v ~= ARGV[2] then return -1 end
+if #ARGV >= 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
+elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+_FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
+_FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
+_INTS = {"sent_that_day", "last_day"}
+
+
+class DuplicateSubscriber(ValueError):
+    """A subscriber with this email address already exists."""
+
+
+def _encode(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _decode(sub_id: str, raw: dict[str, str]) -> Subscriber:
+    values: dict[str, object] = {}
+    for name in _FIELD_NAMES:
+        text = raw.get(name, "")
+        if name in _FLOATS:
+            values[name] = float(text) if text else (0.0 if name == "paused" else None)
+        elif name in _INTS:
+            values[name] = int(text) if text else (0 if name == "sent_that_day" else None)
+        elif name == "first_name":
+            values[name] = text or None
+        else:
+            values[name] = text
+    return Subscriber(id=sub_id, version=int(raw.get("v", 0)), **values)  # type: ignore[arg-type]
+
+
+def member(sub_id: str, lesson_id: str) -> str:
+    return f"{sub_id}|{lesson_id}"
+
+
+def split_member(value: str) -> tuple[str, str]:
+    sub_id, _, lesson_id = value.partition("|")
+    return sub_id, lesson_id
+
+
+class Store:
+    """Redis access for subscribers, the due index and the ledger. The client is passed in."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX):
+        self.redis = client
+        self.prefix = prefix
+        self._claim = client.register_script(CLAIM_SCRIPT)
+        self._start_send = client.register_script(START_SEND_SCRIPT)
+        self._finish = client.register_script(FINISH_SCRIPT)
+        self._update = client.register_script(UPDATE_SCRIPT)
+
+    # keys
+    def sub_key(self, sub_id: str) -> str:
+        return f"{self.prefix}sub:{sub_id}"
+
+    def ledger_key(self, sub_id: str) -> str:
+        return f"{self.prefix}ledger:{sub_id}"
+
+    @property
+    def due_key(self) -> str:
+        return f"{self.prefix}due"
+
+    @property
+    def pending_key(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def email_key(self) -> str:
+        return f"{self.prefix}email"
+
+    @property
+    def subs_key(self) -> str:
+        return f"{self.prefix}subs"
+
+    # subscribers
+    def add(
+        self,
+        email: str,
+        first_name: str | None,
+        tz: str,
+        now: float,
+        status: str = "pending",
+        start: float | None = None,
+        due: float | None = None,
+        source: str = "",
+    ) -> Subscriber:
+        """Create a subscriber; ``due`` puts them in the due index at once."""
+        address = email.strip().lower()
+        sub_id = secrets.token_hex(6)
+        if not self.redis.hsetnx(self.email_key, address, sub_id):
+            raise DuplicateSubscriber(f"{address}: already subscribed")
+        sub = Subscriber(
+            id=sub_id,
+            email=address,
+            first_name=first_name or None,
+            tz=tz,
+            status=status,
+            created=now,
+            start=start,
+            source=source,
+        )
+        mapping = {name: _encode(getattr(sub, name)) for name in _FIELD_NAMES}
+        mapping["v"] = "0"
+        pipe = self.redis.pipeline()
+        pipe.hset(self.sub_key(sub_id), mapping=mapping)
+        pipe.zadd(self.subs_key, {sub_id: now})
+        if due is not None:
+            pipe.zadd(self.due_key, {sub_id: due})
+        pipe.execute()
+        return sub
+
+    def get(self, sub_id: str) -> Subscriber | None:
+        raw = self.redis.hgetall(self.sub_key(sub_id))
+        return _decode(sub_id, _text(raw)) if raw else None
+
+    def get_many(self, sub_ids: list[str]) -> list[tuple[Subscriber | None, set[str]]]:
+        """Each subscriber with the lesson ids in their ledger, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hgetall(self.sub_key(sub_id))
+            pipe.hkeys(self.ledger_key(sub_id))
+        replies = pipe.execute()
+        result = []
+        for i, sub_id in enumerate(sub_ids):
+            raw, done = replies[2 * i], replies[2 * i + 1]
+            sub = _decode(sub_id, _text(raw)) if raw else None
+            result.append((sub, {_str(k) for k in done}))
+        return result
+
+    def find(self, email: str) -> Subscriber | None:
+        sub_id = self.redis.hget(self.email_key, email.strip().lower())
+        return self.get(_str(sub_id)) if sub_id else None
+
+    def iter_ids(self, batch: int = 1000) -> Iterator[str]:
+        """Subscriber ids in signup order."""
+        start = 0
+        while True:
+            ids = self.redis.zrange(self.subs_key, start, start + batch - 1)
+            if not ids:
+                return
+            yield from (_str(i) for i in ids)
+            start += batch
+
+    def count(self) -> int:
+        return int(self.redis.zcard(self.subs_key))
+
+    def update(
+        self,
+        sub_id: str,
+        changes: dict[str, object],
+        due: float | str | None = "=",
+        expected_version: int | None = None,
+    ) -> int:
+        """Set fields and the due score in one step; ``due=None`` removes from the index."""
+        args: list[str] = [
+            sub_id,
+            "" if expected_version is None else str(expected_version),
+            "" if due is None else ("=" if due == "=" else _encode(float(due))),  # type: ignore[arg-type]
+        ]
+        for name, value in changes.items():
+            if name not in _FIELD_NAMES:
+                raise KeyError(name)
+            args += [name, _encode(value)]
+        return int(self._update(keys=[self.sub_key(sub_id), self.due_key], args=args))
+
+    # the ledger
+    def ledger(self, sub_id: str) -> dict[str, LedgerEntry]:
+        raw = self.redis.hgetall(self.ledger_key(sub_id))
+        return {_str(k): LedgerEntry.decode(_str(k), _str(v)) for k, v in raw.items()}
+
+    def entry(self, sub_id: str, lesson_id: str) -> LedgerEntry | None:
+        raw = self.redis.hget(self.ledger_key(sub_id), lesson_id)
+        return LedgerEntry.decode(lesson_id, _str(raw)) if raw else None
+
+    # the due index
+    def due_ids(self, now: float, limit: int = 1000) -> list[str]:
+        return [_str(i) for i in self.redis.zrangebyscore(self.due_key, "-inf", now, 0, limit)]
+
+    def due_score(self, sub_id: str) -> float | None:
+        return self.redis.zscore(self.due_key, sub_id)
+
+    def next_due(self) -> float | None:
+        """The earliest due instant in the index, or None."""
+        first = self.redis.zrange(self.due_key, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def due_count(self, now: float | None = None) -> int:
+        return int(self.redis.zcount(self.due_key, "-inf", "+inf" if now is None else now))
+
+    # claims and sends
+    def claim_many(self, claims: Iterable[tuple]) -> list[int]:
+        """Run the claim script for each ``(sub_id, lesson_id, version, now, next_due,
+        sent_that_day, lesson_day, pending_deadline)``; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id, lesson_id, version, now, next_due, today, day, deadline in claims:
+            self._claim(
+                keys=[
+                    self.sub_key(sub_id),
+                    self.ledger_key(sub_id),
+                    self.due_key,
+                    self.pending_key,
+                ],
+                args=[
+                    sub_id,
+                    lesson_id,
+                    str(version),
+                    _encode(float(now)),
+                    "" if next_due is None else _encode(float(next_due)),
+                    str(today),
+                    str(day),
+                    _encode(float(deadline)),
+                ],
+                client=pipe,
+            )
+        return [int(r) for r in pipe.execute()]
+
+    def start_send(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> int:
+        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key]
+        args = [sub_id, lesson_id, _encode(now), _encode(stale_at)]
+        return int(self._start_send(keys=keys, args=args))
+
+    def finish(
+        self,
+        sub_id: str,
+        entry: LedgerEntry,
+        pending_at: float | None = None,
+        allowed: tuple[str, ...] = ("sending", "uncertain"),
+    ) -> bool:
+        """Record the outcome of a send; ``pending_at`` keeps it pending (a retry)."""
+        keys = [self.ledger_key(sub_id), self.pending_key]
+        args = [
+            sub_id,
+            entry.lesson_id,
+            entry.encode(),
+            "" if pending_at is None else _encode(pending_at),
+            ",".join(allowed),
+        ]
+        return bool(self._finish(keys=keys, args=args))
+
+    def pending_due(self, now: float, limit: int = 1000) -> list[tuple[str, str]]:
+        found = self.redis.zrangebyscore(self.pending_key, "-inf", now, 0, limit)
+        return [split_member(_str(m)) for m in found]
+
+    def pending_count(self) -> int:
+        return int(self.redis.zcard(self.pending_key))
+
+    def touch_pending(self, items: list[tuple[str, str]], at: float) -> None:
+        if items:
+            self.redis.zadd(self.pending_key, {member(s, les): at for s, les in items}, xx=True)
+
+    # housekeeping
+    def set_last_tick(self, iso: str) -> None:
+        self.redis.set(f"{self.prefix}tick:last", iso)
+
+    def last_tick(self) -> str | None:
+        value = self.redis.get(f"{self.prefix}tick:last")
+        return _str(value) if value else None
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _text(raw: dict) -> dict[str, str]:
+    return {_str(k): _str(v) for k, v in raw.items()}

@@ -1,0 +1,100 @@
+"""What can happen to a subscriber: enrol, confirm, pause, resume, unsubscribe.
+
+Each operation takes the store, the schedule where timing matters, and ``now``; the CLI,
+the web app and the tick call these, never the store's fields directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from course.schedule import Schedule
+from course.store import Store
+from course.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson
+
+
+class SubscriptionError(ValueError):
+    """The operation does not apply to this subscriber in their current state."""
+
+
+def check_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SubscriptionError(f"unknown time zone {name!r}") from None
+    return name
+
+
+def enrol(
+    store: Store,
+    schedule: Schedule,
+    email: str,
+    first_name: str | None,
+    tz: str | None,
+    now: datetime,
+    confirmed: bool = True,
+    source: str = "cli",
+) -> Subscriber:
+    """Add a subscriber; a confirmed one starts the course at ``now`` (day 0 due at once)."""
+    zone = check_zone(tz) if tz else schedule.course.timezone.key
+    sub = store.add(email, first_name, zone, now.timestamp(), source=source)
+    return confirm(store, schedule, sub, now) if confirmed else sub
+
+
+def confirm(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> Subscriber:
+    """Start the course clock at ``now``; a second confirmation changes nothing."""
+    if sub.status != "pending":
+        return sub
+    started = replace(sub, status="active", start=now.timestamp())
+    lesson = next_lesson(schedule, started, set())
+    due = due_at(schedule, started, lesson).timestamp() if lesson else None
+    changes = {"status": "active", "start": started.start}
+    if store.update(sub.id, changes, due, sub.version) != 1:
+        raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    return store.get(sub.id) or started
+
+
+def pause(
+    store: Store, sub: Subscriber, now: datetime, until: datetime | None = None
+) -> Subscriber:
+    """Stop the course clock; with ``until`` the course resumes by itself then."""
+    if sub.status != "active":
+        raise SubscriptionError(f"{sub.email}: cannot pause a subscriber who is {sub.status}")
+    due = until.timestamp() if until else None  # the tick resumes it when this falls due
+    changes = {
+        "status": "paused",
+        "paused_at": now.timestamp(),
+        "paused_until": until.timestamp() if until else None,
+    }
+    if store.update(sub.id, changes, due, sub.version) != 1:
+        raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    return store.get(sub.id) or sub
+
+
+def resume(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> Subscriber:
+    """Restart the clock: every remaining lesson moves later by the time spent paused."""
+    if sub.status != "paused":
+        raise SubscriptionError(f"{sub.email}: cannot resume a subscriber who is {sub.status}")
+    paused = sub.paused + max(0.0, now.timestamp() - (sub.paused_at or now.timestamp()))
+    resumed = replace(sub, status="active", paused=paused, paused_at=None, paused_until=None)
+    lesson = next_lesson(schedule, resumed, set(store.ledger(sub.id)))
+    due = due_at(schedule, resumed, lesson).timestamp() if lesson else None
+    changes = {
+        "status": "active" if lesson else "completed",
+        "paused": paused,
+        "paused_at": None,
+        "paused_until": None,
+    }
+    if store.update(sub.id, changes, due, sub.version) != 1:
+        raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    return store.get(sub.id) or resumed
+
+
+def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> Subscriber:
+    """Suppress for good, whatever else is happening: no version check, unsubscribe wins."""
+    if status not in SUPPRESSED:
+        raise ValueError(status)
+    store.update(sub.id, {"status": status}, None)
+    return store.get(sub.id) or sub

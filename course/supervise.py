@@ -1,0 +1,85 @@
+"""``course run``: Redis (embedded unless REDIS_URL is set), a Celery worker and beat in the
+foreground, stopped cleanly together on Ctrl-C or when one of them dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from course.embedded import running_url, stop_embedded_redis
+from course.runtime import connect
+from course.settings import Settings
+
+STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch
+
+
+def service_commands(concurrency: int, var_dir: Path) -> dict[str, list[str]]:
+    celery = [sys.executable, "-m", "celery", "-A", "worker"]
+    return {
+        "worker": [*celery, "worker", "--loglevel=INFO", f"--concurrency={concurrency}"],
+        "beat": [
+            *celery,
+            "beat",
+            "--loglevel=INFO",
+            f"--schedule={var_dir / 'celerybeat-schedule'}",
+            "--pidfile=",
+        ],
+    }
+
+
+def stop_all(procs: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_services(settings: Settings, concurrency: int, console: Console) -> int:
+    embedded = settings.redis_url is None
+    was_running = embedded and running_url(settings.var_dir) is not None
+    url, client = connect(settings)
+    client.close()
+    console.print(f"redis: {url}" + (" (embedded)" if embedded else ""))
+    env = {**os.environ, "REDIS_URL": url}
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    try:
+        for name, cmd in service_commands(concurrency, settings.var_dir).items():
+            # Own session: Ctrl-C reaches only us, and we stop the children in order.
+            procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+            console.print(f"{name}: started (pid {procs[name].pid})")
+        console.print("running — press Ctrl-C to stop")
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    console.print(f"{name} exited with status {proc.returncode}; stopping")
+                    stopping, status = True, 1
+            time.sleep(0.2)
+    finally:
+        console.print("stopping…")
+        stop_all(procs)
+        if embedded and not was_running:
+            stop_embedded_redis(settings.var_dir)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print("stopped")
+    return status

@@ -1,0 +1,94 @@
+"""Celery: beat fires ``course.tick`` every minute; workers run ``course.deliver``.
+
+Both tasks are thin: they build the runtime once per worker process and call the engine.
+Delivery messages are acknowledged late and requeued if a worker dies; that is harmless
+because the ledger, not the message, decides who sends (see course.engine).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from celery import Celery, current_app, shared_task
+
+from course import engine
+from course.embedded import resolve_redis_url
+from course.runtime import Runtime, build_runtime
+from course.settings import Settings
+
+TICK_EVERY = 60.0  # seconds
+# Longer than any delivery batch can take (BATCH_SIZE sends with their timeouts), so Redis
+# does not hand a message that is still being worked on to a second worker.
+VISIBILITY_TIMEOUT = 3600
+
+
+def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
+    """A Celery app for ``settings``; the broker is the course's Redis (embedded if unset)."""
+    broker = broker_url or resolve_redis_url(settings.redis_url, settings.var_dir)
+    app = Celery("course", broker=broker, set_as_current=True)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "tick": {
+                "task": "course.tick",
+                "schedule": TICK_EVERY,
+                "options": {"expires": TICK_EVERY * 0.9},
+            }
+        },
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+    )
+    app.conf.course_settings = settings.with_(redis_url=broker)
+    return app
+
+
+def enqueuer(app: Celery) -> engine.Enqueue:
+    """The engine's ``enqueue``: one ``course.deliver`` message per batch."""
+
+    def enqueue(items: list[engine.Item], now: datetime) -> None:
+        app.send_task("course.deliver", args=[[list(i) for i in items], now.isoformat()])
+
+    return enqueue
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use (after a prefork child has forked)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(current_app.conf.course_settings)
+    return _runtime
+
+
+def _parse(now: str | None) -> datetime:
+    return datetime.now(UTC) if now is None else datetime.fromisoformat(now)
+
+
+@shared_task(name="course.tick")
+def tick_task(now: str | None = None) -> dict:
+    rt = runtime()
+    schedule, _ = rt.schedules.current()
+    result = engine.tick(rt.store, schedule, _parse(now), enqueuer(current_app))
+    return result.__dict__
+
+
+@shared_task(name="course.deliver")
+def deliver_task(items: list[list[str]], now: str) -> dict:
+    rt = runtime()
+    schedule, renderer = rt.schedules.current()
+    batch = [(sub_id, lesson_id) for sub_id, lesson_id in items]
+    result = engine.deliver(
+        rt.store, schedule, renderer, rt.transport, batch, _parse(now), rt.links
+    )
+    return result.__dict__

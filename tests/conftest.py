@@ -1,0 +1,106 @@
+"""Shared fixtures: a real redis-server of the tests' own, and a small course."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import redis
+
+from course.embedded import ensure_embedded_redis, stop_embedded_redis
+from course.schedule import load_schedule
+from course.settings import Settings
+from course.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL_SCHEDULE = """\
+course:
+  name: Test Course
+  from: {name: "Test Course", email: "lessons@course.example"}
+  reply_to: "hello@course.example"
+  postal_address: "1 Test Street, Testville"
+  send_time: "08:00"
+  timezone: America/New_York
+  weekdays: [mon, tue, wed, thu, fri, sat, sun]
+  max_lessons_per_day: 1
+phases:
+  - id: first
+    title: First phase
+    lessons:
+      - {id: hello, day: 0, subject: "Hello", preheader: "Start here", template: lessons/hello.md}
+      - {id: second, day: 2, subject: "Second", preheader: "More", template: lessons/second.md}
+  - id: last
+    title: Last phase
+    lessons:
+      - {id: third, day: 3, subject: "Third", preheader: "Again", template: lessons/third.md}
+      - {id: fourth, day: 4, subject: "Fourth", preheader: "Done", template: lessons/fourth.md}
+"""
+
+
+def write_course(folder: Path, schedule_text: str = SMALL_SCHEDULE) -> Path:
+    """A course folder (schedule.yaml + templates) for tests; returns the schedule path."""
+    lessons = folder / "templates" / "lessons"
+    lessons.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "templates" / "layouts", folder / "templates" / "layouts",
+                    dirs_exist_ok=True)  # fmt: skip
+    for name in ("hello", "second", "third", "fourth"):
+        (lessons / f"{name}.md").write_text(
+            textwrap.dedent(f"""\
+                Hi {{{{ first_name or "friend" }}}},
+
+                This is the **{name}** lesson.
+
+                **One small step for today:** breathe out slowly.
+                """)
+        )
+    path = folder / "schedule.yaml"
+    path.write_text(schedule_text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """A redis-server of the tests' own (the embedded binary), never someone else's."""
+    var = tmp_path_factory.mktemp("redis")
+    url = ensure_embedded_redis(var)
+    yield url
+    stop_embedded_redis(var)
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def store(redis_client) -> Store:
+    return Store(redis_client)
+
+
+@pytest.fixture
+def course_path(tmp_path) -> Path:
+    return write_course(tmp_path / "course")
+
+
+@pytest.fixture
+def schedule(course_path):
+    return load_schedule(course_path)
+
+
+@pytest.fixture
+def settings(tmp_path, course_path, redis_url) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        outbox_dir=tmp_path / "outbox",
+        schedule_path=course_path,
+        var_dir=tmp_path / "var",
+        base_url="https://course.example",
+        secret_key="test-secret",
+    )

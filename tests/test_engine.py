@@ -1,0 +1,325 @@
+"""The engine against a real Redis: claims, ticks, deliveries, pauses and failures."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from course import engine
+from course.render import Renderer
+from course.runtime import ScheduleHolder
+from course.sendgrid_standin import Reply, SendGridStandIn
+from course.store import Store
+from course.subscriptions import enrol, pause, resume, unsubscribe
+from course.tokens import subscriber_links
+from course.transport import OutboxTransport, SendGridTransport
+
+NY = ZoneInfo("America/New_York")
+
+
+def local(y, m, d, h=8, minute=0, tz=NY) -> datetime:
+    return datetime(y, m, d, h, minute, tzinfo=tz)
+
+
+class Harness:
+    """Ticks and delivers in this process, recording what each tick handed out."""
+
+    def __init__(self, store: Store, schedule, transport):
+        self.store = store
+        self.schedule = schedule
+        self.renderer = Renderer(schedule)
+        self.transport = transport
+        self.queued: list[tuple[list, datetime]] = []
+
+    def links(self, sub_id):
+        return subscriber_links("https://course.example", "secret", sub_id)
+
+    def enqueue(self, items, now):
+        self.queued.append((items, now))
+
+    def tick(self, now: datetime, deliver: bool = True) -> engine.TickResult:
+        result = engine.tick(self.store, self.schedule, now, self.enqueue)
+        if deliver:
+            self.deliver_queued()
+        return result
+
+    def deliver_queued(self) -> engine.DeliverResult:
+        total = engine.DeliverResult()
+        queued, self.queued = self.queued, []
+        for items, now in queued:
+            outcome = engine.deliver(
+                self.store, self.schedule, self.renderer, self.transport, items, now, self.links
+            )
+            total.sent += outcome.sent
+            total.failed += outcome.failed
+            total.retrying += outcome.retrying
+            total.skipped += outcome.skipped
+        return total
+
+    def sent(self, sub_id) -> list[tuple[str, datetime]]:
+        entries = [e for e in self.store.ledger(sub_id).values() if e.state == "sent"]
+        return [
+            (e.lesson_id, datetime.fromtimestamp(e.at, UTC).astimezone(NY))
+            for e in sorted(entries, key=lambda e: e.at)
+        ]
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    return OutboxTransport(tmp_path / "outbox")
+
+
+@pytest.fixture
+def harness(store, schedule, outbox):
+    return Harness(store, schedule, outbox)
+
+
+def test_day_zero_lesson_is_due_at_confirmation_and_sent_by_the_next_tick(harness, store, schedule):
+    start = local(2026, 3, 2, 14, 30)
+    sub = enrol(store, schedule, "a@example.com", "Ann", "America/New_York", start)
+    assert store.due_score(sub.id) == start.timestamp()
+    result = harness.tick(start)
+    assert result.claimed == 1
+    assert harness.sent(sub.id) == [("hello", start)]
+    emails = list((harness.transport.directory).glob("*.eml"))
+    assert len(emails) == 1
+    msg = message_from_bytes(emails[0].read_bytes(), policy=policy.default)
+    assert msg["List-Unsubscribe"].startswith("<https://course.example/unsubscribe/")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_whole_course_arrives_in_order_at_the_send_hour(harness, store, schedule):
+    start = local(2026, 3, 2, 14, 30)
+    sub = enrol(store, schedule, "a@example.com", None, "America/New_York", start)
+    now = start
+    for _ in range(20):
+        due = store.next_due()
+        if due is None:
+            break
+        now = datetime.fromtimestamp(due, UTC)
+        harness.tick(now)
+    assert harness.sent(sub.id) == [
+        ("hello", start),
+        ("second", local(2026, 3, 4)),
+        ("third", local(2026, 3, 5)),
+        ("fourth", local(2026, 3, 6)),
+    ]
+    assert store.get(sub.id).status == "completed"
+    assert store.next_due() is None
+
+
+def test_the_same_tick_twice_changes_nothing(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    assert harness.tick(start).claimed == 1
+    again = harness.tick(start)
+    assert again.claimed == 0 and again.batches == 0
+    assert [lesson for lesson, _ in harness.sent(sub.id)] == ["hello"]
+
+
+def test_a_tick_reads_only_what_is_due(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    for i in range(30):
+        enrol(store, schedule, f"later{i}@example.com", None, None, start + timedelta(days=1))
+    enrol(store, schedule, "now@example.com", None, None, start)
+    seen = []
+    original = store.get_many
+    store.get_many = lambda ids: seen.extend(ids) or original(ids)
+    assert harness.tick(start).claimed == 1
+    assert len(seen) == 1
+
+
+def test_two_ticks_racing_claim_each_lesson_once(store, schedule, outbox):
+    start = local(2026, 3, 2, 9)
+    subs = [enrol(store, schedule, f"r{i}@example.com", None, None, start) for i in range(200)]
+    harnesses = [Harness(store, schedule, outbox) for _ in range(4)]
+    barrier = threading.Barrier(len(harnesses))
+
+    def run(h):
+        barrier.wait()
+        h.tick(start, deliver=False)
+
+    threads = [threading.Thread(target=run, args=(h,)) for h in harnesses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    handed = [item for h in harnesses for items, _ in h.queued for item in items]
+    assert sorted(handed) == sorted((s.id, "hello") for s in subs)
+    # Two workers given the same batches: each email still goes out once.
+    batches = [batch for h in harnesses for batch in h.queued]
+    first, second = harnesses[0], harnesses[1]
+    first.queued, second.queued = list(batches), list(batches)
+    workers = [threading.Thread(target=h.deliver_queued) for h in (first, second)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert len(list(outbox.directory.glob("*.eml"))) == 200
+
+
+def test_a_redelivered_batch_sends_nothing_twice(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    subs = [enrol(store, schedule, f"x{i}@example.com", None, None, start) for i in range(5)]
+    harness.tick(start, deliver=False)
+    batch = list(harness.queued)
+    harness.deliver_queued()
+    harness.queued = batch  # the broker hands the same message out again
+    again = harness.deliver_queued()
+    assert again.sent == 0 and again.skipped == 5
+    assert len(list(harness.transport.directory.glob("*.eml"))) == len(subs)
+
+
+def test_catch_up_after_three_days_down_is_one_a_day_in_order(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    # Down from before lesson 2 (due Mar 4) until Mar 7 noon: three lessons overdue.
+    back = local(2026, 3, 7, 12)
+    assert harness.tick(back).claimed == 1
+    assert harness.tick(back + timedelta(minutes=1)).claimed == 0
+    for day in (8, 9):
+        harness.tick(local(2026, 3, day))
+    assert harness.sent(sub.id) == [
+        ("hello", start),
+        ("second", back),
+        ("third", local(2026, 3, 8)),
+        ("fourth", local(2026, 3, 9)),
+    ]
+
+
+def test_unsubscribe_between_tick_and_send_sends_nothing(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start, deliver=False)
+    assert harness.queued
+    unsubscribe(store, store.get(sub.id))
+    result = harness.deliver_queued()
+    assert result.sent == 0 and result.skipped == 1
+    assert list(harness.transport.directory.glob("*.eml")) == []
+    assert store.ledger(sub.id)["hello"].state == "skipped"
+    assert harness.tick(start + timedelta(days=5)).claimed == 0
+
+
+def test_pause_stops_the_clock_and_resume_shifts_what_is_left(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    paused = pause(store, store.get(sub.id), local(2026, 3, 3, 12))
+    assert store.due_score(sub.id) is None
+    assert harness.tick(local(2026, 3, 10)).claimed == 0
+    resume(store, schedule, store.get(paused.id), local(2026, 3, 10, 12))
+    # Seven days paused: lesson 2 (Mar 4 08:00) moves to Mar 11 08:00.
+    assert store.due_score(sub.id) == local(2026, 3, 11).timestamp()
+
+
+def test_a_timed_pause_resumes_by_itself(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    pause(store, store.get(sub.id), local(2026, 3, 3, 8), until=local(2026, 3, 10, 8))
+    harness.tick(local(2026, 3, 10, 8))
+    assert store.get(sub.id).status == "active"
+    assert store.due_score(sub.id) == local(2026, 3, 11).timestamp()
+
+
+def test_a_send_whose_worker_died_becomes_uncertain_and_is_never_resent(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start, deliver=False)
+    # The worker took the entry to "sending", then was killed before reporting.
+    assert store.start_send(sub.id, "hello", start.timestamp(), start.timestamp() + 900) == 1
+    later = start + timedelta(seconds=engine.STALE_AFTER + 1)
+    result = harness.tick(later)
+    assert result.uncertain == 1
+    assert store.ledger(sub.id)["hello"].state == "uncertain"
+    harness.queued = [([(sub.id, "hello")], later)]
+    assert harness.deliver_queued().sent == 0
+    assert list(harness.transport.directory.glob("*.eml")) == []
+
+
+def test_a_claim_whose_message_was_lost_is_handed_out_again(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start, deliver=False)
+    harness.queued = []  # the broker lost the message before any worker saw it
+    later = start + timedelta(seconds=engine.STALE_AFTER + 1)
+    assert harness.tick(later).redispatched == 1
+    assert [lesson for lesson, _ in harness.sent(sub.id)] == ["hello"]
+
+
+@pytest.fixture
+def standin():
+    with SendGridStandIn(api_key="SG.test") as server:
+        yield server
+
+
+@pytest.fixture
+def sendgrid(store, schedule, standin):
+    transport = SendGridTransport("SG.test", host=standin.url, timeout=2.0)
+    yield Harness(store, schedule, transport)
+    transport.close()
+
+
+def test_a_429_then_a_202_sends_once_after_the_reset(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    h = sendgrid
+    standin.enqueue(Reply(status=429, reset_in=120.0))
+    h.tick(start)
+    entry = store.ledger(sub.id)["hello"]
+    assert entry.state == "retry"
+    assert len(standin.accepted) == 0
+    assert h.tick(start + timedelta(seconds=60)).redispatched == 0  # before the reset
+    h.tick(start + timedelta(seconds=125))
+    assert store.ledger(sub.id)["hello"].state == "sent"
+    assert len(standin.accepted) == 1
+    assert standin.accepted[0]["personalizations"][0]["custom_args"] == {
+        "subscriber_id": sub.id,
+        "lesson_id": "hello",
+    }
+
+
+def test_a_400_is_recorded_as_failed_and_not_retried(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    h = sendgrid
+    standin.enqueue(Reply(status=400))
+    h.tick(start)
+    entry = store.ledger(sub.id)["hello"]
+    assert entry.state == "failed" and entry.detail
+    assert h.tick(start + timedelta(hours=2)).redispatched == 0
+    assert standin.requests_seen == 1
+
+
+def test_server_errors_are_retried_with_backoff_then_given_up(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    h = sendgrid
+    for _ in range(engine.MAX_ATTEMPTS):
+        standin.enqueue(Reply(status=500))
+    now = start
+    h.tick(now)
+    for _ in range(engine.MAX_ATTEMPTS - 1):
+        now += timedelta(seconds=engine.BACKOFF_CAP + 1)
+        h.tick(now)
+    entry = store.ledger(sub.id)["hello"]
+    assert entry.state == "failed" and entry.attempt == engine.MAX_ATTEMPTS
+    assert standin.requests_seen == engine.MAX_ATTEMPTS
+
+
+def test_an_invalid_schedule_loaded_while_running_keeps_the_last_valid_one(course_path):
+    holder = ScheduleHolder(course_path)
+    valid, _ = holder.current()
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    schedule, renderer = holder.current()
+    assert schedule is valid
+    assert holder.error and "day" in holder.error
+    assert renderer.compiled("second").lesson.day == 2  # the last valid compiled lessons
+    course_path.write_text(course_path.read_text().replace("day: -2", "day: 1"))
+    schedule, _ = holder.current()
+    assert holder.error is None and schedule.lesson("second").day == 1

@@ -1,0 +1,364 @@
+"""Lesson rendering: compiled once per schedule, filled per recipient."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import replace
+from datetime import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from course import render
+from course.render import Recipient, Renderer, RenderError
+from course.schedule import CourseSettings, Lesson, Phase, Schedule
+
+LAYOUTS = Path(__file__).resolve().parents[1] / "templates" / "layouts"
+
+WELCOME = """\
+# Welcome, {{ first_name or "friend" }}
+
+{% if first_name %}
+It is good to have you here, {{ first_name }}.
+{% endif %}
+
+This is **lesson one**. Read more in [the guide](https://example.org/guide?a=1&b=2).
+
+If today is hard, [take a break]({{ pause_url }}).
+"""
+
+PLAIN = """\
+## Pacing
+
+Do *less* than you think you can.
+
+![A slow walk](https://example.org/walk.png)
+"""
+
+
+def make_schedule(tmp_path: Path, lessons: dict[str, str] | None = None) -> Schedule:
+    """Two phases, three lessons; lesson sources written under tmp_path/templates/lessons."""
+    sources = {"welcome": WELCOME, "pacing": PLAIN, "sleep": PLAIN, **(lessons or {})}
+    templates = tmp_path / "templates"
+    (templates / "lessons").mkdir(parents=True)
+    if not (templates / "layouts").exists():
+        shutil.copytree(LAYOUTS, templates / "layouts")
+    for lesson_id, source in sources.items():
+        (templates / "lessons" / f"{lesson_id}.md").write_text(source, encoding="utf-8")
+
+    def lesson(lesson_id: str, day: int, phase_id: str, number: int) -> Lesson:
+        return Lesson(
+            id=lesson_id,
+            day=day,
+            subject=f"Subject of {lesson_id}",
+            preheader=f"Preheader of {lesson_id}",
+            template=f"lessons/{lesson_id}.md",
+            phase_id=phase_id,
+            number=number,
+        )
+
+    calm = Phase("calm", "Calm the alarm", 1, (lesson("welcome", 0, "calm", 1),))
+    move = Phase(
+        "move", "Move gently", 2, (lesson("pacing", 3, "move", 2), lesson("sleep", 6, "move", 3))
+    )
+    course = CourseSettings(
+        name="The Fibromyalgia Healing Roadmap",
+        from_email="lessons@roadmap.example.org",
+        from_name="Dana at Healing Roadmap",
+        reply_to="hello@roadmap.example.org",
+        postal_address="12 Quiet Lane, Springfield 01234",
+        send_time=time(8, 0),
+        timezone=ZoneInfo("Europe/Berlin"),
+        weekdays=frozenset(range(7)),
+    )
+    return Schedule(
+        course=course,
+        phases=(calm, move),
+        path=tmp_path / "schedule.yaml",
+        templates_dir=templates,
+    )
+
+
+def recipient(number: int = 1, first_name: str | None = "Maria") -> Recipient:
+    return Recipient(
+        subscriber_id=f"sub{number}",
+        email=f"reader{number}@example.com",
+        first_name=first_name,
+        unsubscribe_url=f"https://roadmap.example.org/u/tok{number}?x=1&y=2",
+        pause_url=f"https://roadmap.example.org/pause/tok{number}",
+    )
+
+
+@pytest.fixture
+def renderer(tmp_path: Path) -> Renderer:
+    return Renderer(make_schedule(tmp_path))
+
+
+def test_recipient_variables_are_filled_in_html_and_text(renderer: Renderer) -> None:
+    email = renderer.render("welcome", recipient(7, "Maria"))
+
+    for part in (email.html, email.text):
+        assert "Welcome, Maria" in part
+        assert "It is good to have you here, Maria." in part
+        assert "reader7@example.com" in part
+        assert "{{" not in part and "{%" not in part
+    assert 'href="https://roadmap.example.org/pause/tok7"' in email.html
+    assert "take a break (https://roadmap.example.org/pause/tok7)" in email.text
+
+
+def test_missing_first_name_falls_back_to_friend_and_skips_the_if_block(
+    renderer: Renderer,
+) -> None:
+    email = renderer.render("welcome", recipient(first_name=None))
+
+    for part in (email.html, email.text):
+        assert "Welcome, friend" in part
+        assert "good to have you here" not in part
+    # The {% if %} line sat alone in a Markdown paragraph: no empty paragraph is left behind.
+    assert not re.search(r"<p[^>]*>\s*</p>", email.html)
+
+
+def test_first_name_is_escaped_in_html_and_verbatim_in_text(renderer: Renderer) -> None:
+    email = renderer.render("welcome", recipient(first_name='<script>alert("x")</script>'))
+
+    assert "<script>" not in email.html
+    assert "Welcome, &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in email.html
+    assert 'Welcome, <script>alert("x")</script>' in email.text
+
+
+def test_url_with_ampersand_stays_a_valid_attribute(renderer: Renderer) -> None:
+    email = renderer.render("welcome", recipient(3))
+
+    assert 'href="https://roadmap.example.org/u/tok3?x=1&amp;y=2"' in email.html
+    assert "https://roadmap.example.org/u/tok3?x=1&y=2" in email.text
+
+
+def test_css_is_inlined_and_dark_scheme_rules_stay_in_a_style_block(renderer: Renderer) -> None:
+    html = renderer.render("pacing", recipient()).html
+
+    assert re.search(r'<p style="[^"]*margin', html)
+    assert re.search(r'<img [^>]*style="[^"]*max-width: 100%', html)
+    assert re.search(r'style="[^"]*max-width: 600px', html)
+    assert '<meta name="color-scheme" content="light dark">' in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    style_blocks = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
+    assert len(style_blocks) == 1
+    assert "@media (prefers-color-scheme: dark)" in style_blocks[0]
+    # Inlined rules are gone from <style>: clients that strip it lose nothing but dark mode.
+    assert ".content {" not in style_blocks[0]
+
+
+def test_body_text_is_at_least_16px(renderer: Renderer) -> None:
+    html = renderer.render("welcome", recipient()).html
+
+    content = re.search(r'<div class="content" style="([^"]*)"', html)
+    assert content is not None
+    size = re.search(r"font-size: (\d+)px", content.group(1))
+    assert size is not None and int(size.group(1)) >= 16
+
+
+def test_every_email_carries_preheader_progress_pause_unsubscribe_address_disclaimer(
+    renderer: Renderer,
+) -> None:
+    email = renderer.render("sleep", recipient(4))
+    progress = "Phase 2 of 2 · lesson 3 of 3"
+
+    body_start = email.html.index("<body")
+    preheader = re.search(r'<div class="preheader" style="([^"]*)">Preheader of sleep', email.html)
+    assert preheader is not None and "display: none" in preheader.group(1)
+    assert preheader.start() - body_start < 300  # first thing in the body
+    for part in (email.html, email.text):
+        assert progress in part
+        assert "Do less than you think you can." in part or "<em>less</em>" in part
+        assert "Having a flare?" in part and "Pause the course" in part
+        assert "roadmap.example.org/pause/tok4" in part
+        assert "roadmap.example.org/u/tok4" in part
+        assert "Unsubscribe" in part
+        assert "12 Quiet Lane, Springfield 01234" in part
+        assert "This course is educational and is not medical advice." in part
+
+
+def test_progress_counts_phases_and_lessons_across_the_whole_course(renderer: Renderer) -> None:
+    assert renderer.compiled("welcome").progress == "Phase 1 of 2 · lesson 1 of 3"
+    assert renderer.compiled("pacing").progress == "Phase 2 of 2 · lesson 2 of 3"
+    assert renderer.compiled("sleep").progress == "Phase 2 of 2 · lesson 3 of 3"
+
+
+def test_progress_variable_is_usable_inside_a_lesson(tmp_path: Path) -> None:
+    renderer = Renderer(make_schedule(tmp_path, {"pacing": "You are at: {{ progress }}.\n"}))
+
+    email = renderer.render("pacing", recipient())
+
+    assert "You are at: Phase 2 of 2 · lesson 2 of 3." in email.text
+    assert "You are at: Phase 2 of 2 · lesson 2 of 3." in email.html
+
+
+def test_envelope_headers_custom_args_and_message_id(renderer: Renderer) -> None:
+    email = renderer.render("pacing", recipient(9, "Maria"))
+
+    assert email.to_email == "reader9@example.com"
+    assert email.to_name == "Maria"
+    assert email.from_email == "lessons@roadmap.example.org"
+    assert email.from_name == "Dana at Healing Roadmap"
+    assert email.reply_to == "hello@roadmap.example.org"
+    assert email.subject == "Subject of pacing"
+    assert email.message_id == "<sub9.pacing@roadmap.example.org>"
+    assert email.headers == {
+        "List-Unsubscribe": "<https://roadmap.example.org/u/tok9?x=1&y=2>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert email.custom_args == {"subscriber_id": "sub9", "lesson_id": "pacing"}
+    assert renderer.render("pacing", recipient(9)).message_id == email.message_id
+
+
+def test_rendered_email_becomes_a_two_part_mime_message(renderer: Renderer) -> None:
+    mime = renderer.render("welcome", recipient()).to_mime(date=0)
+
+    assert [part.get_content_type() for part in mime.iter_parts()] == ["text/plain", "text/html"]
+    assert mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_markdown_and_css_inlining_run_once_per_lesson_not_per_recipient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"markdown": 0, "inline": 0}
+    markdown_to_html, inline_css = render._markdown_to_html, render._inline_css
+
+    def counting_markdown(source: str) -> str:
+        calls["markdown"] += 1
+        return markdown_to_html(source)
+
+    def counting_inline(html: str) -> str:
+        calls["inline"] += 1
+        return inline_css(html)
+
+    monkeypatch.setattr(render, "_markdown_to_html", counting_markdown)
+    monkeypatch.setattr(render, "_inline_css", counting_inline)
+
+    renderer = Renderer(make_schedule(tmp_path))
+    assert calls == {"markdown": 3, "inline": 3}
+    for number in range(200):
+        renderer.render("welcome", recipient(number))
+        renderer.render("sleep", recipient(number, first_name=None))
+
+    assert calls == {"markdown": 3, "inline": 3}
+
+
+def test_compiled_template_holds_html_and_only_recipient_jinja(renderer: Renderer) -> None:
+    compiled = renderer.compiled("welcome")
+
+    assert "**" not in compiled.html_source and "# Welcome" not in compiled.html_source
+    assert "<strong>lesson one</strong>" in compiled.html_source
+    # Markdown and css-inline would have turned the quotes into &quot; and broken the tag.
+    assert '{{ first_name or "friend" }}' in compiled.html_source
+    assert '{{ first_name or "friend" }}' in compiled.text_source
+    assert "{% if first_name %}" in compiled.html_source
+    assert "{% endif %}" in compiled.html_source
+    assert 'href="{{ pause_url }}"' in compiled.html_source
+    assert "The Fibromyalgia Healing Roadmap" in compiled.html_source  # constants baked in
+    assert "[[" not in compiled.html_source and "[[" not in compiled.text_source
+    assert compiled.html.render(compiled.context(recipient())) == (
+        renderer.render("welcome", recipient()).html
+    )
+
+
+def test_plain_text_is_readable_markdown_free(renderer: Renderer) -> None:
+    text = renderer.render("welcome", recipient()).text
+    pacing = renderer.render("pacing", recipient()).text
+
+    assert "Welcome, Maria\n=============" in text
+    assert "This is lesson one." in text
+    assert "the guide (https://example.org/guide?a=1&b=2)" in text
+    assert "Pacing\n------" in pacing
+    assert "Do less than you think you can." in pacing
+    assert "A slow walk" in pacing
+    for part in (text, pacing):
+        assert "**" not in part and "](" not in part and "<" not in part
+        assert "\n\n\n" not in part
+
+
+def test_escaped_braces_in_markdown_are_shown_not_evaluated(tmp_path: Path) -> None:
+    source = "Write \\{\\{ this \\}\\} and \\{\\% that \\%\\} literally.\n"
+    renderer = Renderer(make_schedule(tmp_path, {"pacing": source}))
+
+    email = renderer.render("pacing", recipient())
+
+    assert "Write {{ this }} and {% that %} literally." in email.text
+    assert "Write {{ this }} and {% that %} literally." in email.html
+
+
+def test_course_constants_are_escaped_in_html(tmp_path: Path) -> None:
+    schedule = make_schedule(tmp_path)
+    odd = replace(schedule.course, name="Heal & Rest <Course> {{ not jinja }}")
+    renderer = Renderer(Schedule(odd, schedule.phases, schedule.path, schedule.templates_dir))
+
+    email = renderer.render("welcome", recipient())
+
+    assert "Heal &amp; Rest &lt;Course&gt; {{ not jinja }}" in email.html
+    assert "Heal & Rest <Course> {{ not jinja }}" in email.text
+
+
+def test_lesson_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    broken = "# Hi\n\nHello {{ first_name }\n"
+
+    with pytest.raises(RenderError) as error:
+        Renderer(make_schedule(tmp_path, {"pacing": broken}))
+
+    message = str(error.value)
+    assert message.startswith("templates/lessons/pacing.md:3: ")
+    assert "unexpected '}'" in message
+    assert "\n" not in message
+
+
+def test_misspelled_variable_names_file_line_and_variable(tmp_path: Path) -> None:
+    broken = "Hello.\n\n{% if first_name %}\nHi {{ frist_name }}\n{% endif %}\n"
+
+    with pytest.raises(RenderError, match=r"^templates/lessons/pacing\.md:4: .*'frist_name'"):
+        Renderer(make_schedule(tmp_path, {"pacing": broken}))
+
+
+def test_runtime_mistake_is_caught_when_the_schedule_loads(tmp_path: Path) -> None:
+    broken = "Hello {{ first_name.upper() }}\n"  # breaks only for readers without a name
+
+    with pytest.raises(RenderError, match=r"^templates/lessons/pacing\.md: "):
+        Renderer(make_schedule(tmp_path, {"pacing": broken}))
+
+
+def test_missing_lesson_file_is_a_render_error(tmp_path: Path) -> None:
+    schedule = make_schedule(tmp_path)
+    (schedule.templates_dir / "lessons" / "sleep.md").unlink()
+
+    with pytest.raises(RenderError, match=r"^templates/lessons/sleep\.md: cannot read"):
+        Renderer(schedule)
+
+
+def test_layout_mistake_names_layout_file_and_line(tmp_path: Path) -> None:
+    layouts = tmp_path / "templates" / "layouts"
+    shutil.copytree(LAYOUTS, layouts)
+    text_layout = layouts / "lesson.txt.j2"
+    lines = text_layout.read_text(encoding="utf-8").splitlines()
+    lines.insert(0, "[[ course.nmae ]]")
+    text_layout.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    with pytest.raises(RenderError, match=r"^templates/layouts/lesson\.txt\.j2:1: .*nmae"):
+        Renderer(make_schedule(tmp_path))
+
+
+def test_unknown_lesson_id_is_a_key_error(renderer: Renderer) -> None:
+    with pytest.raises(KeyError):
+        renderer.render("no-such-lesson", recipient())
+
+
+def test_recipient_data_holding_the_part_separator_still_renders_both_parts(
+    renderer: Renderer,
+) -> None:
+    compiled = renderer.compiled("welcome")
+    odd = recipient(first_name=f"Ann{compiled.separator}Lee")
+
+    email = renderer.render("welcome", odd)
+
+    assert email.html == compiled.html.render(compiled.context(odd))
+    assert email.text == compiled.text.render(compiled.context(odd))
+    assert email.html.rstrip().endswith("</html>")

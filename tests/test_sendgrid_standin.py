@@ -1,0 +1,334 @@
+"""The SendGrid stand-in over plain HTTP: authentication, validation, scripted answers, CLI."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from course.sendgrid_standin import Reply, SendGridStandIn, validate_mail_send
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def valid_payload(**changes: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "personalizations": [
+            {
+                "to": [{"email": "reader@example.com", "name": "Ada"}],
+                "custom_args": {"subscriber_id": "42"},
+            }
+        ],
+        "from": {"email": "course@example.org", "name": "Healing Roadmap"},
+        "subject": "Lesson 1",
+        "content": [
+            {"type": "text/plain", "value": "Plain"},
+            {"type": "text/html", "value": "<p>HTML</p>"},
+        ],
+        "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    }
+    payload.update(changes)
+    return payload
+
+
+@pytest.fixture
+def standin() -> Iterator[SendGridStandIn]:
+    with SendGridStandIn(api_key="SG.test") as server:
+        yield server
+
+
+def post(
+    standin: SendGridStandIn,
+    payload: Any,
+    *,
+    auth: str | None = "Bearer SG.test",
+    conn: http.client.HTTPConnection | None = None,
+) -> tuple[int, http.client.HTTPMessage, Any]:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", standin.port, timeout=5)
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = auth
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    try:
+        conn.request("POST", "/v3/mail/send", body=body, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        if own:
+            conn.close()
+    return response.status, response.headers, json.loads(raw) if raw else None
+
+
+def error_fields(body: dict[str, Any]) -> list[str | None]:
+    return [e["field"] for e in body["errors"]]
+
+
+def test_valid_send_is_accepted_with_202_an_empty_body_and_a_message_id(standin):
+    status, headers, body = post(standin, valid_payload())
+
+    assert status == 202
+    assert body is None
+    assert headers["X-Message-Id"]
+    assert standin.accepted == [valid_payload()]
+    assert standin.message_ids == [headers["X-Message-Id"]]
+
+
+def test_each_accepted_send_gets_a_different_message_id(standin):
+    ids = {post(standin, valid_payload())[1]["X-Message-Id"] for _ in range(5)}
+
+    assert len(ids) == 5
+
+
+def test_missing_personalizations_is_a_400_on_that_field(standin):
+    payload = valid_payload()
+    del payload["personalizations"]
+
+    status, _, body = post(standin, payload)
+
+    assert status == 400
+    assert error_fields(body) == ["personalizations"]
+    assert body["errors"][0]["help"].startswith("http")
+    assert standin.accepted == []
+
+
+def test_more_than_1000_personalizations_is_a_400_and_1000_is_fine(standin):
+    one = {"to": [{"email": "reader@example.com"}]}
+
+    status, _, body = post(standin, valid_payload(personalizations=[one] * 1001))
+    status_at_limit, _, _ = post(standin, valid_payload(personalizations=[one] * 1000))
+
+    assert status == 400
+    assert error_fields(body) == ["personalizations"]
+    assert "1000" in body["errors"][0]["message"]
+    assert status_at_limit == 202
+
+
+def test_html_before_plain_text_is_a_400_on_content(standin):
+    content = [{"type": "text/html", "value": "<p>x</p>"}, {"type": "text/plain", "value": "x"}]
+
+    status, _, body = post(standin, valid_payload(content=content))
+
+    assert status == 400
+    assert error_fields(body) == ["content"]
+    assert "text/plain" in body["errors"][0]["message"]
+
+
+def test_non_string_custom_args_are_a_400_at_both_levels(standin):
+    payload = valid_payload(custom_args={"attempt": 2})
+    payload["personalizations"][0]["custom_args"] = {"subscriber_id": 42, "lesson_id": "p1-l1"}
+
+    status, _, body = post(standin, payload)
+
+    assert status == 400
+    assert sorted(error_fields(body)) == [
+        "custom_args.attempt",
+        "personalizations.0.custom_args.subscriber_id",
+    ]
+
+
+def test_message_level_custom_args_as_an_object_of_strings_is_accepted(standin):
+    status, _, _ = post(standin, valid_payload(custom_args={"campaign": "roadmap"}))
+
+    assert status == 202
+
+
+def test_missing_from_is_a_400_on_from(standin):
+    payload = valid_payload()
+    del payload["from"]
+
+    status, _, body = post(standin, payload)
+
+    assert status == 400
+    assert error_fields(body) == ["from"]
+
+
+def test_wrong_api_key_is_a_401_in_sendgrids_error_shape(standin):
+    status, _, body = post(standin, valid_payload(), auth="Bearer SG.other")
+
+    assert status == 401
+    assert body == {
+        "errors": [
+            {
+                "message": "The provided authorization grant is invalid, expired, or revoked",
+                "field": None,
+                "help": None,
+            }
+        ]
+    }
+    assert standin.accepted == []
+
+
+def test_missing_authorization_is_a_401(standin):
+    status, _, body = post(standin, valid_payload(), auth=None)
+
+    assert status == 401
+    assert body["errors"][0]["message"] == "authorization required"
+
+
+def test_body_that_is_not_json_is_a_400(standin):
+    status, _, body = post(standin, b"{not json")
+
+    assert status == 400
+    assert "valid JSON" in body["errors"][0]["message"]
+
+
+def test_every_problem_is_listed_with_its_field(standin):
+    payload = {
+        "personalizations": [{"to": []}, {"to": [{"email": "nobody"}], "subject": ""}],
+        "from": {"name": "no address"},
+        "content": [{"type": "text/plain", "value": ""}],
+        "headers": {"X-Count": 3},
+    }
+
+    status, _, body = post(standin, payload)
+
+    assert status == 400
+    assert error_fields(body) == [
+        "personalizations.0.to",
+        "personalizations.1.to.0.email",
+        "personalizations.1.subject",
+        "from.email",
+        "subject",
+        "content.0.value",
+        "headers.X-Count",
+    ]
+    assert all(e["help"] is None or e["help"].startswith("http") for e in body["errors"])
+
+
+def test_subject_may_live_in_every_personalization_or_come_from_a_template():
+    per_personalization = valid_payload()
+    del per_personalization["subject"]
+    per_personalization["personalizations"][0]["subject"] = "Lesson 1"
+    templated = valid_payload(template_id="d-123")
+    del templated["subject"], templated["content"]
+
+    assert validate_mail_send(per_personalization) == []
+    assert validate_mail_send(templated) == []
+
+
+def test_reserved_headers_cannot_be_set():
+    errors = validate_mail_send(valid_payload(headers={"Subject": "sneaky"}))
+
+    assert [e["field"] for e in errors] == ["headers"]
+
+
+def test_scripted_429_carries_rate_limit_headers_then_normal_service_resumes(standin):
+    standin.enqueue(Reply(status=429, reset_in=2.0))
+
+    status, headers, body = post(standin, valid_payload())
+    next_status, _, _ = post(standin, valid_payload())
+
+    assert status == 429
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Limit"]
+    assert time.time() < int(headers["X-RateLimit-Reset"]) <= time.time() + 3.1
+    assert body["errors"][0]["message"] == "too many requests"
+    assert next_status == 202
+
+
+def test_default_reply_answers_every_request_until_cleared(standin):
+    standin.set_default(Reply(status=500))
+
+    statuses = [post(standin, valid_payload())[0] for _ in range(3)]
+    standin.set_default(None)
+
+    assert statuses == [500, 500, 500]
+    assert post(standin, valid_payload())[0] == 202
+
+
+def test_requests_on_one_kept_alive_connection_count_as_one_connection(standin):
+    conn = http.client.HTTPConnection("127.0.0.1", standin.port, timeout=5)
+    try:
+        statuses = [post(standin, valid_payload(), conn=conn)[0] for _ in range(3)]
+    finally:
+        conn.close()
+
+    assert statuses == [202, 202, 202]
+    assert standin.requests_seen == 3
+    assert standin.connections_opened == 1
+
+
+def test_latency_is_added_to_every_answer():
+    with SendGridStandIn(latency=0.05) as server:
+        started = time.monotonic()
+        status, _, _ = post(server, valid_payload(), auth=f"Bearer {server.api_key}")
+        elapsed = time.monotonic() - started
+
+    assert status == 202
+    assert elapsed >= 0.05
+
+
+def test_a_hanging_request_times_the_client_out_and_does_not_block_stop():
+    server = SendGridStandIn().start()
+    server.enqueue(Reply(hang=True))
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=0.3)
+
+    with pytest.raises(TimeoutError):
+        post(server, valid_payload(), conn=conn)
+    conn.close()
+    started = time.monotonic()
+    server.stop()
+
+    assert time.monotonic() - started < 2.0
+
+
+def test_unknown_path_is_a_404_and_get_is_a_405(standin):
+    conn = http.client.HTTPConnection("127.0.0.1", standin.port, timeout=5)
+    try:
+        conn.request("POST", "/v3/mail/sendx", body=b"{}")
+        not_found = conn.getresponse()
+        not_found.read()
+        conn.close()
+        conn.request("GET", "/v3/mail/send")
+        not_allowed = conn.getresponse()
+        not_allowed.read()
+    finally:
+        conn.close()
+
+    assert (not_found.status, not_allowed.status) == (404, 405)
+
+
+def test_cli_serves_until_ctrl_c_and_exits_cleanly():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "course.sendgrid_standin", "--port", str(port), "--api-key", "K"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = process.stdout.readline()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request(
+            "POST",
+            "/v3/mail/send",
+            body=json.dumps(valid_payload()),
+            headers={"Authorization": "Bearer K", "Content-Type": "application/json"},
+        )
+        status = conn.getresponse().status
+        conn.close()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert f"http://127.0.0.1:{port}/v3/mail/send" in banner
+    assert status == 202
+    assert process.returncode == 0
+    assert "Traceback" not in err
+    assert "stopped after 1 accepted sends" in out
