@@ -15,6 +15,7 @@ from rich.console import Console
 from course.embedded import running_url, stop_embedded_redis
 from course.runtime import connect
 from course.settings import Settings
+from course.tasks import create_app
 
 STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch
 
@@ -67,6 +68,10 @@ def run_services(settings: Settings, concurrency: int, console: Console) -> int:
             # Own session: Ctrl-C reaches only us, and we stop the children in order.
             procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
             console.print(f"{name}: started (pid {procs[name].pid})")
+        # Tick once now rather than a minute from now; beat takes over from here.
+        app = create_app(settings, url)
+        app.send_task("course.tick")
+        app.close()
         console.print("running — press Ctrl-C to stop")
         while not stopping:
             for name, proc in procs.items():

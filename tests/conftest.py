@@ -104,3 +104,9 @@ def settings(tmp_path, course_path, redis_url) -> Settings:
         base_url="https://course.example",
         secret_key="test-secret",
     )
+
+
+@pytest.fixture(scope="session")
+def make_course():
+    """``write_course`` for fixtures of wider scope."""
+    return write_course

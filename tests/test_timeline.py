@@ -54,33 +54,27 @@ def make_course(
 
 
 def make_schedule(days: Iterable[int], course: CourseSettings) -> Schedule:
-    """Lessons ``l1, l2, ...`` with the given day offsets, split over two phases."""
+    """Lessons ``l1, l2, ...`` with these day offsets: first half in phase p1, the rest in p2."""
     days = list(days)
     half = (len(days) + 1) // 2
-    phases = []
-    for phase_number, (phase_id, chunk, first) in enumerate(
-        [("p1", days[:half], 0), ("p2", days[half:], half)], start=1
-    ):
-        lessons = tuple(
-            Lesson(
-                id=f"l{first + i + 1}",
-                day=day,
-                subject=f"Lesson {first + i + 1}",
-                preheader="",
-                template=f"lessons/l{first + i + 1}.md",
-                phase_id=phase_id,
-                number=first + i + 1,
-            )
-            for i, day in enumerate(chunk)
+    lessons = [
+        Lesson(
+            id=f"l{number}",
+            day=day,
+            subject=f"Lesson {number}",
+            preheader="",
+            template=f"lessons/l{number}.md",
+            phase_id="p1" if number <= half else "p2",
+            number=number,
         )
-        phases.append(
-            Phase(id=phase_id, title=f"Phase {phase_number}", number=phase_number, lessons=lessons)
-        )
+        for number, day in enumerate(days, start=1)
+    ]
+    phases = (
+        Phase(id="p1", title="Phase 1", number=1, lessons=tuple(lessons[:half])),
+        Phase(id="p2", title="Phase 2", number=2, lessons=tuple(lessons[half:])),
+    )
     return Schedule(
-        course=course,
-        phases=tuple(phases),
-        path=Path("schedule.yaml"),
-        templates_dir=Path("templates"),
+        course=course, phases=phases, path=Path("schedule.yaml"), templates_dir=Path("templates")
     )
 
 

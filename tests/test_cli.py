@@ -1,0 +1,152 @@
+"""The ``course`` command as a user runs it: output, exit status, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+import redis
+
+CLI_DB = 5  # the CLI tests own this database of the tests' server
+
+
+@pytest.fixture
+def run(tmp_path, course_path, redis_url):
+    url = redis_url.rsplit("/", 1)[0] + f"/{CLI_DB}"
+    redis.Redis.from_url(url).flushdb()
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "COURSE_SCHEDULE": str(course_path),
+        "COURSE_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "COURSE_VAR_DIR": str(tmp_path / "var"),
+        "COURSE_BASE_URL": "https://course.example",
+    }
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "course", *args],
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    yield run
+    redis.Redis.from_url(url).flushdb()
+
+
+def test_validate_passes_on_a_good_schedule(run):
+    result = run("validate")
+    assert result.returncode == 0, result.stderr
+    assert "2 phases, 4 lessons" in result.stdout
+
+
+def test_validate_names_file_line_and_field_and_exits_1(run, course_path):
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    result = run("validate")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"{course_path}:15: phases[0].lessons[1].day: must be >= 0")
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_shipped_schedule(run):
+    result = run("validate", "--schedule", "schedule.yaml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_option_is_a_usage_error(run):
+    result = run("timeline", "--bogus")
+    assert result.returncode == 2
+
+
+def test_timeline_json_contract(run):
+    result = run("timeline", "--signup", "2026-03-06T23:30:00-05:00", "--tz",
+                 "America/New_York", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["lesson_id"] for r in rows] == ["hello", "second", "third", "fourth"]
+    assert set(rows[0]) == {"lesson_id", "phase_id", "send_at"}
+    assert rows[0]["send_at"] == "2026-03-06T23:30:00-05:00"
+    # Day 2 falls on the first day of daylight saving time: 08:00 local, offset -04:00.
+    assert rows[1]["send_at"] == "2026-03-08T08:00:00-04:00"
+    for row in rows:
+        assert datetime.fromisoformat(row["send_at"]).utcoffset() is not None
+
+
+def test_timeline_bad_zone_is_one_line(run):
+    result = run("timeline", "--signup", "2026-03-06T10:00:00Z", "--tz", "Mars/Olympus")
+    assert result.returncode == 2
+    assert "unknown time zone 'Mars/Olympus'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_subscribers_add_show_list_unsubscribe(run):
+    added = run("subscribers", "add", "Ann@Example.com", "--name", "Ann", "--tz", "Europe/Berlin",
+                "--start", "2026-04-01T10:00:00Z")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    again = run("subscribers", "add", "ann@example.com")
+    assert again.returncode == 1 and "already subscribed" in again.stderr
+
+    shown = run("subscribers", "show", "ann@example.com", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["email"] == "ann@example.com" and data["status"] == "active"
+    assert [le["lesson_id"] for le in data["lessons"]] == ["hello", "second", "third", "fourth"]
+    assert data["lessons"][0]["state"] == "due"
+
+    ticked = run("tick", "--now", "2026-04-01T10:00:30Z", "--inline")
+    assert ticked.returncode == 0, ticked.stderr
+    assert "claimed 1" in ticked.stdout and "sent 1" in ticked.stdout
+    data = json.loads(run("subscribers", "show", "ann@example.com", "--json").stdout)
+    assert data["lessons"][0]["state"] == "sent"
+    assert data["lessons"][1] == {
+        "lesson_id": "second", "phase_id": "first", "day": 2, "state": "due",
+        "due_at": "2026-04-03T06:00:00+00:00",
+    }  # fmt: skip
+
+    listed = run("subscribers", "list", "--json")
+    assert [s["email"] for s in json.loads(listed.stdout)] == ["ann@example.com"]
+
+    gone = run("subscribers", "unsubscribe", "ann@example.com")
+    assert gone.returncode == 0 and "unsubscribed" in gone.stdout
+    later = run("tick", "--now", "2026-04-10T10:00:00Z", "--inline")
+    assert "claimed 0" in later.stdout
+    assert (
+        json.loads(run("subscribers", "show", "ann@example.com", "--json").stdout)["status"]
+        == "unsubscribed"
+    )
+
+
+def test_subscribers_add_rejects_a_bad_address_and_zone(run):
+    bad = run("subscribers", "add", "not-an-address")
+    assert bad.returncode == 1 and "not a valid email address" in bad.stderr
+    zone = run("subscribers", "add", "b@example.com", "--tz", "Nowhere/Land")
+    assert zone.returncode == 2 and "unknown time zone" in zone.stderr
+
+
+def test_show_unknown_subscriber_exits_1(run):
+    result = run("subscribers", "show", "nobody@example.com")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "course: nobody@example.com: no such subscriber"
+
+
+def test_preview_prints_the_text_part_and_writes_html(run, tmp_path):
+    text = run("preview", "second")
+    assert text.returncode == 0, text.stderr
+    assert "Subject: Second" in text.stdout and "Hi Alex" in text.stdout
+    out = tmp_path / "second.html"
+    written = run("preview", "second", "--out", str(out))
+    assert written.returncode == 0 and "<html" in out.read_text()
+    missing = run("preview", "nope")
+    assert missing.returncode == 2 and "no lesson 'nope'" in missing.stderr
+
+
+def test_bad_transport_setting_is_a_usage_error(run):
+    result = run("validate", COURSE_TRANSPORT="carrier-pigeon")
+    assert result.returncode == 2
+    assert "COURSE_TRANSPORT" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,136 @@
+"""End to end with a real Celery worker process (never eager mode) on a real Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+
+import pytest
+import redis
+
+from course import engine
+from course.schedule import load_schedule
+from course.store import Store
+from course.subscriptions import enrol, unsubscribe
+from course.tasks import create_app, enqueuer
+
+WORKER_DB = 7  # the worker tests own this database of the tests' server
+
+
+@pytest.fixture(scope="module")
+def worker_env(tmp_path_factory, redis_url, make_course):
+    folder = tmp_path_factory.mktemp("worker")
+    schedule_path = make_course(folder / "course")
+    url = redis_url.rsplit("/", 1)[0] + f"/{WORKER_DB}"
+    redis.Redis.from_url(url).flushdb()
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "COURSE_SCHEDULE": str(schedule_path),
+        "COURSE_OUTBOX_DIR": str(folder / "outbox"),
+        "COURSE_VAR_DIR": str(folder / "var"),
+        "COURSE_BASE_URL": "https://course.example",
+    }
+    cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency=2",
+           "--loglevel=WARNING", "--without-gossip", "--without-mingle"]  # fmt: skip
+    log = open(folder / "worker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    from course.settings import Settings
+
+    settings = Settings.from_env(env)
+    app = create_app(settings, url)
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        assert proc.poll() is None, (folder / "worker.log").read_text()
+        assert time.monotonic() < deadline, "worker did not start"
+    yield {"app": app, "url": url, "outbox": folder / "outbox", "schedule": schedule_path,
+           "proc": proc}  # fmt: skip
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+    app.close()
+
+
+@pytest.fixture
+def world(worker_env):
+    client = redis.Redis.from_url(worker_env["url"], decode_responses=True)
+    for key in client.scan_iter("hr:*"):
+        client.delete(key)
+    for eml in worker_env["outbox"].glob("*.eml"):
+        eml.unlink()
+    yield {**worker_env, "store": Store(client),
+           "schedule_obj": load_schedule(worker_env["schedule"])}  # fmt: skip
+    client.close()
+
+
+def wait_drained(store: Store, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while store.pending_count():
+        assert proc.poll() is None, "worker died"
+        assert time.monotonic() < deadline, "deliveries did not finish"
+        time.sleep(0.02)
+
+
+def outbox(world) -> list:
+    return [
+        message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted(world["outbox"].glob("*.eml"))
+    ]
+
+
+def test_worker_delivers_what_a_tick_claims_and_a_second_tick_sends_nothing(world):
+    store, schedule = world["store"], world["schedule_obj"]
+    now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+    for i in range(3):
+        enrol(store, schedule, f"w{i}@example.com", f"W{i}", "Europe/Paris", now)
+    enqueue = enqueuer(world["app"])
+    assert engine.tick(store, schedule, now, enqueue).claimed == 3
+    wait_drained(store, world["proc"])
+    assert engine.tick(store, schedule, now, enqueue).claimed == 0
+    messages = outbox(world)
+    assert sorted(str(m["To"]) for m in messages) == [f"W{i} <w{i}@example.com>" for i in range(3)]
+    for msg in messages:
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    for sub_id in store.iter_ids():
+        assert store.ledger(sub_id)["hello"].state == "sent"
+
+
+def test_the_same_batch_delivered_four_times_by_racing_processes_sends_once(world):
+    store, schedule = world["store"], world["schedule_obj"]
+    now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+    subs = [enrol(store, schedule, f"r{i}@example.com", None, None, now) for i in range(20)]
+    batches: list = []
+    engine.tick(store, schedule, now, lambda items, when: batches.append((items, when)))
+    enqueue = enqueuer(world["app"])
+    for _ in range(4):  # a redelivered message, a second beat, another worker...
+        for items, when in batches:
+            enqueue(items, when)
+    wait_drained(store, world["proc"])
+    time.sleep(0.5)  # let any duplicate message finish being refused
+    assert len(outbox(world)) == len(subs)
+
+
+def test_unsubscribed_after_the_tick_gets_nothing_from_the_worker(world):
+    store, schedule = world["store"], world["schedule_obj"]
+    now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+    keep = enrol(store, schedule, "keep@example.com", None, None, now)
+    leave = enrol(store, schedule, "leave@example.com", None, None, now)
+    batches: list = []
+    engine.tick(store, schedule, now, lambda items, when: batches.append((items, when)))
+    unsubscribe(store, store.get(leave.id))
+    enqueue = enqueuer(world["app"])
+    for items, when in batches:
+        enqueue(items, when)
+    wait_drained(store, world["proc"])
+    assert [str(m["To"]) for m in outbox(world)] == ["keep@example.com"]
+    assert store.ledger(leave.id)["hello"].state == "skipped"
+    assert store.ledger(keep.id)["hello"].state == "sent"
+    later = now + timedelta(days=10)
+    assert (
+        engine.tick(store, schedule, later, enqueue).claimed == 1
+    )  # keep's next lesson, one a day
