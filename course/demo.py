@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
@@ -216,7 +217,13 @@ def report(store, schedule, people, outbox: Path, console: Console, full: bool) 
     ledgers = {s.id: store.ledger(s.id) for s in subs}
     problems: list[str] = []
 
-    table = Table(title=f"{schedule.course.name}: who got which lesson when (local time)")
+    if not console.is_terminal:  # a log file or a pipe: room for the whole table
+        console.width = max(console.width, 150)
+    table = Table(
+        title=f"{schedule.course.name}: who got which lesson when (local time)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     table.add_column("#", justify="right")
     table.add_column("lesson")
     for s in subs:
@@ -228,6 +235,11 @@ def report(store, schedule, people, outbox: Path, console: Console, full: bool) 
             cells.append(_local(entry.at, s.tz) if entry and entry.state == "sent" else "—")
         table.add_row(str(lesson.number), lesson.id, *cells)
     console.print(table)
+    if len(people) > FLARE_SUBSCRIBER:
+        console.print(
+            f"{people[FLARE_SUBSCRIBER].email} took a {FLARE_DAYS}-day flare pause on day "
+            f"{FLARE_DAY}: every lesson after it moved {FLARE_DAYS} days later."
+        )
 
     order = {lesson.id: lesson.number for lesson in schedule.lessons}
     for s in subs:
