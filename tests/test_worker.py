@@ -49,8 +49,12 @@ def worker_env(tmp_path_factory, redis_url, make_course):
         assert time.monotonic() < deadline, "worker did not start"
     yield {"app": app, "url": url, "outbox": folder / "outbox", "schedule": schedule_path,
            "proc": proc}  # fmt: skip
-    proc.terminate()
-    proc.wait(30)
+    proc.terminate()  # warm shutdown
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
     log.close()
     app.close()
 
@@ -131,6 +135,34 @@ def test_unsubscribed_after_the_tick_gets_nothing_from_the_worker(world):
     assert store.ledger(leave.id)["hello"].state == "skipped"
     assert store.ledger(keep.id)["hello"].state == "sent"
     later = now + timedelta(days=10)
-    assert (
-        engine.tick(store, schedule, later, enqueue).claimed == 1
-    )  # keep's next lesson, one a day
+    assert engine.tick(store, schedule, later, enqueue).claimed == 1  # one a day
+    wait_drained(store, world["proc"])
+    assert store.ledger(leave.id).keys() == {"hello"}
+    assert store.ledger(keep.id)["second"].state == "sent"
+
+
+def test_an_invalid_schedule_edit_while_running_keeps_the_worker_sending(world):
+    store, schedule = world["store"], world["schedule_obj"]
+    path = world["schedule"]
+    good = path.read_text()
+    now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+    enrol(store, schedule, "first@example.com", None, None, now)
+    enqueue = enqueuer(world["app"])
+    engine.tick(store, schedule, now, enqueue)
+    wait_drained(store, world["proc"])
+    try:
+        path.write_text(good.replace('subject: "Second"', 'subject: ""'))  # invalid
+        later = now + timedelta(minutes=5)
+        enrol(store, schedule, "second@example.com", None, None, later)
+        assert engine.tick(store, schedule, later, enqueue).claimed == 1
+        wait_drained(store, world["proc"])
+    finally:
+        path.write_text(good)
+    got = sorted(str(m["To"]) for m in outbox(world))
+    details = [(str(m["To"]), m["X-Course-Lesson-Id"], m["Date"]) for m in outbox(world)]
+    assert got == [
+        "first@example.com",
+        "second@example.com",
+    ], details
+    log = (path.parent.parent / "worker.log").read_text()
+    assert "invalid schedule" in log
