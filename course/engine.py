@@ -30,7 +30,12 @@ from course.subscriber import (
     progress_after,
 )
 from course.subscriptions import SubscriptionError, resume
-from course.transport import PermanentSendError, TransientSendError, Transport
+from course.transport import (
+    PermanentSendError,
+    TransientSendError,
+    Transport,
+    UncertainSendError,
+)
 
 log = logging.getLogger("course.engine")
 
@@ -59,6 +64,7 @@ class DeliverResult:
     sent: int = 0
     failed: int = 0
     retrying: int = 0
+    uncertain: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -241,6 +247,13 @@ def deliver(
                     "wait": wait,
                     "reason": exc.reason,
                 },
+            )
+        except UncertainSendError as exc:
+            store.finish(sub_id, LedgerEntry(lesson_id, "uncertain", ts, attempt, exc.reason))
+            result.uncertain += 1
+            log.warning(
+                "send outcome unknown",
+                extra={"event": "uncertain", "subscriber": sub_id, "lesson": lesson_id},
             )
         except PermanentSendError as exc:
             store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, exc.reason))

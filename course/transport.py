@@ -76,8 +76,22 @@ class PermanentSendError(Exception):
         self.reason = reason
 
 
+class UncertainSendError(Exception):
+    """The connection failed after the whole email was handed over, before the provider
+    answered: it may have been accepted. Sending it again could deliver it twice, so it is
+    recorded as uncertain instead of retried (provider events can settle it later)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _NoAnswer(Exception):
+    """Internal: a request went out whole and no answer came back."""
+
+
 class Transport(Protocol):
-    """Hands one email to a provider. ``send`` raises only the two errors above."""
+    """Hands one email to a provider. ``send`` raises only the three errors above."""
 
     name: str
 
@@ -202,6 +216,24 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> Exception:
     return PermanentSendError(reason)
 
 
+class _DataTracking:
+    """Marks when the DATA phase began: a failure after it leaves the outcome unknown."""
+
+    in_data = False
+
+    def data(self, msg):  # type: ignore[no-untyped-def]
+        self.in_data = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _SMTP(_DataTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_DataTracking, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """Sends through an SMTP server over one kept-alive connection.
 
@@ -222,9 +254,9 @@ class SmtpTransport:
         context = ssl.create_default_context()
         conn: smtplib.SMTP
         if target.implicit_tls:
-            conn = smtplib.SMTP_SSL(target.host, target.port, timeout=self.timeout, context=context)
+            conn = _SMTP_SSL(target.host, target.port, timeout=self.timeout, context=context)
         else:
-            conn = smtplib.SMTP(target.host, target.port, timeout=self.timeout)
+            conn = _SMTP(target.host, target.port, timeout=self.timeout)
         try:
             conn.ehlo()
             if target.starttls:
@@ -268,6 +300,7 @@ class SmtpTransport:
                 self._drop()
                 detail = str(exc) or type(exc).__name__
                 raise TransientSendError(f"SMTP {target}: cannot connect: {detail}") from exc
+            conn.in_data = False
             try:
                 conn.send_message(message, from_addr=email.from_email, to_addrs=[email.to_email])
             except smtplib.SMTPRecipientsRefused as exc:
@@ -285,8 +318,13 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError) as exc:
                 # Disconnects, timeouts, refused connections: the state of this
                 # connection is unknown, so start afresh next time.
+                in_data = conn.in_data
                 self._drop()
                 detail = str(exc) or type(exc).__name__
+                if in_data:
+                    raise UncertainSendError(
+                        f"SMTP {target}: no answer after DATA: {detail}"
+                    ) from exc
                 raise TransientSendError(f"SMTP {target}: {detail}") from exc
             return SendResult(provider_message_id=email.message_id)
 
@@ -346,12 +384,17 @@ class _KeepAliveConnection:
         conn = self._connection(timeout)
         try:
             conn.request(method, target, body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
         except BaseException:
-            # Half-sent request or half-read answer: this connection is unusable.
+            # A half-sent request cannot have been accepted; this connection is unusable.
             self.close()
             raise
+        try:
+            response = conn.getresponse()
+            payload = response.read()
+        except Exception as exc:
+            # The request went out whole: the API may have accepted it.
+            self.close()
+            raise _NoAnswer(str(exc) or type(exc).__name__) from exc
         if response.will_close:
             self.close()
         return response.status, response.reason, response.headers, payload
@@ -498,6 +541,8 @@ class SendGridTransport:
                 response = self._api.send(payload)
             except HTTPError as exc:
                 raise self._http_error(exc) from exc
+            except _NoAnswer as exc:
+                raise UncertainSendError(f"SendGrid sent no answer: {exc}") from exc
             except (TimeoutError, OSError, http.client.HTTPException) as exc:
                 detail = str(exc) or type(exc).__name__
                 raise TransientSendError(f"SendGrid unreachable: {detail}") from exc

@@ -323,3 +323,21 @@ def test_an_invalid_schedule_loaded_while_running_keeps_the_last_valid_one(cours
     course_path.write_text(course_path.read_text().replace("day: -2", "day: 1"))
     schedule, _ = holder.current()
     assert holder.error is None and schedule.lesson("second").day == 1
+
+
+def test_a_send_that_gets_no_answer_is_uncertain_and_never_resent(store, schedule, standin):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    transport = SendGridTransport("SG.test", host=standin.url, timeout=0.3)
+    h = Harness(store, schedule, transport)
+    standin.enqueue(Reply(hang=True))
+    try:
+        h.tick(start)
+        entry = store.ledger(sub.id)["hello"]
+        assert entry.state == "uncertain" and "no answer" in entry.detail
+        h.tick(start + timedelta(hours=3))
+    finally:
+        transport.close()
+    assert standin.requests_seen == 1
+    assert store.ledger(sub.id)["hello"].state == "uncertain"
+    assert store.pending_count() == 0

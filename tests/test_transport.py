@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import time
@@ -24,6 +25,7 @@ from course.transport import (
     SendResult,
     SmtpTransport,
     TransientSendError,
+    UncertainSendError,
     make_transport,
 )
 
@@ -112,8 +114,11 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.data_replies: deque[str] = deque()
+        self.data_delay = 0.0
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if self.data_replies:
             return self.data_replies.popleft()
         self.messages.append(
@@ -216,6 +221,17 @@ def test_smtp_reconnects_when_the_server_restarted_between_sends(smtp, smtp_serv
     peers = [m["peer"] for m in smtp_server.handler.messages]
     assert len(peers) == 2
     assert peers[0] != peers[1]
+
+
+def test_smtp_server_silent_after_the_message_is_uncertain_not_retryable(smtp_server):
+    # The whole message went out; the server may have queued it. Retrying could send it twice.
+    transport = SmtpTransport(smtp_server.url, timeout=0.5)
+    smtp_server.handler.data_delay = 1.5
+    try:
+        with pytest.raises(UncertainSendError, match="no answer after DATA"):
+            transport.send(make_email())
+    finally:
+        transport.close()
 
 
 def test_smtp_server_that_is_down_gives_a_transient_error():
@@ -366,12 +382,14 @@ def test_sendgrid_scripted_401_is_permanent(sendgrid, standin):
         sendgrid.send(make_email())
 
 
-def test_sendgrid_that_never_answers_is_transient_within_the_timeout(standin):
+def test_sendgrid_that_never_answers_is_uncertain_not_retryable(standin):
+    # The request went out whole: SendGrid may have accepted it, so sending it again could
+    # deliver it twice.
     transport = SendGridTransport("SG.test", host=standin.url, timeout=0.5)
     standin.enqueue(Reply(hang=True))
 
     started = time.monotonic()
-    with pytest.raises(TransientSendError, match="unreachable"):
+    with pytest.raises(UncertainSendError, match="no answer"):
         transport.send(make_email(1))
     elapsed = time.monotonic() - started
     result = transport.send(make_email(2))  # a fresh connection after the dead one
