@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -49,7 +50,10 @@ def parse_instant(value: str, param: str) -> datetime:
         instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(f"not an ISO-8601 instant: {value!r}", param_hint=param) from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    if not 1970 <= instant.year <= 9000:  # leaves room for a course's length
+        raise click.BadParameter(f"out of range: {value!r}", param_hint=param)
+    return instant
 
 
 def parse_zone(value: str, param: str = "--tz") -> ZoneInfo:
@@ -159,9 +163,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     if inline:
 
         def enqueue(items, when):
-            outcome = engine.deliver(
-                rt.store, schedule, renderer, rt.transport, items, when, rt.links
-            )
+            outcome = engine.deliver(rt.store, renderer, rt.transport, items, when, rt.links)
             for name in ("sent", "failed", "retrying", "skipped"):
                 setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
 
@@ -356,16 +358,20 @@ def subscribers_unsubscribe(ctx: Context, email: str) -> None:
 
 @subscribers.command("pause")
 @click.argument("email")
-@click.option("--days", type=click.IntRange(min=1), default=None, help="Resume by itself after.")
+@click.option(
+    "--days", type=click.IntRange(1, 365), default=None, help="Resume by itself after N days."
+)
 @click.option("--now", "now_text", default=None, hidden=True)
 @pass_ctx
 def subscribers_pause(ctx: Context, email: str, days: int | None, now_text: str | None) -> None:
     """Flare pause: stop the course clock (for N days, or until resumed)."""
     from course.subscriptions import pause
+    from course.timeline import add_local_days
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
-    until = now + timedelta(days=days) if days else None
-    sub = pause(ctx.runtime.store, _find(ctx, email), now, until)
+    found = _find(ctx, email)
+    until = add_local_days(now, days, ZoneInfo(found.tz)) if days else None
+    sub = pause(ctx.runtime.store, found, now, until)
     console.print(f"{sub.email}: paused" + (f" until {until.isoformat()}" if until else ""))
 
 
@@ -401,8 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"course: {line}" if not line.startswith(("/", ".")) else line, err=True)
         raise SystemExit(1) from None
-    except (ConnectionError, OSError) as exc:
-        click.echo(f"course: {exc}", err=True)
+    except (redis.RedisError, ConnectionError, OSError) as exc:
+        click.echo(f"course: Redis or network error: {exc}", err=True)
         raise SystemExit(1) from None
     raise SystemExit(0)
 

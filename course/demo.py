@@ -34,6 +34,7 @@ from course.settings import Settings
 from course.store import Store
 from course.subscriptions import enrol, pause
 from course.tasks import create_app, enqueuer
+from course.timeline import add_local_days
 
 # (email, first name, time zone, hours after the demo's start at which they confirm)
 SAMPLES = [
@@ -48,6 +49,10 @@ FLARE_SUBSCRIBER = 2  # index in the sample list: pauses for a week during the c
 FLARE_DAY = 12
 FLARE_DAYS = 7
 DRAIN_TIMEOUT = 60.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not run to the end."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,10 @@ def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the demo worker exited with status {proc.returncode}")
+            raise DemoError(f"the demo worker exited with status {proc.returncode}")
         if app.control.ping(timeout=0.5):
             return
-    raise RuntimeError("the demo worker did not come up within a minute")
+    raise DemoError("the demo worker did not come up within a minute")
 
 
 def wait_drained(store: Store, proc: subprocess.Popen, timeout: float = DRAIN_TIMEOUT) -> None:
@@ -112,9 +117,9 @@ def wait_drained(store: Store, proc: subprocess.Popen, timeout: float = DRAIN_TI
     deadline = time.monotonic() + timeout
     while store.pending_count():
         if proc.poll() is not None:
-            raise RuntimeError(f"the demo worker exited with status {proc.returncode}")
+            raise DemoError(f"the demo worker exited with status {proc.returncode}")
         if time.monotonic() > deadline:
-            raise RuntimeError("deliveries did not finish within a minute")
+            raise DemoError("deliveries did not finish within a minute")
         time.sleep(0.01)
 
 
@@ -138,12 +143,18 @@ def run_demo(settings: Settings, days: int | None, count: int, console: Console)
     store = Store(client)
     app = create_app(settings, url)
     console.print(f"demo: embedded Redis at {url}, outbox {settings.outbox_dir}")
-    worker = start_worker(settings, url, settings.var_dir / "worker.log")
+    log_path = settings.var_dir / "worker.log"
+    worker = start_worker(settings, url, log_path)
     try:
         wait_for_worker(app, worker)
         start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         people = samples(count, start)
-        _simulate(store, schedule, app, worker, people, start, days, console)
+        paused = _simulate(store, schedule, app, worker, people, start, days, console)
+        full = days >= course_days(schedule)
+        return report(store, schedule, people, paused, settings.outbox_dir, console, full)
+    except DemoError as exc:
+        console.print(f"[red]demo failed:[/red] {exc} (worker log: {log_path})")
+        return False
     finally:
         worker.terminate()
         try:
@@ -151,20 +162,18 @@ def run_demo(settings: Settings, days: int | None, count: int, console: Console)
         except subprocess.TimeoutExpired:
             worker.kill()
         app.close()
-    ok = report(
-        store, schedule, people, settings.outbox_dir, console, full=days >= course_days(schedule)
-    )
-    client.close()
-    stop_embedded_redis(settings.var_dir)
-    return ok
+        client.close()
+        stop_embedded_redis(settings.var_dir)
 
 
-def _simulate(store, schedule, app, worker, people, start, days, console) -> None:
+def _simulate(store, schedule, app, worker, people, start, days, console) -> str | None:
+    """Drive ticks at each instant something falls due; returns who took a flare pause."""
     enqueue = enqueuer(app)
     end = start + timedelta(days=days)
     signups = sorted(people, key=lambda p: p.confirm_at)
     flare_email = people[FLARE_SUBSCRIBER].email if len(people) > FLARE_SUBSCRIBER else None
     flare_at = start + timedelta(days=FLARE_DAY, hours=15)
+    paused = None
     with Progress(
         TextColumn("[bold]simulating"),
         BarColumn(),
@@ -195,13 +204,15 @@ def _simulate(store, schedule, app, worker, people, start, days, console) -> Non
             if flare_email and flare_at <= now:
                 sub = store.find(flare_email)
                 if sub is not None and sub.status == "active":
-                    pause(store, sub, now, now + timedelta(days=FLARE_DAYS))
+                    pause(store, sub, now, add_local_days(now, FLARE_DAYS, sub.zone))
+                    paused = sub.email
                 flare_email = None
             result = engine.tick(store, schedule, now, enqueue)
             wait_drained(store, worker)
             sent += result.claimed
             progress.update(task, completed=(now - start) / timedelta(days=1), sent=sent)
         progress.update(task, completed=days)
+    return paused
 
 
 def _local(epoch: float, tz: str) -> str:
@@ -210,7 +221,7 @@ def _local(epoch: float, tz: str) -> str:
     return datetime.fromtimestamp(epoch, ZoneInfo(tz)).strftime("%a %d %b %H:%M")
 
 
-def report(store, schedule, people, outbox: Path, console: Console, full: bool) -> bool:
+def report(store, schedule, people, paused, outbox: Path, console: Console, full: bool) -> bool:
     """Print the table, write the index, and check order, uniqueness and headers."""
     subs = [store.find(p.email) for p in people]
     subs = [s for s in subs if s is not None]
@@ -235,9 +246,9 @@ def report(store, schedule, people, outbox: Path, console: Console, full: bool) 
             cells.append(_local(entry.at, s.tz) if entry and entry.state == "sent" else "—")
         table.add_row(str(lesson.number), lesson.id, *cells)
     console.print(table)
-    if len(people) > FLARE_SUBSCRIBER:
+    if paused:
         console.print(
-            f"{people[FLARE_SUBSCRIBER].email} took a {FLARE_DAYS}-day flare pause on day "
+            f"{paused} took a {FLARE_DAYS}-day flare pause on day "
             f"{FLARE_DAY}: every lesson after it moved {FLARE_DAYS} days later."
         )
 

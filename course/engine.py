@@ -15,6 +15,7 @@ a later tick, never sent again.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ from course.subscriber import (
     due_at,
     next_lesson,
     progress_after,
+    to_instant,
 )
 from course.subscriptions import SubscriptionError, resume
+from course.timeline import catch_up
 from course.transport import (
     PermanentSendError,
     TransientSendError,
@@ -90,71 +93,97 @@ def tick(
     """Claim everything due by ``now`` and hand it to workers in batches.
 
     State-based: a missed tick only delays, a repeated one finds nothing left to claim.
-    Its cost grows with the number of due entries, not the number of subscribers.
+    Its cost grows with the number of due entries, not the number of subscribers. At most
+    one lesson per subscriber is on its way at a time, so lessons go out in order.
     """
     result = TickResult()
     ts = now.timestamp()
-    work = _sweep_pending(store, ts, result)
-    result.redispatched = len(work)
 
-    stuck: set[str] = set()
+    def hand_out(work: list[Item]) -> None:
+        for batch in _batches(work, batch_size):
+            enqueue(batch, now)
+            result.batches += 1
+
+    swept = _sweep_pending(store, ts, result)
+    result.redispatched = len(swept)
+    hand_out(swept)
+
+    skip: set[str] = set()  # looked at in this tick and left as they are
+    raced: Counter[str] = Counter()
     while True:
-        ids = [i for i in store.due_ids(ts, chunk + len(stuck)) if i not in stuck][:chunk]
+        ids = [i for i in store.due_ids(ts, chunk + len(skip)) if i not in skip][:chunk]
         if not ids:
             break
-        claims, claim_subs = [], []
+        claims, claimed_items = [], []
         for sub_id, (sub, done) in zip(ids, store.get_many(ids), strict=True):
-            if sub is None:
-                store.redis.zrem(store.due_key, sub_id)
-                continue
-            if sub.status == "paused" and sub.paused_until and sub.paused_until <= ts:
-                # A timed flare pause ends by itself; if it changed meanwhile, read again.
-                with suppress(SubscriptionError):
-                    resume(store, schedule, sub, now)
-                continue
-            if sub.status != "active":  # not mailable: drop from the index unless it changed
-                store.update(sub.id, {}, None, sub.version)
-                continue
-            lesson = next_lesson(schedule, sub, done)
-            if lesson is None:
-                store.update(sub.id, {"status": "completed"}, None, sub.version)
-                result.completed += 1
-                continue
-            due = due_at(schedule, sub, lesson)
-            if due > now:  # the index was ahead of the schedule (an edit): correct it
-                store.update(sub.id, {}, due.timestamp(), sub.version)
-                continue
-            after = progress_after(sub, lesson, now)
-            following = next_lesson(schedule, after, done | {lesson.id})
-            next_due = due_at(schedule, after, following).timestamp() if following else None
-            claims.append(
-                (
-                    sub.id,
-                    lesson.id,
-                    sub.version,
-                    ts,
-                    next_due,
-                    after.sent_that_day,
-                    lesson.day,
-                    ts + STALE_AFTER,
+            try:
+                claim = _plan(store, schedule, now, sub_id, sub, done, result)
+            except Exception as exc:  # one broken record must not stop everyone's lessons
+                store.quarantine(sub_id, f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "subscriber quarantined",
+                    extra={"event": "quarantine", "subscriber": sub_id, "reason": str(exc)},
                 )
-            )
-            claim_subs.append((sub.id, lesson.id))
-        for item, outcome in zip(claim_subs, store.claim_many(claims), strict=True):
+                continue
+            if claim is None:
+                continue
+            claims.append(claim)
+            claimed_items.append((claim[0], claim[1]))
+        work = []
+        for item, outcome in zip(claimed_items, store.claim_many(claims), strict=True):
             if outcome == 1:
                 work.append(item)
                 result.claimed += 1
-            elif outcome != -1:  # -1: changed meanwhile, read it again; else leave it be
-                stuck.add(item[0])
-    for batch in _batches(work, batch_size):
-        enqueue(batch, now)
-        result.batches += 1
+            elif outcome == -1 and raced[item[0]] < 5:
+                raced[item[0]] += 1  # changed meanwhile: read it again
+            else:  # not active, already claimed, or the lesson before is still on its way
+                skip.add(item[0])
+        hand_out(work)
     store.set_last_tick(now.isoformat())
-    log.info(
-        "tick",
-        extra={"event": "tick", "now": now.isoformat(), **result.__dict__},
-    )
+    log.info("tick", extra={"event": "tick", "now": now.isoformat(), **result.__dict__})
     return result
+
+
+def _plan(store, schedule, now, sub_id, sub, done, result) -> tuple | None:
+    """The claim to try for one due subscriber, or None after fixing their index entry."""
+    ts = now.timestamp()
+    if sub is None:
+        store.redis.zrem(store.due_key, sub_id)
+        return None
+    if sub.status == "paused" and sub.paused_until:
+        if sub.paused_until > ts:  # read before a pause was set: keep its resume time
+            store.update(sub.id, {}, sub.paused_until, sub.version)
+        else:  # a timed flare pause ends by itself, counted to its end, not to this tick
+            with suppress(SubscriptionError):
+                resume(store, schedule, sub, to_instant(sub.paused_until))
+        return None
+    if sub.status != "active":  # not mailable: drop from the index unless it changed
+        store.update(sub.id, {}, None, sub.version)
+        return None
+    lesson = next_lesson(schedule, sub, done)
+    if lesson is None:
+        store.update(sub.id, {"status": "completed"}, None, sub.version)
+        result.completed += 1
+        return None
+    zone = sub.zone
+    due = catch_up(due_at(schedule, sub, lesson), now, schedule.course, zone)
+    if due > now:  # not yet (an edit, or an overdue lesson waiting for a sensible hour)
+        store.update(sub.id, {}, due.timestamp(), sub.version)
+        return None
+    after = progress_after(sub, lesson, now)
+    following = next_lesson(schedule, after, done | {lesson.id})
+    next_due = due_at(schedule, after, following).timestamp() if following else None
+    return (
+        sub.id,
+        lesson.id,
+        sub.version,
+        ts,
+        next_due,
+        after.sent_that_day,
+        lesson.day,
+        ts + STALE_AFTER,
+        sub.last_lesson,
+    )
 
 
 def _sweep_pending(store: Store, ts: float, result: TickResult) -> list[Item]:
@@ -184,7 +213,6 @@ def _sweep_pending(store: Store, ts: float, result: TickResult) -> list[Item]:
 
 def deliver(
     store: Store,
-    schedule: Schedule,
     renderer: Renderer,
     transport: Transport,
     items: list[Item],
@@ -205,16 +233,15 @@ def deliver(
             result.skipped += 1
             continue
         sub = store.get(sub_id)
-        try:
-            lesson = schedule.lesson(lesson_id)
-        except KeyError:
-            lesson = None
-        if sub is None or lesson is None:
-            why = "subscriber erased" if sub is None else "lesson removed from schedule"
-            store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, attempt, why))
+        if sub is None:
+            store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, attempt, "erased"))
             result.skipped += 1
             continue
         try:
+            if lesson_id not in renderer.lesson_ids:
+                # Claimed by a tick with a newer schedule than this worker has (a rolling
+                # deploy): wait for it rather than drop it.
+                raise TransientSendError(f"lesson {lesson_id!r} is not in this worker's schedule")
             email = renderer.render(
                 lesson_id,
                 Recipient(

@@ -143,6 +143,11 @@ class Renderer:
                 )
                 self._lessons[lesson.id] = self._compile(lesson, phase, progress)
 
+    @property
+    def lesson_ids(self) -> frozenset[str]:
+        """The lessons this renderer can render."""
+        return frozenset(self._lessons)
+
     def compiled(self, lesson_id: str) -> CompiledLesson:
         """The compiled templates of a lesson (``KeyError`` for an unknown id)."""
         return self._lessons[lesson_id]

@@ -18,6 +18,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               needs attention: a retry falls due, or a claim or send has
                               gone stale (its worker died) and the tick must look at it.
 ``P tick:last``      string  ISO instant of the last tick, for health checks.
+``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
+                              record); they are out of the due index until an operator looks.
 
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
 tick or worker that read old state can never claim on top of a newer change.
@@ -37,14 +39,23 @@ DEFAULT_PREFIX = "hr:"
 
 # KEYS: sub hash, ledger hash, due zset, pending zset
 # ARGV: id, lesson, expected version, now, next due ('' = none left: completed),
-#       sent_that_day, lesson day, pending deadline
-# Returns 1 claimed, 0 not active, -1 version moved on, -2 lesson already in the ledger.
+#       sent_that_day, lesson day, pending deadline, previous lesson ('' = none)
+# Returns 1 claimed, 0 not active, -1 version moved on, -2 lesson already in the ledger,
+# -3 the previous lesson is still on its way (claimed, sending or retry): order first.
 CLAIM_SCRIPT = """
 local s = redis.call('HMGET', KEYS[1], 'status', 'v')
 if s[1] ~= 'active' then return 0 end
-if s[2] ~= ARGV[3] then return -1 end
+local v = s[2] or '0'
+if v ~= ARGV[3] then return -1 end
+if ARGV[9] ~= '' then
+  local prev = redis.call('HGET', KEYS[2], ARGV[9])
+  if prev then
+    local state = string.match(prev, '^([^|]*)')
+    if state == 'claimed' or state == 'sending' or state == 'retry' then return -3 end
+  end
+end
 if redis.call('HSETNX', KEYS[2], ARGV[2], 'claimed|' .. ARGV[4] .. '|0|') == 0 then return -2 end
-redis.call('HSET', KEYS[1], 'v', tonumber(s[2]) + 1, 'last_sent', ARGV[4],
+redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'last_sent', ARGV[4],
            'sent_that_day', ARGV[6], 'last_lesson', ARGV[2], 'last_day', ARGV[7])
 if ARGV[5] == '' then
   redis.call('HSET', KEYS[1], 'status', 'completed')
@@ -100,12 +111,32 @@ return 1
 # Returns 1 updated, -1 version moved on, -3 no such subscriber.
 UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
-local v = redis.call('HGET', KEYS[1], 'v')
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if ARGV[2] ~= '' and v ~= ARGV[2] then return -1 end
 if #ARGV >= 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
 elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+# KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash
+# ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
+#       then field, value pairs of the new subscriber.
+# A suppressed (or vanished) holder of the address gives way to a new record: a new signup is
+# a new consent record, never a silent resume. Returns 1 added, 0 the address is taken,
+# -1 the address changed hands meanwhile.
+ADD_SCRIPT = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (cur or '') ~= ARGV[5] then return -1 end
+if cur then
+  local st = redis.call('HGET', KEYS[5], 'status')
+  if st and st ~= 'unsubscribed' and st ~= 'bounced' and st ~= 'complained' then return 0 end
+end
+redis.call('HSET', KEYS[3], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
 return 1
 """
 
@@ -160,6 +191,7 @@ class Store:
         self._start_send = client.register_script(START_SEND_SCRIPT)
         self._finish = client.register_script(FINISH_SCRIPT)
         self._update = client.register_script(UPDATE_SCRIPT)
+        self._add = client.register_script(ADD_SCRIPT)
 
     # keys
     def sub_key(self, sub_id: str) -> str:
@@ -196,11 +228,11 @@ class Store:
         due: float | None = None,
         source: str = "",
     ) -> Subscriber:
-        """Create a subscriber; ``due`` puts them in the due index at once."""
+        """Create a subscriber; ``due`` puts them in the due index at once.
+
+        An address that unsubscribed, bounced or complained before gets a new record."""
         address = email.strip().lower()
         sub_id = secrets.token_hex(6)
-        if not self.redis.hsetnx(self.email_key, address, sub_id):
-            raise DuplicateSubscriber(f"{address}: already subscribed")
         sub = Subscriber(
             id=sub_id,
             email=address,
@@ -213,13 +245,19 @@ class Store:
         )
         mapping = {name: _encode(getattr(sub, name)) for name in _FIELD_NAMES}
         mapping["v"] = "0"
-        pipe = self.redis.pipeline()
-        pipe.hset(self.sub_key(sub_id), mapping=mapping)
-        pipe.zadd(self.subs_key, {sub_id: now})
-        if due is not None:
-            pipe.zadd(self.due_key, {sub_id: due})
-        pipe.execute()
-        return sub
+        pairs = [item for pair in mapping.items() for item in pair]
+        for _ in range(5):
+            current = self.redis.hget(self.email_key, address)
+            current = _str(current) if current else ""
+            keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
+                    self.sub_key(current or sub_id)]  # fmt: skip
+            args = [address, sub_id, _encode(now), "" if due is None else _encode(due), current]
+            outcome = int(self._add(keys=keys, args=args + pairs))
+            if outcome == 1:
+                return sub
+            if outcome == 0:
+                raise DuplicateSubscriber(f"{address}: already subscribed")
+        raise DuplicateSubscriber(f"{address}: being changed by someone else, try again")
 
     def get(self, sub_id: str) -> Subscriber | None:
         raw = self.redis.hgetall(self.sub_key(sub_id))
@@ -302,9 +340,9 @@ class Store:
     # claims and sends
     def claim_many(self, claims: Iterable[tuple]) -> list[int]:
         """Run the claim script for each ``(sub_id, lesson_id, version, now, next_due,
-        sent_that_day, lesson_day, pending_deadline)``; one round trip."""
+        sent_that_day, lesson_day, pending_deadline, previous_lesson)``; one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        for sub_id, lesson_id, version, now, next_due, today, day, deadline in claims:
+        for sub_id, lesson_id, version, now, next_due, today, day, deadline, prev in claims:
             self._claim(
                 keys=[
                     self.sub_key(sub_id),
@@ -321,6 +359,7 @@ class Store:
                     str(today),
                     str(day),
                     _encode(float(deadline)),
+                    prev or "",
                 ],
                 client=pipe,
             )
@@ -359,6 +398,16 @@ class Store:
     def touch_pending(self, items: list[tuple[str, str]], at: float) -> None:
         if items:
             self.redis.zadd(self.pending_key, {member(s, les): at for s, les in items}, xx=True)
+
+    def quarantine(self, sub_id: str, reason: str) -> None:
+        """Take a subscriber the tick cannot handle out of the due index, saying why."""
+        pipe = self.redis.pipeline()
+        pipe.hset(f"{self.prefix}quarantine", sub_id, reason)
+        pipe.zrem(self.due_key, sub_id)
+        pipe.execute()
+
+    def quarantined(self) -> dict[str, str]:
+        return {_str(k): _str(v) for k, v in self.redis.hgetall(f"{self.prefix}quarantine").items()}
 
     # housekeeping
     def set_last_tick(self, iso: str) -> None:

@@ -75,6 +75,13 @@ def _parse(now: str | None) -> datetime:
     return datetime.now(UTC) if now is None else datetime.fromisoformat(now)
 
 
+def _delivery_time(tick_now: str) -> datetime:
+    """The tick's instant, or the wall clock when later: a batch that waited in a backed-up
+    queue records its real send time and sets retry deadlines from it. (A simulated run
+    ahead of the wall clock, like the demo, keeps its own clock.)"""
+    return max(_parse(tick_now), datetime.now(UTC))
+
+
 @shared_task(name="course.tick")
 def tick_task(now: str | None = None) -> dict:
     rt = runtime()
@@ -86,9 +93,7 @@ def tick_task(now: str | None = None) -> dict:
 @shared_task(name="course.deliver")
 def deliver_task(items: list[list[str]], now: str) -> dict:
     rt = runtime()
-    schedule, renderer = rt.schedules.current()
+    _, renderer = rt.schedules.current()
     batch = [(sub_id, lesson_id) for sub_id, lesson_id in items]
-    result = engine.deliver(
-        rt.store, schedule, renderer, rt.transport, batch, _parse(now), rt.links
-    )
+    result = engine.deliver(rt.store, renderer, rt.transport, batch, _delivery_time(now), rt.links)
     return result.__dict__

@@ -76,6 +76,36 @@ def next_slot(
     return _first_slot(local_date(not_before, tz), not_before, send_time, tz, weekdays)
 
 
+CATCH_UP_WINDOW = timedelta(hours=12)  # after the send time: still a sensible hour to send
+PAUSE_TOLERANCE = timedelta(hours=1)  # the largest clock change (DST) a pause may span
+
+
+def catch_up(due: datetime, now: datetime, course: CourseSettings, tz: ZoneInfo) -> datetime:
+    """When a lesson that fell due at ``due`` may go out, seen at ``now``.
+
+    A lesson still on its own local day goes at once (a late tick, or day 0 at confirmation).
+    One overdue from an earlier day (downtime) goes at once only at a sensible hour, within
+    ``CATCH_UP_WINDOW`` after the send time on an allowed weekday; otherwise at the next slot,
+    so nobody gets a lesson at 03:00 because the workers came back then.
+    """
+    _require_aware(due, "due")
+    _require_aware(now, "now")
+    if due >= now or local_date(due, tz) == local_date(now, tz):
+        return max(due, now).astimezone(UTC)
+    today = local_date(now, tz)
+    slot = local_slot(today, course.send_time, tz)
+    if today.weekday() in course.weekdays and slot <= now < slot + CATCH_UP_WINDOW:
+        return now.astimezone(UTC)
+    return next_slot(now, course.send_time, tz, course.weekdays)
+
+
+def add_local_days(instant: datetime, days: int, tz: ZoneInfo) -> datetime:
+    """``days`` later on the local wall clock (a week's pause across DST is still a week)."""
+    _require_aware(instant, "instant")
+    wall = _wall(instant, tz) + timedelta(days=days)
+    return wall.replace(tzinfo=tz).astimezone(UTC)
+
+
 def nominal_due(
     start: datetime,
     day: int,
@@ -107,7 +137,11 @@ def nominal_due(
     )
     if not paused:
         return nominal
-    return next_slot(nominal + paused, course.send_time, tz, course.weekdays)
+    # Pauses are measured in elapsed time, so a week's pause across a clock change is a week
+    # plus or minus an hour: a slot up to PAUSE_TOLERANCE before the shifted instant counts,
+    # or that hour would push the lesson a whole day.
+    shifted = max(nominal, nominal + paused - PAUSE_TOLERANCE)
+    return next_slot(shifted, course.send_time, tz, course.weekdays)
 
 
 def paced_due(

@@ -13,7 +13,7 @@ from course import engine
 from course.render import Renderer
 from course.runtime import ScheduleHolder
 from course.sendgrid_standin import Reply, SendGridStandIn
-from course.store import Store
+from course.store import DuplicateSubscriber, Store
 from course.subscriptions import enrol, pause, resume, unsubscribe
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport, SendGridTransport
@@ -52,7 +52,7 @@ class Harness:
         queued, self.queued = self.queued, []
         for items, now in queued:
             outcome = engine.deliver(
-                self.store, self.schedule, self.renderer, self.transport, items, now, self.links
+                self.store, self.renderer, self.transport, items, now, self.links
             )
             total.sent += outcome.sent
             total.failed += outcome.failed
@@ -62,9 +62,10 @@ class Harness:
 
     def sent(self, sub_id) -> list[tuple[str, datetime]]:
         entries = [e for e in self.store.ledger(sub_id).values() if e.state == "sent"]
-        return [
+        number = {lesson.id: lesson.number for lesson in self.schedule.lessons}
+        return [  # two sends in one instant (two a day) are listed in course order
             (e.lesson_id, datetime.fromtimestamp(e.at, UTC).astimezone(NY))
-            for e in sorted(entries, key=lambda e: e.at)
+            for e in sorted(entries, key=lambda e: (e.at, number.get(e.lesson_id, 0)))
         ]
 
 
@@ -341,3 +342,183 @@ def test_a_send_that_gets_no_answer_is_uncertain_and_never_resent(store, schedul
     assert standin.requests_seen == 1
     assert store.ledger(sub.id)["hello"].state == "uncertain"
     assert store.pending_count() == 0
+
+
+def test_claim_refuses_when_the_subscriber_unsubscribed_after_the_tick_read_them(store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    stale, done = store.get_many([sub.id])[0]
+    claim = engine._plan(store, schedule, start, sub.id, stale, done, engine.TickResult())
+    unsubscribe(store, store.get(sub.id))
+    assert store.claim_many([claim]) == [0]
+    assert store.ledger(sub.id) == {}
+
+
+def test_claim_refuses_when_the_subscriber_changed_after_the_tick_read_them(store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    stale, done = store.get_many([sub.id])[0]
+    claim = engine._plan(store, schedule, start, sub.id, stale, done, engine.TickResult())
+    paused = pause(store, store.get(sub.id), start)
+    resume(store, schedule, paused, start + timedelta(days=3))  # active again, but moved
+    assert store.claim_many([claim]) == [-1]
+    assert store.ledger(sub.id) == {}
+
+
+def test_a_timed_pause_set_after_the_tick_read_the_due_index_is_kept(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    until = local(2026, 3, 12, 9)
+    pause(store, store.get(sub.id), local(2026, 3, 3, 9), until=until)
+    # The tick had read the due index just before the pause moved the entry.
+    store.redis.zadd(store.due_key, {sub.id: local(2026, 3, 4).timestamp()})
+    harness.tick(local(2026, 3, 4))
+    assert store.get(sub.id).status == "paused"
+    assert store.due_score(sub.id) == until.timestamp()
+
+
+def test_a_late_tick_ends_a_timed_pause_at_its_end_not_at_the_tick(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    pause(store, store.get(sub.id), local(2026, 3, 3, 8), until=local(2026, 3, 5, 8))
+    harness.tick(local(2026, 3, 7, 8), deliver=False)  # ticks were down for two days
+    resumed = store.get(sub.id)
+    assert resumed.status == "active"
+    assert resumed.paused == 2 * 86400
+    # Lesson 2 (Mar 4 08:00) moves by the two days paused, not four: Mar 6, now overdue.
+    assert [lesson for lesson, _ in harness.sent(sub.id)] == ["hello"]
+
+
+def test_two_pauses_add_up(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    s = pause(store, store.get(sub.id), local(2026, 3, 2, 12))
+    s = resume(store, schedule, s, local(2026, 3, 4, 12))
+    s = pause(store, s, local(2026, 3, 4, 13))
+    s = resume(store, schedule, s, local(2026, 3, 7, 13))
+    assert s.paused == 5 * 86400
+    assert store.due_score(sub.id) == local(2026, 3, 9).timestamp()
+
+
+def test_a_retry_waits_for_its_backoff(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    standin.enqueue(Reply(status=500))
+    sendgrid.tick(start)
+    assert store.ledger(sub.id)["hello"].state == "retry"
+    assert sendgrid.tick(start + timedelta(seconds=engine.BACKOFF_BASE - 5)).redispatched == 0
+    assert sendgrid.tick(start + timedelta(seconds=engine.BACKOFF_BASE + 1)).redispatched == 1
+    assert store.ledger(sub.id)["hello"].state == "sent"
+    assert standin.requests_seen == 2
+
+
+def test_a_429_holds_back_the_rest_of_the_batch_until_the_reset(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    subs = [enrol(store, schedule, f"b{i}@example.com", None, None, start) for i in range(3)]
+    standin.enqueue(Reply(status=429, reset_in=300.0))
+    sendgrid.tick(start)
+    assert standin.requests_seen == 1  # the other two were not thrown at a rate limit
+    assert sendgrid.tick(start + timedelta(seconds=200)).redispatched == 0
+    sendgrid.tick(start + timedelta(seconds=310))
+    assert [store.ledger(s.id)["hello"].state for s in subs] == ["sent"] * 3
+    assert standin.requests_seen == 4
+
+
+def test_an_overdue_lesson_waits_for_a_sensible_hour(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start)
+    night = local(2026, 3, 6, 3)  # back from downtime at 03:00 local
+    assert harness.tick(night).claimed == 0
+    assert store.due_score(sub.id) == local(2026, 3, 6, 8).timestamp()
+    harness.tick(local(2026, 3, 6, 8))
+    assert harness.sent(sub.id)[-1] == ("second", local(2026, 3, 6, 8))
+
+
+def test_with_two_a_day_the_second_waits_for_the_first_to_be_sent(tmp_path, store):
+    from conftest import SMALL_SCHEDULE, write_course
+
+    from course.schedule import load_schedule
+
+    two = load_schedule(
+        write_course(tmp_path / "two", SMALL_SCHEDULE.replace("max_lessons_per_day: 1",
+                                                              "max_lessons_per_day: 2"))
+    )  # fmt: skip
+    h = Harness(store, two, OutboxTransport(tmp_path / "out"))
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, two, "a@example.com", None, None, start)
+    h.tick(start)
+    back = local(2026, 3, 9, 10)  # days of downtime: three lessons overdue
+    assert h.tick(back, deliver=False).claimed == 1  # never two on their way at once
+    assert h.tick(back, deliver=False).claimed == 0
+    h.deliver_queued()
+    assert h.tick(back).claimed == 1  # the second of the day, after the first was sent
+    assert h.tick(back).claimed == 0  # two a day at most
+    assert [lesson for lesson, _ in h.sent(sub.id)] == ["hello", "second", "third"]
+
+
+def test_a_lesson_in_retry_holds_back_the_next_one(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    sendgrid.tick(start)
+    for _ in range(engine.MAX_ATTEMPTS):
+        standin.enqueue(Reply(status=503))
+    sendgrid.tick(local(2026, 3, 4))  # lesson 2 fails and waits for a retry
+    assert store.ledger(sub.id)["second"].state == "retry"
+    standin.clear()
+    assert sendgrid.tick(local(2026, 3, 5), deliver=False).claimed == 0  # lesson 3 waits
+    assert "third" not in store.ledger(sub.id)
+
+
+def test_a_damaged_subscriber_is_quarantined_and_the_others_still_get_lessons(
+    harness, store, schedule
+):
+    start = local(2026, 3, 2, 9)
+    broken = enrol(store, schedule, "broken@example.com", None, None, start)
+    fine = enrol(store, schedule, "fine@example.com", None, None, start)
+    store.redis.hset(store.sub_key(broken.id), "tz", "Not/AZone")
+    result = harness.tick(start)
+    assert result.claimed == 1
+    assert harness.sent(fine.id) == [("hello", start)]
+    assert broken.id in store.quarantined()
+    assert store.due_score(broken.id) is None
+
+
+def test_a_record_without_a_version_is_claimed_not_looped_on(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    store.redis.hdel(store.sub_key(sub.id), "v")
+    assert harness.tick(start).claimed == 1
+
+
+def test_an_unsubscribed_address_can_sign_up_again_as_a_new_record(store, schedule):
+    start = local(2026, 3, 2, 9)
+    first = enrol(store, schedule, "a@example.com", None, None, start)
+    unsubscribe(store, first)
+    again = enrol(store, schedule, "a@example.com", "Ann", None, start + timedelta(days=30))
+    assert again.id != first.id
+    assert store.find("a@example.com").id == again.id
+    assert store.get(first.id).status == "unsubscribed"
+    with pytest.raises(DuplicateSubscriber):
+        enrol(store, schedule, "a@example.com", None, None, start + timedelta(days=31))
+
+
+def test_a_worker_without_the_claimed_lesson_retries_it_instead_of_dropping_it(
+    tmp_path, harness, store, schedule
+):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start, deliver=False)
+    from conftest import SMALL_SCHEDULE, write_course
+
+    from course.schedule import load_schedule
+
+    older = load_schedule(
+        write_course(tmp_path / "older", SMALL_SCHEDULE.replace("id: hello", "id: hi"))
+    )
+    harness.renderer = Renderer(older)  # a worker still on the previous schedule
+    assert harness.deliver_queued().retrying == 1
+    assert store.ledger(sub.id)["hello"].state == "retry"

@@ -17,8 +17,10 @@ from course.schedule import CourseSettings, Lesson, Phase, Schedule
 from course.timeline import (
     CalendarEntry,
     Pace,
+    add_local_days,
     advance_pace,
     calendar,
+    catch_up,
     local_date,
     local_slot,
     next_slot,
@@ -419,8 +421,8 @@ def test_pause_of_whole_days_keeps_the_same_send_time():
 def test_pause_lands_on_an_allowed_weekday():
     course = make_course(weekdays=MON_WED_FRI)
     start = at(NEW_YORK, 2026, 6, 1, 9, 0)
-    due = nominal_due(start, 2, course, NEW_YORK, paused=timedelta(hours=1))
-    assert due == at(NEW_YORK, 2026, 6, 5, 8, 0)  # Wed 09:00 -> Fri 08:00
+    due = nominal_due(start, 2, course, NEW_YORK, paused=timedelta(hours=3))
+    assert due == at(NEW_YORK, 2026, 6, 5, 8, 0)  # Wed 11:00 -> Fri 08:00
 
 
 def test_week_long_pause_across_spring_forward_keeps_the_local_send_time():
@@ -549,3 +551,40 @@ def test_property_next_slot_is_the_first_slot_at_or_after(tz, instant, send_time
         if day.weekday() in weekdays and local_date(candidate, tz) == day:
             assert candidate < instant
         day += timedelta(days=1)
+
+
+def test_pause_of_exactly_a_week_across_spring_forward_keeps_the_day():
+    # Seven times 24 hours from Tuesday 08:00 EST is Tuesday 09:00 EDT: still Tuesday's lesson.
+    start = at(NEW_YORK, 2026, 3, 2, 8, 30)
+    due = nominal_due(start, 1, make_course(), NEW_YORK, paused=timedelta(days=7))
+    assert due == at(NEW_YORK, 2026, 3, 10, 8, 0)
+
+
+def test_pause_of_a_week_across_fall_back_keeps_the_day():
+    # Paused Monday 09:00 EDT, resumed Monday 09:00 EST: 7 days 1 hour of real time.
+    paused = at(NEW_YORK, 2026, 11, 2, 9, 0).astimezone(UTC) - at(
+        NEW_YORK, 2026, 10, 26, 9, 0
+    ).astimezone(UTC)
+    assert paused == timedelta(days=7, hours=1)
+    start = at(NEW_YORK, 2026, 10, 26, 8, 30)
+    due = nominal_due(start, 1, make_course(), NEW_YORK, paused=paused)
+    assert due == at(NEW_YORK, 2026, 11, 3, 8, 0)
+
+
+def test_catch_up_sends_at_once_the_same_day_or_at_a_sensible_hour():
+    course = make_course()
+    due = at(NEW_YORK, 2026, 3, 4, 8, 0)
+    same_day = at(NEW_YORK, 2026, 3, 4, 22, 0)
+    assert catch_up(due, same_day, course, NEW_YORK) == same_day
+    noon_later = at(NEW_YORK, 2026, 3, 6, 12, 0)
+    assert catch_up(due, noon_later, course, NEW_YORK) == noon_later
+    night_later = at(NEW_YORK, 2026, 3, 6, 3, 0)
+    assert catch_up(due, night_later, course, NEW_YORK) == at(NEW_YORK, 2026, 3, 6, 8, 0)
+    late_evening = at(NEW_YORK, 2026, 3, 6, 21, 0)
+    assert catch_up(due, late_evening, course, NEW_YORK) == at(NEW_YORK, 2026, 3, 7, 8, 0)
+    assert catch_up(noon_later, due, course, NEW_YORK) == noon_later  # not yet due
+
+
+def test_add_local_days_keeps_the_wall_clock_across_dst():
+    before = at(NEW_YORK, 2026, 3, 3, 9, 0)
+    assert add_local_days(before, 7, NEW_YORK) == at(NEW_YORK, 2026, 3, 10, 9, 0)
