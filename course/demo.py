@@ -98,8 +98,8 @@ def start_worker(settings: Settings, redis_url: str, log_path: Path) -> subproce
     cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker",
            "--loglevel=WARNING", "--concurrency=2",
         "--without-gossip", "--without-mingle"]  # fmt: skip
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed by the OS
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "ab") as log:  # the child has its own copy of the descriptor
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -4,6 +4,7 @@ current schedule with its compiled templates, and the transport."""
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,23 +34,85 @@ def _fingerprint(schedule_path: Path, templates_dir: Path) -> tuple:
     return tuple(stamps)
 
 
+class ScheduleSnapshot:
+    """The files of the last valid schedule, kept in Redis (hash ``hr:schedule:snapshot``,
+    relative path -> text), so that a process starting while ``schedule.yaml`` is broken
+    still sends with the last valid schedule, as a running one does."""
+
+    SCHEDULE_NAME = "schedule.yaml"
+
+    def __init__(self, client: redis.Redis, folder: Path, key: str = "hr:schedule:snapshot"):
+        self.client = client
+        self.folder = Path(folder)
+        self.key = key
+
+    def save(self, schedule_path: Path, templates_dir: Path) -> None:
+        files = {self.SCHEDULE_NAME: schedule_path.read_text(encoding="utf-8")}
+        for path in sorted(templates_dir.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(templates_dir).as_posix()
+                files[f"templates/{relative}"] = path.read_text(encoding="utf-8")
+        pipe = self.client.pipeline()
+        pipe.delete(self.key)
+        pipe.hset(self.key, mapping=files)
+        pipe.execute()
+
+    def restore(self) -> Path | None:
+        """Write the snapshot under :attr:`folder`; the path of its schedule, or None."""
+        files = self.client.hgetall(self.key)
+        if not files:
+            return None
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for name, text in files.items():
+            name = name.decode() if isinstance(name, bytes) else name
+            text = text.decode() if isinstance(text, bytes) else text
+            target = (self.folder / name).resolve()
+            if not target.is_relative_to(self.folder.resolve()):
+                continue  # never write outside the snapshot folder
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return self.folder / self.SCHEDULE_NAME
+
+
 class ScheduleHolder:
     """The last valid schedule and its compiled templates, reloaded when the files change.
 
     An invalid edit is logged loudly and kept in :attr:`error`; sending goes on with the
-    last valid schedule.
+    last valid schedule. With a :class:`ScheduleSnapshot`, that holds across restarts too.
     """
 
-    def __init__(self, schedule_path: Path, templates_dir: Path | None = None):
+    def __init__(
+        self,
+        schedule_path: Path,
+        templates_dir: Path | None = None,
+        snapshot: ScheduleSnapshot | None = None,
+    ):
         self.path = Path(schedule_path)
         self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
+        self.snapshot = snapshot
         self.error: str | None = None
         self._stamp = _fingerprint(self.path, self.templates_dir)
-        self.schedule, self.renderer = self._load()
+        try:
+            self.schedule, self.renderer = self._load()
+        except (ScheduleError, RenderError) as exc:
+            restored = snapshot.restore() if snapshot else None
+            if restored is None:
+                raise
+            self.error = str(exc)
+            schedule = load_schedule(restored, restored.parent / "templates")
+            self.schedule, self.renderer = schedule, Renderer(schedule)
+            log.error(
+                "invalid schedule at start, sending with the last valid one: %s",
+                exc,
+                extra={"event": "schedule_invalid"},
+            )
 
     def _load(self) -> tuple[Schedule, Renderer]:
         schedule = load_schedule(self.path, self.templates_dir)
-        return schedule, Renderer(schedule)
+        renderer = Renderer(schedule)
+        if self.snapshot is not None:
+            self.snapshot.save(self.path, self.templates_dir)
+        return schedule, renderer
 
     def current(self) -> tuple[Schedule, Renderer]:
         stamp = _fingerprint(self.path, self.templates_dir)
@@ -110,5 +173,9 @@ def build_runtime(settings: Settings) -> Runtime:
         redis_url=url,
         client=client,
         store=Store(client),
-        schedules=ScheduleHolder(settings.schedule_path, settings.templates_dir),
+        schedules=ScheduleHolder(
+            settings.schedule_path,
+            settings.templates_dir,
+            ScheduleSnapshot(client, settings.var_dir / "schedule-snapshot"),
+        ),
     )

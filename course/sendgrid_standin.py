@@ -519,6 +519,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     standin: SendGridStandIn
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer (a killed worker, a timeout) is normal here.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class SendGridStandIn:
     """A running (after :meth:`start`) local Mail Send endpoint at :attr:`url`.

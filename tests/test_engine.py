@@ -522,3 +522,26 @@ def test_a_worker_without_the_claimed_lesson_retries_it_instead_of_dropping_it(
     harness.renderer = Renderer(older)  # a worker still on the previous schedule
     assert harness.deliver_queued().retrying == 1
     assert store.ledger(sub.id)["hello"].state == "retry"
+
+
+def test_a_process_started_on_a_broken_schedule_uses_the_last_valid_one(
+    tmp_path, course_path, redis_client
+):
+    from course.runtime import ScheduleSnapshot
+
+    snapshot = ScheduleSnapshot(redis_client, tmp_path / "snapshot")
+    ScheduleHolder(course_path, snapshot=snapshot)  # a running worker saw the valid one
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    restarted = ScheduleHolder(course_path, snapshot=snapshot)
+    assert restarted.error and "must be >= 0" in restarted.error
+    assert restarted.schedule.lesson("second").day == 2
+    assert "hello" in restarted.renderer.lesson_ids
+
+
+def test_a_broken_schedule_with_no_snapshot_fails_loudly(tmp_path, course_path, redis_client):
+    from course.runtime import ScheduleSnapshot
+    from course.schedule import ScheduleError
+
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    with pytest.raises(ScheduleError):
+        ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client, tmp_path / "s"))
