@@ -372,7 +372,8 @@ def subscribers_pause(ctx: Context, email: str, days: int | None, now_text: str 
     found = _find(ctx, email)
     until = add_local_days(now, days, ZoneInfo(found.tz)) if days else None
     sub = pause(ctx.runtime.store, found, now, until)
-    console.print(f"{sub.email}: paused" + (f" until {until.isoformat()}" if until else ""))
+    local = until.astimezone(ZoneInfo(sub.tz)).isoformat() if until else None
+    console.print(f"{sub.email}: paused" + (f" until {local}" if local else " until resumed"))
 
 
 @subscribers.command("resume")

@@ -72,6 +72,12 @@ class DeliverResult:
     errors: list[str] = field(default_factory=list)
 
 
+def _log(level: int, event: str, **fields: object) -> None:
+    """One line per event, readable as text, its fields kept for a structured formatter."""
+    text = " ".join(f"{name}={value}" for name, value in fields.items())
+    log.log(level, "%s %s", event, text, extra={"event": event, "fields": fields})
+
+
 def backoff(attempt: int) -> float:
     """Seconds to wait before attempt ``attempt + 1``: 30 s, 60 s, 120 s ... capped at 1 h."""
     return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempt - 1))
@@ -120,10 +126,7 @@ def tick(
                 claim = _plan(store, schedule, now, sub_id, sub, done, result)
             except Exception as exc:  # one broken record must not stop everyone's lessons
                 store.quarantine(sub_id, f"{type(exc).__name__}: {exc}")
-                log.error(
-                    "subscriber quarantined",
-                    extra={"event": "quarantine", "subscriber": sub_id, "reason": str(exc)},
-                )
+                _log(logging.ERROR, "quarantine", subscriber=sub_id, reason=str(exc))
                 continue
             if claim is None:
                 continue
@@ -140,7 +143,7 @@ def tick(
                 skip.add(item[0])
         hand_out(work)
     store.set_last_tick(now.isoformat())
-    log.info("tick", extra={"event": "tick", "now": now.isoformat(), **result.__dict__})
+    _log(logging.INFO, "tick", now=now.isoformat(), **result.__dict__)
     return result
 
 
@@ -203,10 +206,8 @@ def _sweep_pending(store: Store, ts: float, result: TickResult) -> list[Item]:
             )
             if store.finish(sub_id, uncertain, None, ("sending",)):
                 result.uncertain += 1
-                log.warning(
-                    "send outcome unknown",
-                    extra={"event": "uncertain", "subscriber": sub_id, "lesson": lesson_id},
-                )
+                _log(logging.WARNING, "uncertain", subscriber=sub_id, lesson=lesson_id,
+                     reason="no report from the worker")  # fmt: skip
     store.touch_pending(work, ts + STALE_AFTER)
     return work
 
@@ -257,6 +258,7 @@ def deliver(
                 reason = f"gave up after {attempt} attempts: {exc.reason}"
                 store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
                 result.failed += 1
+                _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=reason)
                 continue
             wait = max(exc.retry_after or 0.0, backoff(attempt))
             retry = LedgerEntry(lesson_id, "retry", ts, attempt, exc.reason)
@@ -264,38 +266,24 @@ def deliver(
             result.retrying += 1
             if exc.retry_after is not None:
                 paused_until = ts + wait
-            log.warning(
-                "send will be retried",
-                extra={
-                    "event": "retry",
-                    "subscriber": sub_id,
-                    "lesson": lesson_id,
-                    "attempt": attempt,
-                    "wait": wait,
-                    "reason": exc.reason,
-                },
-            )
+            _log(logging.WARNING, "retry", subscriber=sub_id, lesson=lesson_id,
+                 attempt=attempt, wait=round(wait), reason=exc.reason)  # fmt: skip
         except UncertainSendError as exc:
             store.finish(sub_id, LedgerEntry(lesson_id, "uncertain", ts, attempt, exc.reason))
             result.uncertain += 1
-            log.warning(
-                "send outcome unknown",
-                extra={"event": "uncertain", "subscriber": sub_id, "lesson": lesson_id},
-            )
+            _log(logging.WARNING, "uncertain", subscriber=sub_id, lesson=lesson_id,
+                 reason=exc.reason)  # fmt: skip
         except PermanentSendError as exc:
             store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, exc.reason))
             result.failed += 1
             result.errors.append(f"{sub_id}/{lesson_id}: {exc.reason}")
-            log.error(
-                "send failed",
-                extra={"event": "failure", "subscriber": sub_id, "lesson": lesson_id},
-            )
+            _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=exc.reason)
         except Exception as exc:  # a render or transport bug must not leave the entry sending
             reason = f"{type(exc).__name__}: {exc}"
             store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
             result.failed += 1
             result.errors.append(f"{sub_id}/{lesson_id}: {reason}")
-            log.exception("send failed", extra={"event": "failure", "subscriber": sub_id})
+            log.exception("failure subscriber=%s lesson=%s", sub_id, lesson_id)
         else:
             store.finish(
                 sub_id, LedgerEntry(lesson_id, "sent", ts, attempt, sent.provider_message_id)

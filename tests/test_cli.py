@@ -150,3 +150,34 @@ def test_bad_transport_setting_is_a_usage_error(run):
     result = run("validate", COURSE_TRANSPORT="carrier-pigeon")
     assert result.returncode == 2
     assert "COURSE_TRANSPORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_redis_that_cannot_be_reached_is_one_line_not_a_traceback(run):
+    result = run("subscribers", "list", REDIS_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_out_of_range_values_are_usage_errors(run):
+    far = run("timeline", "--signup", "9999-12-30T00:00:00Z")
+    assert far.returncode == 2 and "out of range" in far.stderr
+    added = run("subscribers", "add", "p@example.com")
+    assert added.returncode == 0, added.stderr
+    long = run("subscribers", "pause", "p@example.com", "--days", "99999999")
+    assert long.returncode == 2 and "Traceback" not in long.stderr
+
+
+def test_pause_and_resume_from_the_command_line(run):
+    run("subscribers", "add", "p@example.com", "--start", "2026-03-02T14:00:00Z")
+    paused = run("subscribers", "pause", "p@example.com", "--days", "7",
+                 "--now", "2026-03-03T14:00:00Z")  # fmt: skip
+    assert paused.returncode == 0, paused.stderr
+    # Seven days on the subscriber's wall clock, across the start of daylight saving time.
+    assert "paused until 2026-03-10T09:00:00-04:00" in paused.stdout
+    shown = json.loads(run("subscribers", "show", "p@example.com", "--json").stdout)
+    assert shown["status"] == "paused"
+    again = run("subscribers", "pause", "p@example.com")
+    assert again.returncode == 1 and "cannot pause a subscriber who is paused" in again.stderr
+    resumed = run("subscribers", "resume", "p@example.com", "--now", "2026-03-05T14:00:00Z")
+    assert resumed.returncode == 0 and "active" in resumed.stdout
