@@ -14,7 +14,6 @@ import html
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from course.schedule import Schedule, load_schedule
 from course.settings import Settings
 from course.store import Store
 from course.subscriptions import enrol, pause
+from course.supervise import start_process, stop_all, worker_command
 from course.tasks import create_app, enqueuer
 from course.timeline import add_local_days
 
@@ -95,11 +95,7 @@ def start_worker(settings: Settings, redis_url: str, log_path: Path) -> subproce
         "COURSE_SCHEDULE": str(settings.schedule_path),
         "COURSE_BASE_URL": settings.base_url,
     }
-    cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker",
-           "--loglevel=WARNING", "--concurrency=2",
-        "--without-gossip", "--without-mingle"]  # fmt: skip
-    with open(log_path, "ab") as log:  # the child has its own copy of the descriptor
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return start_process(worker_command(2, "WARNING", alone=True), env, log_path)
 
 
 def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -156,11 +152,7 @@ def run_demo(settings: Settings, days: int | None, count: int, console: Console)
         console.print(f"[red]demo failed:[/red] {exc} (worker log: {log_path})")
         return False
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_all({"worker": worker})
         app.close()
         client.close()
         stop_embedded_redis(settings.var_dir)

@@ -20,12 +20,28 @@ from course.tasks import create_app
 STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch
 
 
+CELERY = [sys.executable, "-m", "celery", "-A", "worker"]
+
+
+def worker_command(concurrency: int = 2, loglevel: str = "INFO", alone: bool = False) -> list[str]:
+    """A Celery worker; ``alone`` skips the start-up chatter with other workers (one-off runs)."""
+    cmd = [*CELERY, "worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
+    return [*cmd, "--without-gossip", "--without-mingle"] if alone else cmd
+
+
+def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Run ``cmd`` in a session of its own, its output appended to ``log_path``."""
+    with open(log_path, "ab") as log:  # the child has its own copy of the descriptor
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 def service_commands(concurrency: int, var_dir: Path) -> dict[str, list[str]]:
-    celery = [sys.executable, "-m", "celery", "-A", "worker"]
     return {
-        "worker": [*celery, "worker", "--loglevel=INFO", f"--concurrency={concurrency}"],
+        "worker": worker_command(concurrency),
         "beat": [
-            *celery,
+            *CELERY,
             "beat",
             "--loglevel=INFO",
             f"--schedule={var_dir / 'celerybeat-schedule'}",

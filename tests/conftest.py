@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from course.embedded import ensure_embedded_redis, stop_embedded_redis
 from course.schedule import load_schedule
 from course.settings import Settings
 from course.store import Store
+from course.supervise import start_process, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,6 +107,16 @@ def settings(tmp_path, course_path, redis_url) -> Settings:
         base_url="https://course.example",
         secret_key="test-secret",
     )
+
+
+def start_worker(env: dict, log_path: Path, app) -> subprocess.Popen:
+    """A real Celery worker process (never eager mode), up and answering pings."""
+    proc = start_process(worker_command(2, "INFO", alone=True), env, log_path)
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "the worker did not start"
+    return proc
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
 import redis
+from conftest import start_worker
 
 from course import engine
 from course.schedule import load_schedule
+from course.settings import Settings
 from course.store import Store
 from course.subscriptions import enrol, unsubscribe
+from course.supervise import stop_all
 from course.tasks import create_app, enqueuer
 
 WORKER_DB = 7  # the worker tests own this database of the tests' server
@@ -35,27 +36,11 @@ def worker_env(tmp_path_factory, redis_url, make_course):
         "COURSE_VAR_DIR": str(folder / "var"),
         "COURSE_BASE_URL": "https://course.example",
     }
-    cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency=2",
-           "--loglevel=WARNING", "--without-gossip", "--without-mingle"]  # fmt: skip
-    log = open(folder / "worker.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    from course.settings import Settings
-
-    settings = Settings.from_env(env)
-    app = create_app(settings, url)
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        assert proc.poll() is None, (folder / "worker.log").read_text()
-        assert time.monotonic() < deadline, "worker did not start"
+    app = create_app(Settings.from_env(env), url)
+    proc = start_worker(env, folder / "worker.log", app)
     yield {"app": app, "url": url, "outbox": folder / "outbox", "schedule": schedule_path,
            "proc": proc}  # fmt: skip
-    proc.terminate()  # warm shutdown
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    stop_all({"worker": proc})
     app.close()
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from conftest import start_worker
 
 from course import engine
 from course.schedule import load_schedule
@@ -19,17 +18,10 @@ from course.sendgrid_standin import SendGridStandIn
 from course.settings import Settings
 from course.store import Store
 from course.subscriptions import enrol
+from course.supervise import stop_all
 from course.tasks import create_app, enqueuer
 
 CRASH_DB = 8  # this module owns this database of the tests' server
-
-
-def start_worker(env: dict, log_path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency=2",
-           "--loglevel=INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
-    with open(log_path, "ab") as log:  # the child has its own copy of the descriptor
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -70,7 +62,7 @@ def test_workers_killed_mid_delivery_never_send_a_lesson_twice(crash_env):
     now = datetime.now(UTC).replace(microsecond=0)
     subs = [enrol(store, schedule, f"k{i}@example.com", None, None, now) for i in range(60)]
     enqueue = enqueuer(crash_env["app"])
-    worker = start_worker(crash_env["env"], crash_env["log"])
+    worker = start_worker(crash_env["env"], crash_env["log"], crash_env["app"])
     try:
         assert engine.tick(store, schedule, now, enqueue, batch_size=5).claimed == len(subs)
         wait_for(lambda: len(standin.accepted) >= 10, 60, "the worker sent nothing")
@@ -80,7 +72,7 @@ def test_workers_killed_mid_delivery_never_send_a_lesson_twice(crash_env):
         assert killed_at < len(subs), "the worker finished before it could be killed"
 
         # A new worker; the next ticks find what the dead one left behind.
-        worker = start_worker(crash_env["env"], crash_env["log"])
+        worker = start_worker(crash_env["env"], crash_env["log"], crash_env["app"])
         later = datetime.now(UTC) + timedelta(seconds=engine.STALE_AFTER + 1)
         engine.tick(store, schedule, later, enqueue, batch_size=5)
         wait_for(
@@ -92,9 +84,7 @@ def test_workers_killed_mid_delivery_never_send_a_lesson_twice(crash_env):
             ],
         )
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(30)
+        stop_all({"worker": worker})
 
     sent_to = Counter(
         p["personalizations"][0]["custom_args"]["subscriber_id"] for p in standin.accepted
