@@ -42,10 +42,18 @@ def redis_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_port(preferred: int | None = None) -> int:
+    """``preferred`` when it is free (a restart keeps its address), else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock:
+            # As redis-server does: a port left in TIME_WAIT by the last run is free to use.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise EmbeddedRedisError("no free port for the embedded redis-server")
 
 
 def _ping(url: str) -> bool:
@@ -94,7 +102,9 @@ def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> str:
         url = running_url(var_dir)
         if url:
             return url
-        port = _free_port()
+        port_file = folder / "port"
+        previous = port_file.read_text().strip() if port_file.exists() else ""
+        port = _free_port(int(previous) if previous.isdigit() else None)
         cmd = [
             redis_binary(),
             "--bind", "127.0.0.1",
@@ -147,7 +157,6 @@ def stop_embedded_redis(var_dir: Path, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while _ping(url) and time.monotonic() < deadline:
         time.sleep(0.02)
-    (folder / "port").unlink(missing_ok=True)
     return True
 
 

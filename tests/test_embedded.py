@@ -43,3 +43,13 @@ def test_redis_url_when_set_is_used_as_is(tmp_path):
         "redis://example.invalid:6390/3"
     )
     assert not (tmp_path / "redis").exists()
+
+
+def test_a_restarted_embedded_redis_keeps_its_address(tmp_path):
+    var = tmp_path / "var"
+    try:
+        url = ensure_embedded_redis(var)
+        stop_embedded_redis(var)
+        assert ensure_embedded_redis(var) == url
+    finally:
+        stop_embedded_redis(var)

@@ -545,3 +545,30 @@ def test_a_broken_schedule_with_no_snapshot_fails_loudly(tmp_path, course_path, 
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
     with pytest.raises(ScheduleError):
         ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client, tmp_path / "s"))
+
+
+def test_a_redis_restart_between_claim_and_send_loses_nothing_and_sends_once(tmp_path, course_path):
+    import redis as redis_lib
+
+    from course.embedded import ensure_embedded_redis, stop_embedded_redis
+    from course.schedule import load_schedule
+
+    var = tmp_path / "own-redis"
+    schedule = load_schedule(course_path)
+    try:
+        client = redis_lib.Redis.from_url(ensure_embedded_redis(var), decode_responses=True)
+        store = Store(client)
+        h = Harness(store, schedule, OutboxTransport(tmp_path / "out"))
+        start = local(2026, 3, 2, 9)
+        subs = [enrol(store, schedule, f"r{i}@example.com", None, None, start) for i in range(5)]
+        h.tick(start, deliver=False)
+        stop_embedded_redis(var)  # a clean restart: the AOF holds every claim
+        ensure_embedded_redis(var)
+        assert h.deliver_queued().sent == 5
+        assert h.tick(start).claimed == 0
+        h.deliver_queued()
+        assert all(store.ledger(s.id)["hello"].state == "sent" for s in subs)
+        assert len(list((tmp_path / "out").glob("*.eml"))) == 5
+        client.close()
+    finally:
+        stop_embedded_redis(var)
