@@ -19,6 +19,7 @@ def test_embedded_redis_starts_with_aof_and_is_reused(tmp_path):
         url = ensure_embedded_redis(var)
         client = redis.Redis.from_url(url, decode_responses=True)
         assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
         assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         check_server_version(client)
         client.set("kept", "1")
