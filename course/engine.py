@@ -15,11 +15,12 @@ a later tick, never sent again.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+import redis
 
 from course.render import Recipient, Renderer
 from course.schedule import Schedule
@@ -32,7 +33,7 @@ from course.subscriber import (
     to_instant,
 )
 from course.subscriptions import SubscriptionError, resume
-from course.timeline import catch_up
+from course.timeline import DAY0_GRACE, LATE_GRACE, catch_up, local_date
 from course.transport import (
     PermanentSendError,
     TransientSendError,
@@ -45,6 +46,7 @@ log = logging.getLogger("course.engine")
 STALE_AFTER = 15 * 60  # seconds before an unfinished claim or send is looked at again
 BATCH_SIZE = 50  # deliveries handed to a worker per task
 MAX_ATTEMPTS = 8
+RACE_ROUNDS = 5  # reads of a subscriber who keeps changing under a tick, before it waits
 BACKOFF_BASE = 30.0  # seconds; doubles per attempt
 BACKOFF_CAP = 3600.0
 
@@ -114,34 +116,37 @@ def tick(
     result.redispatched = len(swept)
     hand_out(swept)
 
-    skip: set[str] = set()  # looked at in this tick and left as they are
-    raced: Counter[str] = Counter()
-    while True:
-        ids = [i for i in store.due_ids(ts, chunk + len(skip)) if i not in skip][:chunk]
-        if not ids:
+    # One pass over what is due now: with one lesson per subscriber on its way at a time,
+    # nobody can be claimed twice in a tick. Only subscribers who changed between the read
+    # and the claim are read again, a few times at most.
+    ids = store.all_due_ids(ts)
+    for _ in range(RACE_ROUNDS):
+        raced: list[str] = []
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            claims = []
+            for sub_id, (sub, done) in zip(part, store.get_many(part), strict=True):
+                try:
+                    claim = _plan(store, schedule, now, sub_id, sub, done, result)
+                except redis.RedisError:
+                    raise  # Redis trouble is not the record's fault
+                except Exception as exc:  # one broken record must not stop everyone else
+                    store.quarantine(sub_id, f"{type(exc).__name__}: {exc}")
+                    _log(logging.ERROR, "quarantine", subscriber=sub_id, reason=str(exc))
+                    continue
+                if claim is not None:
+                    claims.append(claim)
+            work = []
+            for claim, outcome in zip(claims, store.claim_many(claims), strict=True):
+                if outcome == 1:
+                    work.append((claim[0], claim[1]))
+                    result.claimed += 1
+                elif outcome == -1:
+                    raced.append(claim[0])
+            hand_out(work)
+        if not raced:
             break
-        claims, claimed_items = [], []
-        for sub_id, (sub, done) in zip(ids, store.get_many(ids), strict=True):
-            try:
-                claim = _plan(store, schedule, now, sub_id, sub, done, result)
-            except Exception as exc:  # one broken record must not stop everyone's lessons
-                store.quarantine(sub_id, f"{type(exc).__name__}: {exc}")
-                _log(logging.ERROR, "quarantine", subscriber=sub_id, reason=str(exc))
-                continue
-            if claim is None:
-                continue
-            claims.append(claim)
-            claimed_items.append((claim[0], claim[1]))
-        work = []
-        for item, outcome in zip(claimed_items, store.claim_many(claims), strict=True):
-            if outcome == 1:
-                work.append(item)
-                result.claimed += 1
-            elif outcome == -1 and raced[item[0]] < 5:
-                raced[item[0]] += 1  # changed meanwhile: read it again
-            else:  # not active, already claimed, or the lesson before is still on its way
-                skip.add(item[0])
-        hand_out(work)
+        ids = raced
     store.set_last_tick(now.isoformat())
     _log(logging.INFO, "tick", now=now.isoformat(), **result.__dict__)
     return result
@@ -169,11 +174,16 @@ def _plan(store, schedule, now, sub_id, sub, done, result) -> tuple | None:
         result.completed += 1
         return None
     zone = sub.zone
-    due = catch_up(due_at(schedule, sub, lesson), now, schedule.course, zone)
+    nominal = due_at(schedule, sub, lesson)
+    grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
+    due = catch_up(nominal, now, schedule.course, zone, grace)
     if due > now:  # not yet (an edit, or an overdue lesson waiting for a sensible hour)
         store.update(sub.id, {}, due.timestamp(), sub.version)
         return None
     after = progress_after(sub, lesson, now)
+    if local_date(nominal, zone) < local_date(now, zone):
+        # Catching up after downtime: one a day, even when the course allows more.
+        after = replace(after, sent_that_day=schedule.course.max_lessons_per_day)
     following = next_lesson(schedule, after, done | {lesson.id})
     next_due = due_at(schedule, after, following).timestamp() if following else None
     return (
@@ -219,12 +229,17 @@ def deliver(
     items: list[Item],
     now: datetime,
     links: LinkMaker,
+    clock: Callable[[], datetime] | None = None,
 ) -> DeliverResult:
-    """Send each claimed (subscriber, lesson) of a batch, recording every outcome."""
+    """Send each claimed (subscriber, lesson) of a batch, recording every outcome.
+
+    Each send is stamped with ``now``, or ``clock()`` when that is later: a long batch
+    sets each entry's stale deadline from when that entry really started.
+    """
     result = DeliverResult()
-    ts = now.timestamp()
     paused_until: float | None = None  # set by a 429: the provider asked us to wait
     for sub_id, lesson_id in items:
+        ts = max(now, clock()).timestamp() if clock else now.timestamp()
         if paused_until is not None:
             store.touch_pending([(sub_id, lesson_id)], paused_until)
             result.retrying += 1
@@ -262,7 +277,9 @@ def deliver(
                 continue
             wait = max(exc.retry_after or 0.0, backoff(attempt))
             retry = LedgerEntry(lesson_id, "retry", ts, attempt, exc.reason)
-            store.finish(sub_id, retry, ts + wait)
+            # Only from sending: an entry a tick already called uncertain stays so (the next
+            # lesson may have gone meanwhile; this one must not follow it).
+            store.finish(sub_id, retry, ts + wait, allowed=("sending",))
             result.retrying += 1
             if exc.retry_after is not None:
                 paused_until = ts + wait

@@ -4,7 +4,7 @@ current schedule with its compiled templates, and the transport."""
 from __future__ import annotations
 
 import logging
-import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from course.embedded import check_server_version, resolve_redis_url
 from course.render import Renderer, RenderError
 from course.schedule import Schedule, ScheduleError, load_schedule
 from course.settings import Settings
-from course.store import Store
+from course.store import DEFAULT_PREFIX, Store
 from course.tokens import subscriber_links
 from course.transport import Transport, make_transport
 
@@ -35,43 +35,51 @@ def _fingerprint(schedule_path: Path, templates_dir: Path) -> tuple:
 
 
 class ScheduleSnapshot:
-    """The files of the last valid schedule, kept in Redis (hash ``hr:schedule:snapshot``,
-    relative path -> text), so that a process starting while ``schedule.yaml`` is broken
-    still sends with the last valid schedule, as a running one does."""
+    """The files of the last valid schedule, kept in Redis (a hash: relative path -> bytes),
+    so that a process starting while ``schedule.yaml`` is broken still sends with the last
+    valid schedule, as a running one does."""
 
     SCHEDULE_NAME = "schedule.yaml"
 
-    def __init__(self, client: redis.Redis, folder: Path, key: str = "hr:schedule:snapshot"):
+    def __init__(self, client: redis.Redis, key: str = "hr:schedule:snapshot"):
         self.client = client
-        self.folder = Path(folder)
         self.key = key
 
-    def save(self, schedule_path: Path, templates_dir: Path) -> None:
-        files = {self.SCHEDULE_NAME: schedule_path.read_text(encoding="utf-8")}
-        for path in sorted(templates_dir.rglob("*")):
-            if path.is_file():
-                relative = path.relative_to(templates_dir).as_posix()
-                files[f"templates/{relative}"] = path.read_text(encoding="utf-8")
+    @classmethod
+    def files(cls, schedule: Schedule) -> dict[str, Path]:
+        """What a schedule is made of: the file itself, its lessons and the layouts."""
+        found = {cls.SCHEDULE_NAME: schedule.path}
+        layouts = schedule.templates_dir / "layouts"
+        paths = [schedule.templates_dir / lesson.template for lesson in schedule.lessons]
+        paths += [p for p in layouts.rglob("*") if p.is_file()] if layouts.is_dir() else []
+        for path in paths:
+            found[f"templates/{path.relative_to(schedule.templates_dir).as_posix()}"] = path
+        return found
+
+    @staticmethod
+    def read(files: dict[str, Path]) -> dict[str, bytes]:
+        return {name: path.read_bytes() for name, path in files.items()}
+
+    def save(self, contents: dict[str, bytes]) -> None:
         pipe = self.client.pipeline()
         pipe.delete(self.key)
-        pipe.hset(self.key, mapping=files)
+        pipe.hset(self.key, mapping=contents)
         pipe.execute()
 
     def restore(self) -> Path | None:
-        """Write the snapshot under :attr:`folder`; the path of its schedule, or None."""
-        files = self.client.hgetall(self.key)
-        if not files:
+        """The snapshot written to a new folder of this process's own; its schedule's path."""
+        contents = self.client.hgetall(self.key)
+        if not contents:
             return None
-        shutil.rmtree(self.folder, ignore_errors=True)
-        for name, text in files.items():
-            name = name.decode() if isinstance(name, bytes) else name
-            text = text.decode() if isinstance(text, bytes) else text
-            target = (self.folder / name).resolve()
-            if not target.is_relative_to(self.folder.resolve()):
+        folder = Path(tempfile.mkdtemp(prefix="course-schedule-"))
+        for raw_name, data in contents.items():
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder.resolve()):
                 continue  # never write outside the snapshot folder
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        return self.folder / self.SCHEDULE_NAME
+            target.write_bytes(data if isinstance(data, bytes) else data.encode())
+        return folder / self.SCHEDULE_NAME
 
 
 class ScheduleHolder:
@@ -111,8 +119,19 @@ class ScheduleHolder:
         schedule = load_schedule(self.path, self.templates_dir)
         renderer = Renderer(schedule)
         if self.snapshot is not None:
-            self.snapshot.save(self.path, self.templates_dir)
+            self._save_snapshot(schedule)
         return schedule, renderer
+
+    def _save_snapshot(self, schedule: Schedule) -> None:
+        """Keep what was just validated; skip it if a file changed while it was checked."""
+        files = ScheduleSnapshot.files(schedule)
+        try:
+            contents = ScheduleSnapshot.read(files)
+            if _fingerprint(self.path, self.templates_dir) != self._stamp:
+                return  # edited meanwhile: the next reload validates and saves it
+            self.snapshot.save(contents)
+        except (OSError, redis.RedisError) as exc:
+            log.warning("could not keep a copy of the valid schedule: %s", exc)
 
     def current(self) -> tuple[Schedule, Renderer]:
         stamp = _fingerprint(self.path, self.templates_dir)
@@ -176,6 +195,6 @@ def build_runtime(settings: Settings) -> Runtime:
         schedules=ScheduleHolder(
             settings.schedule_path,
             settings.templates_dir,
-            ScheduleSnapshot(client, settings.var_dir / "schedule-snapshot"),
+            ScheduleSnapshot(client, f"{DEFAULT_PREFIX}schedule:snapshot"),
         ),
     )

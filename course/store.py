@@ -326,6 +326,15 @@ class Store:
     def due_ids(self, now: float, limit: int = 1000) -> list[str]:
         return [_str(i) for i in self.redis.zrangebyscore(self.due_key, "-inf", now, 0, limit)]
 
+    def all_due_ids(self, now: float, page: int = 10_000) -> list[str]:
+        """Every subscriber due by ``now``, read before anything is changed."""
+        ids: list[str] = []
+        while True:
+            found = self.redis.zrangebyscore(self.due_key, "-inf", now, len(ids), page)
+            ids.extend(_str(i) for i in found)
+            if len(found) < page:
+                return ids
+
     def due_score(self, sub_id: str) -> float | None:
         return self.redis.zscore(self.due_key, sub_id)
 

@@ -93,8 +93,15 @@ def resume(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> 
 
 
 def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> Subscriber:
-    """Suppress for good, whatever else is happening: no version check, unsubscribe wins."""
+    """Suppress for good, whatever else is happening: no version check, unsubscribe wins.
+
+    The link may come from an email sent before the person signed up again: whichever
+    record now holds the address is suppressed too.
+    """
     if status not in SUPPRESSED:
         raise ValueError(status)
     store.update(sub.id, {"status": status}, None)
+    current = store.find(sub.email)
+    if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
+        store.update(current.id, {"status": status}, None)
     return store.get(sub.id) or sub

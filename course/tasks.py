@@ -75,11 +75,11 @@ def _parse(now: str | None) -> datetime:
     return datetime.now(UTC) if now is None else datetime.fromisoformat(now)
 
 
-def _delivery_time(tick_now: str) -> datetime:
-    """The tick's instant, or the wall clock when later: a batch that waited in a backed-up
-    queue records its real send time and sets retry deadlines from it. (A simulated run
-    ahead of the wall clock, like the demo, keeps its own clock.)"""
-    return max(_parse(tick_now), datetime.now(UTC))
+def _wall_clock() -> datetime:
+    """Deliveries are stamped with the tick's instant or the wall clock, whichever is later:
+    a batch that waited in a backed-up queue records when it really went and sets retry
+    deadlines from then. (A simulated run ahead of the wall clock keeps its own clock.)"""
+    return datetime.now(UTC)
 
 
 @shared_task(name="course.tick")
@@ -95,5 +95,7 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
     rt = runtime()
     _, renderer = rt.schedules.current()
     batch = [(sub_id, lesson_id) for sub_id, lesson_id in items]
-    result = engine.deliver(rt.store, renderer, rt.transport, batch, _delivery_time(now), rt.links)
+    result = engine.deliver(
+        rt.store, renderer, rt.transport, batch, _parse(now), rt.links, clock=_wall_clock
+    )
     return result.__dict__

@@ -78,20 +78,30 @@ def next_slot(
 
 CATCH_UP_WINDOW = timedelta(hours=12)  # after the send time: still a sensible hour to send
 PAUSE_TOLERANCE = timedelta(hours=1)  # the largest clock change (DST) a pause may span
+LATE_GRACE = timedelta(hours=1)  # a lesson this late still goes at once, whatever the hour
+DAY0_GRACE = timedelta(hours=12)  # the same for the lesson that answers a confirmation
 
 
-def catch_up(due: datetime, now: datetime, course: CourseSettings, tz: ZoneInfo) -> datetime:
+def catch_up(
+    due: datetime,
+    now: datetime,
+    course: CourseSettings,
+    tz: ZoneInfo,
+    grace: timedelta = LATE_GRACE,
+) -> datetime:
     """When a lesson that fell due at ``due`` may go out, seen at ``now``.
 
-    A lesson still on its own local day goes at once (a late tick, or day 0 at confirmation).
-    One overdue from an earlier day (downtime) goes at once only at a sensible hour, within
-    ``CATCH_UP_WINDOW`` after the send time on an allowed weekday; otherwise at the next slot,
-    so nobody gets a lesson at 03:00 because the workers came back then.
+    Up to ``grace`` late it goes at once (a late tick; day 0 is given longer, since it answers
+    a confirmation). Later than that (downtime) it goes at once only at a sensible hour, within
+    ``CATCH_UP_WINDOW`` after the send time on an allowed weekday, and otherwise at the next
+    slot, so nobody gets a lesson at 03:00 because the workers came back then.
     """
     _require_aware(due, "due")
     _require_aware(now, "now")
-    if due >= now or local_date(due, tz) == local_date(now, tz):
-        return max(due, now).astimezone(UTC)
+    if due >= now:
+        return due.astimezone(UTC)
+    if now - due <= grace:
+        return now.astimezone(UTC)
     today = local_date(now, tz)
     slot = local_slot(today, course.send_time, tz)
     if today.weekday() in course.weekdays and slot <= now < slot + CATCH_UP_WINDOW:

@@ -217,13 +217,30 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> Exception:
 
 
 class _DataTracking:
-    """Marks when the DATA phase began: a failure after it leaves the outcome unknown."""
+    """Marks when the whole message has been written after DATA's 354: from then on, a
+    failure leaves the outcome unknown (the server may have queued it)."""
 
-    in_data = False
+    in_data = False  # the message went out whole; only the final reply is missing
+    _body_next = False
 
     def data(self, msg):  # type: ignore[no-untyped-def]
-        self.in_data = True
-        return super().data(msg)  # type: ignore[misc]
+        self._in_data_command = True
+        try:
+            return super().data(msg)  # type: ignore[misc]
+        finally:
+            self._in_data_command = self._body_next = False
+
+    def getreply(self):  # type: ignore[no-untyped-def]
+        code, text = super().getreply()  # type: ignore[misc]
+        if getattr(self, "_in_data_command", False) and code == 354:
+            self._body_next = True
+        return code, text
+
+    def send(self, s):  # type: ignore[no-untyped-def]
+        super().send(s)  # type: ignore[misc]
+        if self._body_next:
+            self._body_next = False
+            self.in_data = True
 
 
 class _SMTP(_DataTracking, smtplib.SMTP):
@@ -340,6 +357,9 @@ class SmtpTransport:
 # SendGrid
 
 
+MAX_IDLE = 30.0  # seconds a kept-alive API connection may sit unused before it is reopened
+
+
 class _KeepAliveConnection:
     """One HTTP(S) connection to the API host, reused across requests.
 
@@ -356,12 +376,18 @@ class _KeepAliveConnection:
         self._port = parts.port
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if (
             self._conn is not None
             and self._conn.sock is not None
-            and _socket_dropped(self._conn.sock)
+            and (
+                _socket_dropped(self._conn.sock)
+                # A connection idle this long may have been dropped silently on the way (a
+                # NAT or load balancer): a request lost there would look like no answer.
+                or time.monotonic() - self._last_used > MAX_IDLE
+            )
         ):
             self.close()
         if self._conn is None:
@@ -395,6 +421,7 @@ class _KeepAliveConnection:
             # The request went out whole: the API may have accepted it.
             self.close()
             raise _NoAnswer(str(exc) or type(exc).__name__) from exc
+        self._last_used = time.monotonic()
         if response.will_close:
             self.close()
         return response.status, response.reason, response.headers, payload

@@ -438,26 +438,49 @@ def test_an_overdue_lesson_waits_for_a_sensible_hour(harness, store, schedule):
     assert harness.sent(sub.id)[-1] == ("second", local(2026, 3, 6, 8))
 
 
-def test_with_two_a_day_the_second_waits_for_the_first_to_be_sent(tmp_path, store):
+@pytest.fixture
+def two_a_day(tmp_path, store):
+    """The small course allowing two a day, with lessons 2 and 3 both on day 2."""
     from conftest import SMALL_SCHEDULE, write_course
 
     from course.schedule import load_schedule
 
-    two = load_schedule(
-        write_course(tmp_path / "two", SMALL_SCHEDULE.replace("max_lessons_per_day: 1",
-                                                              "max_lessons_per_day: 2"))
-    )  # fmt: skip
-    h = Harness(store, two, OutboxTransport(tmp_path / "out"))
+    text = SMALL_SCHEDULE.replace("max_lessons_per_day: 1", "max_lessons_per_day: 2")
+    text = text.replace("id: third, day: 3", "id: third, day: 2")
+    two = load_schedule(write_course(tmp_path / "two", text))
+    return Harness(store, two, OutboxTransport(tmp_path / "out"))
+
+
+def test_with_two_a_day_the_second_waits_for_the_first_to_be_sent(two_a_day, store):
+    h = two_a_day
     start = local(2026, 3, 2, 9)
-    sub = enrol(store, two, "a@example.com", None, None, start)
+    sub = enrol(store, h.schedule, "a@example.com", None, None, start)
     h.tick(start)
-    back = local(2026, 3, 9, 10)  # days of downtime: three lessons overdue
-    assert h.tick(back, deliver=False).claimed == 1  # never two on their way at once
-    assert h.tick(back, deliver=False).claimed == 0
+    day2 = local(2026, 3, 4)
+    assert h.tick(day2, deliver=False).claimed == 1  # never two on their way at once
+    assert h.tick(day2, deliver=False).claimed == 0
     h.deliver_queued()
-    assert h.tick(back).claimed == 1  # the second of the day, after the first was sent
-    assert h.tick(back).claimed == 0  # two a day at most
-    assert [lesson for lesson, _ in h.sent(sub.id)] == ["hello", "second", "third"]
+    assert h.tick(day2).claimed == 1  # the second of the day, once the first was sent
+    assert h.tick(day2).claimed == 0
+    assert h.sent(sub.id) == [("hello", start), ("second", day2), ("third", day2)]
+
+
+def test_with_two_a_day_catching_up_is_still_one_a_day(two_a_day, store):
+    h = two_a_day
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, h.schedule, "a@example.com", None, None, start)
+    h.tick(start)
+    back = local(2026, 3, 9, 10)  # down for days: three lessons overdue
+    assert h.tick(back).claimed == 1
+    assert h.tick(back).claimed == 0
+    h.tick(local(2026, 3, 10))
+    h.tick(local(2026, 3, 11))
+    assert [when for _, when in h.sent(sub.id)] == [
+        start,
+        back,
+        local(2026, 3, 10),
+        local(2026, 3, 11),
+    ]
 
 
 def test_a_lesson_in_retry_holds_back_the_next_one(store, schedule, standin, sendgrid):
@@ -504,6 +527,9 @@ def test_an_unsubscribed_address_can_sign_up_again_as_a_new_record(store, schedu
     assert store.get(first.id).status == "unsubscribed"
     with pytest.raises(DuplicateSubscriber):
         enrol(store, schedule, "a@example.com", None, None, start + timedelta(days=31))
+    # The unsubscribe link of an email sent to the old record stops the new one too.
+    unsubscribe(store, store.get(first.id))
+    assert store.get(again.id).status == "unsubscribed"
 
 
 def test_a_worker_without_the_claimed_lesson_retries_it_instead_of_dropping_it(
@@ -529,7 +555,8 @@ def test_a_process_started_on_a_broken_schedule_uses_the_last_valid_one(
 ):
     from course.runtime import ScheduleSnapshot
 
-    snapshot = ScheduleSnapshot(redis_client, tmp_path / "snapshot")
+    snapshot = ScheduleSnapshot(redis_client)
+    (course_path.parent / "templates" / "logo.png").write_bytes(b"\x89PNG\x00\xff")
     ScheduleHolder(course_path, snapshot=snapshot)  # a running worker saw the valid one
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
     restarted = ScheduleHolder(course_path, snapshot=snapshot)
@@ -544,7 +571,7 @@ def test_a_broken_schedule_with_no_snapshot_fails_loudly(tmp_path, course_path, 
 
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
     with pytest.raises(ScheduleError):
-        ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client, tmp_path / "s"))
+        ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client))
 
 
 def test_a_redis_restart_between_claim_and_send_loses_nothing_and_sends_once(tmp_path, course_path):

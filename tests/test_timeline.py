@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from course.schedule import CourseSettings, Lesson, Phase, Schedule
 from course.timeline import (
+    DAY0_GRACE,
     CalendarEntry,
     Pace,
     add_local_days,
@@ -571,11 +572,16 @@ def test_pause_of_a_week_across_fall_back_keeps_the_day():
     assert due == at(NEW_YORK, 2026, 11, 3, 8, 0)
 
 
-def test_catch_up_sends_at_once_the_same_day_or_at_a_sensible_hour():
+def test_catch_up_sends_at_once_within_grace_else_at_a_sensible_hour():
     course = make_course()
     due = at(NEW_YORK, 2026, 3, 4, 8, 0)
-    same_day = at(NEW_YORK, 2026, 3, 4, 22, 0)
-    assert catch_up(due, same_day, course, NEW_YORK) == same_day
+    late_tick = at(NEW_YORK, 2026, 3, 4, 8, 40)
+    assert catch_up(due, late_tick, course, NEW_YORK) == late_tick
+    same_evening = at(NEW_YORK, 2026, 3, 4, 22, 0)
+    assert catch_up(due, same_evening, course, NEW_YORK) == at(NEW_YORK, 2026, 3, 5, 8, 0)
+    confirmed = at(NEW_YORK, 2026, 3, 4, 23, 59)  # day 0 answers a confirmation: longer grace
+    after_midnight = at(NEW_YORK, 2026, 3, 5, 0, 5)
+    assert catch_up(confirmed, after_midnight, course, NEW_YORK, DAY0_GRACE) == after_midnight
     noon_later = at(NEW_YORK, 2026, 3, 6, 12, 0)
     assert catch_up(due, noon_later, course, NEW_YORK) == noon_later
     night_later = at(NEW_YORK, 2026, 3, 6, 3, 0)
