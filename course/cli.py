@@ -22,6 +22,8 @@ from course.subscriptions import SubscriptionError
 from course.timeline import calendar
 
 console = Console(highlight=False)
+if not console.is_terminal:  # a pipe or a log file: room for whole table rows
+    console.width = max(console.width, 120)
 err_console = Console(stderr=True, highlight=False)
 
 # Errors a user can cause: reported as one line, never a traceback.
