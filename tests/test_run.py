@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from course.embedded import running_url
+from course.embedded import running_url, stop_embedded_redis
 
 
 def test_run_starts_embedded_redis_worker_and_beat_and_ctrl_c_stops_all(tmp_path, course_path):
@@ -39,8 +39,13 @@ def test_run_starts_embedded_redis_worker_and_beat_and_ctrl_c_stops_all(tmp_path
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # the test failed early: let it stop what it started
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        stop_embedded_redis(var)
     assert proc.returncode == 0, output
     assert "stopped" in output and "Traceback" not in output
     assert running_url(var) is None  # the embedded server it started is stopped too
