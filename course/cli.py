@@ -166,7 +166,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
 
         def enqueue(items, when):
             outcome = engine.deliver(rt.store, renderer, rt.transport, items, when, rt.links)
-            for name in ("sent", "failed", "retrying", "skipped"):
+            for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
                 setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
 
     else:
@@ -176,6 +176,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     line += f", uncertain {result.uncertain}, completed {result.completed}"
     if inline:
         line += f"; sent {totals.sent}, failed {totals.failed}, retrying {totals.retrying}"
+        line += f", uncertain {totals.uncertain}, skipped {totals.skipped}"
     else:
         line += f"; {result.batches} batches handed to workers"
     console.print(line)
