@@ -393,6 +393,31 @@ def subscribers_resume(ctx: Context, email: str, now_text: str | None) -> None:
     console.print(f"{sub.email}: {sub.status}")
 
 
+@subscribers.command("quarantine")
+@click.option("--release", "release", default=None, metavar="ID|all",
+              help="Hand one subscriber (or all) back to the next tick.")  # fmt: skip
+@pass_ctx
+def subscribers_quarantine(ctx: Context, release: str | None) -> None:
+    """Subscribers a tick could not handle (a damaged record), with the reason."""
+    store = ctx.runtime.store
+    held = store.quarantined()
+    if release:
+        ids = list(held) if release == "all" else [release]
+        for sub_id in ids:
+            if not store.release(sub_id, datetime.now(UTC).timestamp()):
+                raise Failed(f"{sub_id}: not in quarantine")
+        console.print(f"released {len(ids)}; the next tick looks at them again")
+        return
+    table = Table()
+    for column in ("id", "email", "reason"):
+        table.add_column(column)
+    for sub_id, reason in held.items():
+        email = store.redis.hget(store.sub_key(sub_id), "email") or ""
+        table.add_row(sub_id, email, reason)
+    console.print(table)
+    console.print(f"{len(held)} in quarantine")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="course", standalone_mode=False)

@@ -416,7 +416,16 @@ class Store:
         pipe.execute()
 
     def quarantined(self) -> dict[str, str]:
-        return {_str(k): _str(v) for k, v in self.redis.hgetall(f"{self.prefix}quarantine").items()}
+        raw = self.redis.hgetall(f"{self.prefix}quarantine")
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    def release(self, sub_id: str, now: float) -> bool:
+        """Back from quarantine into the due index: the next tick looks at them again."""
+        if not self.redis.hdel(f"{self.prefix}quarantine", sub_id):
+            return False
+        if self.redis.exists(self.sub_key(sub_id)):
+            self.redis.zadd(self.due_key, {sub_id: now})
+        return True
 
     # housekeeping
     def set_last_tick(self, iso: str) -> None:

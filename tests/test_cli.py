@@ -181,3 +181,19 @@ def test_pause_and_resume_from_the_command_line(run):
     assert again.returncode == 1 and "cannot pause a subscriber who is paused" in again.stderr
     resumed = run("subscribers", "resume", "p@example.com", "--now", "2026-03-05T14:00:00Z")
     assert resumed.returncode == 0 and "active" in resumed.stdout
+
+
+def test_quarantine_lists_and_releases(run, redis_url):
+    added = run("subscribers", "add", "q@example.com")
+    assert added.returncode == 0, added.stderr
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{CLI_DB}",
+                                  decode_responses=True)  # fmt: skip
+    sub_id = client.hget("hr:email", "q@example.com")
+    client.hset("hr:quarantine", sub_id, "ValueError: damaged")
+    listed = run("subscribers", "quarantine")
+    assert "q@example.com" in listed.stdout and "1 in quarantine" in listed.stdout
+    released = run("subscribers", "quarantine", "--release", sub_id)
+    assert released.returncode == 0 and "released 1" in released.stdout
+    missing = run("subscribers", "quarantine", "--release", "nope")
+    assert missing.returncode == 1 and "not in quarantine" in missing.stderr
+    client.close()

@@ -508,6 +508,11 @@ def test_a_damaged_subscriber_is_quarantined_and_the_others_still_get_lessons(
     assert harness.sent(fine.id) == [("hello", start)]
     assert broken.id in store.quarantined()
     assert store.due_score(broken.id) is None
+    # Repaired by an operator and released: the next tick sends it.
+    store.redis.hset(store.sub_key(broken.id), "tz", "America/New_York")
+    assert store.release(broken.id, start.timestamp())
+    assert harness.tick(start + timedelta(minutes=1)).claimed == 1
+    assert store.quarantined() == {}
 
 
 def test_a_record_without_a_version_is_claimed_not_looped_on(harness, store, schedule):
