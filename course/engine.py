@@ -24,9 +24,10 @@ import redis
 
 from course.render import Recipient, Renderer
 from course.schedule import Schedule
-from course.store import Store
+from course.store import Claim, Store
 from course.subscriber import (
     LedgerEntry,
+    Subscriber,
     due_at,
     next_lesson,
     progress_after,
@@ -139,10 +140,10 @@ def tick(
             work = []
             for claim, outcome in zip(claims, store.claim_many(claims), strict=True):
                 if outcome == 1:
-                    work.append((claim[0], claim[1]))
+                    work.append(claim.item)
                     result.claimed += 1
                 elif outcome == -1:
-                    raced.append(claim[0])
+                    raced.append(claim.sub_id)
             hand_out(work)
         if not raced:
             break
@@ -152,7 +153,15 @@ def tick(
     return result
 
 
-def _plan(store, schedule, now, sub_id, sub, done, result) -> tuple | None:
+def _plan(
+    store: Store,
+    schedule: Schedule,
+    now: datetime,
+    sub_id: str,
+    sub: Subscriber | None,
+    done: set[str],
+    result: TickResult,
+) -> Claim | None:
     """The claim to try for one due subscriber, or None after fixing their index entry."""
     ts = now.timestamp()
     if sub is None:
@@ -186,16 +195,16 @@ def _plan(store, schedule, now, sub_id, sub, done, result) -> tuple | None:
         after = replace(after, sent_that_day=schedule.course.max_lessons_per_day)
     following = next_lesson(schedule, after, done | {lesson.id})
     next_due = due_at(schedule, after, following).timestamp() if following else None
-    return (
-        sub.id,
-        lesson.id,
-        sub.version,
-        ts,
-        next_due,
-        after.sent_that_day,
-        lesson.day,
-        ts + STALE_AFTER,
-        sub.last_lesson,
+    return Claim(
+        sub_id=sub.id,
+        lesson_id=lesson.id,
+        version=sub.version,
+        now=ts,
+        next_due=next_due,
+        sent_that_day=after.sent_that_day,
+        lesson_day=lesson.day,
+        deadline=ts + STALE_AFTER,
+        previous=sub.last_lesson,
     )
 
 

@@ -14,7 +14,7 @@ from course.embedded import check_server_version, resolve_redis_url
 from course.render import Renderer, RenderError
 from course.schedule import Schedule, ScheduleError, load_schedule
 from course.settings import Settings
-from course.store import DEFAULT_PREFIX, Store
+from course.store import Store
 from course.tokens import subscriber_links
 from course.transport import Transport, make_transport
 
@@ -41,7 +41,7 @@ class ScheduleSnapshot:
 
     SCHEDULE_NAME = "schedule.yaml"
 
-    def __init__(self, client: redis.Redis, key: str = "hr:schedule:snapshot"):
+    def __init__(self, client: redis.Redis, key: str):
         self.client = client
         self.key = key
 
@@ -187,14 +187,15 @@ def connect(settings: Settings) -> tuple[str, redis.Redis]:
 
 def build_runtime(settings: Settings) -> Runtime:
     url, client = connect(settings)
+    store = Store(client)
     return Runtime(
         settings=settings,
         redis_url=url,
         client=client,
-        store=Store(client),
+        store=store,
         schedules=ScheduleHolder(
             settings.schedule_path,
             settings.templates_dir,
-            ScheduleSnapshot(client, f"{DEFAULT_PREFIX}schedule:snapshot"),
+            ScheduleSnapshot(client, store.snapshot_key),
         ),
     )

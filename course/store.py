@@ -20,6 +20,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P tick:last``      string  ISO instant of the last tick, for health checks.
 ``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
                               record); they are out of the due index until an operator looks.
+``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
+                              (see course.runtime.ScheduleSnapshot).
 
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
 tick or worker that read old state can never claim on top of a newer change.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
+from typing import NamedTuple
 
 import redis
 
@@ -145,6 +148,24 @@ _FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent
 _INTS = {"sent_that_day", "last_day"}
 
 
+class Claim(NamedTuple):
+    """What a tick asks the claim script to do for one subscriber."""
+
+    sub_id: str
+    lesson_id: str
+    version: int  # the subscriber's version when the tick read them
+    now: float
+    next_due: float | None  # None: this is their last lesson
+    sent_that_day: int  # counting this claim
+    lesson_day: int
+    deadline: float  # when an unfinished entry is looked at again
+    previous: str | None  # the lesson before, which must have finished
+
+    @property
+    def item(self) -> tuple[str, str]:
+        return (self.sub_id, self.lesson_id)
+
+
 class DuplicateSubscriber(ValueError):
     """A subscriber with this email address already exists."""
 
@@ -215,6 +236,14 @@ class Store:
     @property
     def subs_key(self) -> str:
         return f"{self.prefix}subs"
+
+    @property
+    def quarantine_key(self) -> str:
+        return f"{self.prefix}quarantine"
+
+    @property
+    def snapshot_key(self) -> str:
+        return f"{self.prefix}schedule:snapshot"
 
     # subscribers
     def add(
@@ -347,28 +376,27 @@ class Store:
         return int(self.redis.zcount(self.due_key, "-inf", "+inf" if now is None else now))
 
     # claims and sends
-    def claim_many(self, claims: Iterable[tuple]) -> list[int]:
-        """Run the claim script for each ``(sub_id, lesson_id, version, now, next_due,
-        sent_that_day, lesson_day, pending_deadline, previous_lesson)``; one round trip."""
+    def claim_many(self, claims: Iterable[Claim]) -> list[int]:
+        """Run the claim script for each claim, in one round trip; the script's answers."""
         pipe = self.redis.pipeline(transaction=False)
-        for sub_id, lesson_id, version, now, next_due, today, day, deadline, prev in claims:
+        for c in claims:
             self._claim(
                 keys=[
-                    self.sub_key(sub_id),
-                    self.ledger_key(sub_id),
+                    self.sub_key(c.sub_id),
+                    self.ledger_key(c.sub_id),
                     self.due_key,
                     self.pending_key,
                 ],
                 args=[
-                    sub_id,
-                    lesson_id,
-                    str(version),
-                    _encode(float(now)),
-                    "" if next_due is None else _encode(float(next_due)),
-                    str(today),
-                    str(day),
-                    _encode(float(deadline)),
-                    prev or "",
+                    c.sub_id,
+                    c.lesson_id,
+                    str(c.version),
+                    _encode(float(c.now)),
+                    "" if c.next_due is None else _encode(float(c.next_due)),
+                    str(c.sent_that_day),
+                    str(c.lesson_day),
+                    _encode(float(c.deadline)),
+                    c.previous or "",
                 ],
                 client=pipe,
             )
@@ -411,17 +439,17 @@ class Store:
     def quarantine(self, sub_id: str, reason: str) -> None:
         """Take a subscriber the tick cannot handle out of the due index, saying why."""
         pipe = self.redis.pipeline()
-        pipe.hset(f"{self.prefix}quarantine", sub_id, reason)
+        pipe.hset(self.quarantine_key, sub_id, reason)
         pipe.zrem(self.due_key, sub_id)
         pipe.execute()
 
     def quarantined(self) -> dict[str, str]:
-        raw = self.redis.hgetall(f"{self.prefix}quarantine")
+        raw = self.redis.hgetall(self.quarantine_key)
         return {_str(k): _str(v) for k, v in raw.items()}
 
     def release(self, sub_id: str, now: float) -> bool:
         """Back from quarantine into the due index: the next tick looks at them again."""
-        if not self.redis.hdel(f"{self.prefix}quarantine", sub_id):
+        if not self.redis.hdel(self.quarantine_key, sub_id):
             return False
         if self.redis.exists(self.sub_key(sub_id)):
             self.redis.zadd(self.due_key, {sub_id: now})

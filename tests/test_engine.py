@@ -560,7 +560,7 @@ def test_a_process_started_on_a_broken_schedule_uses_the_last_valid_one(
 ):
     from course.runtime import ScheduleSnapshot
 
-    snapshot = ScheduleSnapshot(redis_client)
+    snapshot = ScheduleSnapshot(redis_client, "hr:schedule:snapshot")
     (course_path.parent / "templates" / "logo.png").write_bytes(b"\x89PNG\x00\xff")
     ScheduleHolder(course_path, snapshot=snapshot)  # a running worker saw the valid one
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
@@ -576,7 +576,7 @@ def test_a_broken_schedule_with_no_snapshot_fails_loudly(tmp_path, course_path, 
 
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
     with pytest.raises(ScheduleError):
-        ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client))
+        ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client, "hr:snap"))
 
 
 def test_a_redis_restart_between_claim_and_send_loses_nothing_and_sends_once(tmp_path, course_path):
