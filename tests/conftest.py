@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import textwrap
@@ -107,6 +108,24 @@ def settings(tmp_path, course_path, redis_url) -> Settings:
         base_url="https://course.example",
         secret_key="test-secret",
     )
+
+
+def db_url(redis_url: str, db: int) -> str:
+    """The tests' server, database ``db`` (a module that owns it may flush it)."""
+    return redis_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def course_env(url: str, schedule_path: Path, folder: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``course`` or worker process on the tests' Redis and course."""
+    return {
+        **os.environ,
+        "REDIS_URL": url,
+        "COURSE_SCHEDULE": str(schedule_path),
+        "COURSE_OUTBOX_DIR": str(folder / "outbox"),
+        "COURSE_VAR_DIR": str(folder / "var"),
+        "COURSE_BASE_URL": "https://course.example",
+        **extra,
+    }
 
 
 def start_worker(env: dict, log_path: Path, app) -> subprocess.Popen:

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime
 
 import pytest
 import redis
+from conftest import course_env, db_url
 
 CLI_DB = 5  # the CLI tests own this database of the tests' server
 
 
 @pytest.fixture
 def run(tmp_path, course_path, redis_url):
-    url = redis_url.rsplit("/", 1)[0] + f"/{CLI_DB}"
+    url = db_url(redis_url, CLI_DB)
     redis.Redis.from_url(url).flushdb()
-    env = {
-        **os.environ,
-        "REDIS_URL": url,
-        "COURSE_SCHEDULE": str(course_path),
-        "COURSE_OUTBOX_DIR": str(tmp_path / "outbox"),
-        "COURSE_VAR_DIR": str(tmp_path / "var"),
-        "COURSE_BASE_URL": "https://course.example",
-    }
+    env = course_env(url, course_path, tmp_path)
 
     def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -186,8 +179,7 @@ def test_pause_and_resume_from_the_command_line(run):
 def test_quarantine_lists_and_releases(run, redis_url):
     added = run("subscribers", "add", "q@example.com")
     assert added.returncode == 0, added.stderr
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{CLI_DB}",
-                                  decode_responses=True)  # fmt: skip
+    client = redis.Redis.from_url(db_url(redis_url, CLI_DB), decode_responses=True)
     sub_id = client.hget("hr:email", "q@example.com")
     client.hset("hr:quarantine", sub_id, "ValueError: damaged")
     listed = run("subscribers", "quarantine")

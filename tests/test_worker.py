@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
 import redis
-from conftest import start_worker
+from conftest import course_env, db_url, start_worker
 
 from course import engine
 from course.schedule import load_schedule
@@ -26,16 +25,9 @@ WORKER_DB = 7  # the worker tests own this database of the tests' server
 def worker_env(tmp_path_factory, redis_url, make_course):
     folder = tmp_path_factory.mktemp("worker")
     schedule_path = make_course(folder / "course")
-    url = redis_url.rsplit("/", 1)[0] + f"/{WORKER_DB}"
+    url = db_url(redis_url, WORKER_DB)
     redis.Redis.from_url(url).flushdb()
-    env = {
-        **os.environ,
-        "REDIS_URL": url,
-        "COURSE_SCHEDULE": str(schedule_path),
-        "COURSE_OUTBOX_DIR": str(folder / "outbox"),
-        "COURSE_VAR_DIR": str(folder / "var"),
-        "COURSE_BASE_URL": "https://course.example",
-    }
+    env = course_env(url, schedule_path, folder)
     app = create_app(Settings.from_env(env), url)
     proc = start_worker(env, folder / "worker.log", app)
     yield {"app": app, "url": url, "outbox": folder / "outbox", "schedule": schedule_path,

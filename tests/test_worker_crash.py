@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from conftest import start_worker
+from conftest import course_env, db_url, start_worker
 
 from course import engine
 from course.schedule import load_schedule
@@ -33,20 +33,13 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 @pytest.fixture
 def crash_env(tmp_path, redis_url, make_course):
-    url = redis_url.rsplit("/", 1)[0] + f"/{CRASH_DB}"
+    url = db_url(redis_url, CRASH_DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     schedule_path = make_course(tmp_path / "course")
     with SendGridStandIn(api_key="SG.crash", latency=0.05) as standin:
-        env = {
-            **os.environ,
-            "REDIS_URL": url,
-            "COURSE_SCHEDULE": str(schedule_path),
-            "COURSE_TRANSPORT": "sendgrid",
-            "SENDGRID_API_KEY": "SG.crash",
-            "SENDGRID_HOST": standin.url,
-            "COURSE_VAR_DIR": str(tmp_path / "var"),
-        }
+        env = course_env(url, schedule_path, tmp_path, COURSE_TRANSPORT="sendgrid",
+                         SENDGRID_API_KEY="SG.crash", SENDGRID_HOST=standin.url)  # fmt: skip
         app = create_app(Settings.from_env(env), url)
         yield {"env": env, "url": url, "client": client, "standin": standin, "app": app,
                "schedule": load_schedule(schedule_path),
