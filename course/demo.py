@@ -32,7 +32,13 @@ from course.schedule import Schedule, load_schedule
 from course.settings import Settings
 from course.store import Store
 from course.subscriptions import enrol, pause
-from course.supervise import start_process, stop_all, worker_command
+from course.supervise import (
+    WorkerError,
+    start_process,
+    stop_all,
+    wait_for_worker,
+    worker_command,
+)
 from course.tasks import create_app, enqueuer
 from course.timeline import add_local_days
 
@@ -98,16 +104,6 @@ def start_worker(settings: Settings, redis_url: str, log_path: Path) -> subproce
     return start_process(worker_command(2, "WARNING", alone=True), env, log_path)
 
 
-def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoError(f"the demo worker exited with status {proc.returncode}")
-        if app.control.ping(timeout=0.5):
-            return
-    raise DemoError("the demo worker did not come up within a minute")
-
-
 def wait_drained(store: Store, proc: subprocess.Popen, timeout: float = DRAIN_TIMEOUT) -> None:
     """Until the worker has finished every claimed delivery."""
     deadline = time.monotonic() + timeout
@@ -148,7 +144,7 @@ def run_demo(settings: Settings, days: int | None, count: int, console: Console)
         paused = _simulate(store, schedule, app, worker, people, start, days, console)
         full = days >= course_days(schedule)
         return report(store, schedule, people, paused, settings.outbox_dir, console, full)
-    except DemoError as exc:
+    except (DemoError, WorkerError) as exc:
         console.print(f"[red]demo failed:[/red] {exc} (worker log: {log_path})")
         return False
     finally:

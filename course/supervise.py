@@ -37,6 +37,21 @@ def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subpro
         )
 
 
+class WorkerError(RuntimeError):
+    """A worker process died or never came up."""
+
+
+def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until the worker ``proc`` answers a ping through ``app``'s broker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise WorkerError(f"the worker exited with status {proc.returncode}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise WorkerError(f"the worker did not come up within {timeout:.0f} s")
+
+
 def service_commands(concurrency: int, var_dir: Path) -> dict[str, list[str]]:
     return {
         "worker": worker_command(concurrency),

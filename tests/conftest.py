@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,13 @@ from course.embedded import ensure_embedded_redis, stop_embedded_redis
 from course.schedule import load_schedule
 from course.settings import Settings
 from course.store import Store
-from course.supervise import start_process, worker_command
+from course.supervise import (
+    WorkerError,
+    start_process,
+    stop_all,
+    wait_for_worker,
+    worker_command,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,10 +136,11 @@ def course_env(url: str, schedule_path: Path, folder: Path, **extra: str) -> dic
 def start_worker(env: dict, log_path: Path, app) -> subprocess.Popen:
     """A real Celery worker process (never eager mode), up and answering pings."""
     proc = start_process(worker_command(2, "INFO", alone=True), env, log_path)
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        assert proc.poll() is None, log_path.read_text()
-        assert time.monotonic() < deadline, "the worker did not start"
+    try:
+        wait_for_worker(app, proc)
+    except WorkerError as exc:
+        stop_all({"worker": proc})
+        raise AssertionError(f"{exc}\n{log_path.read_text()}") from None
     return proc
 
 
