@@ -148,3 +148,31 @@ def start_worker(env: dict, log_path: Path, app) -> subprocess.Popen:
 def make_course():
     """``write_course`` for fixtures of wider scope."""
     return write_course
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = ROOT / "var" / "test-artifacts"  # screenshots: test output, ignored by git
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's ``chromium``) driven by Playwright; skips where it is missing."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def artifacts(request) -> Path:
+    """A folder for this test's screenshots under var/test-artifacts/."""
+    folder = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
