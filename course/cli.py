@@ -99,11 +99,21 @@ def cli(ctx: click.Context) -> None:
 @click.option("--schedule", "schedule_path", type=click.Path(path_type=Path), default=None)
 @pass_ctx
 def validate(ctx: Context, schedule_path: Path | None) -> None:
-    """Check schedule.yaml and compile every lesson template."""
+    """Check schedule.yaml, compile every template and read every email for a sample subscriber.
+
+    Reports every problem, one line each with its file and line, and exits 1 if there is any.
+    """
+    from course.content import check_content
+
     schedule = ctx.schedule(schedule_path)
-    Renderer(schedule)
+    problems = check_content(schedule, Renderer(schedule))
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise Failed(f"{len(problems)} problem(s) in the course's content")
     console.print(
-        f"{schedule.path}: ok — {len(schedule.phases)} phases, {len(schedule.lessons)} lessons"
+        f"{schedule.path}: ok — {len(schedule.phases)} phases, {schedule.lesson_count} lessons, "
+        f"{len(schedule.emails)} emails checked"
     )
 
 

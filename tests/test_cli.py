@@ -36,7 +36,7 @@ def run(tmp_path, course_path, redis_url):
 def test_validate_passes_on_a_good_schedule(run):
     result = run("validate")
     assert result.returncode == 0, result.stderr
-    assert "2 phases, 4 lessons" in result.stdout
+    assert "2 phases, 4 lessons, 5 emails checked" in result.stdout
 
 
 def test_validate_names_file_line_and_field_and_exits_1(run, course_path):
