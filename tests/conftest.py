@@ -66,7 +66,7 @@ def write_course(folder: Path, schedule_text: str = SMALL_SCHEDULE) -> Path:
 
                 This is the **{name}** lesson.
 
-                **One small step for today:** breathe out slowly.
+                **One small step for today:** breathe out slowly after the {name} lesson.
                 """)
         )
     (folder / "templates" / "emails").mkdir(exist_ok=True)
