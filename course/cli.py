@@ -99,11 +99,21 @@ def cli(ctx: click.Context) -> None:
 @click.option("--schedule", "schedule_path", type=click.Path(path_type=Path), default=None)
 @pass_ctx
 def validate(ctx: Context, schedule_path: Path | None) -> None:
-    """Check schedule.yaml and compile every lesson template."""
+    """Check schedule.yaml, compile every template and read every email for a sample subscriber.
+
+    Reports every problem, one line each with its file and line, and exits 1 if there is any.
+    """
+    from course.content import check_content
+
     schedule = ctx.schedule(schedule_path)
-    Renderer(schedule)
-    console.print(
-        f"{schedule.path}: ok — {len(schedule.phases)} phases, {len(schedule.lessons)} lessons"
+    problems = check_content(schedule, Renderer(schedule))
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise Failed(f"{len(problems)} problem(s) in the course's content")
+    click.echo(
+        f"{schedule.path}: ok — {len(schedule.phases)} phases, {schedule.lesson_count} lessons, "
+        f"{len(schedule.emails)} emails checked"
     )
 
 
@@ -183,25 +193,48 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
 
 
 @cli.command()
-@click.argument("lesson_id")
+@click.argument("lesson_id", required=False)
+@click.option("--all", "gallery", is_flag=True, help="Write every email to a browsable gallery.")
 @click.option("--html", "fmt", flag_value="html", help="Print the HTML part.")
 @click.option("--text", "fmt", flag_value="text", default=True, help="Print the text part.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write HTML here.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the HTML here (with --all: the gallery's folder, default var/gallery).",
+)
 @click.option("--name", "first_name", default="Alex", help="Sample subscriber's first name.")
 @pass_ctx
-def preview(ctx: Context, lesson_id: str, fmt: str, out: Path | None, first_name: str) -> None:
-    """Render one lesson for a sample subscriber."""
-    from course.preview import sample_email
+def preview(
+    ctx: Context,
+    lesson_id: str | None,
+    gallery: bool,
+    fmt: str,
+    out: Path | None,
+    first_name: str,
+) -> None:
+    """Render one email (LESSON_ID, or 'confirmation') or, with --all, every email."""
+    from course.preview import sample_email, write_gallery
 
     schedule = ctx.schedule()
+    renderer = Renderer(schedule)
+    if gallery:
+        if lesson_id:
+            raise click.UsageError("give a LESSON_ID or --all, not both")
+        folder = out or ctx.settings.var_dir / "gallery"
+        index = write_gallery(schedule, renderer, ctx.settings, folder, first_name)
+        click.echo(f"{len(schedule.emails)} emails: {index.resolve()}")
+        return
+    if not lesson_id:
+        raise click.UsageError("give a LESSON_ID, or --all for every email")
     try:
-        schedule.lesson(lesson_id)
+        lesson = schedule.lesson(lesson_id)
     except KeyError:
-        ids = ", ".join(lesson.id for lesson in schedule.lessons)
+        ids = ", ".join(lesson.id for lesson in schedule.emails)
         raise click.BadParameter(
             f"no lesson {lesson_id!r} (lessons: {ids})", param_hint="LESSON_ID"
         ) from None
-    email = sample_email(Renderer(schedule), ctx.settings, lesson_id, first_name)
+    email = sample_email(renderer, ctx.settings, lesson, first_name)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(email.html, encoding="utf-8")

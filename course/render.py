@@ -19,6 +19,7 @@ Per recipient only step 5's templates are rendered; nothing else runs.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import secrets
@@ -35,7 +36,7 @@ from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from course.message import Email
-from course.schedule import Lesson, Phase, Schedule
+from course.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
 
 HTML_LAYOUT = "layouts/lesson.html.j2"
 TEXT_LAYOUT = "layouts/lesson.txt.j2"
@@ -44,7 +45,9 @@ DISCLAIMER = (
     "Please talk with your clinician before changing any treatment."
 )
 RECIPIENT_VARIABLES = frozenset({"first_name", "progress", "unsubscribe_url", "pause_url", "email"})
-COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body"})
+# The confirmation email also has the link that confirms the subscription.
+CONFIRMATION_VARIABLES = RECIPIENT_VARIABLES | {"confirm_url"}
+COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body", "call_to_action"})
 
 # A Jinja tag, with quoted strings skipped so that "}}" inside a string does not end it.
 _JINJA_TAG = re.compile(
@@ -83,7 +86,7 @@ class CompiledLesson:
 
     lesson: Lesson
     source_name: str  # the lesson file, as shown in error messages
-    progress: str  # e.g. "Phase 2 of 4 · lesson 7 of 20"
+    progress: str  # e.g. "Phase 2 of 4 · lesson 7 of 20"; "" for the course's own emails
     html: jinja2.Template
     text: jinja2.Template
     html_source: str
@@ -101,7 +104,7 @@ class CompiledLesson:
         # Only if a recipient's own data held the separator: fill the parts one by one.
         return self.html.render(context), self.text.render(context)
 
-    def context(self, recipient: Recipient) -> dict[str, object]:
+    def context(self, recipient: Recipient, confirm_url: str = "") -> dict[str, object]:
         """The variables the final templates are filled with for ``recipient``."""
         return {
             "first_name": recipient.first_name,
@@ -109,6 +112,7 @@ class CompiledLesson:
             "unsubscribe_url": recipient.unsubscribe_url,
             "pause_url": recipient.pause_url,
             "email": recipient.email,
+            "confirm_url": confirm_url,
         }
 
 
@@ -133,20 +137,25 @@ class Renderer:
         self._from_domain = course.from_email.rpartition("@")[2]
         self._lessons: dict[str, CompiledLesson] = {}
         phase_count = len(schedule.phases)
-        lesson_count = len(schedule.lessons)
-        position = 0
-        for phase_position, phase in enumerate(schedule.phases, start=1):
+        for phase in schedule.phases:
             for lesson in phase.lessons:
-                position += 1
                 progress = (
-                    f"Phase {phase_position} of {phase_count} · lesson {position} of {lesson_count}"
+                    f"Phase {phase.number} of {phase_count} · "
+                    f"lesson {lesson.number} of {schedule.lesson_count}"
                 )
                 self._lessons[lesson.id] = self._compile(lesson, phase, progress)
+        last_phase = schedule.phases[-1]
+        if schedule.completion:
+            self._lessons[schedule.completion.id] = self._compile(
+                schedule.completion, last_phase, ""
+            )
+        if schedule.confirmation:
+            self._lessons[schedule.confirmation.id] = self._compile(schedule.confirmation, None, "")
 
     @property
     def lesson_ids(self) -> frozenset[str]:
-        """The lessons this renderer can render."""
-        return frozenset(self._lessons)
+        """The emails sent on the course clock that this renderer can render."""
+        return frozenset(self._lessons) - {CONFIRMATION_ID}
 
     def compiled(self, lesson_id: str) -> CompiledLesson:
         """The compiled templates of a lesson (``KeyError`` for an unknown id)."""
@@ -154,8 +163,24 @@ class Renderer:
 
     def render(self, lesson_id: str, recipient: Recipient) -> Email:
         """Lesson ``lesson_id`` for ``recipient``; only the compiled templates are filled."""
-        compiled = self._lessons[lesson_id]
-        context = compiled.context(recipient)
+        if lesson_id == CONFIRMATION_ID:
+            raise KeyError(lesson_id)  # it needs its link: render_confirmation
+        return self._render(self._lessons[lesson_id], recipient, "")
+
+    def render_confirmation(self, recipient: Recipient, confirm_url: str) -> Email:
+        """The double opt-in email, with the link that confirms the subscription.
+
+        It may be sent more than once (a new link on request), so each gets its own Message-ID.
+        Raises ``KeyError`` when the schedule defines no confirmation email.
+        """
+        email = self._render(self._lessons[CONFIRMATION_ID], recipient, confirm_url)
+        nonce = secrets.token_hex(6)
+        message_id = f"<{recipient.subscriber_id}.{CONFIRMATION_ID}.{nonce}@{self._from_domain}>"
+        return dataclasses.replace(email, message_id=message_id)
+
+    def _render(self, compiled: CompiledLesson, recipient: Recipient, confirm_url: str) -> Email:
+        lesson_id = compiled.lesson.id
+        context = compiled.context(recipient, confirm_url)
         try:
             html, text = compiled.fill(context)
         except jinja2.TemplateError as exc:
@@ -180,21 +205,24 @@ class Renderer:
 
     # -- compile time ---------------------------------------------------------------------------
 
-    def _compile(self, lesson: Lesson, phase: Phase, progress: str) -> CompiledLesson:
+    def _compile(self, lesson: Lesson, phase: Phase | None, progress: str) -> CompiledLesson:
         path = self._schedule.templates_dir / lesson.template
         name = self._display(path)
         source = _read(path, name)
-        _check_template(name, source, self._fill_html, RECIPIENT_VARIABLES)
+        allowed = CONFIRMATION_VARIABLES if lesson.kind == CONFIRMATION else RECIPIENT_VARIABLES
+        _check_template(name, source, self._fill_html, allowed)
 
         slots = _Placeholders()
         protected = slots.protect(source)
         body_html = _unwrap_statement_paragraphs(_markdown_to_html(protected), slots)
         body_text = _markdown_to_text(protected, slots.display_width)
+        cta = self._schedule.course.call_to_action
         constants = {
             "course": self._schedule.course,
             "lesson": lesson,
             "phase": phase,
             "disclaimer": DISCLAIMER,
+            "call_to_action": cta if cta and lesson.call_to_action else None,
         }
         html = self._apply_layout(
             HTML_LAYOUT, self._html_layout, slots, Markup(body_html), constants
@@ -255,7 +283,7 @@ class Renderer:
         name = self._display(self._schedule.templates_dir / layout)
         compile_env = _compile_environment(autoescape=False)
         _check_template(name, source, compile_env, COMPILE_VARIABLES)
-        _check_template(name, source, fill_env, RECIPIENT_VARIABLES)
+        _check_template(name, source, fill_env, CONFIRMATION_VARIABLES)
 
     def _display(self, path: Path) -> str:
         """``path`` as the marketer knows it: relative to the schedule file's folder."""
@@ -323,7 +351,7 @@ def _trial_fill(compiled: CompiledLesson) -> None:
         sample = Recipient(
             "trial", "trial@example.com", first_name, "https://u.test", "https://p.test"
         )
-        context = compiled.context(sample)
+        context = compiled.context(sample, "https://c.test")
         try:
             if compiled.fill(context) != (
                 compiled.html.render(context),

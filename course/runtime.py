@@ -47,10 +47,10 @@ class ScheduleSnapshot:
 
     @classmethod
     def files(cls, schedule: Schedule) -> dict[str, Path]:
-        """What a schedule is made of: the file itself, its lessons and the layouts."""
+        """What a schedule is made of: the file itself, its emails' templates and the layouts."""
         found = {cls.SCHEDULE_NAME: schedule.path}
         layouts = schedule.templates_dir / "layouts"
-        paths = [schedule.templates_dir / lesson.template for lesson in schedule.lessons]
+        paths = [schedule.templates_dir / lesson.template for lesson in schedule.emails]
         paths += [p for p in layouts.rglob("*") if p.is_file()] if layouts.is_dir() else []
         for path in paths:
             found[f"templates/{path.relative_to(schedule.templates_dir).as_posix()}"] = path

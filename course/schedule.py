@@ -34,7 +34,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SUBJECT_MAX_LENGTH = 150
+SUBJECT_MAX_LENGTH = 60  # what an inbox shows on a phone before cutting it off
+PREHEADER_MAX_LENGTH = 110
+COMPLETION_ID = "course-complete"
+CONFIRMATION_ID = "confirmation"
+LESSON, COMPLETION, CONFIRMATION = "lesson", "completion", "confirmation"  # kinds of email
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Lesson:
     phase_id: str
     number: int  # 1-based position in the whole course
     backfill: bool = False  # sent even to subscribers already past it (schedule edits)
+    call_to_action: bool = False  # shows the course's call-to-action box
+    kind: str = LESSON  # LESSON, COMPLETION (after the last lesson) or CONFIRMATION (opt-in)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,25 @@ class CourseSettings:
     timezone: ZoneInfo  # default zone for subscribers who did not give one
     weekdays: frozenset[int]  # allowed send days, 0 = Monday ... 6 = Sunday
     max_lessons_per_day: int = 1
+    call_to_action: CallToAction | None = None
+
+
+@dataclass(frozen=True)
+class CallToAction:
+    """The box that points to the structured program, on lessons that ask for it."""
+
+    text: str
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ContentChecks:
+    """What ``course validate`` checks in the text of every lesson (both optional)."""
+
+    min_words: int | None = None
+    max_words: int | None = None
+    must_include: str | None = None  # e.g. "One small step for today"
 
 
 @dataclass(frozen=True)
@@ -76,14 +101,28 @@ class Schedule:
     phases: tuple[Phase, ...]
     path: Path
     templates_dir: Path
+    confirmation: Lesson | None = None  # the double opt-in email, sent before the course
+    completion: Lesson | None = None  # "you have finished", sent after the last lesson
+    checks: ContentChecks = ContentChecks()
 
     @property
     def lessons(self) -> tuple[Lesson, ...]:
-        """Every lesson in course order."""
-        return tuple(lesson for phase in self.phases for lesson in phase.lessons)
+        """Everything sent on the course clock, in order: the lessons, then the completion."""
+        taught = tuple(lesson for phase in self.phases for lesson in phase.lessons)
+        return (*taught, self.completion) if self.completion else taught
+
+    @property
+    def lesson_count(self) -> int:
+        """How many lessons the course teaches (the completion email is not one)."""
+        return sum(len(phase.lessons) for phase in self.phases)
+
+    @property
+    def emails(self) -> tuple[Lesson, ...]:
+        """Every email the course can send: the confirmation, the lessons, the completion."""
+        return (self.confirmation, *self.lessons) if self.confirmation else self.lessons
 
     def lesson(self, lesson_id: str) -> Lesson:
-        for lesson in self.lessons:
+        for lesson in self.emails:
             if lesson.id == lesson_id:
                 return lesson
         raise KeyError(lesson_id)
@@ -193,6 +232,16 @@ _TEXT_FIELDS = {
     ("phases", int, "lessons", int, "subject"),
     ("phases", int, "lessons", int, "preheader"),
     ("phases", int, "lessons", int, "template"),
+    ("course", "call_to_action", "text"),
+    ("course", "call_to_action", "label"),
+    ("course", "call_to_action", "url"),
+    ("confirmation", "subject"),
+    ("confirmation", "preheader"),
+    ("confirmation", "template"),
+    ("completion", "subject"),
+    ("completion", "preheader"),
+    ("completion", "template"),
+    ("checks", "must_include"),
 }
 _NULL_TAG = "tag:yaml.org,2002:null"
 
@@ -345,6 +394,20 @@ def _subject(value: str) -> str:
     return value
 
 
+def _preheader(value: str) -> str:
+    value = _single_line(value)
+    if len(value) > PREHEADER_MAX_LENGTH:
+        raise _fail(f"must be at most {PREHEADER_MAX_LENGTH} characters, got {len(value)}")
+    return value
+
+
+def _url(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"https?://[^\s/]+\S*", value):
+        raise _fail(f"must be an http(s) URL, got {value!r}")
+    return value
+
+
 def _send_time(value: str) -> str:
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
@@ -367,6 +430,9 @@ def _weekday(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_text)]
+SingleLine = Annotated[str, AfterValidator(_text), AfterValidator(_single_line)]
+Subject = Annotated[str, AfterValidator(_subject)]
+Preheader = Annotated[str, AfterValidator(_preheader)]
 Slug = Annotated[str, AfterValidator(_slug)]
 Email = Annotated[str, AfterValidator(_email)]
 
@@ -381,6 +447,12 @@ class _SenderModel(_Model):
     email: Email
 
 
+class _CallToActionModel(_Model):
+    text: Text
+    label: SingleLine
+    url: Annotated[str, AfterValidator(_url)]
+
+
 class _CourseModel(_Model):
     name: Text
     from_: _SenderModel = Field(alias="from")
@@ -392,15 +464,13 @@ class _CourseModel(_Model):
         default=list(WEEKDAY_NAMES), min_length=1
     )
     max_lessons_per_day: int = Field(default=1, ge=1)
+    call_to_action: _CallToActionModel | None = None
 
 
-class _LessonModel(_Model):
-    id: Slug
-    day: int = Field(ge=0)
-    subject: Annotated[str, AfterValidator(_subject)]
-    preheader: Annotated[str, AfterValidator(_single_line)]
+class _EmailModel(_Model):
+    subject: Subject
+    preheader: Preheader
     template: str
-    backfill: bool = False
 
     @field_validator("template")
     @classmethod
@@ -416,15 +486,41 @@ class _LessonModel(_Model):
         return str(relative)
 
 
+class _CompletionModel(_EmailModel):
+    after_days: int = Field(default=2, ge=0)  # days after the last lesson
+
+
+class _LessonModel(_EmailModel):
+    id: Slug
+    day: int = Field(ge=0)
+    backfill: bool = False
+    call_to_action: bool = False
+
+
+class _ChecksModel(_Model):
+    words: list[int] | None = Field(default=None, min_length=2, max_length=2)
+    must_include: Text | None = None
+
+    @field_validator("words")
+    @classmethod
+    def _range(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not 0 <= value[0] <= value[1]:
+            raise _fail(f"must be [min, max] with 0 <= min <= max, got {value}")
+        return value
+
+
 class _PhaseModel(_Model):
     id: Slug
-    title: Annotated[str, AfterValidator(_text), AfterValidator(_single_line)]
+    title: SingleLine
     lessons: list[_LessonModel] = Field(min_length=1)
 
 
 class _ScheduleModel(_Model):
     course: _CourseModel
+    confirmation: _EmailModel | None = None
     phases: list[_PhaseModel] = Field(min_length=1)
+    completion: _CompletionModel | None = None
+    checks: _ChecksModel | None = None
 
 
 _TYPE_MESSAGES = {
@@ -441,6 +537,7 @@ _EMPTY_LIST_MESSAGES = {
     "phases": "must list at least one phase",
     "lessons": "must list at least one lesson",
     "weekdays": "must list at least one day",
+    "words": "must be [min, max]",
 }
 
 
@@ -468,6 +565,8 @@ def _message(error: Any) -> str:
     if kind == "too_short":
         names = [part for part in error["loc"] if isinstance(part, str)]
         return _EMPTY_LIST_MESSAGES.get(names[-1] if names else "", "must not be empty")
+    if kind == "too_long" and error["loc"][-1:] == ("words",):
+        return "must be [min, max]"
     if kind == "greater_than_equal":
         return f"must be >= {error['ctx']['ge']}"
     if kind == "model_type" and not error["loc"]:
@@ -491,6 +590,7 @@ def _check_across_lessons(tree: _Tree) -> Iterator[tuple[FieldPath, int | None, 
                 yield path, tree.line_of(path), f"duplicate day {day.lower()!r}"
             seen_days.add(day.lower())
 
+    has_cta = isinstance(course.get("call_to_action"), dict)
     phases = data.get("phases")
     phase_lines: dict[str, int | None] = {}
     lesson_lines: dict[str, int | None] = {}
@@ -506,6 +606,14 @@ def _check_across_lessons(tree: _Tree) -> Iterator[tuple[FieldPath, int | None, 
                 continue
             path = ("phases", p_index, "lessons", l_index)
             yield from _unique(tree, lesson, path, "lesson", lesson_lines)
+            if lesson.get("id") in (COMPLETION_ID, CONFIRMATION_ID):
+                id_path = (*path, "id")
+                message = f"{lesson['id']!r} is reserved for the course's own emails"
+                yield id_path, tree.line_of(id_path), message
+            if lesson.get("call_to_action") is True and not has_cta:
+                cta_path = (*path, "call_to_action")
+                message = "the course has no call_to_action (set course.call_to_action)"
+                yield cta_path, tree.line_of(cta_path), message
             day = lesson.get("day")
             was_first, first = first, False
             if type(day) is not int or day < 0:
@@ -554,6 +662,9 @@ def _build(model: _ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
         timezone=ZoneInfo(settings.timezone),
         weekdays=frozenset(WEEKDAY_NAMES.index(day) for day in settings.weekdays),
         max_lessons_per_day=settings.max_lessons_per_day,
+        call_to_action=(
+            CallToAction(cta.text, cta.label, cta.url) if (cta := settings.call_to_action) else None
+        ),
     )
     phases = []
     number = 0
@@ -571,7 +682,43 @@ def _build(model: _ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
                     phase_id=phase.id,
                     number=number,
                     backfill=lesson.backfill,
+                    call_to_action=lesson.call_to_action,
                 )
             )
         phases.append(Phase(phase.id, phase.title, phase_number, tuple(lessons)))
-    return Schedule(course, tuple(phases), path, templates_dir)
+    last = phases[-1].lessons[-1]
+    confirmation = completion = None
+    if model.confirmation:
+        confirmation = _email(model.confirmation, CONFIRMATION_ID, CONFIRMATION, 0, "", 0)
+    if model.completion:
+        day = last.day + model.completion.after_days
+        completion = _email(
+            model.completion, COMPLETION_ID, COMPLETION, day, last.phase_id, number + 1
+        )
+    checks = model.checks or _ChecksModel()
+    words = checks.words or (None, None)
+    return Schedule(
+        course,
+        tuple(phases),
+        path,
+        templates_dir,
+        confirmation=confirmation,
+        completion=completion,
+        checks=ContentChecks(words[0], words[1], checks.must_include),
+    )
+
+
+def _email(
+    model: _EmailModel, email_id: str, kind: str, day: int, phase_id: str, number: int
+) -> Lesson:
+    """One of the course's own emails, as a lesson the renderer and the engine understand."""
+    return Lesson(
+        id=email_id,
+        day=day,
+        subject=model.subject,
+        preheader=model.preheader,
+        template=model.template,
+        phase_id=phase_id,
+        number=number,
+        kind=kind,
+    )

@@ -46,6 +46,10 @@ phases:
     lessons:
       - {id: third, day: 3, subject: "Third", preheader: "Again", template: lessons/third.md}
       - {id: fourth, day: 4, subject: "Fourth", preheader: "Done", template: lessons/fourth.md}
+confirmation:
+  subject: "Please confirm"
+  preheader: "One click to start"
+  template: emails/confirm.md
 """
 
 
@@ -62,9 +66,13 @@ def write_course(folder: Path, schedule_text: str = SMALL_SCHEDULE) -> Path:
 
                 This is the **{name}** lesson.
 
-                **One small step for today:** breathe out slowly.
+                **One small step for today:** breathe out slowly after the {name} lesson.
                 """)
         )
+    (folder / "templates" / "emails").mkdir(exist_ok=True)
+    (folder / "templates" / "emails" / "confirm.md").write_text(
+        'Hi {{ first_name or "friend" }},\n\n[Yes, start my course]({{ confirm_url }})\n'
+    )
     path = folder / "schedule.yaml"
     path.write_text(schedule_text)
     return path

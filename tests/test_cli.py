@@ -36,7 +36,7 @@ def run(tmp_path, course_path, redis_url):
 def test_validate_passes_on_a_good_schedule(run):
     result = run("validate")
     assert result.returncode == 0, result.stderr
-    assert "2 phases, 4 lessons" in result.stdout
+    assert "2 phases, 4 lessons, 5 emails checked" in result.stdout
 
 
 def test_validate_names_file_line_and_field_and_exits_1(run, course_path):
@@ -137,6 +137,17 @@ def test_preview_prints_the_text_part_and_writes_html(run, tmp_path):
     assert written.returncode == 0 and "<html" in out.read_text()
     missing = run("preview", "nope")
     assert missing.returncode == 2 and "no lesson 'nope'" in missing.stderr
+    confirmation = run("preview", "confirmation")
+    assert confirmation.returncode == 0 and "/confirm/" in confirmation.stdout
+    assert run("preview").returncode == 2
+    assert run("preview", "second", "--all").returncode == 2
+
+
+def test_preview_all_writes_the_small_course_gallery(run, tmp_path):
+    result = run("preview", "--all", "--out", str(tmp_path / "g"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("5 emails: ")
+    assert len(list((tmp_path / "g").glob("*.html"))) == 6  # five emails and the index
 
 
 def test_bad_transport_setting_is_a_usage_error(run):

@@ -13,7 +13,7 @@ import pytest
 
 from course import render
 from course.render import Recipient, Renderer, RenderError
-from course.schedule import CourseSettings, Lesson, Phase, Schedule
+from course.schedule import CourseSettings, Lesson, Phase, Schedule, load_schedule
 
 LAYOUTS = Path(__file__).resolve().parents[1] / "templates" / "layouts"
 
@@ -362,3 +362,81 @@ def test_recipient_data_holding_the_part_separator_still_renders_both_parts(
     assert email.html == compiled.html.render(compiled.context(odd))
     assert email.text == compiled.text.render(compiled.context(odd))
     assert email.html.rstrip().endswith("</html>")
+
+
+# --- The course's own emails and the call to action -------------------------------------------
+
+
+def own_emails_course(course_path: Path) -> Schedule:
+    """The tests' small course with a completion email and a call to action on the last lesson."""
+    text = course_path.read_text()
+    text = text.replace(
+        "  max_lessons_per_day: 1\n",
+        "  max_lessons_per_day: 1\n  call_to_action:\n"
+        "    text: Want a guide for the next stretch?\n"
+        "    label: See the program\n    url: https://course.example/program?a=1&b=2\n",
+    )
+    text = text.replace("template: lessons/fourth.md}", "template: lessons/fourth.md,"
+                        " call_to_action: true}")  # fmt: skip
+    text += (
+        "completion:\n  subject: You finished\n  preheader: Well done\n  template: emails/done.md\n"
+    )
+    (course_path.parent / "templates" / "emails" / "done.md").write_text(
+        "Well done, {{ first_name or 'friend' }}.\n"
+    )
+    course_path.write_text(text)
+    return load_schedule(course_path)
+
+
+RECIPIENT = Recipient("s1", "sam@example.com", "Sam", "https://u.test/x", "https://p.test/y")
+
+
+def test_confirmation_carries_its_link_but_no_progress_or_pause(course_path: Path) -> None:
+    renderer = Renderer(own_emails_course(course_path))
+
+    first = renderer.render_confirmation(RECIPIENT, "https://c.test/confirm/tok")
+    second = renderer.render_confirmation(RECIPIENT, "https://c.test/confirm/tok")
+
+    assert first.subject == "Please confirm"
+    for part in (first.html, first.text):
+        assert "https://c.test/confirm/tok" in part
+        assert "https://u.test/x" in part  # not wanted after all: unsubscribe
+        assert "https://p.test/y" not in part
+        assert "Phase 1" not in part
+        assert "was entered on the signup page" in part
+    assert first.custom_args == {"subscriber_id": "s1", "lesson_id": "confirmation"}
+    assert first.message_id != second.message_id  # a new link may be asked for: a new message
+    with pytest.raises(KeyError):
+        renderer.render("confirmation", RECIPIENT)  # it needs its link
+    assert "confirmation" not in renderer.lesson_ids
+
+
+def test_completion_counts_no_lesson_and_has_no_pause_link(course_path: Path) -> None:
+    renderer = Renderer(own_emails_course(course_path))
+
+    done = renderer.render("course-complete", RECIPIENT)
+    fourth = renderer.render("fourth", RECIPIENT)
+
+    assert "lesson 4 of 4" in fourth.text  # the completion is not a lesson
+    assert "All 2 phases complete" in done.text and "All 2 phases complete" in done.html
+    assert "https://p.test/y" not in done.html and "https://p.test/y" not in done.text
+    assert "https://u.test/x" in done.html and "https://u.test/x" in done.text
+    assert done.custom_args["lesson_id"] == "course-complete"
+
+
+def test_call_to_action_shows_only_where_the_schedule_asks(course_path: Path) -> None:
+    renderer = Renderer(own_emails_course(course_path))
+
+    fourth = renderer.render("fourth", RECIPIENT)
+    third = renderer.render("third", RECIPIENT)
+
+    assert 'href="https://course.example/program?a=1&amp;b=2"' in fourth.html
+    assert "See the program: https://course.example/program?a=1&b=2" in fourth.text
+    assert "Want a guide" not in third.html and "Want a guide" not in third.text
+
+
+def test_confirm_link_is_unknown_in_a_lesson(course_path: Path) -> None:
+    lesson = course_path.parent / "templates" / "lessons" / "second.md"
+    lesson.write_text("Hi.\n\n[Confirm]({{ confirm_url }})\n")
+    with pytest.raises(RenderError, match=r"lessons/second.md:3: unknown variable 'confirm_url'"):
+        Renderer(load_schedule(course_path))

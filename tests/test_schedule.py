@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from course.schedule import (
+    PREHEADER_MAX_LENGTH,
     SUBJECT_MAX_LENGTH,
     Problem,
     ScheduleError,
@@ -112,17 +113,6 @@ def test_shipped_schedule_course_settings_are_typed() -> None:
     assert course.send_time == time(8, 0)
     assert course.max_lessons_per_day == 1
     assert course.from_email == "lessons@healingroadmap.example"
-
-
-def test_shipped_lessons_fit_subject_and_preheader_limits_and_end_with_a_step() -> None:
-    schedule = load_schedule(ROOT / "schedule.yaml")
-
-    for lesson in schedule.lessons:
-        assert len(lesson.subject) <= 60, lesson.id
-        assert len(lesson.preheader) <= 110, lesson.id
-        body = (schedule.templates_dir / lesson.template).read_text(encoding="utf-8")
-        assert '{{ first_name or "friend" }}' in body.splitlines()[0], lesson.id
-        assert "**One small step for today:**" in body, lesson.id
 
 
 def test_valid_schedule_builds_the_model(templates: Path) -> None:
@@ -486,4 +476,119 @@ def test_every_problem_is_reported_at_once_sorted_by_line(templates: Path) -> No
         "schedule.yaml:19: phases[0].lessons[1].id: "
         "duplicate lesson id 'hello' (first used at line 14)",
         "schedule.yaml:28: phases[1].lessons[0].day: must be >= 0",
+    ]
+
+
+# --- The course's own emails, the call to action and the content checks -----------------------
+
+EMAILS = """\
+confirmation:
+  subject: Please confirm
+  preheader: One click
+  template: emails/confirm.md
+completion:
+  after_days: 3
+  subject: You finished
+  preheader: Well done
+  template: emails/done.md
+checks:
+  words: [10, 500]
+  must_include: "One small step"
+"""
+
+
+@pytest.fixture
+def email_templates(templates: Path) -> Path:
+    (templates / "emails").mkdir()
+    (templates / "emails" / "confirm.md").write_text("Confirm: {{ confirm_url }}\n")
+    (templates / "emails" / "done.md").write_text("Done.\n")
+    return templates
+
+
+def test_confirmation_and_completion_become_emails_of_their_own_kind(email_templates) -> None:
+    schedule = parse_schedule(VALID + EMAILS, "schedule.yaml", email_templates)
+
+    assert schedule.confirmation.id == "confirmation"
+    assert schedule.confirmation.kind == "confirmation"
+    assert schedule.completion.kind == "completion"
+    assert (schedule.completion.day, schedule.completion.phase_id) == (5 + 3, "last")
+    # The completion is sent on the course clock after the lessons; the confirmation is not.
+    assert [lesson.id for lesson in schedule.lessons] == [
+        "hello",
+        "second",
+        "goodbye",
+        "course-complete",
+    ]
+    assert schedule.lesson_count == 3
+    assert schedule.emails[0] is schedule.confirmation
+    assert schedule.lesson("confirmation") is schedule.confirmation
+    assert (schedule.checks.min_words, schedule.checks.max_words) == (10, 500)
+    assert schedule.checks.must_include == "One small step"
+
+
+def test_without_them_the_course_sends_only_lessons(templates: Path) -> None:
+    schedule = parse_schedule(VALID, "schedule.yaml", templates)
+
+    assert schedule.confirmation is None and schedule.completion is None
+    assert schedule.emails == schedule.lessons
+    assert schedule.checks.min_words is None and schedule.checks.must_include is None
+
+
+def test_own_email_fields_are_checked_with_lines(email_templates) -> None:
+    text = edit(VALID + EMAILS, "after_days: 3", "after_days: -1")
+    text = edit(text, "template: emails/done.md", "template: emails/missing.md")
+    text = edit(text, "words: [10, 500]", "words: [500, 10]")
+    found = errors(text, email_templates)
+    assert found[0] == "schedule.yaml:38: completion.after_days: must be >= 0"
+    assert found[1].startswith("schedule.yaml:41: completion.template: template not found: ")
+    assert found[2] == (
+        "schedule.yaml:43: checks.words: must be [min, max] with 0 <= min <= max, got [500, 10]"
+    )
+
+
+def test_preheader_has_a_limit_too(templates: Path) -> None:
+    long = "p" * (PREHEADER_MAX_LENGTH + 1)
+    assert error_for("preheader: Next", f"preheader: {long}", templates) == [
+        "schedule.yaml:22: phases[0].lessons[1].preheader: "
+        f"must be at most {PREHEADER_MAX_LENGTH} characters, got {PREHEADER_MAX_LENGTH + 1}"
+    ]
+
+
+def test_reserved_ids_cannot_name_a_lesson(templates: Path) -> None:
+    assert error_for("id: second", "id: course-complete", templates) == [
+        "schedule.yaml:19: phases[0].lessons[1].id: "
+        "'course-complete' is reserved for the course's own emails"
+    ]
+
+
+CTA = """\
+  call_to_action:
+    text: Want a guide?
+    label: See the program
+    url: https://example.com/program
+"""
+
+
+def test_call_to_action_is_set_on_the_course_and_chosen_per_lesson(templates: Path) -> None:
+    text = edit(VALID, "  max_lessons_per_day: 1\n", "  max_lessons_per_day: 1\n" + CTA)
+    text = edit(text, "        backfill: true\n", "        call_to_action: true\n")
+    schedule = parse_schedule(text, "schedule.yaml", templates)
+
+    assert schedule.course.call_to_action.url == "https://example.com/program"
+    assert [lesson.call_to_action for lesson in schedule.lessons] == [False, False, True]
+
+
+def test_call_to_action_on_a_lesson_needs_one_on_the_course(templates: Path) -> None:
+    assert error_for("        backfill: true\n", "        call_to_action: true\n", templates) == [
+        "schedule.yaml:32: phases[1].lessons[0].call_to_action: "
+        "the course has no call_to_action (set course.call_to_action)"
+    ]
+
+
+def test_call_to_action_url_must_be_a_web_address(templates: Path) -> None:
+    bad = CTA.replace("https://example.com/program", "javascript:alert(1)")
+    text = edit(VALID, "  max_lessons_per_day: 1\n", "  max_lessons_per_day: 1\n" + bad)
+    assert errors(text, templates) == [
+        "schedule.yaml:13: course.call_to_action.url: "
+        "must be an http(s) URL, got 'javascript:alert(1)'"
     ]

@@ -1,0 +1,154 @@
+"""Checks of the course's content, for ``course validate``: what a subscriber would read.
+
+The schedule loader already checks the file and its fields (subjects of at most 60
+characters, preheaders of at most 110) and the renderer compiles every template with
+undefined variables as errors. Here every email is rendered for a sample subscriber and read:
+
+- each part (HTML and text) has the subscriber's unsubscribe link, the postal address and the
+  line that the course is educational, not medical advice;
+- no paragraph of one template repeats a paragraph of another (or of itself);
+- each lesson meets the schedule's ``checks``: its length in words, a phrase it must include.
+
+Every problem is one line naming the file (and line where there is one).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+from course.message import Email
+from course.render import DISCLAIMER, Recipient, Renderer
+from course.schedule import CONFIRMATION, LESSON, Lesson, Schedule
+
+SAMPLE = Recipient(
+    subscriber_id="sample",
+    email="reader@example.com",
+    first_name="Alex",
+    unsubscribe_url="https://course.invalid/unsubscribe/sample-token",
+    pause_url="https://course.invalid/pause/sample-token",
+)
+SAMPLE_CONFIRM_URL = "https://course.invalid/confirm/sample-token"
+# Paragraphs shorter than this may repeat (a greeting, "Until next time,").
+REPEAT_MIN_WORDS = 8
+
+_markdown = MarkdownIt("commonmark")
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    file: str
+    line: int
+    key: str  # lower-cased words, for comparison
+
+
+def check_content(schedule: Schedule, renderer: Renderer) -> list[str]:
+    """Every problem with what the course's emails say, one line each, in course order."""
+    problems: list[str] = []
+    sources = {lesson.id: _read_source(schedule, lesson) for lesson in schedule.emails}
+    for lesson in schedule.emails:
+        problems += _check_email(schedule, lesson, sample_email(renderer, lesson))
+        if lesson.kind == LESSON:
+            problems += _check_lesson_text(schedule, lesson, sources[lesson.id])
+    problems += _check_repeats(schedule, sources)
+    return problems
+
+
+def sample_email(renderer: Renderer, lesson: Lesson, recipient: Recipient = SAMPLE) -> Email:
+    """``lesson`` (of any kind) as ``recipient`` would get it."""
+    if lesson.kind == CONFIRMATION:
+        return renderer.render_confirmation(recipient, SAMPLE_CONFIRM_URL)
+    return renderer.render(lesson.id, recipient)
+
+
+def word_count(source: str) -> int:
+    """Words a reader reads in a lesson's Markdown: no template tags, no list of sources."""
+    return len(_WORD.findall(_JINJA.sub(" ", _without_sources(source))))
+
+
+def _display(schedule: Schedule, path: Path) -> str:
+    try:
+        return str(path.relative_to(schedule.path.parent))
+    except ValueError:
+        return str(path)
+
+
+def _read_source(schedule: Schedule, lesson: Lesson) -> str:
+    # The renderer has read and compiled it already, so it exists and is UTF-8.
+    return (schedule.templates_dir / lesson.template).read_text(encoding="utf-8")
+
+
+def _check_email(schedule: Schedule, lesson: Lesson, email: Email) -> Iterator[str]:
+    """The footer every email needs, in both parts (a layout edit can drop it from one)."""
+    name = f"{lesson.id} ({_display(schedule, schedule.templates_dir / lesson.template)})"
+    address = [line.strip() for line in schedule.course.postal_address.splitlines()]
+    for part, text in (("HTML", _visible_text(email.html)), ("text", _normalize(email.text))):
+        if SAMPLE.unsubscribe_url not in (email.html if part == "HTML" else email.text):
+            yield f"{name}: the {part} part has no unsubscribe link"
+        if not all(_normalize(line) in text for line in address if line):
+            yield f"{name}: the {part} part does not show the postal address"
+        if _normalize(DISCLAIMER) not in text:
+            yield f"{name}: the {part} part does not say the course is not medical advice"
+
+
+def _check_lesson_text(schedule: Schedule, lesson: Lesson, source: str) -> Iterator[str]:
+    checks = schedule.checks
+    name = _display(schedule, schedule.templates_dir / lesson.template)
+    words = word_count(source)
+    low, high = checks.min_words, checks.max_words
+    if (low is not None and words < low) or (high is not None and words > high):
+        yield f"{name}: {words} words; lessons must have {low} to {high} (checks.words)"
+    phrase = checks.must_include
+    if phrase and _normalize(phrase) not in _normalize(_markdown_text(source)):
+        yield f"{name}: does not include {phrase!r} (checks.must_include)"
+
+
+def _check_repeats(schedule: Schedule, sources: dict[str, str]) -> Iterator[str]:
+    first_seen: dict[str, Paragraph] = {}
+    for lesson in schedule.emails:
+        name = _display(schedule, schedule.templates_dir / lesson.template)
+        for paragraph in _paragraphs(name, sources[lesson.id]):
+            earlier = first_seen.setdefault(paragraph.key, paragraph)
+            if earlier is not paragraph:
+                yield (
+                    f"{paragraph.file}:{paragraph.line}: this paragraph repeats "
+                    f"{earlier.file}:{earlier.line}"
+                )
+
+
+def _paragraphs(name: str, source: str) -> Iterator[Paragraph]:
+    """The prose paragraphs of a template (list items included), with their first line."""
+    tokens = _markdown.parse(_without_sources(source))
+    for index, token in enumerate(tokens):
+        if token.type != "paragraph_open" or token.map is None:
+            continue
+        words = _WORD.findall(_JINJA.sub(" ", tokens[index + 1].content).lower())
+        if len(words) >= REPEAT_MIN_WORDS:
+            yield Paragraph(name, token.map[0] + 1, " ".join(words))
+
+
+def _without_sources(source: str) -> str:
+    """A lesson without its closing list of references (citations may repeat)."""
+    match = re.search(r"^#{1,6}\s+Sources\s*$", source, re.MULTILINE | re.IGNORECASE)
+    return source[: match.start()] if match else source
+
+
+def _markdown_text(source: str) -> str:
+    tokens = _markdown.parse(source)
+    return " ".join(t.content for t in tokens if t.type == "inline").replace("*", "")
+
+
+def _visible_text(markup: str) -> str:
+    body = re.sub(r"(?is)<(style|head)\b.*?</\1>", " ", markup)
+    return _normalize(html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+def _normalize(text: str) -> str:
+    return " ".join(text.replace("’", "'").split()).lower()
