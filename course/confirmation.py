@@ -6,9 +6,7 @@ it active. Nothing else goes to a pending address.
 
 from __future__ import annotations
 
-import html
 import logging
-import secrets
 from dataclasses import dataclass
 
 from course.message import Email
@@ -22,38 +20,8 @@ log = logging.getLogger("course.confirmation")
 
 
 def confirmation_email(renderer: Renderer, recipient: Recipient, confirm_url: str) -> Email:
-    """The confirmation email for ``recipient`` (the one place it is made)."""
-    return _standin_confirmation(renderer, recipient, confirm_url)
-
-
-def _standin_confirmation(renderer: Renderer, recipient: Recipient, confirm_url: str) -> Email:
-    """TEMPORARY stand-in until ``Renderer.render_confirmation`` lands from main."""
-    course = renderer._schedule.course
-    name = recipient.first_name or "there"
-    text = (
-        f"Hi {name},\n\nPlease confirm that you want {course.name}: {confirm_url}\n\n"
-        "The link works for seven days. If you did not sign up, ignore this email and "
-        "nothing more will come.\n"
-    )
-    body = (
-        f"<p>Hi {html.escape(name)},</p><p>Please confirm that you want "
-        f'{html.escape(course.name)}: <a href="{html.escape(confirm_url)}">confirm my '
-        "subscription</a>.</p><p>The link works for seven days. If you did not sign up, "
-        "ignore this email and nothing more will come.</p>"
-    )
-    domain = course.from_email.rpartition("@")[2]
-    return Email(
-        to_email=recipient.email,
-        to_name=recipient.first_name,
-        from_email=course.from_email,
-        from_name=course.from_name,
-        reply_to=course.reply_to,
-        subject=f"Please confirm: {course.name}",
-        text=text,
-        html=f"<!DOCTYPE html><html><body>{body}</body></html>",
-        message_id=f"<{recipient.subscriber_id}.confirm.{secrets.token_hex(4)}@{domain}>",
-        custom_args={"subscriber_id": recipient.subscriber_id},
-    )
+    """The confirmation email for ``recipient`` (the schedule's ``confirmation`` entry)."""
+    return renderer.render_confirmation(recipient, confirm_url)
 
 
 @dataclass(frozen=True)

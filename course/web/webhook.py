@@ -117,7 +117,7 @@ def _message_id(event: dict) -> str:
 def handle_events(store: Store, schedule: Schedule, events: list, now: float) -> Report:
     """Apply a batch of events; nothing in an event can make this fail (a Redis outage can)."""
     report = Report()
-    lessons = {lesson.id for lesson in schedule.lessons}
+    lessons = {email.id for email in schedule.emails}  # the confirmation and completion too
     for event in events:
         report.received += 1
         if not isinstance(event, dict) or not _text(event, "event"):
