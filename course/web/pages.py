@@ -17,8 +17,8 @@ BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web"
 # Shown next to the signup button; bump CONSENT_VERSION whenever the sentence changes, so
 # each consent record says which wording the person agreed to.
 CONSENT_TEXT = (
-    "Yes, send me the free lessons by email, a few a week. I can pause or unsubscribe "
-    "from any email in one click."
+    "Yes, send me the free lessons by email, one every few days. I can pause or "
+    "unsubscribe from any email in one click."
 )
 CONSENT_VERSION = "2026-01-web-1"
 
