@@ -49,5 +49,11 @@ def send_confirmation(
         **subscriber_links(settings.base_url, settings.secret_key, sub.id),
     )
     url = confirm_link(settings.base_url, settings.secret_key, sub.id)
-    result = transport.send(confirmation_email(renderer, recipient, url))
+    try:
+        email = confirmation_email(renderer, recipient, url)
+    except KeyError:
+        log.error("confirmation subscriber=%s outcome=failed reason=no confirmation email "
+                  "in the schedule", sub.id)  # fmt: skip
+        return Outcome(False, "no confirmation email in the schedule")
+    result = transport.send(email)
     return Outcome(True, "sent", result.provider_message_id)

@@ -219,6 +219,8 @@ class WebState:
         except Unavailable:
             return {"loaded": False, "error": self._load_error}
         error = self._holder.error if self._holder else None
+        if error is None and self._holder and self._holder.schedule.confirmation is None:
+            error = f"{self.settings.schedule_path}: no confirmation email: signups are refused"
         return {"loaded": True, "error": error}
 
     def course_name(self) -> str:
@@ -358,9 +360,10 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
                     break
         if sub is None:
             return invalid_link("confirm")
-        if sub.status == "active":
-            state.send_task(TICK_TASK)  # state-based and idempotent: day 0 goes at once
-            log.info("confirmed subscriber=%s", sub.id)
+        if sub.status != "active":  # something else happened meanwhile: say what
+            return _status_page(state, sub, links(sub), now(), already=True)
+        state.send_task(TICK_TASK)  # state-based and idempotent: day 0 goes at once
+        log.info("confirmed subscriber=%s", sub.id)
         return state.page(
             "confirmed",
             title="You are in",
@@ -675,7 +678,10 @@ def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) 
         )
     try:
         form = SignupForm.parse(data, HONEYPOT)
-        result = state.signups.signup(form, state.schedule(), ip, now, CONSENT_VERSION)
+        schedule = state.schedule()
+        if schedule.confirmation is None:  # a signup nobody could confirm: refuse it loudly
+            raise Unavailable("the schedule has no confirmation email")
+        result = state.signups.signup(form, schedule, ip, now, CONSENT_VERSION)
     except InvalidSignup as exc:
         if as_json:
             return JSONResponse(
