@@ -259,12 +259,39 @@ def demo(ctx: Context, days: int | None, count: int) -> None:
 
 @cli.command()
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=2)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The web app's address.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--no-web", is_flag=True, help="Run without the web app.")
 @pass_ctx
-def run(ctx: Context, concurrency: int) -> None:
-    """Run Redis (embedded unless REDIS_URL is set), a worker and beat until Ctrl-C."""
+def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool) -> None:
+    """Run Redis (embedded unless REDIS_URL is set), a worker, beat and the web app until
+    Ctrl-C."""
     from course.supervise import run_services
 
-    raise SystemExit(run_services(ctx.settings, concurrency=concurrency, console=console))
+    web = None if no_web else (host, port)
+    raise SystemExit(run_services(ctx.settings, concurrency=concurrency, console=console, web=web))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the subscriber web app (signup, confirm, unsubscribe, pause, webhook)."""
+    import uvicorn
+
+    from course.web import create_app
+
+    app = create_app(ctx.settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
+        server_header=False,
+        log_level="info",
+    )
 
 
 # subscribers

@@ -52,5 +52,6 @@ def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber) -> dict
         "paused_seconds": sub.paused,
         "paused_until": _iso(sub.paused_until),
         "source": sub.source,
+        "consent": {**sub.consent_record, "at": _iso(sub.created)},
         "lessons": lessons,
     }

@@ -34,6 +34,11 @@ class Settings:
     schedule_path: Path = Path("schedule.yaml")
     var_dir: Path = Path("var")
     env: str = "dev"
+    # The web app (course serve)
+    sendgrid_webhook_public_key: str | None = None  # set: the Event Webhook must be signed
+    signup_limit_per_ip: int = 10  # signups per IP address per hour
+    signup_limit_per_address: int = 3  # confirmation emails per address per day
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
 
     @property
     def templates_dir(self) -> Path:
@@ -73,4 +78,22 @@ class Settings:
             schedule_path=Path(env.get("COURSE_SCHEDULE") or "schedule.yaml"),
             var_dir=var_dir,
             env=mode,
+            sendgrid_webhook_public_key=(env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or "").strip()
+            or None,
+            signup_limit_per_ip=_count(env, "COURSE_SIGNUP_LIMIT_PER_IP", 10),
+            signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
+            forwarded_allow_ips=(env.get("COURSE_FORWARDED_ALLOW_IPS") or "127.0.0.1").strip(),
         )
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name}: not a whole number: {text!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name}: must be at least 1, not {value}")
+    return value

@@ -4,8 +4,9 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 
 ``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
                               paused, paused_at, paused_until, last_sent, sent_that_day,
-                              last_lesson, last_day, version (``v``), source. Empty string
-                              means "not set".
+                              last_lesson, last_day, version (``v``), source, consent
+                              (``text version|IP`` of the signup). Empty string means
+                              "not set".
 ``P email``          hash    lower-cased email address -> subscriber id
 ``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
@@ -22,6 +23,16 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               record); they are out of the due index until an operator looks.
 ``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
                               (see course.runtime.ScheduleSnapshot).
+``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
+                              (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
+                              the address); expires with its window.
+``P sg:event:{sg_event_id}`` string  a SendGrid event already handled (kept 7 days), so a
+                              redelivered webhook batch is not counted twice.
+``P stats:lesson:{lesson}`` hash  event name (delivered, open, click, bounce, blocked,
+                              dropped, spamreport, unsubscribe, ...) -> count, from the
+                              SendGrid Event Webhook.
+``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
+                              invalid, reconciled -> count (webhook bookkeeping).
 
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
 tick or worker that read old state can never claim on top of a newer change.
@@ -256,6 +267,7 @@ class Store:
         start: float | None = None,
         due: float | None = None,
         source: str = "",
+        consent: str = "",
     ) -> Subscriber:
         """Create a subscriber; ``due`` puts them in the due index at once.
 
@@ -271,6 +283,7 @@ class Store:
             created=now,
             start=start,
             source=source,
+            consent=consent,
         )
         mapping = {name: _encode(getattr(sub, name)) for name in _FIELD_NAMES}
         mapping["v"] = "0"
@@ -454,6 +467,68 @@ class Store:
         if self.redis.exists(self.sub_key(sub_id)):
             self.redis.zadd(self.due_key, {sub_id: now})
         return True
+
+    def resolve_uncertain(self, sub_id: str, lesson_id: str, state: str, detail: str,
+                          now: float) -> bool:  # fmt: skip
+        """Settle an ``uncertain`` entry with what the provider reported (``sent`` or
+        ``failed``); any other state is left alone. True when it was settled."""
+        if state not in ("sent", "failed"):
+            raise ValueError(state)
+        entry = self.entry(sub_id, lesson_id)
+        if entry is None or entry.state != "uncertain":
+            return False
+        settled = LedgerEntry(lesson_id, state, now, entry.attempt, detail)
+        return self.finish(sub_id, settled, None, allowed=("uncertain",))
+
+    # the web app: rate limits and provider events
+    def rate_key(self, scope: str, key: str, window: int, now: float) -> str:
+        return f"{self.prefix}rl:{scope}:{key}:{int(now // window)}"
+
+    def hit(self, scope: str, key: str, window: int, now: float) -> tuple[int, float]:
+        """Count one more hit in the current fixed window of ``window`` seconds: the count
+        so far and the seconds until the window ends."""
+        name = self.rate_key(scope, key, window, now)
+        pipe = self.redis.pipeline()
+        pipe.incr(name)
+        pipe.expire(name, window + 60)
+        count, _ = pipe.execute()
+        return int(count), window - (now % window)
+
+    def hits(self, scope: str, key: str, window: int, now: float) -> int:
+        value = self.redis.get(self.rate_key(scope, key, window, now))
+        return int(value) if value else 0
+
+    def event_key(self, event_id: str) -> str:
+        return f"{self.prefix}sg:event:{event_id}"
+
+    def first_sight(self, event_id: str, ttl: int = 7 * 24 * 3600) -> bool:
+        """True the first time a provider event id is seen (within ``ttl`` seconds)."""
+        return bool(self.redis.set(self.event_key(event_id), "1", nx=True, ex=ttl))
+
+    def forget_event(self, event_id: str) -> None:
+        self.redis.delete(self.event_key(event_id))
+
+    def lesson_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:lesson:{lesson_id}"
+
+    @property
+    def webhook_stats_key(self) -> str:
+        return f"{self.prefix}stats:webhook"
+
+    def count_lesson_event(self, lesson_id: str, event: str) -> None:
+        self.redis.hincrby(self.lesson_stats_key(lesson_id), event, 1)
+
+    def count_webhook(self, name: str, amount: int = 1) -> None:
+        if amount:
+            self.redis.hincrby(self.webhook_stats_key, name, amount)
+
+    def lesson_stats(self, lesson_id: str) -> dict[str, int]:
+        raw = self.redis.hgetall(self.lesson_stats_key(lesson_id))
+        return {_str(k): int(v) for k, v in raw.items()}
+
+    def webhook_stats(self) -> dict[str, int]:
+        raw = self.redis.hgetall(self.webhook_stats_key)
+        return {_str(k): int(v) for k, v in raw.items()}
 
     # housekeeping
     def set_last_tick(self, iso: str) -> None:

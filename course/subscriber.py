@@ -34,6 +34,14 @@ class Subscriber:
     last_day: int | None = None
     version: int = 0
     source: str = ""
+    consent: str = ""  # "text version|IP address" of the signup that made this record
+
+    @property
+    def consent_record(self) -> dict[str, str | float | None]:
+        """When, from where, under which consent text and from which IP this record began."""
+        version, _, ip = self.consent.partition("|")
+        return {"at": self.created, "source": self.source or None,
+                "text_version": version or None, "ip": ip or None}  # fmt: skip
 
     @property
     def zone(self) -> ZoneInfo:

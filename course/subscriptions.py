@@ -36,10 +36,13 @@ def enrol(
     now: datetime,
     confirmed: bool = True,
     source: str = "cli",
+    consent: str = "",
 ) -> Subscriber:
-    """Add a subscriber; a confirmed one starts the course at ``now`` (day 0 due at once)."""
+    """Add a subscriber; a confirmed one starts the course at ``now`` (day 0 due at once).
+
+    ``consent`` records the consent text version and IP address of a web signup."""
     zone = check_zone(tz) if tz else schedule.course.timezone.key
-    sub = store.add(email, first_name, zone, now.timestamp(), source=source)
+    sub = store.add(email, first_name, zone, now.timestamp(), source=source, consent=consent)
     return confirm(store, schedule, sub, now) if confirmed else sub
 
 

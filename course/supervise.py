@@ -1,5 +1,5 @@
-"""``course run``: Redis (embedded unless REDIS_URL is set), a Celery worker and beat in the
-foreground, stopped cleanly together on Ctrl-C or when one of them dies."""
+"""``course run``: Redis (embedded unless REDIS_URL is set), a Celery worker, beat and the web
+app in the foreground, stopped cleanly together on Ctrl-C or when one of them dies."""
 
 from __future__ import annotations
 
@@ -52,8 +52,14 @@ def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise WorkerError(f"the worker did not come up within {timeout:.0f} s")
 
 
-def service_commands(concurrency: int, var_dir: Path) -> dict[str, list[str]]:
-    return {
+def web_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "course", "serve", "--host", host, "--port", str(port)]
+
+
+def service_commands(
+    concurrency: int, var_dir: Path, web: tuple[str, int] | None = None
+) -> dict[str, list[str]]:
+    commands = {
         "worker": worker_command(concurrency),
         "beat": [
             *CELERY,
@@ -63,6 +69,9 @@ def service_commands(concurrency: int, var_dir: Path) -> dict[str, list[str]]:
             "--pidfile=",
         ],
     }
+    if web is not None:
+        commands["web"] = web_command(*web)
+    return commands
 
 
 def stop_all(procs: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
@@ -78,7 +87,12 @@ def stop_all(procs: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> N
             proc.wait()
 
 
-def run_services(settings: Settings, concurrency: int, console: Console) -> int:
+def run_services(
+    settings: Settings,
+    concurrency: int,
+    console: Console,
+    web: tuple[str, int] | None = None,
+) -> int:
     embedded = settings.redis_url is None
     was_running = embedded and running_url(settings.var_dir) is not None
     url, client = connect(settings)
@@ -95,7 +109,7 @@ def run_services(settings: Settings, concurrency: int, console: Console) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
-        for name, cmd in service_commands(concurrency, settings.var_dir).items():
+        for name, cmd in service_commands(concurrency, settings.var_dir, web).items():
             # Own session: Ctrl-C reaches only us, and we stop the children in order.
             procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
             console.print(f"{name}: started (pid {procs[name].pid})")
@@ -103,6 +117,8 @@ def run_services(settings: Settings, concurrency: int, console: Console) -> int:
         app = create_app(settings, url)
         app.send_task("course.tick")
         app.close()
+        if web is not None:
+            console.print(f"web: http://{web[0]}:{web[1]}/")
         console.print("running — press Ctrl-C to stop")
         while not stopping:
             for name, proc in procs.items():

@@ -1,4 +1,5 @@
-"""Celery: beat fires ``course.tick`` every minute; workers run ``course.deliver``.
+"""Celery: beat fires ``course.tick`` every minute; workers run ``course.deliver``, and
+``course.confirmation`` for the web app's signups.
 
 Both tasks are thin: they build the runtime once per worker process and call the engine.
 Delivery messages are acknowledged late and requeued if a worker dies; that is harmless
@@ -7,14 +8,19 @@ because the ledger, not the message, decides who sends (see course.engine).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from celery import Celery, current_app, shared_task
 
 from course import engine
+from course.confirmation import send_confirmation
 from course.embedded import resolve_redis_url
 from course.runtime import Runtime, build_runtime
 from course.settings import Settings
+from course.transport import PermanentSendError, TransientSendError, UncertainSendError
+
+log = logging.getLogger("course.tasks")
 
 TICK_EVERY = 60.0  # seconds
 # Longer than any delivery batch can take (BATCH_SIZE sends with their timeouts), so Redis
@@ -99,3 +105,33 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
         rt.store, renderer, rt.transport, batch, _parse(now), rt.links, clock=_wall_clock
     )
     return result.__dict__
+
+
+@shared_task(name="course.confirmation", bind=True, max_retries=engine.MAX_ATTEMPTS - 1)
+def confirmation_task(self, sub_id: str) -> dict:
+    """The double opt-in email for a pending subscriber (enqueued by the web app).
+
+    Transient transport errors are retried with the engine's backoff; a send with an
+    unknown outcome is not repeated (a second confirmation email would be harmless, but
+    the rule is the same as for lessons); a refused one is logged."""
+    rt = runtime()
+    _, renderer = rt.schedules.current()
+    attempt = self.request.retries + 1
+    try:
+        outcome = send_confirmation(rt.store, renderer, rt.transport, rt.settings, sub_id)
+    except TransientSendError as exc:
+        if attempt >= engine.MAX_ATTEMPTS:
+            log.error("confirmation subscriber=%s outcome=failed reason=%s", sub_id, exc.reason)
+            return {"sent": False, "reason": f"gave up: {exc.reason}"}
+        wait = max(exc.retry_after or 0.0, engine.backoff(attempt))
+        log.warning("confirmation subscriber=%s outcome=retry attempt=%d wait=%d reason=%s",
+                    sub_id, attempt, round(wait), exc.reason)  # fmt: skip
+        raise self.retry(countdown=wait) from exc
+    except UncertainSendError as exc:
+        log.warning("confirmation subscriber=%s outcome=uncertain reason=%s", sub_id, exc.reason)
+        return {"sent": False, "reason": f"uncertain: {exc.reason}"}
+    except PermanentSendError as exc:
+        log.error("confirmation subscriber=%s outcome=failed reason=%s", sub_id, exc.reason)
+        return {"sent": False, "reason": exc.reason}
+    log.info("confirmation subscriber=%s outcome=%s", sub_id, outcome.reason)
+    return {"sent": outcome.sent, "reason": outcome.reason}

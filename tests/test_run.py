@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,13 +14,19 @@ import redis
 from course.embedded import running_url, stop_embedded_redis
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_run_starts_embedded_redis_worker_and_beat_and_ctrl_c_stops_all(tmp_path, course_path):
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(COURSE_VAR_DIR=str(var), COURSE_SCHEDULE=str(course_path),
                COURSE_OUTBOX_DIR=str(tmp_path / "outbox"))  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "course", "run", "-c", "1"],
+        [sys.executable, "-m", "course", "run", "-c", "1", "--port", str(free_port())],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,59 @@
+"""The double opt-in email: sent by a worker (``course.confirmation``), never by the web app.
+
+A signup is a pending record; this email carries the link (valid for seven days) that makes
+it active. Nothing else goes to a pending address.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from course.message import Email
+from course.render import Recipient, Renderer
+from course.settings import Settings
+from course.store import Store
+from course.tokens import confirm_link, subscriber_links
+from course.transport import Transport
+
+log = logging.getLogger("course.confirmation")
+
+
+def confirmation_email(renderer: Renderer, recipient: Recipient, confirm_url: str) -> Email:
+    """The confirmation email for ``recipient`` (the schedule's ``confirmation`` entry)."""
+    return renderer.render_confirmation(recipient, confirm_url)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sent: bool
+    reason: str  # "sent", or why not: "unknown", "not pending"
+    provider_message_id: str = ""
+
+
+def send_confirmation(
+    store: Store, renderer: Renderer, transport: Transport, settings: Settings, sub_id: str
+) -> Outcome:
+    """Send the confirmation email to a pending subscriber; anyone else gets nothing.
+
+    Transport errors propagate (the task retries transient ones)."""
+    sub = store.get(sub_id)
+    if sub is None:
+        return Outcome(False, "unknown")
+    if sub.status != "pending":
+        return Outcome(False, "not pending")
+    recipient = Recipient(
+        subscriber_id=sub.id,
+        email=sub.email,
+        first_name=sub.first_name,
+        **subscriber_links(settings.base_url, settings.secret_key, sub.id),
+    )
+    url = confirm_link(settings.base_url, settings.secret_key, sub.id)
+    try:
+        email = confirmation_email(renderer, recipient, url)
+    except KeyError:
+        log.error("confirmation subscriber=%s outcome=failed reason=no confirmation email "
+                  "in the schedule", sub.id)  # fmt: skip
+        return Outcome(False, "no confirmation email in the schedule")
+    result = transport.send(email)
+    return Outcome(True, "sent", result.provider_message_id)

@@ -1,0 +1,200 @@
+"""Signup with double opt-in: the same neutral answer for every address, rate limits kept in
+Redis, a consent record on every new subscriber, and the confirmation email left to a worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from course.schedule import Schedule
+from course.settings import Settings
+from course.store import DuplicateSubscriber, Store
+from course.subscriber import SUPPRESSED
+from course.subscriptions import SubscriptionError, enrol
+from course.validation import check_email
+
+log = logging.getLogger("course.web")
+
+IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
+ADDRESS_WINDOW = 24 * 3600  # seconds: the per-address limit counts confirmations per day
+MAX_EMAIL = 254
+MAX_NAME = 80
+MAX_ZONE = 64
+CONFIRMATION_TASK = "course.confirmation"
+
+SendTask = Callable[..., object]  # Celery's ``send_task(name, args=..., kwargs=...)``
+
+
+class InvalidSignup(ValueError):
+    """The form cannot be accepted as it is; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class TooManySignups(Exception):
+    """This IP address signed up too often this hour."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many signups, retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    email: str
+    first_name: str | None
+    timezone: str | None
+    honeypot: str
+
+    @classmethod
+    def parse(cls, data: dict[str, object], honeypot_field: str) -> SignupForm:
+        """The form's fields as text, or :class:`InvalidSignup` for a field that is not."""
+        values: dict[str, str] = {}
+        for name in ("email", "first_name", "timezone", honeypot_field):
+            value = data.get(name)
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise InvalidSignup(name, f"{name} must be text")
+            values[name] = value
+        first_name = _clean_name(values["first_name"])
+        return cls(
+            email=values["email"].strip(),
+            first_name=first_name,
+            timezone=values["timezone"].strip() or None,
+            honeypot=values[honeypot_field].strip(),
+        )
+
+
+def _clean_name(text: str) -> str | None:
+    """A first name without control characters, squeezed spaces, at most MAX_NAME long."""
+    cleaned = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    cleaned = " ".join(cleaned.split())[:MAX_NAME]
+    return cleaned or None
+
+
+def zone_or_default(name: str | None, schedule: Schedule) -> str:
+    """The visitor's IANA zone if it is one, else the course's default zone."""
+    if name and len(name) <= MAX_ZONE and name in known_zones():
+        try:
+            return ZoneInfo(name).key
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    return schedule.course.timezone.key
+
+
+@functools.cache
+def known_zones() -> frozenset[str]:
+    """Every IANA zone name (not the system's aliases such as ``localtime``)."""
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def address_key(address: str) -> str:
+    """What the per-address counter is keyed by: a hash, not the address itself."""
+    return hashlib.sha256(address.encode()).hexdigest()[:24]
+
+
+def masked(address: str) -> str:
+    """``a…@example.com``: enough to follow a log, not enough to read it aloud."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    outcome: str  # new, resent, limited, known, honeypot
+    subscriber_id: str | None = None
+
+
+class Signups:
+    """What ``POST /subscribe`` does, apart from reading the request and answering it."""
+
+    def __init__(self, store: Store, settings: Settings, send_task: SendTask):
+        self.store = store
+        self.settings = settings
+        self.send_task = send_task
+
+    def check_ip(self, ip: str, now: datetime) -> None:
+        """Count one signup from ``ip``; :class:`TooManySignups` past the hourly limit."""
+        count, left = self.store.hit("ip", ip or "unknown", IP_WINDOW, now.timestamp())
+        if count > self.settings.signup_limit_per_ip:
+            raise TooManySignups(max(1, int(left + 0.999)))
+
+    def signup(
+        self,
+        form: SignupForm,
+        schedule: Schedule,
+        ip: str,
+        now: datetime,
+        consent_version: str,
+    ) -> SignupResult:
+        """Record the signup and have the confirmation sent, as the address's state allows.
+
+        Raises :class:`InvalidSignup` for an address that is not one. Every other outcome
+        looks the same to the visitor."""
+        if len(form.email) > MAX_EMAIL:
+            raise InvalidSignup("email", "That email address is too long.")
+        try:
+            address = check_email(form.email)
+        except SubscriptionError:
+            raise InvalidSignup("email", "Please enter a valid email address.") from None
+        if form.honeypot:
+            log.info("signup outcome=honeypot ip=%s", ip)
+            return SignupResult("honeypot")
+        for _ in range(3):  # a concurrent signup for the same address: look again
+            current = self.store.find(address)
+            if current is not None and current.status not in SUPPRESSED | {"pending"}:
+                log.info("signup outcome=known subscriber=%s", current.id)
+                return SignupResult("known", current.id)
+            if not self._address_allowed(address, now):
+                log.info("signup outcome=limited address=%s", masked(address))
+                return SignupResult("limited", current.id if current else None)
+            if current is not None and current.status == "pending":
+                self._send_confirmation(current.id)
+                log.info("signup outcome=resent subscriber=%s", current.id)
+                return SignupResult("resent", current.id)
+            try:
+                sub = enrol(
+                    self.store,
+                    schedule,
+                    address,
+                    form.first_name,
+                    zone_or_default(form.timezone, schedule),
+                    now,
+                    confirmed=False,
+                    source="web",
+                    consent=f"{consent_version}|{ip}",
+                )
+            except DuplicateSubscriber:
+                continue
+            self._send_confirmation(sub.id)
+            log.info("signup outcome=new subscriber=%s tz=%s", sub.id, sub.tz)
+            return SignupResult("new", sub.id)
+        return SignupResult("known")
+
+    def resend(self, sub_id: str, now: datetime) -> bool:
+        """A new confirmation link for a subscriber still pending (an expired link's page)."""
+        sub = self.store.get(sub_id)
+        if sub is None or sub.status != "pending" or not self._address_allowed(sub.email, now):
+            return False
+        self._send_confirmation(sub.id)
+        log.info("signup outcome=renewed subscriber=%s", sub.id)
+        return True
+
+    def _address_allowed(self, address: str, now: datetime) -> bool:
+        """Count one confirmation email to ``address``; False past the daily limit."""
+        count, _ = self.store.hit("addr", address_key(address), ADDRESS_WINDOW, now.timestamp())
+        return count <= self.settings.signup_limit_per_address
+
+    def _send_confirmation(self, sub_id: str) -> None:
+        self.send_task(CONFIRMATION_TASK, args=[sub_id])

@@ -1,0 +1,190 @@
+"""The whole subscriber journey in headless Chromium against ``course run`` on the embedded
+default: sign up in the page, confirm from the email, get lesson 0, unsubscribe with the
+button, and a later tick sends nothing. Screenshots of every page at phone width go to
+var/test-artifacts/ (test output, not committed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from course.embedded import stop_embedded_redis
+
+PHONE = {"width": 375, "height": 812}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(what: str, check, timeout: float = 60.0, proc=None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    output = log.read_text(errors="replace") if log and log.exists() else ""
+    raise AssertionError(f"{what}: not within {timeout:.0f} s\n{output[-4000:]}")
+
+
+def healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
+            return json.load(answer)["status"] == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def emails(outbox: Path) -> list[EmailMessage]:
+    return [
+        message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted(outbox.glob("*.eml"))
+    ]
+
+
+def link(message: EmailMessage, base: str, purpose: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    found = re.findall(rf"{re.escape(base)}/{purpose}/[^\s)>\]]+", text)
+    assert found, f"no {purpose} link in:\n{text}"
+    return found[0]
+
+
+@pytest.fixture
+def course_run(tmp_path, course_path):
+    """``course run`` (Redis embedded, worker, beat, web) on a port of its own."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(
+        COURSE_VAR_DIR=str(tmp_path / "var"),
+        COURSE_SCHEDULE=str(course_path),
+        COURSE_OUTBOX_DIR=str(tmp_path / "outbox"),
+        COURSE_BASE_URL=base,
+        COURSE_TRANSPORT="outbox",
+    )
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "course", "run", "-c", "1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until("the web app", lambda: healthy(base), proc=proc, log=log)
+        yield base, env, tmp_path / "outbox", log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        stop_embedded_redis(tmp_path / "var")
+    assert proc.returncode == 0, log.read_text(errors="replace")[-4000:]
+
+
+def course(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "course", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
+    base, env, outbox, log = course_run
+    context = browser.new_context(viewport=PHONE, timezone_id="Asia/Tokyo")
+    page = context.new_page()
+
+    def shot(name: str) -> None:
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
+        page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+    # Sign up in the page; the browser's zone fills the hidden field.
+    page.goto(f"{base}/")
+    assert page.input_value("#timezone") == "Asia/Tokyo"
+    shot("01-signup")
+    page.get_by_label("Email address").fill("not an address")
+    page.get_by_role("button", name="Send me the lessons").click()
+    assert page.locator("[role=alert]").inner_text() == "Please enter a valid email address."
+    shot("02-signup-error")
+    page.get_by_label("Email address").fill("robin@example.com")
+    page.get_by_label("First name").fill("Robin")
+    page.keyboard.press("Enter")  # the keyboard alone is enough
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    shot("03-check-inbox")
+
+    # The confirmation email, from the worker, through the outbox.
+    (confirmation,) = wait_until("the confirmation email", lambda: emails(outbox), log=log)
+    assert confirmation["To"].addresses[0].addr_spec == "robin@example.com"
+    page.goto(link(confirmation, base, "confirm"))
+    page.get_by_role("heading", name="You are in, Robin").wait_for()
+    shot("04-confirmed")
+
+    # Lesson 0 at once: the app queued a tick.
+    _, lesson = wait_until("lesson 0", lambda: len(emails(outbox)) >= 2 and emails(outbox),
+                           log=log)  # fmt: skip
+    assert lesson["Subject"] == "Hello"
+    assert lesson["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe_url = lesson["List-Unsubscribe"].strip("<>")
+    assert unsubscribe_url == link(lesson, base, "unsubscribe")
+
+    # A look at the pause page on the way (a GET changes nothing).
+    page.goto(link(lesson, base, "pause"))
+    page.get_by_role("heading", name="Pause the course").wait_for()
+    shot("05-pause")
+
+    # Unsubscribe: the page, then its one button.
+    page.goto(unsubscribe_url)
+    page.get_by_role("heading", name="Unsubscribe?").wait_for()
+    shot("06-unsubscribe")
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    assert page.url == unsubscribe_url  # answered in place, no redirect
+    shot("07-unsubscribed")
+    context.close()
+
+    dark = browser.new_page(viewport=PHONE, color_scheme="dark")
+    dark.goto(f"{base}/")
+    background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(27, 26, 25)"
+    dark.screenshot(path=str(artifacts / "08-signup-dark.png"), full_page=True)
+    dark.close()
+
+    shown = course(env, "subscribers", "show", "robin@example.com", "--json")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["status"] == "unsubscribed" and record["timezone"] == "Asia/Tokyo"
+    assert record["consent"]["source"] == "web" and record["consent"]["ip"] == "127.0.0.1"
+    assert record["lessons"][0]["state"] == "sent"
+
+    # Long after the whole course, a tick sends nothing more.
+    later = (datetime.now(UTC) + timedelta(days=120)).isoformat()
+    ticked = course(env, "tick", "--now", later, "--inline")
+    assert ticked.returncode == 0, ticked.stderr
+    assert "claimed 0" in ticked.stdout and "sent 0" in ticked.stdout
+    time.sleep(1)
+    assert len(emails(outbox)) == 2
