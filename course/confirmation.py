@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from course.message import Email
 from course.render import Recipient, Renderer
 from course.settings import Settings
 from course.store import Store
@@ -17,11 +16,6 @@ from course.tokens import confirm_link, subscriber_links
 from course.transport import Transport
 
 log = logging.getLogger("course.confirmation")
-
-
-def confirmation_email(renderer: Renderer, recipient: Recipient, confirm_url: str) -> Email:
-    """The confirmation email for ``recipient`` (the schedule's ``confirmation`` entry)."""
-    return renderer.render_confirmation(recipient, confirm_url)
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ def send_confirmation(
     )
     url = confirm_link(settings.base_url, settings.secret_key, sub.id)
     try:
-        email = confirmation_email(renderer, recipient, url)
+        email = renderer.render_confirmation(recipient, url)
     except KeyError:
         log.error("confirmation subscriber=%s outcome=failed reason=no confirmation email "
                   "in the schedule", sub.id)  # fmt: skip
