@@ -13,6 +13,7 @@ from pathlib import Path
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
 DEV_SECRET_KEY = "dev-only-not-secret"
+DEFAULT_BASE_URL = "http://localhost:8000"
 
 
 class SettingsError(ValueError):
@@ -29,7 +30,7 @@ class Settings:
     sendgrid_api_key: str | None = None
     sendgrid_host: str = "https://api.sendgrid.com"
     smtp_url: str | None = None
-    base_url: str = "http://localhost:8000"
+    base_url: str = DEFAULT_BASE_URL
     secret_key: str = DEV_SECRET_KEY
     schedule_path: Path = Path("schedule.yaml")
     var_dir: Path = Path("var")
@@ -73,7 +74,7 @@ class Settings:
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
             sendgrid_host=(env.get("SENDGRID_HOST") or "https://api.sendgrid.com").rstrip("/"),
             smtp_url=env.get("SMTP_URL") or None,
-            base_url=(env.get("COURSE_BASE_URL") or "http://localhost:8000").rstrip("/"),
+            base_url=(env.get("COURSE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
             secret_key=secret or DEV_SECRET_KEY,
             schedule_path=Path(env.get("COURSE_SCHEDULE") or "schedule.yaml"),
             var_dir=var_dir,
@@ -82,8 +83,20 @@ class Settings:
             or None,
             signup_limit_per_ip=_count(env, "COURSE_SIGNUP_LIMIT_PER_IP", 10),
             signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
-            forwarded_allow_ips=(env.get("COURSE_FORWARDED_ALLOW_IPS") or "127.0.0.1").strip(),
+            forwarded_allow_ips=_forwarded(env, mode),
         )
+
+
+def _forwarded(env: Mapping[str, str], mode: str) -> str:
+    value = (env.get("COURSE_FORWARDED_ALLOW_IPS") or "127.0.0.1").strip()
+    if mode != "dev" and "*" in value.split(","):
+        # With "*" the left-most X-Forwarded-For entry wins, and the client writes that one:
+        # anyone could pick the IP that rate limits count and consent records keep.
+        raise SettingsError(
+            "COURSE_FORWARDED_ALLOW_IPS: '*' would believe any X-Forwarded-For; give your "
+            "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
+        )
+    return value
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

@@ -501,12 +501,13 @@ class Store:
     def event_key(self, event_id: str) -> str:
         return f"{self.prefix}sg:event:{event_id}"
 
-    def first_sight(self, event_id: str, ttl: int = 7 * 24 * 3600) -> bool:
-        """True the first time a provider event id is seen (within ``ttl`` seconds)."""
-        return bool(self.redis.set(self.event_key(event_id), "1", nx=True, ex=ttl))
+    def event_seen(self, event_id: str) -> bool:
+        """Whether a provider event with this id was already handled (in the last 7 days)."""
+        return bool(self.redis.exists(self.event_key(event_id)))
 
-    def forget_event(self, event_id: str) -> None:
-        self.redis.delete(self.event_key(event_id))
+    def mark_event(self, event_id: str, ttl: int = 7 * 24 * 3600) -> None:
+        """Remember that a provider event was handled, for ``ttl`` seconds."""
+        self.redis.set(self.event_key(event_id), "1", ex=ttl)
 
     def lesson_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:lesson:{lesson_id}"

@@ -119,3 +119,11 @@ def progress_after(sub: Subscriber, lesson: Lesson, now: datetime) -> Subscriber
         last_lesson=lesson.id,
         last_day=lesson.day,
     )
+
+
+def resumed_at(sub: Subscriber, at: datetime) -> Subscriber:
+    """``sub`` once a pause ends at ``at``: active again, every remaining lesson later by the
+    time spent paused (used to resume, and to say ahead of time when a pause will end)."""
+    ts = at.timestamp()
+    paused = sub.paused + max(0.0, ts - (sub.paused_at if sub.paused_at is not None else ts))
+    return replace(sub, status="active", paused=paused, paused_at=None, paused_until=None)

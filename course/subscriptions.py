@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course.schedule import Schedule
 from course.store import Store
-from course.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson
+from course.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson, resumed_at
 
 
 class SubscriptionError(ValueError):
@@ -80,13 +80,12 @@ def resume(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> 
     """Restart the clock: every remaining lesson moves later by the time spent paused."""
     if sub.status != "paused":
         raise SubscriptionError(f"{sub.email}: cannot resume a subscriber who is {sub.status}")
-    paused = sub.paused + max(0.0, now.timestamp() - (sub.paused_at or now.timestamp()))
-    resumed = replace(sub, status="active", paused=paused, paused_at=None, paused_until=None)
+    resumed = resumed_at(sub, now)
     lesson = next_lesson(schedule, resumed, set(store.ledger(sub.id)))
     due = due_at(schedule, resumed, lesson).timestamp() if lesson else None
     changes = {
         "status": "active" if lesson else "completed",
-        "paused": paused,
+        "paused": resumed.paused,
         "paused_at": None,
         "paused_until": None,
     }
@@ -99,11 +98,13 @@ def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> 
     """Suppress for good, whatever else is happening: no version check, unsubscribe wins.
 
     The link may come from an email sent before the person signed up again: whichever
-    record now holds the address is suppressed too.
+    record now holds the address is suppressed too. A record already suppressed keeps the
+    status it has (a bounce stays a bounce).
     """
     if status not in SUPPRESSED:
         raise ValueError(status)
-    store.update(sub.id, {"status": status}, None)
+    if sub.status not in SUPPRESSED:
+        store.update(sub.id, {"status": status}, None)
     current = store.find(sub.email)
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
         store.update(current.id, {"status": status}, None)

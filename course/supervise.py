@@ -14,7 +14,7 @@ from rich.console import Console
 
 from course.embedded import running_url, stop_embedded_redis
 from course.runtime import connect
-from course.settings import Settings
+from course.settings import DEFAULT_BASE_URL, Settings
 from course.tasks import create_app
 
 STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch
@@ -74,6 +74,19 @@ def service_commands(
     return commands
 
 
+def service_env(settings: Settings, redis_url: str, web: tuple[str, int] | None) -> dict[str, str]:
+    """The environment of ``course run``'s children: this one, on ``redis_url``.
+
+    Links in emails must reach the web app wherever ``--host`` and ``--port`` put it, so
+    without a COURSE_BASE_URL of the operator's own the children get one that does.
+    """
+    env = {**os.environ, "REDIS_URL": redis_url}
+    if web is not None and settings.base_url == DEFAULT_BASE_URL:
+        host = "localhost" if web[0] in ("127.0.0.1", "0.0.0.0", "::") else web[0]
+        env["COURSE_BASE_URL"] = f"http://{host}:{web[1]}"
+    return env
+
+
 def stop_all(procs: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
     for proc in procs.values():
         if proc.poll() is None:
@@ -98,7 +111,7 @@ def run_services(
     url, client = connect(settings)
     client.close()
     console.print(f"redis: {url}" + (" (embedded)" if embedded else ""))
-    env = {**os.environ, "REDIS_URL": url}
+    env = service_env(settings, url, web)
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
 

@@ -12,6 +12,8 @@ import time
 import redis
 
 from course.embedded import running_url, stop_embedded_redis
+from course.settings import Settings
+from course.supervise import service_env
 
 
 def free_port() -> int:
@@ -56,3 +58,17 @@ def test_run_starts_embedded_redis_worker_and_beat_and_ctrl_c_stops_all(tmp_path
     assert proc.returncode == 0, output
     assert "stopped" in output and "Traceback" not in output
     assert running_url(var) is None  # the embedded server it started is stopped too
+
+
+def test_run_gives_its_children_links_that_reach_its_web_app():
+    default = Settings()
+    assert service_env(default, "redis://r/0", ("127.0.0.1", 9000))["COURSE_BASE_URL"] == (
+        "http://localhost:9000"
+    )
+    assert service_env(default, "redis://r/0", ("10.0.0.5", 8000))["COURSE_BASE_URL"] == (
+        "http://10.0.0.5:8000"
+    )
+    own = default.with_(base_url="https://course.example")
+    env = service_env(own, "redis://r/0", ("127.0.0.1", 9000))
+    assert env.get("COURSE_BASE_URL") != "http://localhost:9000"  # the operator's own wins
+    assert env["REDIS_URL"] == "redis://r/0"

@@ -3,6 +3,7 @@ signup, confirmation, tokens, one-click unsubscribe, flare pause and resume, hea
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from course.subscriptions import enrol, unsubscribe
 from course.tokens import make_token
 from course.transport import OutboxTransport
 from course.web import create_app
+from course.web.app import RedactTokens
 from course.web.pages import CONSENT_VERSION
 
 SECRET = "test-secret"
@@ -513,7 +515,7 @@ def test_pending_and_unsubscribed_subscribers_cannot_pause(web, schedule):
 def test_healthz_reports_redis_the_schedule_and_the_last_tick(web, schedule):
     body = web.client.get("/healthz").json()
     assert body == {"status": "ok", "redis": "ok", "last_tick": None,
-                    "schedule": {"loaded": True, "error": None}}  # fmt: skip
+                    "schedule": {"loaded": True, "error": None, "signups": True}}  # fmt: skip
     engine.tick(web.store, schedule, datetime(2026, 3, 1, tzinfo=UTC), lambda *a: None)
     assert web.client.get("/healthz").json()["last_tick"] == "2026-03-01T00:00:00+00:00"
 
@@ -600,5 +602,99 @@ def test_without_a_confirmation_email_signups_are_refused_and_healthz_says_why(
     app = create_app(settings.with_(schedule_path=folder), send_task=print)
     with TestClient(app) as client:
         assert client.post("/subscribe", data={"email": "a@example.com"}).status_code == 503
-        assert "no confirmation email" in client.get("/healthz").json()["schedule"]["error"]
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["schedule"]["signups"] is False
+        assert "no confirmation email" in health.json()["schedule"]["error"]
     assert store.find("a@example.com") is None
+
+
+# -- hardening (review findings) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Your account is locked visit",  # four words: a message, not a name
+        "visit evil.example",
+        "see www evil",
+        "Ann http",
+        "Ann <b>",
+        "Ann 2",
+        "A" * 41,
+    ],
+)
+def test_a_first_name_that_is_a_message_is_refused_and_nothing_is_sent(web, name):
+    answer = signup(web, first_name=name)
+    assert answer.status_code == 422 and "just your first name" in answer.text
+    assert web.store.find("ann@example.com") is None and web.confirmations() == []
+
+
+@pytest.mark.parametrize("name", ["Mary-Jane", "Seán O’Neil", "J. R.", "Zoë", "  Ann  "])
+def test_real_first_names_are_taken(web, name):
+    assert signup(web, first_name=name).status_code == 200
+    assert web.store.find("ann@example.com").first_name == " ".join(name.split())
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(web):
+    declared = web.client.post(
+        "/subscribe",
+        content=b"email=ann%40example.com&first_name=" + b"A" * 20_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert declared.status_code == 413
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"email": "ann@example.com", "first_name": "'
+        for _ in range(40):
+            yield b"A" * 1024
+        yield b'"}'
+
+    streamed = web.client.post(
+        "/subscribe", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert web.store.find("ann@example.com") is None
+
+
+def test_when_the_broker_cannot_take_a_task_the_visitor_still_gets_the_normal_answer(
+    settings, store, schedule
+):
+    def broken(name, args=None, kwargs=None, **options):
+        raise ConnectionError("broker down")
+
+    with TestClient(create_app(settings, send_task=broken)) as client:
+        answer = client.post("/subscribe", data={"email": "ann@example.com"})
+        assert answer.status_code == 200 and heading(answer) == "Check your inbox"
+        sub = store.find("ann@example.com")
+        confirmed = client.get(f"/confirm/{make_token(SECRET, sub.id, 'confirm')}")
+        assert confirmed.status_code == 200 and store.get(sub.id).status == "active"
+    # Nothing was lost: the confirm made day 0 due, and beat's next tick sends it.
+    assert store.due_score(sub.id) is not None
+
+
+def test_tokens_never_reach_the_access_log():
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "POST", "/unsubscribe/IjU4NDMy.abc?x=1", "1.1", 200), None,
+    )  # fmt: skip
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == '1.2.3.4:5 - "POST /unsubscribe/<token>?x=1 HTTP/1.1" 200'
+
+
+def test_believing_any_forwarded_for_is_refused_outside_dev():
+    with pytest.raises(SettingsError, match="COURSE_FORWARDED_ALLOW_IPS"):
+        Settings.from_env(
+            {"COURSE_ENV": "production", "COURSE_SECRET_KEY": "k",
+             "COURSE_FORWARDED_ALLOW_IPS": "*"}
+        )  # fmt: skip
+    assert Settings.from_env({"COURSE_FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == "*"
+
+
+def test_unsubscribing_a_bounced_record_keeps_its_status_and_stops_the_new_one(web, schedule):
+    old = active_subscriber(web, schedule)
+    unsubscribe(web.store, old, "bounced")
+    new = active_subscriber(web, schedule)  # signed up again: a new record
+    answer = web.client.post(f"/unsubscribe/{web.token(old.id, 'unsubscribe')}")
+    assert answer.status_code == 200
+    assert web.store.get(old.id).status == "bounced"
+    assert web.store.get(new.id).status == "unsubscribed"

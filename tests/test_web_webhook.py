@@ -264,3 +264,33 @@ def test_events_never_rewrite_a_settled_entry(client, store, schedule, ann):
                  allowed=("uncertain",))  # fmt: skip
     post(client, [event("dropped", ann, lesson, reason="Invalid")])
     assert store.entry(ann.id, lesson).state == "sent"
+
+
+def test_outside_dev_unsigned_events_are_refused_when_no_key_is_set(settings, store, schedule):
+    sub = enrol(store, schedule, "ann@example.com", "Ann", None, datetime.now(UTC))
+    production = settings.with_(env="production")
+    with TestClient(create_app(production, send_task=lambda *a, **k: None)) as client:
+        answer = client.post("/webhooks/sendgrid", json=[{"event": "spamreport",
+                                                          "email": "ann@example.com"}])  # fmt: skip
+    assert answer.status_code == 403
+    assert store.get(sub.id).status == "active"
+
+
+def test_an_event_whose_handling_failed_is_handled_when_sendgrid_retries(
+    client, store, schedule, monkeypatch
+):
+    sub = enrol(store, schedule, "ann@example.com", "Ann", None, datetime.now(UTC))
+    event = {"event": "unsubscribe", "email": "ann@example.com", "sg_event_id": "ev-1"}
+    real_find = store.find
+
+    def failing_find(address):
+        raise ConnectionError("killed mid-batch")
+
+    monkeypatch.setattr("course.store.Store.find", lambda self, address: failing_find(address))
+    with pytest.raises(ConnectionError):
+        client.post("/webhooks/sendgrid", json=[event])
+    monkeypatch.setattr("course.store.Store.find", lambda self, address: real_find(address))
+
+    again = client.post("/webhooks/sendgrid", json=[event])
+    assert again.status_code == 200 and again.json()["duplicate"] == 0
+    assert store.get(sub.id).status == "unsubscribed"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +29,18 @@ from course.runtime import ScheduleHolder, ScheduleSnapshot
 from course.schedule import Lesson, Schedule, ScheduleError
 from course.settings import Settings
 from course.store import Store
-from course.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson, to_instant
+from course.subscriber import (
+    SUPPRESSED,
+    Subscriber,
+    due_at,
+    next_lesson,
+    resumed_at,
+    to_instant,
+)
 from course.subscriptions import SubscriptionError, confirm, pause, resume, unsubscribe
 from course.timeline import add_local_days
-from course.tokens import ExpiredToken, InvalidToken, make_token, read_token
+from course.tokens import ExpiredToken, InvalidToken, link, read_token
+from course.web.limits import BodyLimit
 from course.web.pages import CONSENT_TEXT, CONSENT_VERSION, Pages
 from course.web.signup import (
     InvalidSignup,
@@ -54,6 +62,7 @@ log = logging.getLogger("course.web")
 
 HONEYPOT = "website"  # hidden from people; a bot that fills it is answered but ignored
 MAX_TOKEN = 400  # characters; real tokens are far shorter
+MAX_FORM = 16 * 1024  # bytes of body for a form or JSON; a signup is a few hundred
 TICK_TASK = "course.tick"
 PAUSE_CHOICES = {"7": 7, "14": 14, "": None}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -153,6 +162,23 @@ _INVALID_LINK = {"description": "the link is not valid (forged, truncated, other
 _UNAVAILABLE = {"description": "Redis or the schedule is not available", **_HTML}
 
 
+_TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|pause|resume)/[^/?#]+")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps subscriber tokens out of the access log: they never expire and are the only key
+    to someone's unsubscribe and pause links."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], _TOKEN_PATH.sub(r"/\1/<token>", args[2]), *args[3:])
+        return True
+
+
+_REDACT = RedactTokens()
+
+
 class Unavailable(Exception):
     """Redis or the schedule cannot be used right now."""
 
@@ -186,15 +212,27 @@ class WebState:
             else None
         )
 
-    def send_task(self, name: str, *args: Any, **kwargs: Any) -> None:
-        if self._send_task is not None:
-            self._send_task(name, *args, **kwargs)
-            return
-        if self._celery is None:
-            from course.tasks import create_app as create_celery
+    def send_task(self, name: str, *args: Any, **kwargs: Any) -> bool:
+        """Hand a task to the workers; False (logged) when the broker cannot take it.
 
-            self._celery = create_celery(self.settings, self._broker_url)
-        self._celery.send_task(name, *args, **kwargs)
+        The state change that asked for it is already saved, and both tasks are safe to
+        leave: beat's next tick sends what a confirm made due, and signing up again resends
+        a confirmation. So the visitor gets the normal answer, not an error.
+        """
+        try:
+            if self._send_task is not None:
+                self._send_task(name, *args, **kwargs)
+                return True
+            with self._lock:
+                if self._celery is None:
+                    from course.tasks import create_app as create_celery
+
+                    self._celery = create_celery(self.settings, self._broker_url)
+            self._celery.send_task(name, *args, **kwargs)
+            return True
+        except Exception as exc:  # kombu's OperationalError, a Redis error, a timeout
+            log.error("could not queue %s: %s", name, exc)
+            return False
 
     def schedule(self) -> Schedule:
         """The current valid schedule, or :class:`Unavailable`."""
@@ -218,10 +256,11 @@ class WebState:
             self.schedule()
         except Unavailable:
             return {"loaded": False, "error": self._load_error}
-        error = self._holder.error if self._holder else None
-        if error is None and self._holder and self._holder.schedule.confirmation is None:
-            error = f"{self.settings.schedule_path}: no confirmation email: signups are refused"
-        return {"loaded": True, "error": error}
+        error = self._holder.error if self._holder else None  # an invalid edit, still running
+        if self._holder and self._holder.schedule.confirmation is None:
+            message = f"{self.settings.schedule_path}: no confirmation email: signups are refused"
+            return {"loaded": True, "error": error or message, "signups": False}
+        return {"loaded": True, "error": error, "signups": True}
 
     def course_name(self) -> str:
         try:
@@ -245,6 +284,9 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        access_log = logging.getLogger("uvicorn.access")  # configured by now
+        if _REDACT not in access_log.filters:
+            access_log.addFilter(_REDACT)
         yield
         state.close()
 
@@ -259,6 +301,9 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         openapi_url="/openapi.json",
     )
     app.state.web = state
+    # Added first, so it sits inside the other middleware: a body that passes its cap raises
+    # in the route's own read, where the exception handlers answer it with a 413.
+    app.add_middleware(BodyLimit, default=MAX_FORM, limits={"/webhooks/sendgrid": MAX_BODY})
     _install_handlers(app, state)
 
     def now() -> datetime:
@@ -274,12 +319,17 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
             return None
         return state.store.get(sub_id)
 
+    def read_confirm(token: str) -> str:
+        """The subscriber id of a confirm token (:class:`ExpiredToken` when too old)."""
+        return read_token(settings.secret_key, token if len(token) <= MAX_TOKEN else "", "confirm")
+
     def invalid_link(purpose: str) -> HTMLResponse:
         return state.page("invalid_link", 404, title="This link is not valid", purpose=purpose)
 
     def links(sub: Subscriber) -> dict[str, str]:
+        """The subscriber's own links, relative to this site."""
         return {
-            purpose: f"/{purpose}/{make_token(settings.secret_key, sub.id, purpose)}"
+            purpose: link("", settings.secret_key, sub.id, purpose)
             for purpose in ("unsubscribe", "pause", "resume")
         }
 
@@ -332,7 +382,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     )
     def confirm_link(token: str) -> HTMLResponse:
         try:
-            sub_id = read_token(settings.secret_key, token[:MAX_TOKEN], "confirm")
+            sub_id = read_confirm(token)
         except ExpiredToken as exc:
             sub = state.store.get(exc.subscriber_id)
             if sub is not None and sub.status == "pending":
@@ -383,7 +433,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     )
     def renew_confirmation(token: str) -> HTMLResponse:
         try:
-            sub_id = read_token(settings.secret_key, token[:MAX_TOKEN], "confirm")
+            sub_id = read_confirm(token)
         except ExpiredToken as exc:
             sub_id = exc.subscriber_id
         except InvalidToken:
@@ -437,12 +487,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         sub = token_sub(token, "unsubscribe")
         if sub is None:
             return invalid_link("unsubscribe")
-        if sub.status not in SUPPRESSED:
-            sub = unsubscribe(state.store, sub)
-        else:  # an older record's link: whoever holds the address now is stopped too
-            current = state.store.find(sub.email)
-            if current is not None and current.status not in SUPPRESSED:
-                unsubscribe(state.store, current)
+        sub = unsubscribe(state.store, sub)  # also whoever holds the address now
         log.info("unsubscribed subscriber=%s", sub.id)
         return state.page("unsubscribed", title="You are unsubscribed", sub=sub)
 
@@ -507,7 +552,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
             title="Resume the course",
             sub=sub,
             links=links(sub),
-            pause=_pause_info(state, sub),
+            pause=_pause_info(sub),
         )
 
     @app.post(
@@ -543,15 +588,18 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
             200: {"description": "events applied", "content": {"application/json": {}}},
             400: {"description": "not a JSON array"},
             401: {"description": "a signature is required and missing"},
-            403: {"description": "bad or stale signature"},
+            403: {"description": "bad or stale signature, or no key configured outside dev"},
             413: {"description": "body too large"},
             503: {"description": "Redis or the schedule is not available"},
         },
     )
     async def sendgrid_events(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "body too large"}, 413)
+        body = await request.body()  # at most MAX_BODY: BodyLimit
+        if state.verifier is None and settings.env != "dev":
+            # Unsigned events could suppress anyone, and the answer would tell which
+            # addresses are known: outside dev they are accepted only when signed.
+            log.error("webhook refused: SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+            return JSONResponse({"error": "signed events only: the key is not configured"}, 403)
         if state.verifier is not None:
             try:
                 state.verifier.check(
@@ -591,7 +639,9 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         schedule = state.schedule_status() if redis_ok else {"loaded": False, "error": None}
         if not redis_ok and state._holder is not None:
             schedule = {"loaded": True, "error": state._holder.error}
-        healthy = redis_ok and bool(schedule["loaded"])
+        # Loaded but without a confirmation email, signups are refused: not healthy either.
+        # An invalid edit is reported while the last valid schedule keeps running.
+        healthy = redis_ok and bool(schedule["loaded"]) and schedule.get("signups", True)
         body = {
             "status": "ok" if healthy else "error",
             "redis": "ok" if redis_ok else "error",
@@ -626,6 +676,8 @@ async def _read_body(request: Request, content_type: str, optional: bool = False
     if content_type in FORM_TYPES:
         try:
             form = await request.form(max_files=0, max_fields=50)
+        except StarletteHTTPException:  # the body passed its cap (BodyLimit)
+            raise
         except Exception:  # a malformed multipart body, too many fields, a file
             raise _BadBody(400, "The form could not be read.") from None
         return {key: value if isinstance(value, str) else None for key, value in form.items()}
@@ -714,10 +766,7 @@ def _next_lesson(state: WebState, sub: Subscriber, now: datetime) -> tuple[Lesso
             return None
         return lesson, max(now, to_instant(due))
     if sub.status == "paused" and sub.paused_until and sub.paused_at:
-        shift = max(0.0, sub.paused_until - sub.paused_at)
-        resumed = replace(
-            sub, status="active", paused=sub.paused + shift, paused_at=None, paused_until=None
-        )
+        resumed = resumed_at(sub, to_instant(sub.paused_until))
         lesson = next_lesson(schedule, resumed, done)
         if lesson is None or resumed.start is None:
             return None
@@ -726,7 +775,7 @@ def _next_lesson(state: WebState, sub: Subscriber, now: datetime) -> tuple[Lesso
     return None
 
 
-def _pause_info(state: WebState, sub: Subscriber) -> dict[str, object]:
+def _pause_info(sub: Subscriber) -> dict[str, object]:
     return {
         "until": to_instant(sub.paused_until) if sub.paused_until else None,
         "since": to_instant(sub.paused_at) if sub.paused_at else None,
@@ -751,7 +800,7 @@ def _status_page(
         already=already,
         resumed=resumed,
         next=_next_lesson(state, sub, now),
-        pause=_pause_info(state, sub),
+        pause=_pause_info(sub),
         suppressed=sub.status in SUPPRESSED,
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ log = logging.getLogger("course.web")
 IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
 ADDRESS_WINDOW = 24 * 3600  # seconds: the per-address limit counts confirmations per day
 MAX_EMAIL = 254
-MAX_NAME = 80
+MAX_NAME = 40
+MAX_NAME_WORDS = 3
 MAX_ZONE = 64
 CONFIRMATION_TASK = "course.confirmation"
 
@@ -67,7 +69,7 @@ class SignupForm:
             if not isinstance(value, str):
                 raise InvalidSignup(name, f"{name} must be text")
             values[name] = value
-        first_name = _clean_name(values["first_name"])
+        first_name = clean_name(values["first_name"])
         return cls(
             email=values["email"].strip(),
             first_name=first_name,
@@ -76,11 +78,31 @@ class SignupForm:
         )
 
 
-def _clean_name(text: str) -> str | None:
-    """A first name without control characters, squeezed spaces, at most MAX_NAME long."""
-    cleaned = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
-    cleaned = " ".join(cleaned.split())[:MAX_NAME]
-    return cleaned or None
+# A name that looks like a web address or a domain ("visit evil.example", "x.com/reset").
+_LINK_LIKE = re.compile(r"\.[^\W\d_]{2,}|www|https?", re.IGNORECASE)
+
+
+def clean_name(text: str) -> str | None:
+    """A first name as the emails greet it, or :class:`InvalidSignup`.
+
+    The confirmation goes to an address the visitor typed, perhaps someone else's, and opens
+    with this name: so only a name is accepted (letters, spaces, ' - and .; at most three
+    words and MAX_NAME characters, nothing that reads as a link), never a message.
+    """
+    cleaned = " ".join(text[: MAX_NAME * 4].split())
+    if not cleaned:
+        return None
+    allowed = all(unicodedata.category(ch)[0] in "LM" or ch in " '’-." for ch in cleaned)
+    if (
+        not allowed
+        or len(cleaned) > MAX_NAME
+        or len(cleaned.split()) > MAX_NAME_WORDS
+        or _LINK_LIKE.search(cleaned)
+    ):
+        raise InvalidSignup(
+            "first_name", "Please enter just your first name (letters only), or leave it empty."
+        )
+    return cleaned
 
 
 def zone_or_default(name: str | None, schedule: Schedule) -> str:

@@ -125,16 +125,15 @@ def handle_events(store: Store, schedule: Schedule, events: list, now: float) ->
             report.ignored += 1
             continue
         event_id = _text(event, "sg_event_id")[:200]
-        if event_id and not store.first_sight(event_id):
+        if event_id and store.event_seen(event_id):
             report.duplicate += 1
             store.count_webhook("duplicate")
             continue
-        try:
-            _handle(store, lessons, event, now, report)
-        except BaseException:
-            if event_id:  # not handled: let SendGrid's retry handle it
-                store.forget_event(event_id)
-            raise
+        _handle(store, lessons, event, now, report)
+        # Marked only once handled: a process killed mid-batch leaves the rest to SendGrid's
+        # retry (suppressing and reconciling twice changes nothing; a count may go up twice).
+        if event_id:
+            store.mark_event(event_id)
     store.count_webhook("received", report.received)
     return report
 
