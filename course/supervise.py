@@ -12,7 +12,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from course.embedded import running_url, stop_embedded_redis
+from course.embedded import (
+    EmbeddedRedisError,
+    ensure_embedded_redis,
+    running_url,
+    stop_embedded_redis,
+)
 from course.runtime import connect
 from course.settings import DEFAULT_BASE_URL, Settings
 from course.tasks import create_app
@@ -74,6 +79,27 @@ def service_commands(
     return commands
 
 
+REDIS_CHECK_INTERVAL = 2.0  # seconds between looks at the embedded redis-server
+
+
+def _embedded_redis_alive(settings: Settings, url: str, console: Console) -> bool:
+    """Restart the embedded redis-server if it died (its AOF keeps every claim); False if it
+    cannot come back on the same port, which the children are connected to."""
+    if running_url(settings.var_dir) is not None:
+        return True
+    console.print("redis: the embedded server stopped; restarting it")
+    try:
+        again = ensure_embedded_redis(settings.var_dir)
+    except EmbeddedRedisError as exc:
+        console.print(f"redis: {exc}; stopping")
+        return False
+    if again != url:
+        console.print(f"redis: came back on {again}, not {url}; stopping")
+        return False
+    console.print(f"redis: restarted at {url}")
+    return True
+
+
 def service_env(settings: Settings, redis_url: str, web: tuple[str, int] | None) -> dict[str, str]:
     """The environment of ``course run``'s children: this one, on ``redis_url``.
 
@@ -133,10 +159,15 @@ def run_services(
         if web is not None:
             console.print(f"web: http://{web[0]}:{web[1]}/")
         console.print("running — press Ctrl-C to stop")
+        next_check = time.monotonic() + REDIS_CHECK_INTERVAL
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     console.print(f"{name} exited with status {proc.returncode}; stopping")
+                    stopping, status = True, 1
+            if embedded and not stopping and time.monotonic() >= next_check:
+                next_check = time.monotonic() + REDIS_CHECK_INTERVAL
+                if not _embedded_redis_alive(settings, url, console):
                     stopping, status = True, 1
             time.sleep(0.2)
     finally:

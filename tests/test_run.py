@@ -14,6 +14,7 @@ import redis
 from course.embedded import running_url, stop_embedded_redis
 from course.settings import Settings
 from course.supervise import service_env
+from course.tasks import create_app
 
 
 def free_port() -> int:
@@ -22,18 +23,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_run_starts_embedded_redis_worker_and_beat_and_ctrl_c_stops_all(tmp_path, course_path):
+def test_run_starts_embedded_redis_worker_beat_restarts_redis_and_ctrl_c_stops_all(
+    tmp_path, course_path
+):
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(COURSE_VAR_DIR=str(var), COURSE_SCHEDULE=str(course_path),
                COURSE_OUTBOX_DIR=str(tmp_path / "outbox"))  # fmt: skip
+    log_path = tmp_path / "run.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "course", "run", "-c", "1", "--port", str(free_port())],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    healthy_output = 0
     try:
         deadline = time.monotonic() + 60
         url = None
@@ -45,18 +51,41 @@ def test_run_starts_embedded_redis_worker_and_beat_and_ctrl_c_stops_all(tmp_path
             time.sleep(0.2)
         else:
             raise AssertionError("no tick ran within a minute")
+        first_tick = redis.Redis.from_url(url).get("hr:tick:last")
+
+        # The embedded server dies: course run brings it back on its port, from its AOF,
+        # and the worker carries on with it.
+        pid = int((var / "redis" / "redis.pid").read_text())
+        healthy_output = log_path.stat().st_size  # after this, Celery logs the lost connection
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while running_url(var) != url:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis not restarted"
+            time.sleep(0.2)
+        assert redis.Redis.from_url(url).get("hr:tick:last") == first_tick  # nothing lost
+        app = create_app(Settings(), url)
+        app.send_task("course.tick")
+        app.close()
+        deadline = time.monotonic() + 60
+        while redis.Redis.from_url(url).get("hr:tick:last") == first_tick:
+            assert proc.poll() is None and time.monotonic() < deadline, "no tick after restart"
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:  # the test failed early: let it stop what it started
             proc.send_signal(signal.SIGINT)
             try:
-                proc.communicate(timeout=60)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        log.close()
         stop_embedded_redis(var)
+    output = log_path.read_text()
     assert proc.returncode == 0, output
-    assert "stopped" in output and "Traceback" not in output
+    assert b"Traceback" not in log_path.read_bytes()[:healthy_output]
+    assert "redis: the embedded server stopped; restarting it" in output
+    assert f"redis: restarted at {url}" in output and output.rstrip().endswith("stopped")
     assert running_url(var) is None  # the embedded server it started is stopped too
 
 
