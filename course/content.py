@@ -18,7 +18,6 @@ import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from markdown_it import MarkdownIt
 
@@ -73,13 +72,6 @@ def word_count(source: str) -> int:
     return len(_WORD.findall(_JINJA.sub(" ", _without_sources(source))))
 
 
-def _display(schedule: Schedule, path: Path) -> str:
-    try:
-        return str(path.relative_to(schedule.path.parent))
-    except ValueError:
-        return str(path)
-
-
 def _read_source(schedule: Schedule, lesson: Lesson) -> str:
     # The renderer has read and compiled it already, so it exists and is UTF-8.
     return (schedule.templates_dir / lesson.template).read_text(encoding="utf-8")
@@ -87,10 +79,13 @@ def _read_source(schedule: Schedule, lesson: Lesson) -> str:
 
 def _check_email(schedule: Schedule, lesson: Lesson, email: Email) -> Iterator[str]:
     """The footer every email needs, in both parts (a layout edit can drop it from one)."""
-    name = f"{lesson.id} ({_display(schedule, schedule.templates_dir / lesson.template)})"
+    name = f"{lesson.id} ({schedule.template_name(lesson)})"
     address = [line.strip() for line in schedule.course.postal_address.splitlines()]
-    for part, text in (("HTML", _visible_text(email.html)), ("text", _normalize(email.text))):
-        if SAMPLE.unsubscribe_url not in (email.html if part == "HTML" else email.text):
+    for part, raw, text in (
+        ("HTML", email.html, _visible_text(email.html)),
+        ("text", email.text, _normalize(email.text)),
+    ):
+        if SAMPLE.unsubscribe_url not in raw:
             yield f"{name}: the {part} part has no unsubscribe link"
         if not all(_normalize(line) in text for line in address if line):
             yield f"{name}: the {part} part does not show the postal address"
@@ -100,7 +95,7 @@ def _check_email(schedule: Schedule, lesson: Lesson, email: Email) -> Iterator[s
 
 def _check_lesson_text(schedule: Schedule, lesson: Lesson, source: str) -> Iterator[str]:
     checks = schedule.checks
-    name = _display(schedule, schedule.templates_dir / lesson.template)
+    name = schedule.template_name(lesson)
     words = word_count(source)
     low, high = checks.min_words, checks.max_words
     if (low is not None and words < low) or (high is not None and words > high):
@@ -113,7 +108,7 @@ def _check_lesson_text(schedule: Schedule, lesson: Lesson, source: str) -> Itera
 def _check_repeats(schedule: Schedule, sources: dict[str, str]) -> Iterator[str]:
     first_seen: dict[str, Paragraph] = {}
     for lesson in schedule.emails:
-        name = _display(schedule, schedule.templates_dir / lesson.template)
+        name = schedule.template_name(lesson)
         for paragraph in _paragraphs(name, sources[lesson.id]):
             earlier = first_seen.setdefault(paragraph.key, paragraph)
             if earlier is not paragraph:

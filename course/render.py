@@ -207,7 +207,7 @@ class Renderer:
 
     def _compile(self, lesson: Lesson, phase: Phase | None, progress: str) -> CompiledLesson:
         path = self._schedule.templates_dir / lesson.template
-        name = self._display(path)
+        name = self._schedule.display(path)
         source = _read(path, name)
         allowed = CONFIRMATION_VARIABLES if lesson.kind == CONFIRMATION else RECIPIENT_VARIABLES
         _check_template(name, source, self._fill_html, allowed)
@@ -266,7 +266,7 @@ class Renderer:
             return template.render(constants, body=body)
         except jinja2.TemplateError as exc:
             line = _template_line(exc.__traceback__, "<template>")
-            name = self._display(self._schedule.templates_dir / layout)
+            name = self._schedule.display(self._schedule.templates_dir / layout)
             raise RenderError(f"{name}:{line or '?'}: {_one_line(exc)}") from None
 
     def _final_template(self, name: str, source: str, env: jinja2.Environment) -> jinja2.Template:
@@ -277,20 +277,13 @@ class Renderer:
 
     def _read_layout(self, layout: str) -> str:
         path = self._schedule.templates_dir / layout
-        return _read(path, self._display(path))
+        return _read(path, self._schedule.display(path))
 
     def _check_layout(self, layout: str, source: str, fill_env: jinja2.Environment) -> None:
-        name = self._display(self._schedule.templates_dir / layout)
+        name = self._schedule.display(self._schedule.templates_dir / layout)
         compile_env = _compile_environment(autoescape=False)
         _check_template(name, source, compile_env, COMPILE_VARIABLES)
         _check_template(name, source, fill_env, CONFIRMATION_VARIABLES)
-
-    def _display(self, path: Path) -> str:
-        """``path`` as the marketer knows it: relative to the schedule file's folder."""
-        try:
-            return str(path.relative_to(self._schedule.path.parent))
-        except ValueError:
-            return str(path)
 
 
 # -- Jinja ------------------------------------------------------------------------------------

@@ -127,6 +127,17 @@ class Schedule:
                 return lesson
         raise KeyError(lesson_id)
 
+    def display(self, path: Path) -> str:
+        """``path`` as the marketer knows it: relative to the schedule file's folder."""
+        try:
+            return str(path.relative_to(self.path.parent))
+        except ValueError:
+            return str(path)
+
+    def template_name(self, lesson: Lesson) -> str:
+        """A lesson's template file as error messages name it (``templates/lessons/x.md``)."""
+        return self.display(self.templates_dir / lesson.template)
+
     def phase(self, phase_id: str) -> Phase:
         for phase in self.phases:
             if phase.id == phase_id:

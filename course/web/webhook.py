@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import binascii
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
@@ -90,16 +89,9 @@ class Report:
     suppressed: int = 0
     reconciled: int = 0
     ignored: int = 0
-    counts: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "received": self.received,
-            "duplicate": self.duplicate,
-            "suppressed": self.suppressed,
-            "reconciled": self.reconciled,
-            "ignored": self.ignored,
-        }
+        return asdict(self)
 
 
 def _text(event: dict, name: str) -> str:
