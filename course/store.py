@@ -31,6 +31,10 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P stats:lesson:{lesson}`` hash  event name (delivered, open, click, bounce, blocked,
                               dropped, spamreport, unsubscribe, ...) -> count, from the
                               SendGrid Event Webhook.
+``P stats:sends:{lesson}`` hash  ledger outcomes of that lesson, kept by the scripts that
+                              write them: sent, failed, uncertain (net of those settled
+                              later), skipped -> entries now in that state; retried -> every
+                              retry scheduled. Read by ``course stats`` and ``/metrics``.
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 
@@ -81,7 +85,7 @@ redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1] .. '|' .. ARGV[2])
 return 1
 """
 
-# KEYS: sub hash, ledger hash, pending zset
+# KEYS: sub hash, ledger hash, pending zset, the lesson's send stats hash
 # ARGV: id, lesson, now, stale deadline
 # Moves a claimed or retry entry to sending, only while the subscriber may still be mailed.
 # Returns the attempt number (>= 1), 0 no such entry, -1 subscriber suppressed (entry
@@ -97,6 +101,7 @@ if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
   local why = status or 'erased'
   redis.call('HSET', KEYS[2], ARGV[2], 'skipped|' .. ARGV[3] .. '|' .. attempt .. '|' .. why)
   redis.call('ZREM', KEYS[3], member)
+  redis.call('HINCRBY', KEYS[4], 'skipped', 1)
   return -1
 end
 local n = tonumber(attempt) + 1
@@ -105,14 +110,23 @@ redis.call('ZADD', KEYS[3], ARGV[4], member)
 return n
 """
 
-# KEYS: ledger hash, pending zset
+# KEYS: ledger hash, pending zset, the lesson's send stats hash
 # ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list)
-# Returns 1 written, 0 the entry was in a state not allowed.
+# Returns 1 written, 0 the entry was in a state not allowed. The stats count entries by
+# final state (an uncertain entry settled later moves from one count to the other) and
+# every retry scheduled.
 FINISH_SCRIPT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 local state = raw and string.match(raw, '^([^|]*)') or ''
 if not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local new = string.match(ARGV[3], '^([^|]*)')
+if new == 'retry' then redis.call('HINCRBY', KEYS[3], 'retried', 1)
+elseif new ~= state and (new == 'sent' or new == 'failed' or new == 'uncertain'
+                         or new == 'skipped') then
+  redis.call('HINCRBY', KEYS[3], new, 1)
+  if state == 'uncertain' then redis.call('HINCRBY', KEYS[3], 'uncertain', -1) end
+end
 local member = ARGV[1] .. '|' .. ARGV[2]
 if ARGV[4] == '' then redis.call('ZREM', KEYS[2], member)
 else redis.call('ZADD', KEYS[2], ARGV[4], member) end
@@ -416,7 +430,8 @@ class Store:
         return [int(r) for r in pipe.execute()]
 
     def start_send(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> int:
-        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key]
+        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key,
+                self.send_stats_key(lesson_id)]  # fmt: skip
         args = [sub_id, lesson_id, _encode(now), _encode(stale_at)]
         return int(self._start_send(keys=keys, args=args))
 
@@ -428,7 +443,7 @@ class Store:
         allowed: tuple[str, ...] = ("sending", "uncertain"),
     ) -> bool:
         """Record the outcome of a send; ``pending_at`` keeps it pending (a retry)."""
-        keys = [self.ledger_key(sub_id), self.pending_key]
+        keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id)]
         args = [
             sub_id,
             entry.lesson_id,
@@ -511,6 +526,14 @@ class Store:
 
     def lesson_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:lesson:{lesson_id}"
+
+    def send_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:sends:{lesson_id}"
+
+    def send_stats(self, lesson_id: str) -> dict[str, int]:
+        """Ledger outcomes of one lesson: sent, failed, uncertain, skipped, retried."""
+        raw = self.redis.hgetall(self.send_stats_key(lesson_id))
+        return {_str(k): int(v) for k, v in raw.items()}
 
     @property
     def webhook_stats_key(self) -> str:

@@ -313,6 +313,45 @@ def test_server_errors_are_retried_with_backoff_then_given_up(store, schedule, s
     assert standin.requests_seen == engine.MAX_ATTEMPTS
 
 
+def test_send_stats_count_each_outcome_once_per_entry(store, schedule, standin, sendgrid):
+    start = local(2026, 3, 2, 9)
+    a = enrol(store, schedule, "a@example.com", None, None, start)
+    enrol(store, schedule, "b@example.com", None, None, start)
+    standin.enqueue(Reply(status=500), Reply(status=400))
+    sendgrid.tick(start)  # one retries, the other fails for good
+    assert store.send_stats("hello") == {"retried": 1, "failed": 1}
+    sendgrid.tick(start + timedelta(seconds=engine.BACKOFF_CAP + 1))
+    assert store.send_stats("hello") == {"retried": 1, "failed": 1, "sent": 1}
+    sendgrid.tick(start + timedelta(seconds=engine.BACKOFF_CAP + 1))  # nothing due: no change
+    assert store.send_stats("hello") == {"retried": 1, "failed": 1, "sent": 1}
+    assert store.send_stats("second") == {}
+    entry = store.ledger(a.id)["hello"]
+    assert entry.state in ("sent", "failed")
+
+
+def test_an_uncertain_send_settled_later_moves_between_counts(store, schedule, standin):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    transport = SendGridTransport("SG.test", host=standin.url, timeout=0.3)
+    standin.enqueue(Reply(hang=True))
+    try:
+        Harness(store, schedule, transport).tick(start)
+    finally:
+        transport.close()
+    assert store.send_stats("hello") == {"uncertain": 1}
+    assert store.resolve_uncertain(sub.id, "hello", "sent", "sg-1", start.timestamp())
+    assert store.send_stats("hello") == {"uncertain": 0, "sent": 1}
+
+
+def test_an_unsubscribe_before_the_send_counts_as_skipped(harness, store, schedule):
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    harness.tick(start, deliver=False)
+    unsubscribe(store, sub)
+    harness.deliver_queued()
+    assert store.send_stats("hello") == {"skipped": 1}
+
+
 def test_an_invalid_schedule_loaded_while_running_keeps_the_last_valid_one(course_path):
     holder = ScheduleHolder(course_path)
     valid, _ = holder.current()
