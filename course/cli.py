@@ -419,6 +419,70 @@ def subscribers_unsubscribe(ctx: Context, email: str) -> None:
     console.print(f"{sub.email}: {sub.status}")
 
 
+def _address(value: str) -> str:
+    address = value.strip().lower()
+    local, at, domain = address.partition("@")
+    if not (local and at and domain) or any(ch.isspace() for ch in address):
+        raise click.BadParameter(f"not an email address: {value!r}", param_hint="ADDRESS")
+    return address
+
+
+@subscribers.command("export-data")
+@click.argument("address")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the JSON here instead of standard output.")  # fmt: skip
+@click.option("--scan", is_flag=True, help="Also read every record (finds records made "
+              "before re-signups were linked; slow on a large list).")  # fmt: skip
+@pass_ctx
+def subscribers_export_data(ctx: Context, address: str, out: Path | None, scan: bool) -> None:
+    """Everything held about ADDRESS, as JSON (GDPR access request)."""
+    from course.privacy import export_data
+
+    address = _address(address)
+    data = export_data(ctx.runtime.store, address, datetime.now(UTC), scan=scan)
+    if data is None:
+        erased = ctx.runtime.store.is_erased(address)
+        raise Failed(f"no data held for {address}" + (" (erased on request)" if erased else ""))
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if out is None:
+        click.echo(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n", encoding="utf-8")
+    err_console.print(f"wrote {out} ({len(data['records'])} record(s))")
+
+
+@subscribers.command("erase")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--scan", is_flag=True, help="Also read every record (see export-data).")
+@pass_ctx
+def subscribers_erase(ctx: Context, address: str, yes: bool, scan: bool) -> None:
+    """Erase everything held about ADDRESS for good (GDPR erasure); only a hash of the
+    address is kept, so that it is never mailed again."""
+    from course.privacy import erase, record_ids
+
+    address = _address(address)
+    store = ctx.runtime.store
+    if not yes:
+        found = len(record_ids(store, address, scan))
+        click.confirm(
+            f"Erase {address} ({found} record(s)) for good? This cannot be undone",
+            abort=True,
+            err=True,
+        )
+    result = erase(store, address, datetime.now(UTC), scan=scan)
+    if result.records:
+        console.print(
+            f"{address}: erased {len(result.records)} record(s), {result.keys} key(s); "
+            "never mailed again"
+        )
+    elif result.already:
+        console.print(f"{address}: nothing held; already erased, never mailed again")
+    else:
+        console.print(f"{address}: nothing held; suppressed, never mailed again")
+
+
 @subscribers.command("pause")
 @click.argument("email")
 @click.option(

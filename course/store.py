@@ -5,8 +5,9 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
                               paused, paused_at, paused_until, last_sent, sent_that_day,
                               last_lesson, last_day, version (``v``), source, consent
-                              (``text version|IP`` of the signup). Empty string means
-                              "not set".
+                              (``text version|IP`` of the signup), prior (the record
+                              that held the address before this one, set on a re-signup
+                              only). Empty string means "not set".
 ``P email``          hash    lower-cased email address -> subscriber id
 ``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
@@ -37,6 +38,9 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               retry scheduled. Read by ``course stats`` and ``/metrics``.
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
+``P suppressed``     set     :func:`suppression_hash` of every address erased on request
+                              (course.privacy): the only trace of them; no record can be
+                              added for such an address again.
 
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
 tick or worker that read old state can never claim on top of a newer change.
@@ -44,6 +48,7 @@ tick or worker that read old state can never claim on top of a newer change.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
@@ -148,20 +153,25 @@ elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
 return 1
 """
 
-# KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash
+# KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash,
+#       suppressed set
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
-#       then field, value pairs of the new subscriber.
+#       the address's suppression hash, then field, value pairs of the new subscriber.
 # A suppressed (or vanished) holder of the address gives way to a new record: a new signup is
-# a new consent record, never a silent resume. Returns 1 added, 0 the address is taken,
-# -1 the address changed hands meanwhile.
+# a new consent record, never a silent resume; the new record names the one it replaced
+# (``prior``), so every record that ever held the address can be found. Returns 1 added,
+# 0 the address is taken, -1 the address changed hands meanwhile, -2 the address was erased
+# on request (suppressed for good).
 ADD_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[6], ARGV[6]) == 1 then return -2 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if (cur or '') ~= ARGV[5] then return -1 end
 if cur then
   local st = redis.call('HGET', KEYS[5], 'status')
   if st and st ~= 'unsubscribed' and st ~= 'bounced' and st ~= 'complained' then return 0 end
 end
-redis.call('HSET', KEYS[3], unpack(ARGV, 6))
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+if cur then redis.call('HSET', KEYS[3], 'prior', cur) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
@@ -193,6 +203,29 @@ class Claim(NamedTuple):
 
 class DuplicateSubscriber(ValueError):
     """A subscriber with this email address already exists."""
+
+
+class ErasedAddress(DuplicateSubscriber):
+    """The address was erased on request: nothing may be added for it, ever."""
+
+
+SUPPRESSION_DOMAIN = "healing-roadmap:suppressed:"
+
+
+def normalise_address(email: str) -> str:
+    """The form every key and hash of an address uses."""
+    return email.strip().lower()
+
+
+def suppression_hash(email: str) -> str:
+    """Plain SHA-256 of the normalised address behind a fixed domain prefix.
+
+    Not keyed with the secret key: a keyed hash would stop matching after a key rotation,
+    and an erased person could then be mailed again. The prefix keeps it from matching the
+    lists of plain e-mail hashes that circulate; what a plain hash still allows (someone
+    holding the database can test an address they already know) is the price of a
+    suppression that never expires."""
+    return hashlib.sha256((SUPPRESSION_DOMAIN + normalise_address(email)).encode()).hexdigest()
 
 
 def _encode(value: object) -> str:
@@ -267,6 +300,10 @@ class Store:
         return f"{self.prefix}quarantine"
 
     @property
+    def suppressed_key(self) -> str:
+        return f"{self.prefix}suppressed"
+
+    @property
     def snapshot_key(self) -> str:
         return f"{self.prefix}schedule:snapshot"
 
@@ -285,8 +322,9 @@ class Store:
     ) -> Subscriber:
         """Create a subscriber; ``due`` puts them in the due index at once.
 
-        An address that unsubscribed, bounced or complained before gets a new record."""
-        address = email.strip().lower()
+        An address that unsubscribed, bounced or complained before gets a new record; one
+        erased on request raises :class:`ErasedAddress`."""
+        address = normalise_address(email)
         sub_id = secrets.token_hex(6)
         sub = Subscriber(
             id=sub_id,
@@ -306,11 +344,14 @@ class Store:
             current = self.redis.hget(self.email_key, address)
             current = _str(current) if current else ""
             keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
-                    self.sub_key(current or sub_id)]  # fmt: skip
-            args = [address, sub_id, _encode(now), "" if due is None else _encode(due), current]
+                    self.sub_key(current or sub_id), self.suppressed_key]  # fmt: skip
+            args = [address, sub_id, _encode(now), "" if due is None else _encode(due), current,
+                    suppression_hash(address)]  # fmt: skip
             outcome = int(self._add(keys=keys, args=args + pairs))
             if outcome == 1:
                 return sub
+            if outcome == -2:
+                raise ErasedAddress(f"{address}: erased on request; it is never mailed again")
             if outcome == 0:
                 raise DuplicateSubscriber(f"{address}: already subscribed")
         raise DuplicateSubscriber(f"{address}: being changed by someone else, try again")
@@ -336,6 +377,10 @@ class Store:
     def find(self, email: str) -> Subscriber | None:
         sub_id = self.redis.hget(self.email_key, email.strip().lower())
         return self.get(_str(sub_id)) if sub_id else None
+
+    def is_erased(self, email: str) -> bool:
+        """Whether the address was erased on request (and so may never be mailed)."""
+        return bool(self.redis.sismember(self.suppressed_key, suppression_hash(email)))
 
     def iter_ids(self, batch: int = 1000) -> Iterator[str]:
         """Subscriber ids in signup order."""

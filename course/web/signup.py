@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from course.schedule import Schedule
 from course.settings import Settings
-from course.store import DuplicateSubscriber, Store
+from course.store import DuplicateSubscriber, ErasedAddress, Store
 from course.subscriber import SUPPRESSED
 from course.subscriptions import SubscriptionError, enrol
 from course.validation import check_email
@@ -134,7 +134,7 @@ def masked(address: str) -> str:
 
 @dataclass(frozen=True)
 class SignupResult:
-    outcome: str  # new, resent, limited, known, honeypot
+    outcome: str  # new, resent, limited, known, honeypot, erased
     subscriber_id: str | None = None
 
 
@@ -173,6 +173,9 @@ class Signups:
         if form.honeypot:
             log.info("signup outcome=honeypot ip=%s", ip)
             return SignupResult("honeypot")
+        if self.store.is_erased(address):  # erased on request: never mailed again
+            log.info("signup outcome=erased")
+            return SignupResult("erased")
         for _ in range(3):  # a concurrent signup for the same address: look again
             current = self.store.find(address)
             if current is not None and current.status not in SUPPRESSED | {"pending"}:
@@ -197,6 +200,9 @@ class Signups:
                     source="web",
                     consent=f"{consent_version}|{ip}",
                 )
+            except ErasedAddress:  # erased while this signup ran
+                log.info("signup outcome=erased")
+                return SignupResult("erased")
             except DuplicateSubscriber:
                 continue
             self._send_confirmation(sub.id)

@@ -1,0 +1,204 @@
+"""GDPR: everything held about one address (export), and erasing it for good.
+
+A person may have had several subscriber records: each re-signup after an unsubscribe,
+bounce or complaint makes a new one (a new consent record), and the ``email`` hash maps only
+the newest. Each new record names the one it replaced in its ``prior`` field, so the chain
+from the current holder finds them all. Records made before that field existed are found
+only by reading every record (``scan=True``, the CLI's ``--scan``).
+
+Erasing deletes every record of the address with its ledger, its due, pending, listing and
+quarantine entries, the address mapping and the per-address rate-limit counters, and adds
+the address's :func:`~course.store.suppression_hash` to ``P suppressed``: nothing can be
+added for it again (a later signup gets the usual neutral answer and nothing is sent).
+The suppression entry goes in first, so no signup can slip in while the records go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from course.store import Store, member, normalise_address, suppression_hash
+from course.subscriber import LedgerEntry, to_instant
+
+MAX_CHAIN = 1000  # records one address may have had; a guard against a damaged chain
+SCAN_BATCH = 1000
+ADDRESS_WINDOW = 24 * 3600  # the web app's per-address signup counter (course.web.signup)
+
+# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash
+# ARGV: id, address
+# Removes one record and every index entry of it in one step, so a tick or worker running
+# meanwhile sees either all of it or none. Returns the number of keys deleted (0 to 2).
+ERASE_SCRIPT = """
+for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
+  redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
+end
+local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+if redis.call('HGET', KEYS[7], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[7], ARGV[2]) end
+return deleted
+"""
+
+
+@dataclass(frozen=True)
+class Erased:
+    address: str
+    records: list[str]  # ids of the records removed
+    keys: int  # Redis keys deleted (records, ledgers, counters)
+    already: bool  # the address was suppressed before this erase
+
+
+def _iso(epoch: float | None) -> str | None:
+    return to_instant(epoch).isoformat() if epoch is not None else None
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def record_ids(store: Store, address: str, scan: bool = False) -> list[str]:
+    """Every subscriber record that held ``address``, newest first.
+
+    The current holder and the records it replaced (``prior``); with ``scan`` also any
+    record whose ``email`` field is the address, read from every record (slow: for data
+    made before the ``prior`` field existed)."""
+    address = normalise_address(address)
+    found: list[str] = []
+    current = store.redis.hget(store.email_key, address)
+    sub_id = _str(current) if current else ""
+    while sub_id and sub_id not in found and len(found) < MAX_CHAIN:
+        raw = store.redis.hmget(store.sub_key(sub_id), "email", "prior")
+        if raw[0] is None:  # vanished: the chain ends here
+            break
+        if _str(raw[0]) == address:
+            found.append(sub_id)
+        sub_id = _str(raw[1]) if raw[1] else ""
+    if scan:
+        batch: list[str] = []
+        for sub_id in store.iter_ids(SCAN_BATCH):
+            batch.append(sub_id)
+            if len(batch) >= SCAN_BATCH:
+                found += _matching(store, batch, address, found)
+                batch = []
+        found += _matching(store, batch, address, found)
+    return found
+
+
+def _matching(store: Store, ids: list[str], address: str, known: list[str]) -> list[str]:
+    pipe = store.redis.pipeline(transaction=False)
+    for sub_id in ids:
+        pipe.hget(store.sub_key(sub_id), "email")
+    emails = pipe.execute()
+    return [
+        sub_id
+        for sub_id, email in zip(ids, emails, strict=True)
+        if email is not None and _str(email) == address and sub_id not in known
+    ]
+
+
+def rate_limit_keys(store: Store, address: str, now: float) -> list[str]:
+    """The web app's per-address signup counters that may exist now (this window and the
+    last: they expire a minute after their window)."""
+    from course.web.signup import address_key
+
+    key = address_key(normalise_address(address))
+    return [store.rate_key("addr", key, ADDRESS_WINDOW, now - back) for back in (0, ADDRESS_WINDOW)]
+
+
+def export_data(store: Store, address: str, now: datetime, scan: bool = False) -> dict | None:
+    """Everything held about ``address`` as plain data, or None when nothing is.
+
+    Each record with all its fields, its consent record, its ledger (lesson, state, time,
+    attempts, the provider's message id or the reason), what is due, pending or in
+    quarantine, and the per-address signup counters."""
+    address = normalise_address(address)
+    ts = now.timestamp()
+    records = [_record(store, sub_id, address) for sub_id in record_ids(store, address, scan)]
+    counters = []
+    for key in rate_limit_keys(store, address, ts):
+        value = store.redis.get(key)
+        if value is not None:
+            counters.append({"key": key, "count": int(value), "ttl_seconds": store.redis.ttl(key)})
+    if not records and not counters:
+        return None
+    return {
+        "address": address,
+        "exported_at": now.isoformat(),
+        "records": [r for r in records if r is not None],
+        "signup_counters": counters,
+        "erased_before": store.is_erased(address),
+        "notes": [
+            "Messages queued for the workers carry a subscriber id and lesson id only, and "
+            "are dropped unsent once the record is gone.",
+            "Signup counters per IP address (an hour each) count everyone signing up from "
+            "that address; the IP of each signup is in its consent record above.",
+            "The email provider keeps its own delivery logs for the emails listed.",
+        ],
+    }
+
+
+def _record(store: Store, sub_id: str, address: str) -> dict | None:
+    sub = store.get(sub_id)
+    raw = store.redis.hgetall(store.sub_key(sub_id))
+    if sub is None or not raw:
+        return None
+    entries = sorted(store.ledger(sub_id).values(), key=lambda e: e.at)
+    members = [member(sub_id, e.lesson_id) for e in entries]
+    pending = store.redis.zmscore(store.pending_key, members) if members else []
+    quarantine = store.redis.hget(store.quarantine_key, sub_id)
+    return {
+        "id": sub_id,
+        "current": _str(store.redis.hget(store.email_key, address) or "") == sub_id,
+        "fields": {_str(k): _str(v) for k, v in sorted(raw.items())},
+        "status": sub.status,
+        "created_at": _iso(sub.created),
+        "started_at": _iso(sub.start),
+        "consent": {**sub.consent_record, "at": _iso(sub.created)},
+        "due_at": _iso(store.due_score(sub_id)),
+        "quarantine": _str(quarantine) if quarantine else None,
+        "ledger": [_entry(e, at) for e, at in zip(entries, pending, strict=True)],
+    }
+
+
+def _entry(entry: LedgerEntry, pending_at: float | None) -> dict:
+    row: dict = {
+        "lesson_id": entry.lesson_id,
+        "state": entry.state,
+        "at": _iso(entry.at),
+        "attempts": entry.attempt,
+    }
+    if entry.detail:
+        row["provider_message_id" if entry.state == "sent" else "detail"] = entry.detail
+    if pending_at is not None:
+        row["pending_until"] = _iso(pending_at)
+    return row
+
+
+def erase(store: Store, address: str, now: datetime, scan: bool = False) -> Erased:
+    """Remove everything held about ``address`` and suppress it for good. Idempotent.
+
+    Deliveries already queued for an erased record find no ledger entry and send nothing."""
+    address = normalise_address(address)
+    already = not store.redis.sadd(store.suppressed_key, suppression_hash(address))
+    script = store.redis.register_script(ERASE_SCRIPT)
+    ids = record_ids(store, address, scan)
+    deleted = 0
+    for sub_id in ids:
+        keys = [
+            store.sub_key(sub_id),
+            store.ledger_key(sub_id),
+            store.subs_key,
+            store.due_key,
+            store.pending_key,
+            store.quarantine_key,
+            store.email_key,
+        ]
+        deleted += int(script(keys=keys, args=[sub_id, address]))
+    left = store.redis.hget(store.email_key, address)  # a mapping to a vanished record
+    if left and not store.redis.exists(store.sub_key(_str(left))):
+        store.redis.hdel(store.email_key, address)
+    counters = rate_limit_keys(store, address, now.timestamp())
+    deleted += int(store.redis.delete(*counters))
+    return Erased(address, ids, deleted, already)
