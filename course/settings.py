@@ -40,6 +40,7 @@ class Settings:
     signup_limit_per_ip: int = 10  # signups per IP address per hour
     signup_limit_per_address: int = 3  # confirmation emails per address per day
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
+    admin_token: str | None = None  # set: the admin page at /admin; unset: /admin is a 404
 
     @property
     def templates_dir(self) -> Path:
@@ -84,7 +85,21 @@ class Settings:
             signup_limit_per_ip=_count(env, "COURSE_SIGNUP_LIMIT_PER_IP", 10),
             signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
             forwarded_allow_ips=_forwarded(env, mode),
+            admin_token=_admin_token(env),
         )
+
+
+MIN_ADMIN_TOKEN = 16
+
+
+def _admin_token(env: Mapping[str, str]) -> str | None:
+    token = (env.get("COURSE_ADMIN_TOKEN") or "").strip() or None
+    if token is not None and len(token) < MIN_ADMIN_TOKEN:
+        raise SettingsError(
+            f"COURSE_ADMIN_TOKEN: at least {MIN_ADMIN_TOKEN} characters (make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
 
 
 def _forwarded(env: Mapping[str, str], mode: str) -> str:

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from course.embedded import resolve_redis_url
-from course.render import RenderError
+from course.render import Renderer, RenderError
 from course.runtime import ScheduleHolder, ScheduleSnapshot
 from course.schedule import Lesson, Schedule, ScheduleError
 from course.settings import Settings
@@ -40,6 +40,7 @@ from course.subscriber import (
 from course.subscriptions import SubscriptionError, confirm, pause, resume, unsubscribe
 from course.timeline import add_local_days
 from course.tokens import ExpiredToken, InvalidToken, link, read_token
+from course.web.admin import install_admin
 from course.web.limits import BodyLimit
 from course.web.pages import CONSENT_TEXT, CONSENT_VERSION, Pages
 from course.web.signup import (
@@ -251,6 +252,12 @@ class WebState:
             schedule, _ = self._holder.current()
             return schedule
 
+    def renderer(self) -> Renderer:
+        """The current schedule's compiled templates (:class:`Unavailable` without one)."""
+        self.schedule()
+        assert self._holder is not None
+        return self._holder.current()[1]
+
     def schedule_status(self) -> dict[str, object]:
         try:
             self.schedule()
@@ -305,6 +312,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     # in the route's own read, where the exception handlers answer it with a 413.
     app.add_middleware(BodyLimit, default=MAX_FORM, limits={"/webhooks/sendgrid": MAX_BODY})
     _install_handlers(app, state)
+    install_admin(app, state)
 
     def now() -> datetime:
         return datetime.now(UTC)

@@ -1,0 +1,453 @@
+"""The admin page at ``/admin``, behind ``COURSE_ADMIN_TOKEN``: the lesson gallery, a
+subscriber lookup, and pause, resume, unsubscribe and erase.
+
+Without a token set every ``/admin`` path answers 404 (and the log says why). With one, a
+browser logs in with a form: the answer sets an HttpOnly, SameSite=Strict cookie (Secure
+over https) holding a session signed with ``COURSE_SECRET_KEY`` that also carries the CSRF
+token every POST form must echo. A script sends ``Authorization: Bearer TOKEN`` instead
+and needs no CSRF token (a browser never adds that header by itself). Tokens are compared
+in constant time; failed attempts are counted per IP address and limited. Every state change
+goes through :mod:`course.subscriptions` or :mod:`course.privacy`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import inspect
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.concurrency import run_in_threadpool
+
+from course.preview import sample_email
+from course.privacy import erase, record_ids
+from course.report import subscriber_report
+from course.schedule import CONFIRMATION, LESSON, Lesson
+from course.subscriber import SUPPRESSED, Subscriber, to_instant
+from course.subscriptions import SubscriptionError, pause, resume, unsubscribe
+from course.timeline import add_local_days
+
+if TYPE_CHECKING:
+    from course.web.app import WebState
+
+log = logging.getLogger("course.web.admin")
+
+COOKIE = "hr_admin"
+SESSION_MAX_AGE = 12 * 3600  # seconds a login lasts
+FAILURE_WINDOW = 900  # seconds: failed logins are counted per IP address per 15 minutes
+MAX_FAILURES = 10
+PAUSE_DAYS = {"7": 7, "14": 14, "": None}
+SAMPLE_NAME = "Alex"
+DONE = {  # what a finished action says (?done=... after the redirect)
+    "paused": "Paused.",
+    "resumed": "Resumed: the remaining lessons moved later by the time paused.",
+    "unsubscribed": "Unsubscribed: nothing more is sent to this address.",
+}
+# Admin pages frame the gallery's emails (from this origin only) and run no scripts at all.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# An email shown in the gallery: a sandbox (a unique origin, no scripts, no forms), no
+# network, framed only by the admin page.
+EMAIL_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str | None  # None: a bearer client, which needs no CSRF token
+
+
+class AdminAuth:
+    """The admin token and the signed sessions made from it."""
+
+    def __init__(self, token: str, secret_key: str):
+        self._digest = hashlib.sha256(token.encode()).digest()
+        # Sessions name the token they came from: changing the token ends every session.
+        self._token_id = hmac.new(secret_key.encode(), self._digest, "sha256").hexdigest()[:16]
+        self._serializer = URLSafeTimedSerializer(secret_key, salt="course.admin")
+
+    def token_ok(self, given: str) -> bool:
+        """Constant time, whatever the length or content of ``given``."""
+        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
+
+    def new_session(self) -> tuple[str, str]:
+        """A cookie value and the CSRF token inside it."""
+        csrf = secrets.token_urlsafe(24)
+        return self._serializer.dumps({"k": self._token_id, "csrf": csrf}), csrf
+
+    def read_session(self, cookie: str) -> Session | None:
+        try:
+            data = self._serializer.loads(cookie, max_age=SESSION_MAX_AGE)
+        except (BadSignature, UnicodeError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("k") != self._token_id:
+            return None
+        csrf = data.get("csrf")
+        return Session(csrf) if isinstance(csrf, str) and csrf else None
+
+
+def stamp(instant: datetime | None, tz: str | None = None) -> str:
+    """``2026-03-04 08:00 CET`` in ``tz`` (UTC without one)."""
+    if instant is None:
+        return ""
+    local = instant.astimezone(ZoneInfo(tz) if tz else UTC)
+    return f"{local:%Y-%m-%d %H:%M %Z}"
+
+
+def iso_stamp(text: str | None, tz: str | None = None) -> str:
+    return stamp(datetime.fromisoformat(text), tz) if text else ""
+
+
+def install_admin(app: FastAPI, state: WebState) -> None:
+    """Add ``/admin`` to ``app``: the pages with a token set, a logged 404 without one."""
+    token = state.settings.admin_token
+    if token is None:
+        log.info("admin page off: COURSE_ADMIN_TOKEN is not set, so /admin answers 404")
+
+        @app.api_route("/admin{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+        def admin_off(rest: str) -> Response:
+            log.info("admin page off: 404 because COURSE_ADMIN_TOKEN is not set")
+            return state.page("message", 404, title="Not found", message="There is no page here.")
+
+        return
+    state.pages.env.filters["stamp"] = stamp
+    state.pages.env.filters["iso_stamp"] = iso_stamp
+    app.include_router(_router(state, AdminAuth(token, state.settings.secret_key)))
+
+
+class _Denied(Exception):
+    def __init__(self, response: Response):
+        self.response = response
+
+
+def _router(state: WebState, auth: AdminAuth) -> APIRouter:
+    router = APIRouter(prefix="/admin", include_in_schema=False)
+    settings = state.settings
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def ip(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def page(name: str, status_code: int = 200, **context: object) -> HTMLResponse:
+        context.setdefault("csrf", "")
+        response = state.page(f"admin/{name}", status_code, **context)
+        response.headers["Content-Security-Policy"] = PAGE_CSP
+        return response
+
+    def too_many(request: Request) -> bool:
+        return (
+            state.store.hits("admin", ip(request), FAILURE_WINDOW, now().timestamp())
+            >= MAX_FAILURES
+        )
+
+    def failed(request: Request) -> None:
+        state.store.hit("admin", ip(request), FAILURE_WINDOW, now().timestamp())
+        log.warning("admin login failed ip=%s", ip(request))
+
+    def login_page(status_code: int = 200, error: str | None = None) -> HTMLResponse:
+        return page("login", status_code, title="Admin sign-in", error=error)
+
+    def session(request: Request) -> Session:
+        """The caller's session, or :class:`_Denied` with the answer to give instead."""
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, given = header.partition(" ")
+            if too_many(request):
+                raise _Denied(PlainTextResponse("too many failed attempts", 429))
+            if scheme.lower() == "bearer" and auth.token_ok(given.strip()):
+                return Session(None)
+            failed(request)
+            raise _Denied(
+                PlainTextResponse(
+                    "invalid admin token", 401, headers={"WWW-Authenticate": "Bearer"}
+                )
+            )
+        found = auth.read_session(request.cookies.get(COOKIE, ""))
+        if found is None:
+            if request.method == "GET":
+                raise _Denied(RedirectResponse("/admin/login", 303))
+            raise _Denied(login_page(401, "Please sign in first."))
+        return found
+
+    async def form(request: Request, who: Session) -> dict[str, str]:
+        """The POSTed form; :class:`_Denied` (403) without the session's CSRF token."""
+        try:
+            data = await request.form(max_files=0, max_fields=20)
+        except Exception:
+            raise _Denied(PlainTextResponse("the form could not be read", 400)) from None
+        fields = {k: v for k, v in data.items() if isinstance(v, str)}
+        if who.csrf is not None:
+            given = fields.get("csrf", "")
+            if not hmac.compare_digest(given.encode(), who.csrf.encode()):
+                log.warning("admin request refused: missing or wrong CSRF token ip=%s", ip(request))
+                raise _Denied(
+                    page(
+                        "message",
+                        403,
+                        title="Refused",
+                        message="This form is stale or did not come from the admin page. "
+                        "Open the page again and repeat.",
+                    )
+                )
+        return fields
+
+    def subscriber(sub_id: str) -> Subscriber:
+        sub = state.store.get(sub_id) if len(sub_id) <= 64 else None
+        if sub is None:
+            raise _Denied(
+                page("message", 404, title="Not found", message="No such subscriber (erased?).")
+            )
+        return sub
+
+    def sub_page(who: Session, sub: Subscriber, status_code: int = 200, **extra: object):
+        extra.setdefault("message", None)
+        schedule = state.schedule()
+        report = subscriber_report(state.store, schedule, sub)
+        others = [i for i in record_ids(state.store, sub.email) if i != sub.id]
+        due = state.store.due_score(sub.id)
+        return page(
+            "subscriber",
+            status_code,
+            title=sub.email,
+            csrf=who.csrf or "",
+            sub=sub,
+            report=report,
+            others=[state.store.get(i) for i in others],
+            due=to_instant(due) if due is not None else None,
+            paused_since=to_instant(sub.paused_at) if sub.paused_at else None,
+            paused_until=to_instant(sub.paused_until) if sub.paused_until else None,
+            suppressed=sub.status in SUPPRESSED,
+            quarantine=state.store.quarantined().get(sub.id),
+            **extra,
+        )
+
+    def guarded(handler):
+        """Answers :class:`_Denied` with its response, for sync and async handlers alike."""
+        if inspect.iscoroutinefunction(handler):
+
+            @functools.wraps(handler)
+            async def run_async(*args, **kwargs):
+                try:
+                    return await handler(*args, **kwargs)
+                except _Denied as exc:
+                    return exc.response
+
+            return run_async
+
+        @functools.wraps(handler)
+        def run(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except _Denied as exc:
+                return exc.response
+
+        return run
+
+    # -- signing in -----------------------------------------------------------------------
+
+    @router.get("/login")
+    def login_form() -> HTMLResponse:
+        return login_page()
+
+    @router.post("/login")
+    @guarded
+    async def login(request: Request) -> Response:
+        if too_many(request):
+            return login_page(429, "Too many failed attempts. Please wait a few minutes.")
+        try:
+            data = await request.form(max_files=0, max_fields=5)
+        except Exception:
+            return login_page(400, "The form could not be read.")
+        given = data.get("token")
+        if not isinstance(given, str) or not auth.token_ok(given.strip()):
+            await run_in_threadpool(failed, request)
+            return login_page(401, "That is not the admin token.")
+        cookie, _ = auth.new_session()
+        response = RedirectResponse("/admin", 303)
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=SESSION_MAX_AGE,
+            path="/admin",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        log.info("admin signed in ip=%s", ip(request))
+        return response
+
+    @router.post("/logout")
+    @guarded
+    async def logout(request: Request) -> Response:
+        await form(request, session(request))
+        response = RedirectResponse("/admin/login", 303)
+        response.delete_cookie(COOKIE, path="/admin")
+        return response
+
+    # -- the overview and the lookup ------------------------------------------------------
+
+    @router.get("")
+    @guarded
+    def overview(request: Request) -> HTMLResponse:
+        who = session(request)
+        return page("index", title="Admin", csrf=who.csrf or "", error=None, email="")
+
+    @router.post("/lookup")
+    @guarded
+    async def lookup(request: Request) -> Response:
+        who = session(request)
+        fields = await form(request, who)
+        email = fields.get("email", "").strip()
+        sub = await run_in_threadpool(state.store.find, email) if email else None
+        if sub is None:
+            erased = bool(email) and await run_in_threadpool(state.store.is_erased, email)
+            error = (
+                f"{email} was erased on request: nothing is held but its hash."
+                if erased
+                else f"No subscriber with the address {email!r}."
+            )
+            return page("index", 404, title="Admin", csrf=who.csrf or "", error=error, email=email)
+        # The address stays out of the URL (and so out of access logs): the id names it.
+        return RedirectResponse(f"/admin/subscribers/{sub.id}", 303)
+
+    # -- one subscriber -------------------------------------------------------------------
+
+    @router.get("/subscribers/{sub_id}")
+    @guarded
+    def show(request: Request, sub_id: str, done: str = "") -> HTMLResponse:
+        who = session(request)
+        return sub_page(who, subscriber(sub_id), message=DONE.get(done))
+
+    def act(who: Session, sub_id: str, name: str, change) -> Response:
+        sub = subscriber(sub_id)
+        try:
+            change(sub)
+        except SubscriptionError as exc:
+            return sub_page(who, state.store.get(sub.id) or sub, 409, error=str(exc))
+        log.info("admin action=%s subscriber=%s", name, sub.id)
+        return RedirectResponse(f"/admin/subscribers/{sub.id}?done={name}", 303)
+
+    @router.post("/subscribers/{sub_id}/pause")
+    @guarded
+    async def pause_sub(request: Request, sub_id: str) -> Response:
+        who = session(request)
+        fields = await form(request, who)
+        days_text = fields.get("days", "").strip()
+        if days_text not in PAUSE_DAYS:
+            return await run_in_threadpool(
+                sub_page, who, subscriber(sub_id), 422, error="Pause for 7 or 14 days, or open."
+            )
+        days, at = PAUSE_DAYS[days_text], now()
+
+        def change(sub: Subscriber) -> None:
+            until = add_local_days(at, days, sub.zone) if days else None
+            pause(state.store, sub, at, until)
+
+        return await run_in_threadpool(act, who, sub_id, "paused", change)
+
+    @router.post("/subscribers/{sub_id}/resume")
+    @guarded
+    async def resume_sub(request: Request, sub_id: str) -> Response:
+        who = session(request)
+        await form(request, who)
+        at = now()
+        return await run_in_threadpool(
+            act, who, sub_id, "resumed", lambda sub: resume(state.store, state.schedule(), sub, at)
+        )
+
+    @router.post("/subscribers/{sub_id}/unsubscribe")
+    @guarded
+    async def unsubscribe_sub(request: Request, sub_id: str) -> Response:
+        who = session(request)
+        await form(request, who)
+        return await run_in_threadpool(
+            act, who, sub_id, "unsubscribed", lambda sub: unsubscribe(state.store, sub)
+        )
+
+    @router.get("/subscribers/{sub_id}/erase")
+    @guarded
+    def erase_confirm(request: Request, sub_id: str) -> HTMLResponse:
+        who = session(request)
+        sub = subscriber(sub_id)
+        count = len(record_ids(state.store, sub.email))
+        return page("erase", title="Erase?", csrf=who.csrf or "", sub=sub, count=count)
+
+    @router.post("/subscribers/{sub_id}/erase")
+    @guarded
+    async def erase_sub(request: Request, sub_id: str) -> Response:
+        who = session(request)
+        fields = await form(request, who)
+        sub = subscriber(sub_id)
+        if fields.get("confirm") != "erase":
+            return page("erase", 422, title="Erase?", csrf=who.csrf or "", sub=sub,
+                        count=len(record_ids(state.store, sub.email)),
+                        error="Tick the box to confirm.")  # fmt: skip
+        result = await run_in_threadpool(erase, state.store, sub.email, now())
+        log.info("admin action=erase records=%d", len(result.records))
+        return page("erased", title="Erased", csrf=who.csrf or "", result=result)
+
+    # -- the lesson gallery ---------------------------------------------------------------
+
+    def email_of(lesson_id: str) -> tuple[Lesson, object]:
+        schedule = state.schedule()
+        lesson = next((e for e in schedule.emails if e.id == lesson_id), None)
+        if lesson is None:
+            raise _Denied(page("message", 404, title="Not found", message="No such email."))
+        return lesson, sample_email(state.renderer(), settings, lesson, SAMPLE_NAME)
+
+    def describe(lesson: Lesson) -> str:
+        if lesson.kind == LESSON:
+            return f"day {lesson.day} · {state.schedule().phase(lesson.phase_id).title}"
+        if lesson.kind == CONFIRMATION:
+            return "at signup · confirmation (double opt-in)"
+        return f"day {lesson.day} · course complete"
+
+    @router.get("/gallery")
+    @guarded
+    def gallery(request: Request) -> HTMLResponse:
+        who = session(request)
+        rows = [(e, describe(e)) for e in state.schedule().emails]
+        return page("gallery", title="Every email", csrf=who.csrf or "", rows=rows)
+
+    @router.get("/gallery/{lesson_id}")
+    @guarded
+    def gallery_email(request: Request, lesson_id: str) -> HTMLResponse:
+        who = session(request)
+        lesson, email = email_of(lesson_id)
+        ids = [e.id for e in state.schedule().emails]
+        at = ids.index(lesson.id)
+        return page(
+            "email",
+            title=lesson.subject,
+            csrf=who.csrf or "",
+            lesson=lesson,
+            email=email,
+            meta=describe(lesson),
+            previous=ids[at - 1] if at > 0 else None,
+            following=ids[at + 1] if at + 1 < len(ids) else None,
+        )
+
+    @router.get("/gallery/{lesson_id}/html")
+    @guarded
+    def gallery_html(request: Request, lesson_id: str) -> HTMLResponse:
+        session(request)
+        _, email = email_of(lesson_id)
+        headers = {"Content-Security-Policy": EMAIL_CSP, "X-Frame-Options": "SAMEORIGIN"}
+        return HTMLResponse(email.html, headers=headers)  # type: ignore[attr-defined]
+
+    return router

@@ -1,0 +1,251 @@
+"""The admin page through FastAPI's TestClient against the tests' real Redis: off without a
+token, sign-in (form and bearer), CSRF, each action's effect on the store, the gallery."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from course.settings import Settings, SettingsError
+from course.subscriptions import enrol
+from course.web import create_app
+from course.web.admin import COOKIE, MAX_FAILURES
+
+TOKEN = "admin-token-for-the-tests-0123456789"
+
+
+def no_task(name, args=None, kwargs=None, **options):
+    return None
+
+
+@pytest.fixture
+def admin(settings, store):
+    app = create_app(settings.with_(admin_token=TOKEN), send_task=no_task)
+    with TestClient(app) as client:
+        yield client
+
+
+def csrf_of(page) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+@pytest.fixture
+def signed_in(admin):
+    """A client with a session cookie, and the CSRF token of its forms."""
+    answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin"
+    return admin, csrf_of(admin.get("/admin"))
+
+
+def heading(page) -> str:
+    found = re.search(r"<h1>(.*?)</h1>", page.text, re.S)
+    return " ".join(found.group(1).split()) if found else ""
+
+
+@pytest.fixture
+def ann(store, schedule):
+    return enrol(store, schedule, "ann@example.com", "Ann", "Europe/Berlin", datetime.now(UTC),
+                 source="web", consent="2026-01-web-1|203.0.113.9")  # fmt: skip
+
+
+def test_without_a_token_every_admin_path_is_404_and_the_log_says_why(settings, store, caplog):
+    caplog.set_level(logging.INFO, logger="course.web.admin")
+    app = create_app(settings, send_task=no_task)
+    with TestClient(app) as client:
+        for path in ("/admin", "/admin/login", "/admin/gallery"):
+            assert client.get(path).status_code == 404
+        assert client.post("/admin/login", data={"token": "x" * 20}).status_code == 404
+        bearer = client.get("/admin", headers={"Authorization": "Bearer whatever-it-is-here"})
+        assert bearer.status_code == 404
+    assert "COURSE_ADMIN_TOKEN is not set" in caplog.text
+
+
+def test_an_admin_token_must_be_long_enough():
+    with pytest.raises(SettingsError, match="COURSE_ADMIN_TOKEN: at least 16 characters"):
+        Settings.from_env({"COURSE_ADMIN_TOKEN": "short"})
+    assert Settings.from_env({"COURSE_ADMIN_TOKEN": TOKEN}).admin_token == TOKEN
+
+
+def test_the_admin_page_sends_a_visitor_without_a_session_to_sign_in(admin):
+    answer = admin.get("/admin", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin/login"
+    login = admin.get("/admin/login")
+    assert login.status_code == 200 and 'type="password"' in login.text
+    assert "<script" not in login.text
+    assert "script-src" not in login.headers["content-security-policy"]  # none at all
+
+
+def test_a_wrong_token_is_refused_and_sets_no_cookie(admin, caplog):
+    caplog.set_level(logging.INFO)
+    answer = admin.post("/admin/login", data={"token": "nearly-" + TOKEN}, follow_redirects=False)
+    assert answer.status_code == 401 and "not the admin token" in answer.text
+    assert COOKIE not in answer.cookies and "set-cookie" not in answer.headers
+    for given in ("", "x", TOKEN[:-1], TOKEN + "x"):  # no shortcut by length or prefix
+        assert admin.post("/admin/login", data={"token": given}).status_code == 401
+    assert admin.get("/admin", follow_redirects=False).status_code == 303
+    assert TOKEN not in caplog.text  # never logged, not even when a near miss comes in
+
+
+def test_the_session_cookie_is_httponly_strict_and_secure_over_https(admin):
+    plain = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    cookie = plain.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
+    assert "Secure" not in cookie  # http: a browser would drop a Secure cookie
+    tls = TestClient(admin.app, base_url="https://course.example")
+    secure = tls.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert "Secure" in secure.headers["set-cookie"]
+    assert TOKEN not in cookie  # the cookie is a signed session, not the token
+
+
+def test_a_forged_or_foreign_session_cookie_is_not_a_session(admin, settings, store):
+    admin.cookies.set(COOKIE, "forged.value.here", path="/admin")
+    assert admin.get("/admin", follow_redirects=False).status_code == 303
+    other = create_app(settings.with_(admin_token="another-admin-token-0123"), send_task=no_task)
+    with TestClient(other) as client:
+        client.post("/admin/login", data={"token": "another-admin-token-0123"})
+        foreign = client.cookies.get(COOKIE)
+    admin.cookies.clear()
+    admin.cookies.set(COOKIE, foreign, path="/admin")  # signed, but for another admin token
+    assert admin.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_too_many_failures_from_one_address_are_refused_even_with_the_right_token(admin):
+    for _ in range(MAX_FAILURES):
+        admin.post("/admin/login", data={"token": "wrong-wrong-wrong-wrong"})
+    answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 429
+
+
+def test_a_bearer_token_works_for_scripts_without_csrf(admin, store, ann):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert admin.get("/admin", headers=headers).status_code == 200
+    answer = admin.post(f"/admin/subscribers/{ann.id}/unsubscribe", headers=headers,
+                        follow_redirects=False)  # fmt: skip
+    assert answer.status_code == 303
+    assert store.get(ann.id).status == "unsubscribed"
+    wrong = admin.get("/admin", headers={"Authorization": "Bearer " + "x" * len(TOKEN)})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(signed_in, store, ann):
+    client, csrf = signed_in
+    for data in ({}, {"csrf": "wrong"}, {"csrf": csrf[:-1]}):
+        answer = client.post(f"/admin/subscribers/{ann.id}/unsubscribe", data=data)
+        assert answer.status_code == 403
+    assert client.post("/admin/lookup", data={"email": "ann@example.com"}).status_code == 403
+    assert store.get(ann.id).status == "active"
+
+
+def test_lookup_keeps_the_address_out_of_the_url_and_shows_the_subscriber(signed_in, ann):
+    client, csrf = signed_in
+    found = client.post("/admin/lookup", data={"csrf": csrf, "email": " Ann@Example.com "},
+                        follow_redirects=False)  # fmt: skip
+    assert found.status_code == 303
+    assert found.headers["location"] == f"/admin/subscribers/{ann.id}"
+    page = client.get(found.headers["location"])
+    assert heading(page) == "ann@example.com"
+    assert '<dd class="state" id="status">active</dd>' in page.text
+    assert "203.0.113.9" in page.text and "2026-01-web-1" in page.text  # the consent record
+    for lesson in ("hello", "second", "third", "fourth"):
+        assert f'id="lesson-{lesson}"' in page.text
+    assert "nothing due" not in page.text  # day 0 is due now
+    missing = client.post("/admin/lookup", data={"csrf": csrf, "email": "nobody@example.com"})
+    assert missing.status_code == 404 and "No subscriber with the address" in missing.text
+
+
+def test_pause_resume_and_unsubscribe_change_the_store(signed_in, store, ann):
+    client, csrf = signed_in
+    base = f"/admin/subscribers/{ann.id}"
+
+    week = client.post(f"{base}/pause", data={"csrf": csrf, "days": "7"})
+    paused = store.get(ann.id)
+    assert week.status_code == 200 and "Paused." in week.text
+    assert paused.status == "paused" and paused.paused_until - paused.paused_at > 6.9 * 86400
+    again = client.post(f"{base}/pause", data={"csrf": csrf, "days": "14"})
+    assert again.status_code == 409 and "cannot pause" in again.text  # already paused
+
+    resumed = client.post(f"{base}/resume", data={"csrf": csrf})
+    assert "Resumed" in resumed.text and store.get(ann.id).status == "active"
+    assert store.due_score(ann.id) is not None
+
+    client.post(f"{base}/pause", data={"csrf": csrf, "days": ""})
+    open_pause = store.get(ann.id)
+    assert open_pause.status == "paused" and open_pause.paused_until is None
+    assert store.due_score(ann.id) is None  # nothing is due until resumed
+    client.post(f"{base}/resume", data={"csrf": csrf})
+    assert store.get(ann.id).status == "active"
+
+    gone = client.post(f"{base}/unsubscribe", data={"csrf": csrf})
+    assert "Unsubscribed" in gone.text and store.get(ann.id).status == "unsubscribed"
+    assert store.due_score(ann.id) is None
+
+
+def test_a_pause_of_another_length_is_refused(signed_in, store, ann):
+    client, csrf = signed_in
+    answer = client.post(f"/admin/subscribers/{ann.id}/pause", data={"csrf": csrf, "days": "99"})
+    assert answer.status_code == 422 and store.get(ann.id).status == "active"
+
+
+def test_erase_asks_first_then_removes_every_record_of_the_address(signed_in, store, ann):
+    client, csrf = signed_in
+    base = f"/admin/subscribers/{ann.id}/erase"
+    confirm = client.get(base)
+    assert heading(confirm) == "Erase ann@example.com?" and "1 record" in confirm.text
+    unticked = client.post(base, data={"csrf": csrf})
+    assert unticked.status_code == 422 and store.get(ann.id) is not None
+
+    done = client.post(base, data={"csrf": csrf, "confirm": "erase"})
+    assert done.status_code == 200 and heading(done) == "Erased"
+    assert store.get(ann.id) is None and store.find("ann@example.com") is None
+    assert store.is_erased("ann@example.com")
+    assert client.get(f"/admin/subscribers/{ann.id}").status_code == 404
+    lookup = client.post("/admin/lookup", data={"csrf": csrf, "email": "ann@example.com"})
+    assert lookup.status_code == 404 and "erased on request" in lookup.text
+
+
+def test_an_erased_address_signing_up_again_gets_the_neutral_page(signed_in, store, ann):
+    client, csrf = signed_in
+    client.post(f"/admin/subscribers/{ann.id}/erase", data={"csrf": csrf, "confirm": "erase"})
+    fresh = client.post("/subscribe", data={"email": "new@example.com"})
+    again = client.post("/subscribe", data={"email": "ann@example.com"})
+    assert again.status_code == 200 and again.text == fresh.text
+    assert store.find("ann@example.com") is None
+
+
+def test_the_gallery_shows_every_email_sandboxed(signed_in, schedule):
+    client, _ = signed_in
+    index = client.get("/admin/gallery")
+    for email in schedule.emails:
+        assert f'href="/admin/gallery/{email.id}"' in index.text
+    page = client.get("/admin/gallery/hello")
+    assert heading(page) == "Hello"
+    assert '<iframe class="email" sandbox' in page.text
+    assert "<strong>hello</strong>" not in page.text  # the HTML part only inside the frame
+    assert "breathe out slowly after the hello lesson" in page.text  # the text part, escaped
+    assert "frame-src 'self'" in page.headers["content-security-policy"]
+    framed = client.get("/admin/gallery/hello/html")
+    assert framed.status_code == 200 and "<strong>hello</strong>" in framed.text
+    assert framed.headers["content-security-policy"].startswith("sandbox;")
+    assert framed.headers["x-frame-options"] == "SAMEORIGIN"
+    confirmation = client.get("/admin/gallery/confirmation")
+    assert confirmation.status_code == 200 and "at signup" in confirmation.text
+    assert client.get("/admin/gallery/nope").status_code == 404
+    client.cookies.clear()
+    assert client.get("/admin/gallery/hello/html", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_ends_the_session(signed_in):
+    client, csrf = signed_in
+    answer = client.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin/login"
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_the_admin_stays_out_of_the_public_openapi_description(admin):
+    assert not [p for p in admin.get("/openapi.json").json()["paths"] if p.startswith("/admin")]
