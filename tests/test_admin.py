@@ -186,6 +186,18 @@ def test_pause_resume_and_unsubscribe_change_the_store(signed_in, store, ann):
     assert store.due_score(ann.id) is None
 
 
+def test_export_downloads_everything_held_about_the_address(signed_in, ann):
+    client, _ = signed_in
+    answer = client.get(f"/admin/subscribers/{ann.id}/export")
+    assert answer.status_code == 200
+    assert answer.headers["content-disposition"] == (
+        f'attachment; filename="subscriber-{ann.id}.json"'
+    )
+    data = answer.json()
+    assert data["address"] == "ann@example.com" and data["records"][0]["id"] == ann.id
+    assert data["records"][0]["consent"]["ip"] == "203.0.113.9"
+
+
 def test_a_pause_of_another_length_is_refused(signed_in, store, ann):
     client, csrf = signed_in
     answer = client.post(f"/admin/subscribers/{ann.id}/pause", data={"csrf": csrf, "days": "99"})

@@ -24,12 +24,18 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
 from course.preview import sample_email
-from course.privacy import erase, record_ids
+from course.privacy import erase, export_data, record_ids
 from course.report import subscriber_report
 from course.schedule import CONFIRMATION, LESSON, Lesson
 from course.subscriber import SUPPRESSED, Subscriber, to_instant
@@ -378,6 +384,15 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         return await run_in_threadpool(
             act, who, sub_id, "unsubscribed", lambda sub: unsubscribe(state.store, sub)
         )
+
+    @router.get("/subscribers/{sub_id}/export")
+    @guarded
+    def export_sub(request: Request, sub_id: str) -> Response:
+        session(request)
+        data = export_data(state.store, subscriber(sub_id).email, now())
+        log.info("admin action=export subscriber=%s", sub_id)
+        disposition = f'attachment; filename="subscriber-{sub_id}.json"'
+        return JSONResponse(data, headers={"Content-Disposition": disposition})
 
     @router.get("/subscribers/{sub_id}/erase")
     @guarded
