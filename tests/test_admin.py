@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from course.settings import Settings, SettingsError
 from course.subscriptions import enrol
+from course.tokens import make_token
 from course.web import create_app
 from course.web.admin import COOKIE, MAX_FAILURES
 
@@ -228,6 +229,17 @@ def test_an_erased_address_signing_up_again_gets_the_neutral_page(signed_in, sto
     again = client.post("/subscribe", data={"email": "ann@example.com"})
     assert again.status_code == 200 and again.text == fresh.text
     assert store.find("ann@example.com") is None
+
+
+def test_an_unsubscribe_link_of_an_erased_subscriber_still_answers_done(signed_in, ann):
+    client, csrf = signed_in
+    client.post(f"/admin/subscribers/{ann.id}/erase", data={"csrf": csrf, "confirm": "erase"})
+    path = f"/unsubscribe/{make_token('test-secret', ann.id, 'unsubscribe')}"
+    for answer in (client.get(path), client.post(path, data={"List-Unsubscribe": "One-Click"})):
+        assert answer.status_code == 200 and heading(answer) == "You are unsubscribed"
+        assert "erased at your request" in answer.text
+    forged = client.post("/unsubscribe/not-a-token", data={"List-Unsubscribe": "One-Click"})
+    assert forged.status_code == 404
 
 
 def test_the_gallery_shows_every_email_sandboxed(signed_in, schedule):

@@ -68,6 +68,7 @@ TICK_TASK = "course.tick"
 PAUSE_CHOICES = {"7": 7, "14": 14, "": None}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 CHANGED = "Your subscription changed just now. Please try again."
+ERASED = "Nothing more will be sent to you: your data was erased at your request."
 PAUSE_CHOICE_ERROR = "Please choose one week, two weeks, or until you resume."
 NEUTRAL = (
     "Thank you. If that address can receive the course, a confirmation email is on its way: "
@@ -334,6 +335,16 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     def invalid_link(purpose: str) -> HTMLResponse:
         return state.page("invalid_link", 404, title="This link is not valid", purpose=purpose)
 
+    def erased_or_invalid(token: str) -> HTMLResponse:
+        """A genuine unsubscribe link whose record was erased on request: nothing is ever
+        sent again, so it is answered as done (a one-click POST from a mailbox provider
+        gets its 200); any other token is not valid."""
+        try:
+            read_token(settings.secret_key, token if len(token) <= MAX_TOKEN else "", "unsubscribe")
+        except InvalidToken:
+            return invalid_link("unsubscribe")
+        return state.page("message", title="You are unsubscribed", message=ERASED)
+
     def links(sub: Subscriber) -> dict[str, str]:
         """The subscriber's own links, relative to this site."""
         return {
@@ -467,7 +478,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     def unsubscribe_page(token: str) -> HTMLResponse:
         sub = token_sub(token, "unsubscribe")
         if sub is None:
-            return invalid_link("unsubscribe")
+            return erased_or_invalid(token)
         if sub.status in SUPPRESSED:
             current = state.store.find(sub.email)
             if current is None or current.status in SUPPRESSED:
@@ -494,7 +505,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         # page's own form; neither a cookie nor a CSRF token is needed: the token is the key.
         sub = token_sub(token, "unsubscribe")
         if sub is None:
-            return invalid_link("unsubscribe")
+            return erased_or_invalid(token)
         sub = unsubscribe(state.store, sub)  # also whoever holds the address now
         log.info("unsubscribed subscriber=%s", sub.id)
         return state.page("unsubscribed", title="You are unsubscribed", sub=sub)
