@@ -23,8 +23,11 @@ import html
 import json
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 
-from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule
+from course.render import Renderer, RenderError
+from course.runtime import ScheduleSnapshot, fingerprint
+from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
 from course.store import Store
 from course.subscriber import STATUSES
 
@@ -225,6 +228,18 @@ def collect(
         disk=disk,
     )
     return _with_funnel(result)
+
+
+def check_disk(path: Path, templates_dir: Path | None = None) -> DiskSchedule:
+    """Validate the schedule file on disk as a worker would load it (the file, then every
+    template compiled): its fingerprint, or the error with file and line."""
+    try:
+        schedule = load_schedule(path, templates_dir)
+        Renderer(schedule)
+        contents = ScheduleSnapshot.read(ScheduleSnapshot.files(schedule))
+    except (ScheduleError, RenderError, OSError) as exc:
+        return DiskSchedule(str(path), None, str(exc))
+    return DiskSchedule(str(path), fingerprint(contents), None)
 
 
 def lesson_counts(
