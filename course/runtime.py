@@ -3,9 +3,15 @@ current schedule with its compiled templates, and the transport."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -82,11 +88,72 @@ class ScheduleSnapshot:
         return folder / self.SCHEDULE_NAME
 
 
+def fingerprint(contents: dict[str, bytes]) -> str:
+    """A short name for a schedule's exact files: equal files, equal fingerprint."""
+    digest = hashlib.sha256()
+    for name in sorted(contents):
+        data = contents[name]
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:12]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ScheduleStatusBoard:
+    """Where a process says which schedule it runs: one field of the hash
+    ``P schedule:status`` per process (``role@host:pid``), a JSON object with the
+    fingerprint, loaded_at, the error of the latest invalid edit and when, and seen_at.
+
+    ``course stats`` and the web app's ``/healthz`` read it. Reporting never stops sending:
+    a Redis error is logged and the next report tries again."""
+
+    HEARTBEAT = 60.0  # seconds between reports when nothing changed
+    FORGET_AFTER = 7 * 24 * 3600  # a process not heard of for this long is dropped
+
+    def __init__(self, client: redis.Redis, key: str, role: str, process: str | None = None):
+        self.client = client
+        self.key = key
+        self.role = role
+        self.process = process or f"{role}@{socket.gethostname()}:{os.getpid()}"
+        self._last: tuple[dict, float] | None = None
+
+    def report(self, state: dict[str, str | None], now: datetime) -> None:
+        """Record ``state`` (fingerprint, loaded_at, error, error_at) if it changed or the
+        last report is a heartbeat old."""
+        ts = now.timestamp()
+        if self._last and self._last[0] == state and ts - self._last[1] < self.HEARTBEAT:
+            return
+        body = {"role": self.role, **state, "seen_at": now.isoformat()}
+        try:
+            pipe = self.client.pipeline()
+            pipe.hset(self.key, self.process, json.dumps(body))
+            for name, text in self.client.hgetall(self.key).items():
+                if name != self.process and _seen(text) < ts - self.FORGET_AFTER:
+                    pipe.hdel(self.key, name)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not record the schedule status: %s", exc)
+            return
+        self._last = (dict(state), ts)
+
+
+def _seen(text: str) -> float:
+    try:
+        return datetime.fromisoformat(json.loads(text)["seen_at"]).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
 class ScheduleHolder:
     """The last valid schedule and its compiled templates, reloaded when the files change.
 
     An invalid edit is logged loudly and kept in :attr:`error`; sending goes on with the
     last valid schedule. With a :class:`ScheduleSnapshot`, that holds across restarts too.
+    With a :class:`ScheduleStatusBoard`, every load, rejected edit and (once a minute) the
+    fact that the process is still running are recorded in Redis.
     """
 
     def __init__(
@@ -94,11 +161,18 @@ class ScheduleHolder:
         schedule_path: Path,
         templates_dir: Path | None = None,
         snapshot: ScheduleSnapshot | None = None,
+        board: ScheduleStatusBoard | None = None,
+        clock: Callable[[], datetime] = _now,
     ):
         self.path = Path(schedule_path)
         self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
         self.snapshot = snapshot
+        self.board = board
+        self.clock = clock
         self.error: str | None = None
+        self.error_at: datetime | None = None
+        self.fingerprint = ""
+        self.loaded_at = clock()
         self._stamp = _fingerprint(self.path, self.templates_dir)
         try:
             self.schedule, self.renderer = self._load()
@@ -106,32 +180,53 @@ class ScheduleHolder:
             restored = snapshot.restore() if snapshot else None
             if restored is None:
                 raise
-            self.error = str(exc)
+            self.error, self.error_at = str(exc), self.loaded_at
             schedule = load_schedule(restored, restored.parent / "templates")
             self.schedule, self.renderer = schedule, Renderer(schedule)
+            self.fingerprint = fingerprint(ScheduleSnapshot.read(ScheduleSnapshot.files(schedule)))
             log.error(
                 "invalid schedule at start, sending with the last valid one: %s",
                 exc,
                 extra={"event": "schedule_invalid"},
             )
+        self._report()
 
     def _load(self) -> tuple[Schedule, Renderer]:
         schedule = load_schedule(self.path, self.templates_dir)
         renderer = Renderer(schedule)
-        if self.snapshot is not None:
-            self._save_snapshot(schedule)
+        try:
+            contents = ScheduleSnapshot.read(ScheduleSnapshot.files(schedule))
+        except OSError as exc:
+            log.warning("could not read the valid schedule's files back: %s", exc)
+            contents = None
+        if contents is not None:
+            self.fingerprint = fingerprint(contents)
+            if self.snapshot is not None:
+                self._save_snapshot(contents)
+        self.loaded_at = self.clock()
         return schedule, renderer
 
-    def _save_snapshot(self, schedule: Schedule) -> None:
+    def _save_snapshot(self, contents: dict[str, bytes]) -> None:
         """Keep what was just validated; skip it if a file changed while it was checked."""
-        files = ScheduleSnapshot.files(schedule)
         try:
-            contents = ScheduleSnapshot.read(files)
             if _fingerprint(self.path, self.templates_dir) != self._stamp:
                 return  # edited meanwhile: the next reload validates and saves it
             self.snapshot.save(contents)
         except (OSError, redis.RedisError) as exc:
             log.warning("could not keep a copy of the valid schedule: %s", exc)
+
+    def status(self) -> dict[str, str | None]:
+        """The schedule this process runs and the latest invalid edit, as plain data."""
+        return {
+            "fingerprint": self.fingerprint,
+            "loaded_at": self.loaded_at.isoformat(),
+            "error": self.error,
+            "error_at": self.error_at.isoformat() if self.error_at else None,
+        }
+
+    def _report(self) -> None:
+        if self.board is not None:
+            self.board.report(self.status(), self.clock())
 
     def current(self) -> tuple[Schedule, Renderer]:
         stamp = _fingerprint(self.path, self.templates_dir)
@@ -140,15 +235,20 @@ class ScheduleHolder:
             try:
                 self.schedule, self.renderer = self._load()
             except (ScheduleError, RenderError) as exc:
-                self.error = str(exc)
+                self.error, self.error_at = str(exc), self.clock()
                 log.error(
                     "invalid schedule, still sending with the last valid one: %s",
                     exc,
                     extra={"event": "schedule_invalid"},
                 )
             else:
-                self.error = None
-                log.info("schedule reloaded", extra={"event": "schedule_reloaded"})
+                self.error = self.error_at = None
+                log.info(
+                    "schedule reloaded: %s",
+                    self.fingerprint,
+                    extra={"event": "schedule_reloaded"},
+                )
+        self._report()
         return self.schedule, self.renderer
 
 
@@ -185,9 +285,12 @@ def connect(settings: Settings) -> tuple[str, redis.Redis]:
     return url, client
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, role: str | None = None) -> Runtime:
+    """The runtime of a process; with a ``role`` (``worker``) the process records the
+    schedule it runs in Redis (short-lived CLI commands do not)."""
     url, client = connect(settings)
     store = Store(client)
+    board = ScheduleStatusBoard(client, store.schedule_status_key, role) if role else None
     return Runtime(
         settings=settings,
         redis_url=url,
@@ -197,5 +300,6 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.schedule_path,
             settings.templates_dir,
             ScheduleSnapshot(client, store.snapshot_key),
+            board,
         ),
     )

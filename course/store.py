@@ -36,6 +36,14 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               write them: sent, failed, uncertain (net of those settled
                               later), skipped -> entries now in that state; retried -> every
                               retry scheduled. Read by ``course stats`` and ``/metrics``.
+``P stats:exits``    hash    ``{lesson}|{status}`` -> how many subscribers left the course
+                              (status unsubscribed, bounced or complained) while that was
+                              their last lesson; lesson ``""`` before the first lesson.
+                              Counted by the suppress script, only on the change from a
+                              mailable status, so a repeated unsubscribe counts once.
+``P schedule:status`` hash   ``{role}@{host}:{pid}`` -> JSON of the schedule that process
+                              runs: fingerprint, loaded_at, error and error_at of the latest
+                              invalid edit, seen_at (see course.runtime.ScheduleStatusBoard).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
@@ -178,6 +186,21 @@ if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
 return 1
 """
 
+# KEYS: sub hash, due zset, exits stats hash
+# ARGV: id, new status (unsubscribed, bounced or complained)
+# Suppresses a subscriber who may still be mailed and counts the exit against their last
+# lesson. Returns 1 suppressed, 0 already suppressed (left as it is), -3 no such subscriber.
+SUPPRESS_SCRIPT = """
+local s = redis.call('HMGET', KEYS[1], 'status', 'last_lesson')
+if not s[1] then return -3 end
+if s[1] == 'unsubscribed' or s[1] == 'bounced' or s[1] == 'complained' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], (s[2] or '') .. '|' .. ARGV[2], 1)
+return 1
+"""
+
 _FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
 _FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
 _INTS = {"sent_that_day", "last_day"}
@@ -271,6 +294,7 @@ class Store:
         self._finish = client.register_script(FINISH_SCRIPT)
         self._update = client.register_script(UPDATE_SCRIPT)
         self._add = client.register_script(ADD_SCRIPT)
+        self._suppress = client.register_script(SUPPRESS_SCRIPT)
 
     # keys
     def sub_key(self, sub_id: str) -> str:
@@ -413,6 +437,29 @@ class Store:
                 raise KeyError(name)
             args += [name, _encode(value)]
         return int(self._update(keys=[self.sub_key(sub_id), self.due_key], args=args))
+
+    def suppress(self, sub_id: str, status: str) -> int:
+        """Suppress for good (no version check) and count the exit after their last lesson;
+        1 done, 0 already suppressed, -3 no such subscriber."""
+        keys = [self.sub_key(sub_id), self.due_key, self.exits_key]
+        return int(self._suppress(keys=keys, args=[sub_id, status]))
+
+    def status_counts(self, batch: int = 2000) -> dict[str, int]:
+        """Subscribers by status: every record's ``status`` read in pipelined batches."""
+        counts: dict[str, int] = {}
+        start = 0
+        while True:
+            ids = self.redis.zrange(self.subs_key, start, start + batch - 1)
+            if not ids:
+                return counts
+            pipe = self.redis.pipeline(transaction=False)
+            for sub_id in ids:
+                pipe.hget(self.sub_key(_str(sub_id)), "status")
+            for status in pipe.execute():
+                if status is not None:
+                    name = _str(status)
+                    counts[name] = counts.get(name, 0) + 1
+            start += batch
 
     # the ledger
     def ledger(self, sub_id: str) -> dict[str, LedgerEntry]:
@@ -579,6 +626,51 @@ class Store:
         """Ledger outcomes of one lesson: sent, failed, uncertain, skipped, retried."""
         raw = self.redis.hgetall(self.send_stats_key(lesson_id))
         return {_str(k): int(v) for k, v in raw.items()}
+
+    @property
+    def exits_key(self) -> str:
+        return f"{self.prefix}stats:exits"
+
+    def exit_stats(self) -> dict[tuple[str, str], int]:
+        """(last lesson, status) -> subscribers who left then; lesson "" = before the first."""
+        raw = self.redis.hgetall(self.exits_key)
+        found = {}
+        for key, value in raw.items():
+            lesson_id, _, status = _str(key).rpartition("|")
+            found[(lesson_id, status)] = int(value)
+        return found
+
+    def stats_lesson_ids(self) -> set[str]:
+        """Every lesson id with send or provider stats, including lessons since removed."""
+        found = set()
+        for kind in ("sends", "lesson"):
+            pattern = f"{self.prefix}stats:{kind}:*"
+            for key in self.redis.scan_iter(match=pattern, count=5000):
+                found.add(_str(key)[len(pattern) - 1 :])
+        return found
+
+    def many_lesson_stats(self, lesson_ids: list[str]) -> dict[str, tuple[dict, dict]]:
+        """Each lesson's (send stats, provider event counts), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for lesson_id in lesson_ids:
+            pipe.hgetall(self.send_stats_key(lesson_id))
+            pipe.hgetall(self.lesson_stats_key(lesson_id))
+        replies = pipe.execute()
+        result = {}
+        for i, lesson_id in enumerate(lesson_ids):
+            sends, events = replies[2 * i], replies[2 * i + 1]
+            result[lesson_id] = (
+                {_str(k): int(v) for k, v in sends.items()},
+                {_str(k): int(v) for k, v in events.items()},
+            )
+        return result
+
+    @property
+    def schedule_status_key(self) -> str:
+        return f"{self.prefix}schedule:status"
+
+    def quarantine_count(self) -> int:
+        return int(self.redis.hlen(self.quarantine_key))
 
     @property
     def webhook_stats_key(self) -> str:

@@ -99,13 +99,13 @@ def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> 
 
     The link may come from an email sent before the person signed up again: whichever
     record now holds the address is suppressed too. A record already suppressed keeps the
-    status it has (a bounce stays a bounce).
+    status it has (a bounce stays a bounce). Each change from a mailable status is counted
+    once, against the subscriber's last lesson (``course stats``: "unsubscribed after").
     """
     if status not in SUPPRESSED:
         raise ValueError(status)
-    if sub.status not in SUPPRESSED:
-        store.update(sub.id, {"status": status}, None)
+    store.suppress(sub.id, status)
     current = store.find(sub.email)
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
-        store.update(current.id, {"status": status}, None)
+        store.suppress(current.id, status)
     return store.get(sub.id) or sub

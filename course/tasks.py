@@ -73,7 +73,7 @@ def runtime() -> Runtime:
     """This process's runtime, built on first use (after a prefork child has forked)."""
     global _runtime
     if _runtime is None:
-        _runtime = build_runtime(current_app.conf.course_settings)
+        _runtime = build_runtime(current_app.conf.course_settings, role="worker")
     return _runtime
 
 

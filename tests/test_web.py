@@ -517,8 +517,11 @@ def test_pending_and_unsubscribed_subscribers_cannot_pause(web, schedule):
 
 def test_healthz_reports_redis_the_schedule_and_the_last_tick(web, schedule):
     body = web.client.get("/healthz").json()
+    fingerprint = body["schedule"].pop("fingerprint")
     assert body == {"status": "ok", "redis": "ok", "last_tick": None,
-                    "schedule": {"loaded": True, "error": None, "signups": True}}  # fmt: skip
+                    "schedule": {"loaded": True, "error": None, "signups": True,
+                                 "workers": []}}  # fmt: skip
+    assert len(fingerprint) == 12
     engine.tick(web.store, schedule, datetime(2026, 3, 1, tzinfo=UTC), lambda *a: None)
     assert web.client.get("/healthz").json()["last_tick"] == "2026-03-01T00:00:00+00:00"
 

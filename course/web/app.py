@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from course.embedded import resolve_redis_url
 from course.render import Renderer, RenderError
-from course.runtime import ScheduleHolder, ScheduleSnapshot
+from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
 from course.schedule import Lesson, Schedule, ScheduleError
 from course.settings import Settings
 from course.store import Store
@@ -245,6 +245,7 @@ class WebState:
                         self.settings.schedule_path,
                         self.settings.templates_dir,
                         ScheduleSnapshot(self.client, self.store.snapshot_key),
+                        ScheduleStatusBoard(self.client, self.store.schedule_status_key, "web"),
                     )
                 except (ScheduleError, RenderError, OSError, redis.RedisError) as exc:
                     self._load_error = str(exc)
@@ -265,10 +266,23 @@ class WebState:
         except Unavailable:
             return {"loaded": False, "error": self._load_error}
         error = self._holder.error if self._holder else None  # an invalid edit, still running
+        running = {"fingerprint": self._holder.fingerprint} if self._holder else {}
         if self._holder and self._holder.schedule.confirmation is None:
             message = f"{self.settings.schedule_path}: no confirmation email: signups are refused"
-            return {"loaded": True, "error": error or message, "signups": False}
-        return {"loaded": True, "error": error, "signups": True}
+            return {"loaded": True, "error": error or message, "signups": False, **running}
+        return {"loaded": True, "error": error, "signups": True, **running}
+
+    def workers_schedule(self, now: datetime) -> list[dict[str, object]]:
+        """The schedule each running worker process last reported (course.stats)."""
+        from course.stats import read_processes
+
+        return [
+            {"process": p.process, "fingerprint": p.fingerprint,
+             "loaded_at": p.loaded_at.isoformat() if p.loaded_at else None,
+             "error": p.error, "error_at": p.error_at.isoformat() if p.error_at else None}
+            for p in read_processes(self.store, now)
+            if p.role == "worker" and not p.stale
+        ]  # fmt: skip
 
     def course_name(self) -> str:
         try:
@@ -656,6 +670,8 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         except (redis.RedisError, OSError):
             redis_ok, last_tick = False, None
         schedule = state.schedule_status() if redis_ok else {"loaded": False, "error": None}
+        if redis_ok:
+            schedule["workers"] = state.workers_schedule(now())
         if not redis_ok and state._holder is not None:
             schedule = {"loaded": True, "error": state._holder.error}
         # Loaded but without a confirmation email, signups are refused: not healthy either.

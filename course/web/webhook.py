@@ -132,6 +132,10 @@ def handle_events(store: Store, schedule: Schedule, events: list, now: float) ->
 
 def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Report) -> None:
     name = _text(event, "event").lower()
+    if _text(event, "send_test"):  # a marketer's ``course send-test``: nobody's, not counted
+        store.count_webhook("send_test")
+        report.ignored += 1
+        return
     if name == "bounce" and _text(event, "type").lower() == "blocked":
         name = "blocked"  # a temporary refusal, not a dead address
     counted = name if name in KNOWN_EVENTS else "other"

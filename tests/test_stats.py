@@ -1,0 +1,219 @@
+"""Course stats: counts per lesson from the ledger, the provider's events and exits; the
+funnel; subscribers by status; the formatters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from conftest import course_env, db_url
+
+from course import engine
+from course.render import Renderer
+from course.stats import collect, funnel_svg, html_report, table_rows, to_json
+from course.store import Store
+from course.subscriptions import enrol, unsubscribe
+from course.tokens import subscriber_links
+from course.transport import OutboxTransport
+from course.web.webhook import handle_events
+
+NY = ZoneInfo("America/New_York")
+START = datetime(2026, 3, 2, 8, 0, tzinfo=NY)
+
+
+def run_tick(store, schedule, outbox, now: datetime) -> None:
+    renderer = Renderer(schedule)
+
+    def links(sub_id):
+        return subscriber_links("https://course.example", "secret", sub_id)
+
+    def enqueue(items, when):
+        engine.deliver(store, renderer, outbox, items, when, links)
+
+    engine.tick(store, schedule, now, enqueue)
+
+
+def prepare_course(store, schedule, outbox) -> None:
+    """Three readers get the first two lessons; one unsubscribes after the second (twice),
+    one hard-bounces on it; a pending signup unsubscribes before any lesson; a lesson since
+    removed from the schedule has counts."""
+    ana = enrol(store, schedule, "ana@example.com", "Ana", None, START)
+    ben = enrol(store, schedule, "ben@example.com", "Ben", None, START)
+    enrol(store, schedule, "cy@example.com", "Cy", None, START)
+    pending = enrol(store, schedule, "dee@example.com", None, None, START, confirmed=False)
+    run_tick(store, schedule, outbox, START + timedelta(minutes=1))
+    run_tick(store, schedule, outbox, START + timedelta(days=2, minutes=1))
+    now = (START + timedelta(days=2, hours=1)).timestamp()
+    events = [
+        {"event": "delivered", "subscriber_id": s.id, "lesson_id": "hello", "email": s.email}
+        for s in (ana, ben)
+    ] + [
+        {"event": "open", "subscriber_id": ana.id, "lesson_id": "hello", "email": ana.email},
+        {"event": "open", "subscriber_id": ana.id, "lesson_id": "hello", "email": ana.email},
+        {"event": "click", "subscriber_id": ana.id, "lesson_id": "hello", "email": ana.email},
+        {"event": "bounce", "subscriber_id": ben.id, "lesson_id": "second", "email": ben.email},
+    ]
+    handle_events(store, schedule, events, now)
+    unsubscribe(store, store.get(ana.id))
+    unsubscribe(store, store.get(ana.id))  # a second click changes nothing
+    unsubscribe(store, store.get(pending.id))
+    store.redis.hset(store.send_stats_key("old-lesson"), mapping={"sent": 7, "failed": 1})
+
+
+@pytest.fixture
+def course_run(store, schedule, tmp_path):
+    prepare_course(store, schedule, OutboxTransport(tmp_path / "outbox"))
+
+
+def test_collect_counts_each_lesson_from_ledger_events_and_exits(store, schedule, course_run):
+    stats = collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC))
+    hello, second, third, _ = [lesson for phase in stats.phases for lesson in phase.lessons]
+    assert (hello.counts.sent, hello.counts.delivered) == (3, 2)
+    assert (hello.counts.opened, hello.counts.clicked) == (2, 1)
+    assert hello.counts.unsubscribed == 0
+    assert (second.counts.sent, second.counts.bounced, second.counts.unsubscribed) == (3, 1, 1)
+    assert third.counts.sent == 0
+    assert stats.phases[0].counts.sent == 6
+    assert stats.totals.sent == 6
+    assert stats.exits_before_first == {"unsubscribed": 1}
+
+
+def test_unsubscribe_after_a_bounce_is_not_counted_again(store, schedule, course_run):
+    ben = store.find("ben@example.com")
+    assert ben.status == "bounced"
+    unsubscribe(store, ben)
+    stats = collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC))
+    assert stats.phases[0].lessons[1].counts.unsubscribed == 1
+
+
+def test_collect_lists_subscribers_by_status_and_removed_lessons(store, schedule, course_run):
+    stats = collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC))
+    assert stats.statuses == {"pending": 0, "active": 1, "paused": 0, "completed": 0,
+                              "unsubscribed": 2, "bounced": 1, "complained": 0}  # fmt: skip
+    assert stats.subscribers == 4
+    assert [(r.lesson_id, r.counts.sent, r.counts.failed) for r in stats.removed] == [
+        ("old-lesson", 7, 1)
+    ]
+
+
+def test_funnel_is_the_sent_count_of_each_lesson_in_course_order(store, schedule, course_run):
+    stats = collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC))
+    assert [(s.lesson_id, s.sent, s.share) for s in stats.funnel] == [
+        ("hello", 3, 1.0), ("second", 3, 1.0), ("third", 0, 0.0), ("fourth", 0, 0.0)
+    ]  # fmt: skip
+    svg = funnel_svg(stats)
+    assert svg.startswith("<svg") and svg.count('class="bar"') == 4
+
+
+def test_table_rows_give_phase_subtotals_then_lessons_with_rates(store, schedule, course_run):
+    rows = table_rows(collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC)))
+    assert [(r.kind, r.label) for r in rows] == [
+        ("phase", "Phase 1: First phase"), ("lesson", "hello"), ("lesson", "second"),
+        ("phase", "Phase 2: Last phase"), ("lesson", "third"), ("lesson", "fourth"),
+        ("total", "Course total"), ("confirmation", "confirmation"),
+    ]  # fmt: skip
+    hello = rows[1].cells
+    assert hello[:4] == ["3", "2 (67%)", "2 (67%)", "1 (33%)"]
+
+
+def test_json_and_html_carry_the_same_figures(store, schedule, course_run):
+    stats = collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC))
+    data = to_json(stats)
+    second = data["phases"][0]["lessons"][1]
+    assert (second["sent"], second["bounced"], second["unsubscribed"]) == (3, 1, 1)
+    assert data["subscribers"]["by_status"]["bounced"] == 1
+    assert data["removed_lessons"][0]["lesson_id"] == "old-lesson"
+    page = html_report(stats)
+    assert "<svg" in page and "old-lesson" in page and "Removed lessons" in page
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+
+
+# -- the command --------------------------------------------------------------------------------
+
+STATS_DB = 10  # the stats command's tests own this database of the tests' server
+
+
+@pytest.fixture
+def cli(tmp_path, course_path, redis_url, schedule):
+    """``course`` in a subprocess on a database this module owns, prepared like course_run."""
+    url = db_url(redis_url, STATS_DB)
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    prepare_course(Store(client), schedule, OutboxTransport(tmp_path / "outbox"))
+    env = course_env(url, course_path, tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "course", *args], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    yield run
+    client.flushdb()
+    client.close()
+
+
+def test_stats_command_prints_the_table_funnel_statuses_and_schedule(cli):
+    result = cli("stats")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Phase 1: First phase" in out and "unsub. after" in out
+    hello = next(line for line in out.splitlines() if "│   hello" in line)
+    assert [cell.strip() for cell in hello.split("│")[2:6]] == ["3", "2 (67%)", "2 (67%)",
+                                                               "1 (33%)"]  # fmt: skip
+    assert "not unique people" in out
+    assert "Removed lessons" in out and "old-lesson" in out
+    assert "Left before the first lesson: 1 unsubscribed" in out
+    assert "1. hello" in out and "4. fourth" in out
+    assert "Subscribers: 4 (pending 0, active 1" in out
+    assert "the file on disk is valid" in out
+
+
+def test_stats_json_has_every_lesson_in_schedule_order(cli):
+    result = cli("stats", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    lessons = [lesson for phase in data["phases"] for lesson in phase["lessons"]]
+    assert [lesson["lesson_id"] for lesson in lessons] == ["hello", "second", "third", "fourth"]
+    assert lessons[1]["unsubscribed"] == 1 and lessons[1]["rates"]["bounced"] == 0.3333
+    assert data["subscribers"] == {"total": 4, "by_status": {
+        "pending": 0, "active": 1, "paused": 0, "completed": 0, "unsubscribed": 2,
+        "bounced": 1, "complained": 0}}  # fmt: skip
+    assert data["schedule"]["file"]["error"] is None
+
+
+def test_stats_reports_an_invalid_file_on_disk_and_exits_1(cli, course_path):
+    assert cli("stats", "--json").returncode == 0  # a valid load keeps the snapshot
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    result = cli("stats")
+    assert result.returncode == 1
+    line = f"{course_path}:15: phases[0].lessons[1].day: must be >= 0"
+    assert f"the file on disk is invalid: {line}" in result.stdout
+    assert result.stderr.strip().endswith(line)
+    assert "Traceback" not in result.stderr
+    assert "Phase 1: First phase" in result.stdout  # still reported, by the last valid one
+
+
+def test_stats_html_report_fits_a_phone_and_shows_the_funnel(cli, tmp_path, browser, artifacts):
+    report = tmp_path / "report" / "stats.html"
+    result = cli("stats", "--html", str(report))
+    assert result.returncode == 0, result.stderr
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
+        page.goto(report.as_uri())
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        funnel = page.locator("svg.funnel")
+        assert funnel.is_visible()
+        box = funnel.bounding_box()
+        assert box["width"] > 300 and box["height"] > 100
+        bars = page.locator("svg.funnel rect.bar")
+        assert bars.count() == 4
+        assert bars.nth(0).bounding_box()["width"] > 250  # hello: everyone, full width
+        page.screenshot(path=str(artifacts / f"stats-{scheme}.png"), full_page=True)
+        page.close()
