@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
+from course import engine
+from course.render import Renderer
 from course.settings import Settings, SettingsError
 from course.subscriptions import enrol
-from course.tokens import make_token
+from course.tokens import make_token, subscriber_links
+from course.transport import OutboxTransport
 from course.web import create_app
 from course.web.admin import COOKIE, MAX_FAILURES
 
@@ -262,6 +265,26 @@ def test_the_gallery_shows_every_email_sandboxed(signed_in, schedule):
     assert client.get("/admin/gallery/nope").status_code == 404
     client.cookies.clear()
     assert client.get("/admin/gallery/hello/html", follow_redirects=False).status_code == 303
+
+
+def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings, ann):
+    client, _ = signed_in
+    items: list[tuple[str, str]] = []
+    now = datetime.now(UTC)
+    engine.tick(store, schedule, now, lambda batch, when: items.extend(batch))
+    links = lambda sub_id: subscriber_links(settings.base_url, settings.secret_key, sub_id)  # noqa: E731
+    transport = OutboxTransport(settings.outbox_dir)
+    assert engine.deliver(store, Renderer(schedule), transport, items, now, links).sent == 1
+    enrol(store, schedule, "pat@example.com", None, None, now, confirmed=False)
+
+    page = client.get("/admin/stats")
+    assert page.status_code == 200 and heading(page) == "Stats"
+    assert '<svg class="funnel"' in page.text and 'data-lesson="hello"' in page.text
+    hello = re.search(r'<tr class="lesson"><th scope="row">hello</th><td>(\d+)</td>', page.text)
+    assert hello and hello.group(1) == "1"
+    assert '<b data-status="active">1</b>' in page.text
+    assert '<b data-status="pending">1</b>' in page.text
+    assert "the file on disk is valid" in page.text
 
 
 def test_sign_out_ends_the_session(signed_in):

@@ -107,12 +107,17 @@ def test_admin_signs_in_and_pauses_resumes_unsubscribes_and_erases(
     assert page.get_by_role("button", name="Unsubscribe").count() == 0
     shot("06-unsubscribed")
 
+    page.get_by_role("link", name="Stats").first.click()
+    page.get_by_role("heading", name="Stats").wait_for()
+    assert page.locator('b[data-status="unsubscribed"]').inner_text() == "1"
+    shot("07-stats")
+
     # The gallery: an email in a sandboxed frame, and its text.
     page.get_by_role("link", name="Every email").click()
     page.get_by_role("link", name="Hello").click()
     frame = page.frame_locator("iframe.email")
     frame.locator("text=breathe out slowly").first.wait_for()
-    shot("07-gallery-email")
+    shot("08-gallery-email")
 
     # Erase Bo: a confirmation step, then nothing is left.
     page.goto(f"{base}/admin")
@@ -120,7 +125,7 @@ def test_admin_signs_in_and_pauses_resumes_unsubscribes_and_erases(
     page.get_by_role("button", name="Look up").click()
     page.get_by_role("link", name="Erase all data…").click()
     page.get_by_role("heading", name="Erase bo@example.com?").wait_for()
-    shot("08-erase-confirm")
+    shot("09-erase-confirm")
     page.get_by_role("button", name="Erase for good").click()  # not ticked: asked again
     page.get_by_text("Tick the box to confirm.").wait_for()
     assert store.get(bo.id) is not None
@@ -128,7 +133,7 @@ def test_admin_signs_in_and_pauses_resumes_unsubscribes_and_erases(
     page.get_by_role("button", name="Erase for good").click()
     page.get_by_role("heading", name="Erased").wait_for()
     assert store.get(bo.id) is None and store.is_erased("bo@example.com")
-    shot("09-erased")
+    shot("10-erased")
     context.close()
 
     # Bo signs up again in the public form: the usual answer, nothing recorded or sent.

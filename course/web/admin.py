@@ -1,5 +1,6 @@
-"""The admin page at ``/admin``, behind ``COURSE_ADMIN_TOKEN``: the lesson gallery, a
-subscriber lookup, and pause, resume, unsubscribe and erase.
+"""The admin page at ``/admin``, behind ``COURSE_ADMIN_TOKEN``: the course's stats (from
+:mod:`course.stats`), the lesson gallery, a subscriber lookup, and pause, resume,
+unsubscribe, export and erase.
 
 Without a token set every ``/admin`` path answers 404 (and the log says why). With one, a
 browser logs in with a form: the answer sets an HttpOnly, SameSite=Strict cookie (Secure
@@ -32,8 +33,10 @@ from fastapi.responses import (
     Response,
 )
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from course import stats as course_stats
 from course.preview import sample_email
 from course.privacy import erase, export_data, record_ids
 from course.report import subscriber_report
@@ -415,6 +418,27 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         result = await run_in_threadpool(erase, state.store, sub.email, now())
         log.info("admin action=erase records=%d", len(result.records))
         return page("erased", title="Erased", csrf=who.csrf or "", result=result)
+
+    # -- stats ----------------------------------------------------------------------------
+
+    @router.get("/stats")
+    @guarded
+    def stats_page(request: Request) -> HTMLResponse:
+        who = session(request)
+        disk = course_stats.check_disk(settings.schedule_path, settings.templates_dir)
+        report = course_stats.collect(state.store, state.schedule(), now(), disk)
+        return page(
+            "stats",
+            title="Stats",
+            csrf=who.csrf or "",
+            stats=report,
+            funnel=Markup(course_stats.funnel_svg(report)),  # its labels escaped by it
+            columns=[heading for _, heading, _ in course_stats.COLUMNS],
+            rows=course_stats.table_rows(report),
+            removed=course_stats.removed_rows(report),
+            note=course_stats.EVENTS_NOTE,
+            schedule_lines=course_stats.schedule_lines(report),
+        )
 
     # -- the lesson gallery ---------------------------------------------------------------
 
