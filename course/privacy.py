@@ -176,14 +176,22 @@ def _entry(entry: LedgerEntry, pending_at: float | None) -> dict:
     return row
 
 
-def erase(store: Store, address: str, now: datetime, scan: bool = False) -> Erased:
+def erase(
+    store: Store, address: str, now: datetime, scan: bool = False, also: tuple[str, ...] = ()
+) -> Erased:
     """Remove everything held about ``address`` and suppress it for good. Idempotent.
 
-    Deliveries already queued for an erased record find no ledger entry and send nothing."""
+    ``also`` names records known to hold the address that the chain may not reach (the one
+    an operator is looking at); any whose address differs is left alone. Deliveries already
+    queued for an erased record find no ledger entry and send nothing."""
     address = normalise_address(address)
     already = not store.redis.sadd(store.suppressed_key, suppression_hash(address))
     script = store.redis.register_script(ERASE_SCRIPT)
     ids = record_ids(store, address, scan)
+    for sub_id in also:
+        held = store.redis.hget(store.sub_key(sub_id), "email")
+        if sub_id not in ids and held is not None and _str(held) == address:
+            ids.append(sub_id)
     deleted = 0
     for sub_id in ids:
         keys = [

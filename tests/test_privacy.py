@@ -166,6 +166,9 @@ def test_records_from_before_the_prior_link_are_found_by_a_scan(store, schedule)
     store.redis.hdel(store.sub_key(new.id), "prior")  # as a record made by an older version
     assert record_ids(store, "eve@example.com") == [new.id]
     assert record_ids(store, "eve@example.com", scan=True) == [new.id, old.id]
+    # The admin page erases from the record it shows, which the chain may not reach.
+    result = erase(store, "eve@example.com", NOW, also=(old.id, "someone-else"))
+    assert result.records == [new.id, old.id] and store.count() == 0
 
 
 # -- the CLI ----------------------------------------------------------------------------------

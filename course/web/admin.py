@@ -415,7 +415,7 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
             return page("erase", 422, title="Erase?", csrf=who.csrf or "", sub=sub,
                         count=len(record_ids(state.store, sub.email)),
                         error="Tick the box to confirm.")  # fmt: skip
-        result = await run_in_threadpool(erase, state.store, sub.email, now())
+        result = await run_in_threadpool(erase, state.store, sub.email, now(), False, (sub.id,))
         log.info("admin action=erase records=%d", len(result.records))
         return page("erased", title="Erased", csrf=who.csrf or "", result=result)
 
