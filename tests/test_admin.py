@@ -146,6 +146,12 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(signed_in,
     assert store.get(ann.id).status == "active"
 
 
+def test_an_oversized_form_is_refused_before_it_is_read(signed_in):
+    client, csrf = signed_in
+    answer = client.post("/admin/lookup", data={"csrf": csrf, "email": "x" * 20_000})
+    assert answer.status_code == 413
+
+
 def test_lookup_keeps_the_address_out_of_the_url_and_shows_the_subscriber(signed_in, ann):
     client, csrf = signed_in
     found = client.post("/admin/lookup", data={"csrf": csrf, "email": " Ann@Example.com "},

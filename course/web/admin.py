@@ -35,6 +35,7 @@ from fastapi.responses import (
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from course import stats as course_stats
 from course.preview import sample_email
@@ -197,6 +198,8 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         """The POSTed form; :class:`_Denied` (403) without the session's CSRF token."""
         try:
             data = await request.form(max_files=0, max_fields=20)
+        except StarletteHTTPException:  # the body passed its cap (BodyLimit): a 413
+            raise
         except Exception:
             raise _Denied(PlainTextResponse("the form could not be read", 400)) from None
         fields = {k: v for k, v in data.items() if isinstance(v, str)}
@@ -280,6 +283,8 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
             return login_page(429, "Too many failed attempts. Please wait a few minutes.")
         try:
             data = await request.form(max_files=0, max_fields=5)
+        except StarletteHTTPException:
+            raise
         except Exception:
             return login_page(400, "The form could not be read.")
         given = data.get("token")
