@@ -170,13 +170,11 @@ def collect(
 
     ``disk`` is the caller's own check of the schedule file (the CLI validates it)."""
     known = [lesson.id for lesson in schedule.emails]
-    removed_ids = sorted(store.stats_lesson_ids() - set(known))
-    raw = store.many_lesson_stats(known + removed_ids)
     exits = store.exit_stats()
-    removed_exits = {lesson for lesson, _ in exits} - set(known) - {BEFORE_FIRST}
-    for lesson_id in sorted(removed_exits - set(removed_ids)):
-        removed_ids.append(lesson_id)
-        raw[lesson_id] = ({}, {})
+    exited = {lesson for lesson, _ in exits} - {BEFORE_FIRST}
+    candidates = sorted((store.stats_lesson_ids() | exited) - set(known))
+    raw = store.many_lesson_stats(known + candidates)
+    removed_ids = [i for i in candidates if raw[i][0] or raw[i][1] or i in exited]
 
     def stats_of(lesson: Lesson | None, lesson_id: str, kind: str) -> LessonStats:
         sends, events = raw[lesson_id]

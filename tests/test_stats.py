@@ -15,6 +15,7 @@ from conftest import course_env, db_url
 
 from course import engine
 from course.render import Renderer
+from course.runtime import ScheduleHolder, ScheduleSnapshot
 from course.stats import collect, funnel_svg, html_report, table_rows, to_json
 from course.store import Store
 from course.subscriptions import enrol, unsubscribe
@@ -62,6 +63,8 @@ def prepare_course(store, schedule, outbox) -> None:
     unsubscribe(store, store.get(ana.id))
     unsubscribe(store, store.get(ana.id))  # a second click changes nothing
     unsubscribe(store, store.get(pending.id))
+    # A lesson of an earlier schedule, since removed, with its figures.
+    store.redis.sadd(store.scheduled_lessons_key, "old-lesson")
     store.redis.hset(store.send_stats_key("old-lesson"), mapping={"sent": 7, "failed": 1})
 
 
@@ -99,6 +102,35 @@ def test_collect_lists_subscribers_by_status_and_removed_lessons(store, schedule
     assert [(r.lesson_id, r.counts.sent, r.counts.failed) for r in stats.removed] == [
         ("old-lesson", 7, 1)
     ]
+
+
+def test_a_lesson_removed_from_the_schedule_is_listed_apart_with_its_figures(
+    store, course_path, tmp_path
+):
+    holder = ScheduleHolder(course_path, snapshot=ScheduleSnapshot(store.redis, store.snapshot_key))
+    schedule, _ = holder.current()
+    outbox = OutboxTransport(tmp_path / "outbox")
+    sub = enrol(store, schedule, "ana@example.com", "Ana", None, START)
+    run_tick(store, schedule, outbox, START + timedelta(minutes=1))
+    run_tick(store, schedule, outbox, START + timedelta(days=2, minutes=1))
+    unsubscribe(store, store.get(sub.id))
+    lines = course_path.read_text().splitlines(keepends=True)
+    course_path.write_text("".join(line for line in lines if "id: second" not in line))
+    edited, _ = holder.current()
+    assert holder.error is None and "second" not in {e.id for e in edited.emails}
+    stats = collect(store, edited, datetime(2026, 3, 5, tzinfo=UTC))
+    [removed] = stats.removed
+    assert (removed.lesson_id, removed.counts.sent, removed.counts.unsubscribed) == ("second", 1, 1)
+    assert [s.lesson_id for s in stats.funnel] == ["hello", "third", "fourth"]
+
+
+def test_a_store_from_before_the_lesson_set_is_scanned_for_removed_lessons(store, schedule):
+    store.count_lesson_event("retired", "delivered")
+    store.redis.hset(store.send_stats_key("older"), "sent", 2)
+    stats = collect(store, schedule, datetime(2026, 3, 5, tzinfo=UTC))
+    assert [(r.lesson_id, r.counts.sent, r.counts.delivered) for r in stats.removed] == [
+        ("older", 2, 0), ("retired", 0, 1)
+    ]  # fmt: skip
 
 
 def test_funnel_is_the_sent_count_of_each_lesson_in_course_order(store, schedule, course_run):
