@@ -375,7 +375,7 @@ def schedule_lines(stats: CourseStats) -> list[str]:
         lines.append("no process has reported a schedule yet")
     for p in live:
         loaded = _when(p.loaded_at)
-        state = f"{p.role} {p.process} runs schedule {p.fingerprint} loaded at {loaded}"
+        state = f"{p.process} runs schedule {p.fingerprint} loaded at {loaded}"
         if disk is not None and disk.fingerprint and p.fingerprint != disk.fingerprint:
             state += " (not the file on disk yet)"
         if p.error:
