@@ -600,6 +600,10 @@ class Store:
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
 
+    def count_send(self, lesson_id: str, outcome: str) -> None:
+        """Count a send outside the ledger (the confirmation email) in its send stats."""
+        self.redis.hincrby(self.send_stats_key(lesson_id), outcome, 1)
+
     def send_stats(self, lesson_id: str) -> dict[str, int]:
         """Ledger outcomes of one lesson: sent, failed, uncertain, skipped, retried."""
         raw = self.redis.hgetall(self.send_stats_key(lesson_id))

@@ -14,8 +14,10 @@ import redis
 from conftest import course_env, db_url
 
 from course import engine
+from course.confirmation import send_confirmation
 from course.render import Renderer
 from course.runtime import ScheduleHolder, ScheduleSnapshot
+from course.settings import Settings
 from course.stats import collect, funnel_svg, html_report, table_rows, to_json
 from course.store import Store
 from course.subscriptions import enrol, unsubscribe
@@ -47,6 +49,8 @@ def prepare_course(store, schedule, outbox) -> None:
     ben = enrol(store, schedule, "ben@example.com", "Ben", None, START)
     enrol(store, schedule, "cy@example.com", "Cy", None, START)
     pending = enrol(store, schedule, "dee@example.com", None, None, START, confirmed=False)
+    settings = Settings(base_url="https://course.example", secret_key="secret")
+    assert send_confirmation(store, Renderer(schedule), outbox, settings, pending.id).sent
     run_tick(store, schedule, outbox, START + timedelta(minutes=1))
     run_tick(store, schedule, outbox, START + timedelta(days=2, minutes=1))
     now = (START + timedelta(days=2, hours=1)).timestamp()
@@ -84,6 +88,7 @@ def test_collect_counts_each_lesson_from_ledger_events_and_exits(store, schedule
     assert stats.phases[0].counts.sent == 6
     assert stats.totals.sent == 6
     assert stats.exits_before_first == {"unsubscribed": 1}
+    assert stats.confirmation.counts.sent == 1  # not in a ledger, counted when sent
 
 
 def test_unsubscribe_after_a_bounce_is_not_counted_again(store, schedule, course_run):
