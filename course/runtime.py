@@ -136,7 +136,8 @@ class ScheduleStatusBoard:
         try:
             pipe = self.client.pipeline()
             pipe.hset(self.key, self.process, json.dumps(body))
-            for name, text in self.client.hgetall(self.key).items():
+            for raw, text in self.client.hgetall(self.key).items():
+                name = raw.decode() if isinstance(raw, bytes) else raw
                 if name != self.process and _seen(text) < ts - self.FORGET_AFTER:
                     pipe.hdel(self.key, name)
             pipe.execute()
