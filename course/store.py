@@ -422,7 +422,7 @@ class Store:
         keys = [self.sub_key(sub_id), self.due_key, self.exits_key]
         return int(self._suppress(keys=keys, args=[sub_id, status]))
 
-    def status_counts(self, batch: int = 2000) -> dict[str, int]:
+    def status_counts(self, batch: int = 1000) -> dict[str, int]:
         """Subscribers by status: every record's ``status`` counted inside Redis, a batch of
         the signup index per call (each call holds the server for a few milliseconds)."""
         counts: dict[str, int] = {}
