@@ -4,9 +4,10 @@ funnel; subscribers by status; the formatters."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from subprocess import CompletedProcess
+from subprocess import run as run_process
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +15,7 @@ import redis
 from conftest import course_env, db_url
 
 from course import engine
+from course.cli import main
 from course.confirmation import send_confirmation
 from course.render import Renderer
 from course.runtime import ScheduleHolder, ScheduleSnapshot
@@ -176,17 +178,27 @@ STATS_DB = 10  # the stats command's tests own this database of the tests' serve
 
 
 @pytest.fixture
-def cli(tmp_path, course_path, redis_url, schedule):
-    """``course`` in a subprocess on a database this module owns, prepared like course_run."""
+def cli(tmp_path, course_path, redis_url, schedule, monkeypatch, capsys):
+    """``course ARGS`` on a database this module owns, prepared like course_run: in this
+    process through the command's own entry point (exit status, output), or in a subprocess
+    of its own with ``subprocess=True``."""
     url = db_url(redis_url, STATS_DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     prepare_course(Store(client), schedule, OutboxTransport(tmp_path / "outbox"))
     env = course_env(url, course_path, tmp_path)
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "course", *args], env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    def run(*args: str, subprocess: bool = False) -> CompletedProcess:
+        if subprocess:
+            return run_process([sys.executable, "-m", "course", *args], env=env,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out = capsys.readouterr()
+        return CompletedProcess(list(args), exited.value.code, out.out, out.err)
 
     yield run
     client.flushdb()
@@ -194,7 +206,7 @@ def cli(tmp_path, course_path, redis_url, schedule):
 
 
 def test_stats_command_prints_the_table_funnel_statuses_and_schedule(cli):
-    result = cli("stats")
+    result = cli("stats", subprocess=True)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Phase 1: First phase" in out and "unsub. after" in out
