@@ -1,6 +1,7 @@
 """Course results per phase and lesson, the funnel, subscribers by status and the schedule
 each process runs: gathered from a store by :func:`collect`, shown by the pure formatters
-(:func:`table_rows`, :func:`to_json`, :func:`funnel_svg`, :func:`html_report`).
+(:func:`table_rows`, :func:`to_json`, :func:`funnel_svg`, :func:`table_html`,
+:func:`html_report`).
 
 Where each figure comes from:
 
@@ -510,6 +511,17 @@ def funnel_svg(stats: CourseStats) -> str:
     return "\n".join(parts)
 
 
+def table_html(stats: CourseStats) -> str:
+    """The results table as an HTML fragment (classes ``phase``, ``lesson``, ``total`` ... on
+    its rows; wrapped in ``div.scroll`` so a narrow page scrolls the table, not itself)."""
+    return _table_html(table_rows(stats), "Results per phase and lesson")
+
+
+def removed_table_html(stats: CourseStats) -> str:
+    """The lessons no longer in the schedule that have figures, as an HTML fragment."""
+    return _table_html(removed_rows(stats), "Lessons removed from the schedule")
+
+
 def _table_html(rows: list[Row], caption: str) -> str:
     head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading, _ in COLUMNS)
     body = []
@@ -535,7 +547,7 @@ def html_report(stats: CourseStats) -> str:
     exits = ", ".join(f"{n} {status}" for status, n in stats.exits_before_first.items())
     removed = (
         "<h2>Removed lessons</h2><p>No longer in the schedule, but sent before.</p>"
-        + _table_html(removed_rows(stats), "Lessons removed from the schedule")
+        + removed_table_html(stats)
         if stats.removed
         else ""
     )
@@ -544,7 +556,7 @@ def html_report(stats: CourseStats) -> str:
         title=title,
         generated=html.escape(_when(stats.generated_at)),
         funnel=funnel_svg(stats),
-        table=_table_html(table_rows(stats), "Results per phase and lesson"),
+        table=table_html(stats),
         note=html.escape(EVENTS_NOTE),
         exits=html.escape(f"Left before the first lesson: {exits}.") if exits else "",
         removed=removed,

@@ -20,7 +20,7 @@ from course.confirmation import send_confirmation
 from course.render import Renderer
 from course.runtime import ScheduleHolder, ScheduleSnapshot
 from course.settings import Settings
-from course.stats import collect, funnel_svg, html_report, table_rows, to_json
+from course.stats import Counts, collect, funnel_svg, html_report, table_rows, to_json
 from course.store import Store
 from course.subscriptions import enrol, unsubscribe
 from course.tokens import subscriber_links
@@ -138,6 +138,15 @@ def test_a_store_from_before_the_lesson_set_is_scanned_for_removed_lessons(store
     assert [(r.lesson_id, r.counts.sent, r.counts.delivered) for r in stats.removed] == [
         ("older", 2, 0), ("retired", 0, 1)
     ]  # fmt: skip
+
+
+def test_an_empty_store_gives_zeros_and_an_empty_funnel_without_dividing_by_zero(store, schedule):
+    stats = collect(store, schedule, datetime(2026, 3, 5, tzinfo=UTC))
+    assert stats.totals == Counts() and stats.subscribers == 0 and stats.removed == ()
+    assert [(s.sent, s.share) for s in stats.funnel] == [(0, None)] * 4
+    assert all(cell == "0" for row in table_rows(stats) for cell in row.cells)
+    assert "no process has reported a schedule yet" in html_report(stats)
+    assert to_json(stats)["totals"]["sent"] == 0
 
 
 def test_funnel_is_the_sent_count_of_each_lesson_in_course_order(store, schedule, course_run):
