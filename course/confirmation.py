@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from course.render import Recipient, Renderer
+from course.schedule import CONFIRMATION_ID
 from course.settings import Settings
 from course.store import Store
 from course.tokens import confirm_link, subscriber_links
@@ -50,4 +51,5 @@ def send_confirmation(
                   "in the schedule", sub.id)  # fmt: skip
         return Outcome(False, "no confirmation email in the schedule")
     result = transport.send(email)
+    store.count_send(CONFIRMATION_ID, "sent")  # not in any ledger: counted for course stats
     return Outcome(True, "sent", result.provider_message_id)

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ class ScheduleSnapshot:
     def __init__(self, client: redis.Redis, key: str):
         self.client = client
         self.key = key
+        self.lessons_key = f"{key}:lessons"  # every lesson id any valid schedule had
 
     @classmethod
     def files(cls, schedule: Schedule) -> dict[str, Path]:
@@ -66,10 +67,15 @@ class ScheduleSnapshot:
     def read(files: dict[str, Path]) -> dict[str, bytes]:
         return {name: path.read_bytes() for name, path in files.items()}
 
-    def save(self, contents: dict[str, bytes]) -> None:
+    def save(self, contents: dict[str, bytes], lesson_ids: Iterable[str] = ()) -> None:
+        """Keep ``contents``; remember ``lesson_ids`` (so ``course stats`` can find the
+        figures of lessons later removed without scanning every key)."""
         pipe = self.client.pipeline()
         pipe.delete(self.key)
         pipe.hset(self.key, mapping=contents)
+        ids = list(lesson_ids)
+        if ids:
+            pipe.sadd(self.lessons_key, *ids)
         pipe.execute()
 
     def restore(self) -> Path | None:
@@ -130,7 +136,8 @@ class ScheduleStatusBoard:
         try:
             pipe = self.client.pipeline()
             pipe.hset(self.key, self.process, json.dumps(body))
-            for name, text in self.client.hgetall(self.key).items():
+            for raw, text in self.client.hgetall(self.key).items():
+                name = raw.decode() if isinstance(raw, bytes) else raw
                 if name != self.process and _seen(text) < ts - self.FORGET_AFTER:
                     pipe.hdel(self.key, name)
             pipe.execute()
@@ -202,16 +209,16 @@ class ScheduleHolder:
         if contents is not None:
             self.fingerprint = fingerprint(contents)
             if self.snapshot is not None:
-                self._save_snapshot(contents)
+                self._save_snapshot(contents, [lesson.id for lesson in schedule.emails])
         self.loaded_at = self.clock()
         return schedule, renderer
 
-    def _save_snapshot(self, contents: dict[str, bytes]) -> None:
+    def _save_snapshot(self, contents: dict[str, bytes], lesson_ids: list[str]) -> None:
         """Keep what was just validated; skip it if a file changed while it was checked."""
         try:
             if _fingerprint(self.path, self.templates_dir) != self._stamp:
                 return  # edited meanwhile: the next reload validates and saves it
-            self.snapshot.save(contents)
+            self.snapshot.save(contents, lesson_ids)
         except (OSError, redis.RedisError) as exc:
             log.warning("could not keep a copy of the valid schedule: %s", exc)
 

@@ -1,6 +1,7 @@
 """Course results per phase and lesson, the funnel, subscribers by status and the schedule
 each process runs: gathered from a store by :func:`collect`, shown by the pure formatters
-(:func:`table_rows`, :func:`to_json`, :func:`funnel_svg`, :func:`html_report`).
+(:func:`table_rows`, :func:`to_json`, :func:`funnel_svg`, :func:`table_html`,
+:func:`html_report`).
 
 Where each figure comes from:
 
@@ -170,13 +171,11 @@ def collect(
 
     ``disk`` is the caller's own check of the schedule file (the CLI validates it)."""
     known = [lesson.id for lesson in schedule.emails]
-    removed_ids = sorted(store.stats_lesson_ids() - set(known))
-    raw = store.many_lesson_stats(known + removed_ids)
     exits = store.exit_stats()
-    removed_exits = {lesson for lesson, _ in exits} - set(known) - {BEFORE_FIRST}
-    for lesson_id in sorted(removed_exits - set(removed_ids)):
-        removed_ids.append(lesson_id)
-        raw[lesson_id] = ({}, {})
+    exited = {lesson for lesson, _ in exits} - {BEFORE_FIRST}
+    candidates = sorted((store.stats_lesson_ids() | exited) - set(known))
+    raw = store.many_lesson_stats(known + candidates)
+    removed_ids = [i for i in candidates if raw[i][0] or raw[i][1] or i in exited]
 
     def stats_of(lesson: Lesson | None, lesson_id: str, kind: str) -> LessonStats:
         sends, events = raw[lesson_id]
@@ -377,7 +376,7 @@ def schedule_lines(stats: CourseStats) -> list[str]:
         lines.append("no process has reported a schedule yet")
     for p in live:
         loaded = _when(p.loaded_at)
-        state = f"{p.role} {p.process} runs schedule {p.fingerprint} loaded at {loaded}"
+        state = f"{p.process} runs schedule {p.fingerprint} loaded at {loaded}"
         if disk is not None and disk.fingerprint and p.fingerprint != disk.fingerprint:
             state += " (not the file on disk yet)"
         if p.error:
@@ -512,6 +511,17 @@ def funnel_svg(stats: CourseStats) -> str:
     return "\n".join(parts)
 
 
+def table_html(stats: CourseStats) -> str:
+    """The results table as an HTML fragment (classes ``phase``, ``lesson``, ``total`` ... on
+    its rows; wrapped in ``div.scroll`` so a narrow page scrolls the table, not itself)."""
+    return _table_html(table_rows(stats), "Results per phase and lesson")
+
+
+def removed_table_html(stats: CourseStats) -> str:
+    """The lessons no longer in the schedule that have figures, as an HTML fragment."""
+    return _table_html(removed_rows(stats), "Lessons removed from the schedule")
+
+
 def _table_html(rows: list[Row], caption: str) -> str:
     head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading, _ in COLUMNS)
     body = []
@@ -537,7 +547,7 @@ def html_report(stats: CourseStats) -> str:
     exits = ", ".join(f"{n} {status}" for status, n in stats.exits_before_first.items())
     removed = (
         "<h2>Removed lessons</h2><p>No longer in the schedule, but sent before.</p>"
-        + _table_html(removed_rows(stats), "Lessons removed from the schedule")
+        + removed_table_html(stats)
         if stats.removed
         else ""
     )
@@ -546,7 +556,7 @@ def html_report(stats: CourseStats) -> str:
         title=title,
         generated=html.escape(_when(stats.generated_at)),
         funnel=funnel_svg(stats),
-        table=_table_html(table_rows(stats), "Results per phase and lesson"),
+        table=table_html(stats),
         note=html.escape(EVENTS_NOTE),
         exits=html.escape(f"Left before the first lesson: {exits}.") if exits else "",
         removed=removed,

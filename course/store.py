@@ -24,6 +24,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               record); they are out of the due index until an operator looks.
 ``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
                               (see course.runtime.ScheduleSnapshot).
+``P schedule:snapshot:lessons`` set  every email id any valid schedule kept there had:
+                              where ``course stats`` finds the figures of removed lessons.
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
                               (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
                               the address, ``admin`` failed admin sign-ins per IP per 15
@@ -202,6 +204,26 @@ redis.call('HINCRBY', KEYS[3], (s[2] or '') .. '|' .. ARGV[2], 1)
 return 1
 """
 
+# KEYS: subs zset
+# ARGV: first rank, last rank, key prefix
+# Counts the status of each subscriber in that slice of the signup index (their hashes are
+# ``prefix .. 'sub:' .. id``, read here rather than declared: a statistic, not a write).
+# Returns {ids seen, status, count, status, count, ...}.
+COUNT_STATUSES_SCRIPT = """
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+local counts = {}
+for _, id in ipairs(ids) do
+  local status = redis.call('HGET', ARGV[3] .. 'sub:' .. id, 'status')
+  if status then counts[status] = (counts[status] or 0) + 1 end
+end
+local out = {#ids}
+for status, n in pairs(counts) do
+  out[#out + 1] = status
+  out[#out + 1] = n
+end
+return out
+"""
+
 _FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
 _FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
 _INTS = {"sent_that_day", "last_day"}
@@ -296,6 +318,7 @@ class Store:
         self._update = client.register_script(UPDATE_SCRIPT)
         self._add = client.register_script(ADD_SCRIPT)
         self._suppress = client.register_script(SUPPRESS_SCRIPT)
+        self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
 
     # keys
     def sub_key(self, sub_id: str) -> str:
@@ -445,21 +468,21 @@ class Store:
         keys = [self.sub_key(sub_id), self.due_key, self.exits_key]
         return int(self._suppress(keys=keys, args=[sub_id, status]))
 
-    def status_counts(self, batch: int = 2000) -> dict[str, int]:
-        """Subscribers by status: every record's ``status`` read in pipelined batches."""
+    def status_counts(self, batch: int = 1000) -> dict[str, int]:
+        """Subscribers by status: every record's ``status`` counted inside Redis, a batch of
+        the signup index per call (each call holds the server for a few milliseconds)."""
         counts: dict[str, int] = {}
         start = 0
         while True:
-            ids = self.redis.zrange(self.subs_key, start, start + batch - 1)
-            if not ids:
+            reply = self._count_statuses(
+                keys=[self.subs_key], args=[start, start + batch - 1, self.prefix]
+            )
+            seen, pairs = int(reply[0]), reply[1:]
+            for i in range(0, len(pairs), 2):
+                name = _str(pairs[i])
+                counts[name] = counts.get(name, 0) + int(pairs[i + 1])
+            if seen < batch:
                 return counts
-            pipe = self.redis.pipeline(transaction=False)
-            for sub_id in ids:
-                pipe.hget(self.sub_key(_str(sub_id)), "status")
-            for status in pipe.execute():
-                if status is not None:
-                    name = _str(status)
-                    counts[name] = counts.get(name, 0) + 1
             start += batch
 
     # the ledger
@@ -623,6 +646,10 @@ class Store:
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
 
+    def count_send(self, lesson_id: str, outcome: str) -> None:
+        """Count a send outside the ledger (the confirmation email) in its send stats."""
+        self.redis.hincrby(self.send_stats_key(lesson_id), outcome, 1)
+
     def send_stats(self, lesson_id: str) -> dict[str, int]:
         """Ledger outcomes of one lesson: sent, failed, uncertain, skipped, retried."""
         raw = self.redis.hgetall(self.send_stats_key(lesson_id))
@@ -642,13 +669,22 @@ class Store:
         return found
 
     def stats_lesson_ids(self) -> set[str]:
-        """Every lesson id with send or provider stats, including lessons since removed."""
+        """Every lesson id that may have figures, including lessons since removed: the ids
+        of every valid schedule kept (``schedule:snapshot:lessons``); a store from before
+        that set existed is scanned for its stats keys instead."""
+        known = {_str(i) for i in self.redis.smembers(self.scheduled_lessons_key)}
+        if known:
+            return known
         found = set()
         for kind in ("sends", "lesson"):
             pattern = f"{self.prefix}stats:{kind}:*"
             for key in self.redis.scan_iter(match=pattern, count=5000):
                 found.add(_str(key)[len(pattern) - 1 :])
         return found
+
+    @property
+    def scheduled_lessons_key(self) -> str:
+        return f"{self.snapshot_key}:lessons"
 
     def many_lesson_stats(self, lesson_ids: list[str]) -> dict[str, tuple[dict, dict]]:
         """Each lesson's (send stats, provider event counts), in one round trip."""

@@ -17,6 +17,7 @@ from course import engine
 from course.confirmation import send_confirmation
 from course.embedded import resolve_redis_url
 from course.runtime import Runtime, build_runtime
+from course.schedule import CONFIRMATION_ID
 from course.settings import Settings
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
@@ -122,6 +123,7 @@ def confirmation_task(self, sub_id: str) -> dict:
     except TransientSendError as exc:
         if attempt >= engine.MAX_ATTEMPTS:
             log.error("confirmation subscriber=%s outcome=failed reason=%s", sub_id, exc.reason)
+            rt.store.count_send(CONFIRMATION_ID, "failed")
             return {"sent": False, "reason": f"gave up: {exc.reason}"}
         wait = max(exc.retry_after or 0.0, engine.backoff(attempt))
         log.warning("confirmation subscriber=%s outcome=retry attempt=%d wait=%d reason=%s",
@@ -129,9 +131,11 @@ def confirmation_task(self, sub_id: str) -> dict:
         raise self.retry(countdown=wait) from exc
     except UncertainSendError as exc:
         log.warning("confirmation subscriber=%s outcome=uncertain reason=%s", sub_id, exc.reason)
+        rt.store.count_send(CONFIRMATION_ID, "uncertain")
         return {"sent": False, "reason": f"uncertain: {exc.reason}"}
     except PermanentSendError as exc:
         log.error("confirmation subscriber=%s outcome=failed reason=%s", sub_id, exc.reason)
+        rt.store.count_send(CONFIRMATION_ID, "failed")
         return {"sent": False, "reason": exc.reason}
     log.info("confirmation subscriber=%s outcome=%s", sub_id, outcome.reason)
     return {"sent": outcome.sent, "reason": outcome.reason}

@@ -17,6 +17,7 @@ from conftest import course_env, db_url
 from fastapi.testclient import TestClient
 
 from course import engine
+from course.runtime import ScheduleStatusBoard
 from course.schedule import load_schedule
 from course.settings import Settings
 from course.stats import check_disk, read_processes
@@ -119,3 +120,30 @@ def test_schedule_edits_reach_the_running_worker_and_an_invalid_one_is_reported(
     [view] = health["schedule"]["workers"]
     assert view["fingerprint"] == running.fingerprint and view["error"] == line
     assert json.dumps(health).count("must be >= 0") == 2
+
+
+def test_a_process_reports_changes_at_once_and_otherwise_once_a_minute(redis_client, store):
+    board = ScheduleStatusBoard(redis_client, store.schedule_status_key, "worker", "worker@a:1")
+    state = {"fingerprint": "abc", "loaded_at": START.isoformat(), "error": None,
+             "error_at": None}  # fmt: skip
+    board.report(state, START)
+    board.report(state, START + timedelta(seconds=30))  # nothing new: not written
+    [seen] = read_processes(store, START + timedelta(seconds=30))
+    assert seen.seen_at == START and seen.fingerprint == "abc" and not seen.stale
+    board.report({**state, "error": "schedule.yaml:3: bad"}, START + timedelta(seconds=31))
+    [changed] = read_processes(store, START + timedelta(seconds=31))
+    assert changed.error == "schedule.yaml:3: bad"
+    later = START + timedelta(minutes=20)
+    assert read_processes(store, later)[0].stale  # silent for 15 minutes: probably stopped
+
+
+def test_a_process_silent_for_a_week_is_forgotten_by_the_next_report(redis_client, store):
+    state = {"fingerprint": "abc", "loaded_at": START.isoformat(), "error": None,
+             "error_at": None}  # fmt: skip
+    ScheduleStatusBoard(redis_client, store.schedule_status_key, "worker", "old@a:1").report(
+        state, START
+    )
+    ScheduleStatusBoard(redis_client, store.schedule_status_key, "web", "web@a:2").report(
+        state, START + timedelta(days=8)
+    )
+    assert [p.process for p in read_processes(store, START + timedelta(days=8))] == ["web@a:2"]

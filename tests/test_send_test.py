@@ -6,10 +6,11 @@ from __future__ import annotations
 import email
 import json
 import socket
-import subprocess
 import sys
 from datetime import UTC, datetime
 from email import policy
+from subprocess import CompletedProcess
+from subprocess import run as run_process
 from urllib.parse import urlparse
 
 import pytest
@@ -18,6 +19,7 @@ from aiosmtpd.controller import Controller
 from conftest import course_env, db_url
 from fastapi.testclient import TestClient
 
+from course.cli import main
 from course.schedule import load_schedule
 from course.sendgrid_standin import SendGridStandIn
 from course.store import Store
@@ -39,12 +41,22 @@ def db(redis_url):
 
 
 @pytest.fixture
-def run(tmp_path, course_path, redis_url):
+def run(tmp_path, course_path, redis_url, monkeypatch, capsys):
+    """``course ARGS`` in this process (as ``python -m course`` runs it: same entry point,
+    exit status and output), or in a subprocess of its own with ``subprocess=True``."""
     env = course_env(db_url(redis_url, SEND_TEST_DB), course_path, tmp_path)
 
-    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "course", *args], env={**env, **extra},
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    def run(*args: str, subprocess: bool = False, **extra: str) -> CompletedProcess:
+        if subprocess:
+            return run_process([sys.executable, "-m", "course", *args], env={**env, **extra},
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        for name, value in {**env, **extra}.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out = capsys.readouterr()
+        return CompletedProcess(list(args), exited.value.code, out.out, out.err)
 
     return run
 
@@ -70,7 +82,8 @@ def test_send_test_to_the_outbox_marks_the_subject_and_leaves_redis_untouched(
 ):
     sub = enrol(db, schedule, "me@example.com", "Me", None, NOW)
     before = keys_and_values(db)
-    result = run("send-test", "second", "--to", "me@example.com", "--name", "Robin")
+    result = run("send-test", "second", "--to", "me@example.com", "--name", "Robin",
+                 subprocess=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "sent test of second to me@example.com via outbox" in result.stdout
     [msg] = outbox_messages(tmp_path)

@@ -4,9 +4,10 @@ funnel; subscribers by status; the formatters."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from subprocess import CompletedProcess
+from subprocess import run as run_process
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,8 +15,12 @@ import redis
 from conftest import course_env, db_url
 
 from course import engine
+from course.cli import main
+from course.confirmation import send_confirmation
 from course.render import Renderer
-from course.stats import collect, funnel_svg, html_report, table_rows, to_json
+from course.runtime import ScheduleHolder, ScheduleSnapshot
+from course.settings import Settings
+from course.stats import Counts, collect, funnel_svg, html_report, table_rows, to_json
 from course.store import Store
 from course.subscriptions import enrol, unsubscribe
 from course.tokens import subscriber_links
@@ -46,6 +51,8 @@ def prepare_course(store, schedule, outbox) -> None:
     ben = enrol(store, schedule, "ben@example.com", "Ben", None, START)
     enrol(store, schedule, "cy@example.com", "Cy", None, START)
     pending = enrol(store, schedule, "dee@example.com", None, None, START, confirmed=False)
+    settings = Settings(base_url="https://course.example", secret_key="secret")
+    assert send_confirmation(store, Renderer(schedule), outbox, settings, pending.id).sent
     run_tick(store, schedule, outbox, START + timedelta(minutes=1))
     run_tick(store, schedule, outbox, START + timedelta(days=2, minutes=1))
     now = (START + timedelta(days=2, hours=1)).timestamp()
@@ -62,6 +69,8 @@ def prepare_course(store, schedule, outbox) -> None:
     unsubscribe(store, store.get(ana.id))
     unsubscribe(store, store.get(ana.id))  # a second click changes nothing
     unsubscribe(store, store.get(pending.id))
+    # A lesson of an earlier schedule, since removed, with its figures.
+    store.redis.sadd(store.scheduled_lessons_key, "old-lesson")
     store.redis.hset(store.send_stats_key("old-lesson"), mapping={"sent": 7, "failed": 1})
 
 
@@ -81,6 +90,7 @@ def test_collect_counts_each_lesson_from_ledger_events_and_exits(store, schedule
     assert stats.phases[0].counts.sent == 6
     assert stats.totals.sent == 6
     assert stats.exits_before_first == {"unsubscribed": 1}
+    assert stats.confirmation.counts.sent == 1  # not in a ledger, counted when sent
 
 
 def test_unsubscribe_after_a_bounce_is_not_counted_again(store, schedule, course_run):
@@ -99,6 +109,44 @@ def test_collect_lists_subscribers_by_status_and_removed_lessons(store, schedule
     assert [(r.lesson_id, r.counts.sent, r.counts.failed) for r in stats.removed] == [
         ("old-lesson", 7, 1)
     ]
+
+
+def test_a_lesson_removed_from_the_schedule_is_listed_apart_with_its_figures(
+    store, course_path, tmp_path
+):
+    holder = ScheduleHolder(course_path, snapshot=ScheduleSnapshot(store.redis, store.snapshot_key))
+    schedule, _ = holder.current()
+    outbox = OutboxTransport(tmp_path / "outbox")
+    sub = enrol(store, schedule, "ana@example.com", "Ana", None, START)
+    run_tick(store, schedule, outbox, START + timedelta(minutes=1))
+    run_tick(store, schedule, outbox, START + timedelta(days=2, minutes=1))
+    unsubscribe(store, store.get(sub.id))
+    lines = course_path.read_text().splitlines(keepends=True)
+    course_path.write_text("".join(line for line in lines if "id: second" not in line))
+    edited, _ = holder.current()
+    assert holder.error is None and "second" not in {e.id for e in edited.emails}
+    stats = collect(store, edited, datetime(2026, 3, 5, tzinfo=UTC))
+    [removed] = stats.removed
+    assert (removed.lesson_id, removed.counts.sent, removed.counts.unsubscribed) == ("second", 1, 1)
+    assert [s.lesson_id for s in stats.funnel] == ["hello", "third", "fourth"]
+
+
+def test_a_store_from_before_the_lesson_set_is_scanned_for_removed_lessons(store, schedule):
+    store.count_lesson_event("retired", "delivered")
+    store.redis.hset(store.send_stats_key("older"), "sent", 2)
+    stats = collect(store, schedule, datetime(2026, 3, 5, tzinfo=UTC))
+    assert [(r.lesson_id, r.counts.sent, r.counts.delivered) for r in stats.removed] == [
+        ("older", 2, 0), ("retired", 0, 1)
+    ]  # fmt: skip
+
+
+def test_an_empty_store_gives_zeros_and_an_empty_funnel_without_dividing_by_zero(store, schedule):
+    stats = collect(store, schedule, datetime(2026, 3, 5, tzinfo=UTC))
+    assert stats.totals == Counts() and stats.subscribers == 0 and stats.removed == ()
+    assert [(s.sent, s.share) for s in stats.funnel] == [(0, None)] * 4
+    assert all(cell == "0" for row in table_rows(stats) for cell in row.cells)
+    assert "no process has reported a schedule yet" in html_report(stats)
+    assert to_json(stats)["totals"]["sent"] == 0
 
 
 def test_funnel_is_the_sent_count_of_each_lesson_in_course_order(store, schedule, course_run):
@@ -139,17 +187,27 @@ STATS_DB = 10  # the stats command's tests own this database of the tests' serve
 
 
 @pytest.fixture
-def cli(tmp_path, course_path, redis_url, schedule):
-    """``course`` in a subprocess on a database this module owns, prepared like course_run."""
+def cli(tmp_path, course_path, redis_url, schedule, monkeypatch, capsys):
+    """``course ARGS`` on a database this module owns, prepared like course_run: in this
+    process through the command's own entry point (exit status, output), or in a subprocess
+    of its own with ``subprocess=True``."""
     url = db_url(redis_url, STATS_DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     prepare_course(Store(client), schedule, OutboxTransport(tmp_path / "outbox"))
     env = course_env(url, course_path, tmp_path)
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "course", *args], env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    def run(*args: str, subprocess: bool = False) -> CompletedProcess:
+        if subprocess:
+            return run_process([sys.executable, "-m", "course", *args], env=env,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out = capsys.readouterr()
+        return CompletedProcess(list(args), exited.value.code, out.out, out.err)
 
     yield run
     client.flushdb()
@@ -157,7 +215,7 @@ def cli(tmp_path, course_path, redis_url, schedule):
 
 
 def test_stats_command_prints_the_table_funnel_statuses_and_schedule(cli):
-    result = cli("stats")
+    result = cli("stats", subprocess=True)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Phase 1: First phase" in out and "unsub. after" in out
