@@ -79,7 +79,7 @@ class Settings:
         if transport == "smtp" and not env.get("SMTP_URL"):
             raise SettingsError("SMTP_URL: required when COURSE_TRANSPORT=smtp")
         return cls(
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=_verified_tls(env.get("REDIS_URL") or None),
             transport=transport,
             outbox_dir=Path(env.get("COURSE_OUTBOX_DIR") or var_dir / "outbox"),
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
@@ -103,6 +103,14 @@ class Settings:
             log_format=_choice(env, "COURSE_LOG_FORMAT", LOG_FORMATS),
             metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
         )
+
+
+def _verified_tls(url: str | None) -> str | None:
+    """A ``rediss://`` URL that checks the server's certificate: Celery's broker (kombu)
+    would otherwise connect without verifying it. An explicit ``ssl_cert_reqs`` stays."""
+    if url is None or not url.lower().startswith("rediss://") or "ssl_cert_reqs=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}ssl_cert_reqs=required"
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

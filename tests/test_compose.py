@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,12 +23,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import yaml
 from conftest import ROOT
+from kombu import Connection
 
 from course.cli import beat_health
 from course.embedded import redis_binary
 from course.sendgrid_standin import SendGridStandIn
+from course.settings import Settings
 from course.supervise import start_process, stop_all
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -80,13 +84,13 @@ def on_port(args: list[str], container_port: str, port: int) -> list[str]:
 
 
 def test_redis_keeps_everything_with_aof_everysec_noeviction_on_a_volume():
-    redis = SERVICES["redis"]
-    args = compose_args(redis["command"])
-    assert args[0] == "redis-server" and redis["image"] == "redis:7"
+    store_service = SERVICES["redis"]
+    args = compose_args(store_service["command"])
+    assert args[0] == "redis-server" and store_service["image"] == "redis:7"
     options = dict(zip(args[1::2], args[2::2], strict=False))
     assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec"
     assert options["--maxmemory-policy"] == "noeviction"
-    assert "redis-data:/data" in redis["volumes"]
+    assert "redis-data:/data" in store_service["volumes"]
 
 
 def test_workers_scale_beat_is_one_and_every_service_is_health_checked():
@@ -115,6 +119,19 @@ def test_the_env_example_names_every_secret_and_the_image_runs_as_a_user():
     assert re.search(r"^FROM python:3\.\d+-slim\b", dockerfile, re.M)
     assert '"healing-roadmap-course[production]"' in dockerfile
     assert re.search(r"^USER course$", dockerfile, re.M)
+
+
+def test_a_managed_rediss_url_verifies_the_servers_certificate_unless_told_otherwise():
+    url = Settings.from_env({"REDIS_URL": "rediss://:pw@redis.example:6380/0"}).redis_url
+    assert url == "rediss://:pw@redis.example:6380/0?ssl_cert_reqs=required"
+    assert Connection(url).ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # Celery's broker
+    assert redis.Redis.from_url(url).connection_pool.connection_kwargs["ssl_cert_reqs"] == (
+        "required"
+    )
+    explicit = "rediss://redis.example:6380/0?ssl_cert_reqs=none"
+    assert Settings.from_env({"REDIS_URL": explicit}).redis_url == explicit
+    plain = "redis://redis:6379/0"
+    assert Settings.from_env({"REDIS_URL": plain}).redis_url == plain
 
 
 def test_beat_is_healthy_while_it_was_seen_within_the_max_age():
@@ -242,19 +259,19 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
 
         services = Services(tmp_path, env_of("web"))
         try:
-            redis = SERVICES["redis"]
+            store_service = SERVICES["redis"]
             redis_dir = tmp_path / "redis-data"
             redis_dir.mkdir()
-            args = compose_args(redis["command"])
+            args = compose_args(store_service["command"])
             binary = redis_binary()
             services.start("redis", [binary, *args[1:], "--port", str(redis_port),
                                      "--dir", str(redis_dir), "--bind", "127.0.0.1"],
                            clean)  # fmt: skip
-            check = health_args(redis)
+            check = health_args(store_service)
             assert check[0] == "redis-cli"
             cli = str(Path(binary).with_name("redis-cli"))
-            services.checks["redis"] = ([cli, "-p", str(redis_port), *check[1:]], clean,
-                                        seconds(redis["healthcheck"]["timeout"]))  # fmt: skip
+            timeout = seconds(store_service["healthcheck"]["timeout"])
+            services.checks["redis"] = ([cli, "-p", str(redis_port), *check[1:]], clean, timeout)
             services.wait_healthy(["redis"])
 
             worker = SERVICES["worker"]
