@@ -112,7 +112,7 @@ class ScheduleHolder:
             log.error(
                 "invalid schedule at start, sending with the last valid one: %s",
                 exc,
-                extra={"event": "schedule_invalid", "fields": {"error": str(exc)}},
+                extra={"event": "schedule_invalid"},
             )
 
     def _load(self) -> tuple[Schedule, Renderer]:
@@ -144,14 +144,11 @@ class ScheduleHolder:
                 log.error(
                     "invalid schedule, still sending with the last valid one: %s",
                     exc,
-                    extra={"event": "schedule_invalid", "fields": {"error": str(exc)}},
+                    extra={"event": "schedule_invalid"},
                 )
             else:
                 self.error = None
-                log.info(
-                    "schedule reloaded",
-                    extra={"event": "schedule_reload", "fields": {"path": str(self.path)}},
-                )
+                log.info("schedule reloaded", extra={"event": "schedule_reloaded"})
         return self.schedule, self.renderer
 
 
