@@ -143,6 +143,17 @@ def test_beat_is_healthy_while_it_was_seen_within_the_max_age():
     assert beat_health(None, 1000.0, 180)[0] is False
 
 
+def test_course_health_beat_exits_1_until_beat_has_shown_it_runs(store, redis_url, tmp_path):
+    env = {**os.environ, "REDIS_URL": redis_url, "COURSE_VAR_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "course", "health", "beat", "--max-age", "180"]
+    never = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert never.returncode == 1
+    assert never.stderr.strip() == "course: beat: never seen (it records itself when it starts)"
+    store.set_beat_seen(time.time() - 5)
+    seen = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert seen.returncode == 0 and seen.stdout.startswith("beat: last seen "), seen.stderr
+
+
 # -- every service, run ------------------------------------------------------------------------
 
 
