@@ -2,13 +2,16 @@
 
 import sys
 
+from course.logs import configure_celery_logging
 from course.settings import Settings, SettingsError
 from course.tasks import create_app
 
 try:
-    app = create_app(Settings.from_env())
+    settings = Settings.from_env()
 except SettingsError as exc:  # one clear line instead of a traceback at start
     print(f"course: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
+app = create_app(settings)
+configure_celery_logging(settings.log_format)
 
 __all__ = ["app"]

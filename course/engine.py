@@ -15,6 +15,7 @@ a later tick, never sent again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from datetime import datetime
 
 import redis
 
+from course.logs import log_event
 from course.render import Recipient, Renderer
 from course.schedule import Schedule
 from course.store import Claim, Store
@@ -50,6 +52,12 @@ MAX_ATTEMPTS = 8
 RACE_ROUNDS = 5  # reads of a subscriber who keeps changing under a tick, before it waits
 BACKOFF_BASE = 30.0  # seconds; doubles per attempt
 BACKOFF_CAP = 3600.0
+# Why Store.start_send refused an entry, by its answer.
+SKIP_REASONS = {
+    0: "no longer in the ledger",
+    -1: "suppressed (unsubscribed, bounced or complained)",
+    -2: "sent or being sent by another worker",
+}
 
 Item = tuple[str, str]  # (subscriber id, lesson id)
 Enqueue = Callable[[list[Item], datetime], None]
@@ -58,11 +66,13 @@ LinkMaker = Callable[[str], dict[str, str]]
 
 @dataclass
 class TickResult:
+    due: int = 0  # subscribers the due index gave this tick
     claimed: int = 0
     redispatched: int = 0
     uncertain: int = 0
     completed: int = 0
     batches: int = 0
+    duration: float = 0.0  # seconds
 
 
 @dataclass
@@ -77,8 +87,7 @@ class DeliverResult:
 
 def _log(level: int, event: str, **fields: object) -> None:
     """One line per event, readable as text, its fields kept for a structured formatter."""
-    text = " ".join(f"{name}={value}" for name, value in fields.items())
-    log.log(level, "%s %s", event, text, extra={"event": event, "fields": fields})
+    log_event(log, level, event, **fields)
 
 
 def backoff(attempt: int) -> float:
@@ -98,13 +107,16 @@ def tick(
     enqueue: Enqueue,
     batch_size: int = BATCH_SIZE,
     chunk: int = 1000,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> TickResult:
     """Claim everything due by ``now`` and hand it to workers in batches.
 
     State-based: a missed tick only delays, a repeated one finds nothing left to claim.
     Its cost grows with the number of due entries, not the number of subscribers. At most
     one lesson per subscriber is on its way at a time, so lessons go out in order.
+    ``timer`` measures how long it took (recorded in Redis for the metrics).
     """
+    started = timer()
     result = TickResult()
     ts = now.timestamp()
 
@@ -121,6 +133,7 @@ def tick(
     # nobody can be claimed twice in a tick. Only subscribers who changed between the read
     # and the claim are read again, a few times at most.
     ids = store.all_due_ids(ts)
+    result.due = len(ids)
     for _ in range(RACE_ROUNDS):
         raced: list[str] = []
         for start in range(0, len(ids), chunk):
@@ -142,14 +155,17 @@ def tick(
                 if outcome == 1:
                     work.append(claim.item)
                     result.claimed += 1
+                    _log(logging.INFO, "claim", subscriber=claim.sub_id, lesson=claim.lesson_id)
                 elif outcome == -1:
                     raced.append(claim.sub_id)
             hand_out(work)
         if not raced:
             break
         ids = raced
-    store.set_last_tick(now.isoformat())
-    _log(logging.INFO, "tick", now=now.isoformat(), **result.__dict__)
+    result.duration = timer() - started
+    store.record_tick(now, result.duration, result.due, result.claimed)
+    _log(logging.INFO, "tick", now=now.isoformat(),
+         **{**result.__dict__, "duration": round(result.duration, 6)})  # fmt: skip
     return result
 
 
@@ -256,11 +272,14 @@ def deliver(
         attempt = store.start_send(sub_id, lesson_id, ts, ts + STALE_AFTER)
         if attempt <= 0:
             result.skipped += 1
+            _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id,
+                 reason=SKIP_REASONS.get(attempt, "not claimed"))  # fmt: skip
             continue
         sub = store.get(sub_id)
         if sub is None:
             store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, attempt, "erased"))
             result.skipped += 1
+            _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id, reason="erased")
             continue
         try:
             if lesson_id not in renderer.lesson_ids:
@@ -309,10 +328,15 @@ def deliver(
             store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
             result.failed += 1
             result.errors.append(f"{sub_id}/{lesson_id}: {reason}")
-            log.exception("failure subscriber=%s lesson=%s", sub_id, lesson_id)
+            log.exception("failure subscriber=%s lesson=%s", sub_id, lesson_id,
+                          extra={"event": "failure",
+                                 "fields": {"subscriber": sub_id, "lesson": lesson_id,
+                                            "reason": reason}})  # fmt: skip
         else:
             store.finish(
                 sub_id, LedgerEntry(lesson_id, "sent", ts, attempt, sent.provider_message_id)
             )
             result.sent += 1
+            _log(logging.INFO, "send", subscriber=sub_id, lesson=lesson_id, attempt=attempt,
+                 message_id=sent.provider_message_id)  # fmt: skip
     return result

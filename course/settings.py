@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
+LOG_FORMATS = ("json", "text")
 DEV_SECRET_KEY = "dev-only-not-secret"
 DEFAULT_BASE_URL = "http://localhost:8000"
 
@@ -41,11 +42,21 @@ class Settings:
     signup_limit_per_address: int = 3  # confirmation emails per address per day
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     admin_token: str | None = None  # set: the admin page at /admin; unset: /admin is a 404
+    # Operations
+    secret_key_fallbacks: tuple[str, ...] = ()  # old keys whose links are still accepted
+    log_format: str = "json"  # of the services (worker, beat, web): json or text
+    metrics_token: str | None = None  # set: GET /metrics wants "Authorization: Bearer" it
 
     @property
     def templates_dir(self) -> Path:
         """Templates live in ``templates/`` beside the schedule file."""
         return self.schedule_path.resolve().parent / "templates"
+
+    @property
+    def verification_keys(self) -> list[str]:
+        """The keys a link's signature may have, oldest first: links are signed with the
+        newest (``secret_key``); links signed with a key rotated out still work."""
+        return [*self.secret_key_fallbacks, self.secret_key]
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -69,7 +80,7 @@ class Settings:
         if transport == "smtp" and not env.get("SMTP_URL"):
             raise SettingsError("SMTP_URL: required when COURSE_TRANSPORT=smtp")
         return cls(
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=_verified_tls(env.get("REDIS_URL") or None),
             transport=transport,
             outbox_dir=Path(env.get("COURSE_OUTBOX_DIR") or var_dir / "outbox"),
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
@@ -86,6 +97,13 @@ class Settings:
             signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
             forwarded_allow_ips=_forwarded(env, mode),
             admin_token=_admin_token(env),
+            secret_key_fallbacks=tuple(
+                key.strip()
+                for key in (env.get("COURSE_SECRET_KEY_FALLBACKS") or "").split(",")
+                if key.strip()
+            ),
+            log_format=_choice(env, "COURSE_LOG_FORMAT", LOG_FORMATS),
+            metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
         )
 
 
@@ -100,6 +118,22 @@ def _admin_token(env: Mapping[str, str]) -> str | None:
             "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token
+
+
+def _verified_tls(url: str | None) -> str | None:
+    """A ``rediss://`` URL that checks the server's certificate: Celery's broker (kombu)
+    would otherwise connect without verifying it. An explicit ``ssl_cert_reqs`` stays."""
+    if url is None or not url.lower().startswith("rediss://") or "ssl_cert_reqs=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}ssl_cert_reqs=required"
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when unset)."""
+    value = (env.get(name) or "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}: {value!r} is not one of: {', '.join(choices)}")
+    return value
 
 
 def _forwarded(env: Mapping[str, str], mode: str) -> str:

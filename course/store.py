@@ -20,6 +20,12 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               needs attention: a retry falls due, or a claim or send has
                               gone stale (its worker died) and the tick must look at it.
 ``P tick:last``      string  ISO instant of the last tick, for health checks.
+``P tick:stats``     hash    every tick adds to it: count, seconds_total (time spent
+                              ticking), and sets last_at (epoch of its ``now``),
+                              last_duration (seconds), last_due (subscribers it found due),
+                              last_claimed. Read by ``/metrics``.
+``P beat:last``      string  epoch at which beat last showed it runs (started, or sent a
+                              tick), for beat's health check (``course health beat``).
 ``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
                               record); they are out of the due index until an operator looks.
 ``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
@@ -63,6 +69,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
+from datetime import datetime
 from typing import NamedTuple
 
 import redis
@@ -573,8 +580,11 @@ class Store:
         found = self.redis.zrangebyscore(self.pending_key, "-inf", now, 0, limit)
         return [split_member(_str(m)) for m in found]
 
-    def pending_count(self) -> int:
-        return int(self.redis.zcard(self.pending_key))
+    def pending_count(self, due_by: float | None = None) -> int:
+        """Unfinished ledger entries; with ``due_by``, those whose time has come by then."""
+        if due_by is None:
+            return int(self.redis.zcard(self.pending_key))
+        return int(self.redis.zcount(self.pending_key, "-inf", due_by))
 
     def touch_pending(self, items: list[tuple[str, str]], at: float) -> None:
         if items:
@@ -586,6 +596,9 @@ class Store:
         pipe.hset(self.quarantine_key, sub_id, reason)
         pipe.zrem(self.due_key, sub_id)
         pipe.execute()
+
+    def quarantine_count(self) -> int:
+        return int(self.redis.hlen(self.quarantine_key))
 
     def quarantined(self) -> dict[str, str]:
         raw = self.redis.hgetall(self.quarantine_key)
@@ -706,9 +719,6 @@ class Store:
     def schedule_status_key(self) -> str:
         return f"{self.prefix}schedule:status"
 
-    def quarantine_count(self) -> int:
-        return int(self.redis.hlen(self.quarantine_key))
-
     @property
     def webhook_stats_key(self) -> str:
         return f"{self.prefix}stats:webhook"
@@ -724,6 +734,22 @@ class Store:
         raw = self.redis.hgetall(self.lesson_stats_key(lesson_id))
         return {_str(k): int(v) for k, v in raw.items()}
 
+    def lesson_counts(
+        self, lesson_ids: list[str]
+    ) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
+        """Each lesson's :meth:`send_stats` and :meth:`lesson_stats`, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for lesson_id in lesson_ids:
+            pipe.hgetall(self.send_stats_key(lesson_id))
+            pipe.hgetall(self.lesson_stats_key(lesson_id))
+        replies = pipe.execute()
+        return {
+            lesson_id: tuple(  # type: ignore[misc]
+                {_str(k): int(v) for k, v in raw.items()} for raw in replies[2 * i : 2 * i + 2]
+            )
+            for i, lesson_id in enumerate(lesson_ids)
+        }
+
     def webhook_stats(self) -> dict[str, int]:
         raw = self.redis.hgetall(self.webhook_stats_key)
         return {_str(k): int(v) for k, v in raw.items()}
@@ -731,6 +757,35 @@ class Store:
     # housekeeping
     def set_last_tick(self, iso: str) -> None:
         self.redis.set(f"{self.prefix}tick:last", iso)
+
+    @property
+    def tick_stats_key(self) -> str:
+        return f"{self.prefix}tick:stats"
+
+    def record_tick(self, now: datetime, duration: float, due: int, claimed: int) -> None:
+        """What a tick at ``now`` did and how long it took (``tick:last`` and ``tick:stats``)."""
+        key = self.tick_stats_key
+        pipe = self.redis.pipeline()
+        pipe.set(f"{self.prefix}tick:last", now.isoformat())
+        pipe.hincrby(key, "count", 1)
+        pipe.hincrbyfloat(key, "seconds_total", duration)
+        pipe.hset(key, mapping={"last_at": _encode(now.timestamp()),
+                                "last_duration": f"{duration:.6f}",
+                                "last_due": due, "last_claimed": claimed})  # fmt: skip
+        pipe.execute()
+
+    def tick_stats(self) -> dict[str, float]:
+        """``tick:stats`` as numbers (empty before the first tick)."""
+        raw = self.redis.hgetall(self.tick_stats_key)
+        return {_str(k): float(v) for k, v in raw.items()}
+
+    def set_beat_seen(self, at: float) -> None:
+        self.redis.set(f"{self.prefix}beat:last", _encode(at))
+
+    def beat_seen(self) -> float | None:
+        """Epoch at which beat last showed it runs, or None if it never did."""
+        value = self.redis.get(f"{self.prefix}beat:last")
+        return float(value) if value else None
 
     def last_tick(self) -> str | None:
         value = self.redis.get(f"{self.prefix}tick:last")

@@ -9,20 +9,26 @@ because the ledger, not the message, decides who sends (see course.engine).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
+import redis
 from celery import Celery, current_app, shared_task
+from celery.signals import after_task_publish, beat_init
 
 from course import engine
 from course.confirmation import send_confirmation
 from course.embedded import resolve_redis_url
+from course.logs import log_event
 from course.runtime import Runtime, build_runtime
 from course.schedule import CONFIRMATION_ID
 from course.settings import Settings
+from course.store import Store
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
 log = logging.getLogger("course.tasks")
 
+TICK_TASK = "course.tick"
 TICK_EVERY = 60.0  # seconds
 # Longer than any delivery batch can take (BATCH_SIZE sends with their timeouts), so Redis
 # does not hand a message that is still being worked on to a second worker.
@@ -47,7 +53,7 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
         enable_utc=True,
         beat_schedule={
             "tick": {
-                "task": "course.tick",
+                "task": TICK_TASK,
                 "schedule": TICK_EVERY,
                 "options": {"expires": TICK_EVERY * 0.9},
             }
@@ -89,7 +95,28 @@ def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-@shared_task(name="course.tick")
+@beat_init.connect
+def _beat_started(sender, **_: object) -> None:
+    """Beat records in Redis that it runs, now and each time it sends a tick, for its
+    health check (``course health beat``); only the beat process does this."""
+    settings = sender.app.conf.course_settings
+    store = Store(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+
+    def seen() -> None:
+        try:
+            store.set_beat_seen(time.time())
+        except redis.RedisError as exc:  # the health check will say so; beat carries on
+            log.warning("beat could not record that it runs: %s", exc)
+
+    def on_publish(sender=None, **_: object) -> None:
+        if sender == TICK_TASK:
+            seen()
+
+    after_task_publish.connect(on_publish, weak=False, dispatch_uid="course.beat_seen")
+    seen()
+
+
+@shared_task(name=TICK_TASK)
 def tick_task(now: str | None = None) -> dict:
     rt = runtime()
     schedule, _ = rt.schedules.current()
@@ -122,20 +149,23 @@ def confirmation_task(self, sub_id: str) -> dict:
         outcome = send_confirmation(rt.store, renderer, rt.transport, rt.settings, sub_id)
     except TransientSendError as exc:
         if attempt >= engine.MAX_ATTEMPTS:
-            log.error("confirmation subscriber=%s outcome=failed reason=%s", sub_id, exc.reason)
+            log_event(log, logging.ERROR, "confirmation", subscriber=sub_id, outcome="failed",
+                      reason=f"gave up: {exc.reason}")  # fmt: skip
             rt.store.count_send(CONFIRMATION_ID, "failed")
             return {"sent": False, "reason": f"gave up: {exc.reason}"}
         wait = max(exc.retry_after or 0.0, engine.backoff(attempt))
-        log.warning("confirmation subscriber=%s outcome=retry attempt=%d wait=%d reason=%s",
-                    sub_id, attempt, round(wait), exc.reason)  # fmt: skip
+        log_event(log, logging.WARNING, "confirmation", subscriber=sub_id, outcome="retry",
+                  attempt=attempt, wait=round(wait), reason=exc.reason)  # fmt: skip
         raise self.retry(countdown=wait) from exc
     except UncertainSendError as exc:
-        log.warning("confirmation subscriber=%s outcome=uncertain reason=%s", sub_id, exc.reason)
+        log_event(log, logging.WARNING, "confirmation", subscriber=sub_id, outcome="uncertain",
+                  reason=exc.reason)  # fmt: skip
         rt.store.count_send(CONFIRMATION_ID, "uncertain")
         return {"sent": False, "reason": f"uncertain: {exc.reason}"}
     except PermanentSendError as exc:
-        log.error("confirmation subscriber=%s outcome=failed reason=%s", sub_id, exc.reason)
+        log_event(log, logging.ERROR, "confirmation", subscriber=sub_id, outcome="failed",
+                  reason=exc.reason)  # fmt: skip
         rt.store.count_send(CONFIRMATION_ID, "failed")
         return {"sent": False, "reason": exc.reason}
-    log.info("confirmation subscriber=%s outcome=%s", sub_id, outcome.reason)
+    log_event(log, logging.INFO, "confirmation", subscriber=sub_id, outcome=outcome.reason)
     return {"sent": outcome.sent, "reason": outcome.reason}

@@ -3,9 +3,15 @@
 Each purpose signs with its own salt, so a token made for one purpose is refused for any
 other. Confirmation tokens also carry the instant they were made and expire after
 :data:`CONFIRM_MAX_AGE`; unsubscribe, pause and resume tokens never expire.
+
+Tokens are signed with one key and read with a list of keys, oldest first (itsdangerous's
+key rotation): after ``COURSE_SECRET_KEY`` changes, the links in emails already sent keep
+working while their old key is listed in ``COURSE_SECRET_KEY_FALLBACKS``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from itsdangerous import (
     BadSignature,
@@ -37,7 +43,10 @@ def _salt(purpose: str) -> str:
     return f"course.{purpose}"
 
 
-def _timed(secret_key: str, issued_at: float | None = None) -> URLSafeTimedSerializer:
+Keys = str | Sequence[str]  # one key, or every key accepted, oldest first
+
+
+def _timed(secret_key: Keys, issued_at: float | None = None) -> URLSafeTimedSerializer:
     if issued_at is None:
         return URLSafeTimedSerializer(secret_key, salt=_salt("confirm"))
 
@@ -57,9 +66,10 @@ def make_token(
     return URLSafeSerializer(secret_key, salt=_salt(purpose)).dumps(subscriber_id)
 
 
-def read_token(secret_key: str, token: str, purpose: str, max_age: int = CONFIRM_MAX_AGE) -> str:
+def read_token(secret_key: Keys, token: str, purpose: str, max_age: int = CONFIRM_MAX_AGE) -> str:
     """The subscriber id inside ``token``, or :class:`InvalidToken` (:class:`ExpiredToken`
-    for a confirmation token older than ``max_age`` seconds)."""
+    for a confirmation token older than ``max_age`` seconds). ``secret_key`` may be a list
+    of keys, oldest first: a token signed with any of them is accepted."""
     try:
         if purpose == "confirm":
             value = _timed(secret_key).loads(token, max_age=max_age)

@@ -1,5 +1,5 @@
 """The subscriber web app: signup with double opt-in, confirmation, one-click unsubscribe,
-flare pause and resume, the SendGrid Event Webhook and a health check.
+flare pause and resume, the SendGrid Event Webhook, a health check and Prometheus metrics.
 
 Every state change goes through :mod:`course.subscriptions`; nothing here writes subscriber
 fields itself. Emails are never sent inside a request: the app enqueues Celery tasks
@@ -8,10 +8,12 @@ fields itself. Emails are never sent inside a request: the app enqueues Celery t
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,11 +21,14 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from course.embedded import resolve_redis_url
+from course.logs import log_event
+from course.metrics import build_registry
 from course.render import Renderer, RenderError
 from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
 from course.schedule import Lesson, Schedule, ScheduleError
@@ -337,14 +342,15 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         if len(token) > MAX_TOKEN:
             return None
         try:
-            sub_id = read_token(settings.secret_key, token, purpose)
+            sub_id = read_token(settings.verification_keys, token, purpose)
         except InvalidToken:
             return None
         return state.store.get(sub_id)
 
     def read_confirm(token: str) -> str:
         """The subscriber id of a confirm token (:class:`ExpiredToken` when too old)."""
-        return read_token(settings.secret_key, token if len(token) <= MAX_TOKEN else "", "confirm")
+        token = token if len(token) <= MAX_TOKEN else ""
+        return read_token(settings.verification_keys, token, "confirm")
 
     def invalid_link(purpose: str) -> HTMLResponse:
         return state.page("invalid_link", 404, title="This link is not valid", purpose=purpose)
@@ -446,7 +452,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         if sub.status != "active":  # something else happened meanwhile: say what
             return _status_page(state, sub, links(sub), now(), already=True)
         state.send_task(TICK_TASK)  # state-based and idempotent: day 0 goes at once
-        log.info("confirmed subscriber=%s", sub.id)
+        log_event(log, logging.INFO, "confirm", subscriber=sub.id)
         return state.page(
             "confirmed",
             title="You are in",
@@ -521,7 +527,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         if sub is None:
             return erased_or_invalid(token)
         sub = unsubscribe(state.store, sub)  # also whoever holds the address now
-        log.info("unsubscribed subscriber=%s", sub.id)
+        log_event(log, logging.INFO, "unsubscribe", subscriber=sub.id)
         return state.page("unsubscribed", title="You are unsubscribed", sub=sub)
 
     # -- flare pause ----------------------------------------------------------------------
@@ -609,7 +615,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
             sub = resume(state.store, schedule, sub, now())
         except SubscriptionError:
             return state.page("message", 409, title="Please try again", message=CHANGED)
-        log.info("resumed subscriber=%s", sub.id)
+        log_event(log, logging.INFO, "resume", subscriber=sub.id)
         return _status_page(state, sub, links(sub), now(), resumed=True)
 
     # -- provider events and health -------------------------------------------------------
@@ -656,6 +662,36 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         )
         return JSONResponse(report.as_dict())
 
+    def lesson_ids() -> list[str]:
+        try:
+            return [lesson.id for lesson in state.schedule().lessons]
+        except Unavailable:
+            return []
+
+    registry = build_registry(state.store, lesson_ids, time.time)
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition, read from Redis at each scrape",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            401: {"description": "COURSE_METRICS_TOKEN is set and the bearer token is not it"},
+        },
+    )
+    def metrics(request: Request) -> Response:
+        if settings.metrics_token and not _bearer_matches(
+            request.headers.get("authorization", ""), settings.metrics_token
+        ):
+            return PlainTextResponse(
+                "a bearer token is required\n",
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get(
         "/healthz",
         responses={
@@ -686,6 +722,13 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         return JSONResponse(body, 200 if healthy else 503)
 
     return app
+
+
+def _bearer_matches(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 # -- request bodies ---------------------------------------------------------------------------
@@ -871,7 +914,7 @@ def _pause(
         if current is not None and current.status != "active":
             return _status_page(state, current, links, now, already=True)
         return state.page("message", 409, title="Please try again", message=CHANGED)
-    log.info("paused subscriber=%s days=%s", sub.id, days or "open")
+    log_event(log, logging.INFO, "pause", subscriber=sub.id, days=days or "open")
     return _status_page(state, sub, links, now)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from course.logs import log_event
 from course.schedule import Schedule
 from course.settings import Settings
 from course.store import DuplicateSubscriber, ErasedAddress, Store
@@ -171,7 +172,7 @@ class Signups:
         except SubscriptionError:
             raise InvalidSignup("email", "Please enter a valid email address.") from None
         if form.honeypot:
-            log.info("signup outcome=honeypot ip=%s", ip)
+            log_event(log, logging.INFO, "signup", outcome="honeypot", ip=ip)
             return SignupResult("honeypot")
         if self.store.is_erased(address):  # erased on request: never mailed again
             log.info("signup outcome=erased")
@@ -179,14 +180,14 @@ class Signups:
         for _ in range(3):  # a concurrent signup for the same address: look again
             current = self.store.find(address)
             if current is not None and current.status not in SUPPRESSED | {"pending"}:
-                log.info("signup outcome=known subscriber=%s", current.id)
+                log_event(log, logging.INFO, "signup", outcome="known", subscriber=current.id)
                 return SignupResult("known", current.id)
             if not self._address_allowed(address, now):
-                log.info("signup outcome=limited address=%s", masked(address))
+                log_event(log, logging.INFO, "signup", outcome="limited", address=masked(address))
                 return SignupResult("limited", current.id if current else None)
             if current is not None and current.status == "pending":
                 self._send_confirmation(current.id)
-                log.info("signup outcome=resent subscriber=%s", current.id)
+                log_event(log, logging.INFO, "signup", outcome="resent", subscriber=current.id)
                 return SignupResult("resent", current.id)
             try:
                 sub = enrol(
@@ -206,7 +207,7 @@ class Signups:
             except DuplicateSubscriber:
                 continue
             self._send_confirmation(sub.id)
-            log.info("signup outcome=new subscriber=%s tz=%s", sub.id, sub.tz)
+            log_event(log, logging.INFO, "signup", outcome="new", subscriber=sub.id, tz=sub.tz)
             return SignupResult("new", sub.id)
         return SignupResult("known")
 
@@ -216,7 +217,7 @@ class Signups:
         if sub is None or sub.status != "pending" or not self._address_allowed(sub.email, now):
             return False
         self._send_confirmation(sub.id)
-        log.info("signup outcome=renewed subscriber=%s", sub.id)
+        log_event(log, logging.INFO, "signup", outcome="renewed", subscriber=sub.id)
         return True
 
     def _address_allowed(self, address: str, now: datetime) -> bool:

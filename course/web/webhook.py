@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from cryptography.exceptions import UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from course.logs import log_event
 from course.schedule import Schedule
 from course.settings import SettingsError
 from course.store import Store
@@ -167,13 +168,27 @@ def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Re
             if store.resolve_uncertain(sub.id, lesson_id, "sent", _message_id(event), now):
                 report.reconciled += 1
                 store.count_webhook("reconciled")
-                log.info("reconciled subscriber=%s lesson=%s state=sent", sub.id, lesson_id)
+                log_event(
+                    log,
+                    logging.INFO,
+                    "reconcile",
+                    subscriber=sub.id,
+                    lesson=lesson_id,
+                    state="sent",
+                )
         elif name in ("bounce", "dropped"):
             reason = f"{name}: {_text(event, 'reason')[:200]}".rstrip(": ")
             if store.resolve_uncertain(sub.id, lesson_id, "failed", reason, now):
                 report.reconciled += 1
                 store.count_webhook("reconciled")
-                log.info("reconciled subscriber=%s lesson=%s state=failed", sub.id, lesson_id)
+                log_event(
+                    log,
+                    logging.INFO,
+                    "reconcile",
+                    subscriber=sub.id,
+                    lesson=lesson_id,
+                    state="failed",
+                )
 
     status = SUPPRESSING.get(name)
     if name == "dropped":
@@ -181,4 +196,4 @@ def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Re
     if status and sub.status not in SUPPRESSED:
         unsubscribe(store, sub, status)
         report.suppressed += 1
-        log.info("suppressed subscriber=%s status=%s event=%s", sub.id, status, name)
+        log_event(log, logging.INFO, "suppression", subscriber=sub.id, status=status, reason=name)

@@ -1,0 +1,172 @@
+"""Prometheus metrics, read from Redis when scraped.
+
+The counts live in Redis, kept by the store's scripts as every worker on every machine
+writes the ledger, so any web process serves the same numbers and a restart loses none.
+Nothing is counted in the web process itself. The README lists every metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from course.store import Store
+
+# Ledger outcomes that only ever grow. ``uncertain`` is a gauge: a provider event settles
+# an uncertain send as sent or failed, and its count goes down.
+GROWING_OUTCOMES = ("sent", "failed", "skipped", "retried")
+
+
+class StoreCollector(Collector):
+    """Every metric, read from the store at each scrape.
+
+    ``lesson_ids`` names the lessons to report (the current schedule's: a lesson removed
+    from the schedule leaves the metrics with it); ``clock`` gives the epoch for the due
+    backlog ("due by now").
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        lesson_ids: Callable[[], Iterable[str]],
+        clock: Callable[[], float],
+    ):
+        self.store = store
+        self.lesson_ids = lesson_ids
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = self._families(list(self.lesson_ids()), self.clock())
+        except (redis.RedisError, OSError):
+            yield GaugeMetricFamily("course_redis_up", "Whether Redis answered the scrape.", 0)
+            return
+        yield GaugeMetricFamily("course_redis_up", "Whether Redis answered the scrape.", 1)
+        yield from families
+
+    def _families(self, lessons: list[str], now: float) -> list[Metric]:
+        store = self.store
+        counts = store.lesson_counts(lessons)
+        emails = CounterMetricFamily(
+            "course_emails",
+            "Lesson emails by outcome: sent (accepted by the provider), failed, skipped "
+            "(not sent: unsubscribed, or left the schedule), retried (retries scheduled).",
+            labels=["lesson", "outcome"],
+        )
+        uncertain = GaugeMetricFamily(
+            "course_emails_uncertain",
+            "Sends whose outcome is unknown (may have been accepted; never re-sent), "
+            "not yet settled by a provider event.",
+            labels=["lesson"],
+        )
+        events = CounterMetricFamily(
+            "course_provider_events",
+            "Provider events per lesson from the SendGrid Event Webhook "
+            "(delivered, open, click, bounce, ...).",
+            labels=["lesson", "event"],
+        )
+        for lesson in lessons:
+            sends, provider = counts[lesson]
+            for outcome in GROWING_OUTCOMES:
+                emails.add_metric([lesson, outcome], sends.get(outcome, 0))
+            uncertain.add_metric([lesson], sends.get("uncertain", 0))
+            for event, count in sorted(provider.items()):
+                events.add_metric([lesson, event], count)
+
+        webhook = CounterMetricFamily(
+            "course_webhook_events",
+            "Event Webhook bookkeeping: received, duplicate, unknown_subscriber, "
+            "unknown_lesson, invalid, reconciled.",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(store.webhook_stats().items()):
+            webhook.add_metric([outcome], count)
+
+        ticks = store.tick_stats()
+        families: list[Metric] = [emails, uncertain, events, webhook]
+        families += [
+            GaugeMetricFamily(
+                "course_due_backlog",
+                "Subscribers whose next lesson is due now and not yet claimed by a tick.",
+                store.due_count(now),
+            ),
+            GaugeMetricFamily(
+                "course_due_subscribers",
+                "Subscribers in the due index (active, with a lesson left), due now or later.",
+                store.due_count(),
+            ),
+            GaugeMetricFamily(
+                "course_pending_sends",
+                "Unfinished ledger entries: claimed, being sent, or waiting for a retry.",
+                store.pending_count(),
+            ),
+            GaugeMetricFamily(
+                "course_pending_sends_overdue",
+                "Unfinished entries whose retry or stale deadline has passed (a tick will "
+                "hand them out again).",
+                store.pending_count(now),
+            ),
+            GaugeMetricFamily(
+                "course_quarantined_subscribers",
+                "Subscriber records a tick could not read (course subscribers quarantine).",
+                store.quarantine_count(),
+            ),
+            GaugeMetricFamily("course_subscribers", "Subscriber records.", store.count()),
+            SummaryMetricFamily(
+                "course_tick_duration_seconds",
+                "Time each tick took, from reading the due index to handing out the work.",
+                count_value=ticks.get("count", 0),
+                sum_value=ticks.get("seconds_total", 0.0),
+            ),
+        ]
+        if ticks:
+            families += [
+                GaugeMetricFamily(
+                    "course_last_tick_timestamp_seconds",
+                    "The instant (its now) of the last tick.",
+                    ticks.get("last_at", 0.0),
+                ),
+                GaugeMetricFamily(
+                    "course_last_tick_duration_seconds",
+                    "How long the last tick took.",
+                    ticks.get("last_duration", 0.0),
+                ),
+                GaugeMetricFamily(
+                    "course_last_tick_due",
+                    "Subscribers the last tick found due.",
+                    ticks.get("last_due", 0),
+                ),
+                GaugeMetricFamily(
+                    "course_last_tick_claimed",
+                    "Lessons the last tick claimed.",
+                    ticks.get("last_claimed", 0),
+                ),
+            ]
+        beat = store.beat_seen()
+        if beat is not None:
+            families.append(
+                GaugeMetricFamily(
+                    "course_beat_last_seen_timestamp_seconds",
+                    "When beat last started or sent a tick.",
+                    beat,
+                )
+            )
+        return families
+
+
+def build_registry(
+    store: Store, lesson_ids: Callable[[], Iterable[str]], clock: Callable[[], float]
+) -> CollectorRegistry:
+    """A registry with only the course's metrics (no per-process Python metrics: the web
+    process is not where the work happens)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store, lesson_ids, clock))
+    return registry
