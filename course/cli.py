@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from datetime import UTC, datetime
@@ -479,6 +480,105 @@ def subscribers_list(ctx: Context, status: str | None, as_json: bool, limit: int
         table.add_row(s.email, s.first_name or "", s.status, s.tz, s.last_lesson or "")
     console.print(table)
     console.print(f"{len(rows)} shown of {store.count()} subscribers")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the bad rows (default: FILE.errors.txt).",
+)
+@click.option("--dry-run", is_flag=True, help="Check every row and count; write nothing.")
+@click.option(
+    "--start",
+    "start_at",
+    type=click.Choice(["signup", "import"]),
+    default="signup",
+    show_default=True,
+    help="Start each course clock at the row's signup_time, or now.",
+)
+@click.option("--now", "now_text", default=None, hidden=True)
+@pass_ctx
+def subscribers_import(
+    ctx: Context, file: Path, errors_path: Path | None, dry_run: bool, start_at: str,
+    now_text: str | None,
+) -> None:  # fmt: skip
+    """Import subscribers from a CSV file (header: email,first_name,timezone,signup_time,
+    consent_source). Bad rows go to the errors file; the valid ones are imported."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from course.subscriber_csv import CsvFileError, import_rows, read_rows, write_errors
+
+    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    schedule, _ = ctx.runtime.schedules.current()
+    store = ctx.runtime.store
+    try:
+        raw = file.open("rb")
+    except OSError as exc:
+        raise click.BadParameter(f"{file}: {exc.strerror}", param_hint="FILE") from None
+    size = max(1, file.stat().st_size)
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+        transient=True,
+    )
+    with raw, progress:
+        task = progress.add_task("import", total=size, rows=0)
+        stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            rows = read_rows(stream, str(file), schedule, now)
+            summary = import_rows(store, schedule, rows, now, start_at, dry_run,
+                                  on_batch=lambda n: progress.update(task, completed=raw.tell(),
+                                                                     rows=n))  # fmt: skip
+        except CsvFileError as exc:
+            raise Failed(str(exc)) from None
+    verb = "would import" if dry_run else "imported"
+    line = f"{file}: {summary.rows} rows; {verb} {summary.imported}"
+    if summary.imported_suppressed:
+        line += f" (+{summary.imported_suppressed} kept suppressed, as their status says)"
+    line += f"; skipped {summary.existing} already subscribed, {summary.suppressed} unsubscribed"
+    line += f" or suppressed; {len(summary.bad)} bad"
+    click.echo(line)
+    if summary.bad:
+        target = errors_path or file.with_name(file.name + ".errors.txt")
+        with target.open("w", encoding="utf-8") as out:
+            write_errors(summary.bad, out)
+        for bad in summary.bad[:3]:
+            click.echo(f"{file}: {bad}", err=True)
+        raise Failed(f"{len(summary.bad)} bad row(s), each with its reason in {target}")
+
+
+@subscribers.command("export")
+@click.argument("file", default="-", type=click.Path(path_type=Path, dir_okay=False,
+                                                     allow_dash=True))  # fmt: skip
+@click.option("--status", type=click.Choice(
+    ["pending", "active", "paused", "completed", "unsubscribed", "bounced", "complained"]
+), default=None)  # fmt: skip
+@pass_ctx
+def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
+    """Write subscribers as CSV (the import's columns plus status and progress) to FILE or
+    standard output (-)."""
+    import csv
+
+    from course.subscriber_csv import export_rows
+
+    schedule, _ = ctx.runtime.schedules.current()
+    rows = export_rows(ctx.runtime.store, schedule, status)
+    if str(file) == "-":
+        writer = csv.writer(sys.stdout)
+        count = sum(1 for row in rows if writer.writerow(row) is not None) - 1
+        return
+    with file.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        count = sum(1 for row in rows if writer.writerow(row) is not None) - 1
+    click.echo(f"{file}: {count} subscribers")
 
 
 @subscribers.command("unsubscribe")
