@@ -177,7 +177,8 @@ class Impact:
     removed_pending: dict[str, int] = field(default_factory=dict)  # lesson -> were still to get
     offset_pending: dict[str, int] = field(default_factory=dict)  # lesson -> not had it yet
     offset_shifts: dict[str, Shifts] = field(default_factory=dict)  # lesson -> next send moves
-    rename_again: dict[tuple[str, str], int] = field(default_factory=dict)  # had old, get new
+    # (old id, new id) -> already past the old lesson (most had it), will get the new one
+    rename_again: dict[tuple[str, str], int] = field(default_factory=dict)
     next_send: Shifts = field(default_factory=Shifts)
     affected: int = 0
 
@@ -200,7 +201,7 @@ class Impact:
                 for k in self.offset_pending
             },
             "renames": [
-                {"old_id": a, "new_id": b, "had_old_will_get_new": n}
+                {"old_id": a, "new_id": b, "past_old_will_get_new": n}
                 for (a, b), n in self.rename_again.items()
             ],
             "next_send": self.next_send.summary(),
@@ -320,8 +321,9 @@ def impact(
                 result.offset_pending[lesson_id] += 1
         if diff.renames:
             coming = set(after)
+            behind = set(before)
             for old_id, new_id in result.rename_again:
-                if old_id in ledger and new_id in coming:
+                if old_id not in behind and new_id in coming:
                     result.rename_again[(old_id, new_id)] += 1
         # The next send, compared only where it can differ: another lesson, another day
         # offset or other course timing (due times depend on nothing else).
@@ -360,7 +362,10 @@ def warnings(diff: ScheduleDiff, found: Impact | None) -> list[str]:
         )
         if found is not None:
             again = found.rename_again.get((rename.old_id, rename.new_id), 0)
-            line += f"; {again} who had {rename.old_id} will get {rename.new_id} as a new lesson"
+            line += (
+                f"; {again} already past {rename.old_id} (most had it) will get {rename.new_id}"
+                " as a new lesson"
+            )
         lines.append(line)
     if found is not None and found.next_send.due_now:
         lines.append(

@@ -20,6 +20,7 @@ Reading and checking rows (:func:`read_rows`) is pure; :func:`import_rows` and
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from email_validator import EmailNotValidError, validate_email
 from course.schedule import LESSON, Schedule
 from course.store import Store
 from course.subscriber import STATUSES, SUPPRESSED, Subscriber, due_at, next_lesson, to_instant
+from course.web.signup import MAX_ZONE, InvalidSignup, clean_name, known_zones
 
 COLUMNS = ("email", "first_name", "timezone", "signup_time", "consent_source")
 REQUIRED = ("email", "signup_time", "consent_source")
@@ -112,18 +114,22 @@ def _check_email(text: str) -> str:
         raise ValueError(f"not a valid email address: {exc}") from None
 
 
-def _check_name(text: str) -> str | None:
-    from course.web.signup import InvalidSignup, clean_name
-
+@functools.lru_cache(maxsize=10_000)  # first names repeat: check each once
+def _name_or_reason(text: str) -> tuple[str | None, str | None]:
     try:
-        return clean_name(text)
+        return clean_name(text), None
     except InvalidSignup:
-        raise ValueError("not a first name (letters, at most 3 words and 40 characters)") from None
+        return None, "not a first name (letters, at most 3 words and 40 characters)"
+
+
+def _check_name(text: str) -> str | None:
+    name, reason = _name_or_reason(text)
+    if reason:
+        raise ValueError(reason)
+    return name
 
 
 def _check_zone(text: str, default: str) -> str:
-    from course.web.signup import MAX_ZONE, known_zones
-
     if not text:
         return default
     if len(text) > MAX_ZONE or text not in known_zones():
