@@ -163,7 +163,7 @@ def _print_diff(
             raise click.BadParameter(str(exc), param_hint="OLD/NEW") from None
         changes = compare(old, new)
         found = None
-        if subscribers:
+        if subscribers and changes.timing:  # else nobody's lessons or send times change
             store = ctx.runtime.store
             found = impact(changes, old, new, _scan(store), now)
     finally:
@@ -175,6 +175,8 @@ def _print_diff(
         click.echo(f"{old_name} -> {new_name}")
         for line in report_lines(changes, found):
             click.echo(line)
+        if subscribers and not changes.timing:
+            click.echo("nobody's lessons or send times change (the store was not read)")
     if strict and warnings(changes, found):
         raise Failed("warnings (see above); without --strict they do not fail")
 

@@ -76,17 +76,16 @@ class ScheduleDiff:
     moved: tuple[PhaseMove, ...]
     renames: tuple[Rename, ...]
     settings: tuple[SettingChange, ...]  # course timing: send_time, weekdays, max per day
+    reordered: tuple[str, ...] = ()  # kept lessons now in another order (same-day swaps)
 
     @property
     def empty(self) -> bool:
-        return not (
-            self.added
-            or self.removed
-            or self.offsets
-            or self.content
-            or self.moved
-            or self.settings
-        )
+        return not (self.timing or self.content or self.moved)
+
+    @property
+    def timing(self) -> bool:
+        """Whether anyone's lessons or send times can change (else no subscriber is affected)."""
+        return bool(self.added or self.removed or self.offsets or self.settings or self.reordered)
 
 
 def _setting_text(name: str, value: Any) -> str:
@@ -135,8 +134,18 @@ def compare(old: Schedule, new: Schedule) -> ScheduleDiff:
         for name in _TIMING_FIELDS
         if (a := getattr(old.course, name)) != (b := getattr(new.course, name))
     )
+    kept_old = [les.id for les in old.lessons if les.id in new_lessons]
+    kept_new = [les.id for les in new.lessons if les.id in old_lessons]
+    reordered = tuple(a for a, b in zip(kept_new, kept_old, strict=True) if a != b)
     return ScheduleDiff(
-        added, removed, tuple(offsets), tuple(content), tuple(moved), tuple(renames), settings
+        added,
+        removed,
+        tuple(offsets),
+        tuple(content),
+        tuple(moved),
+        tuple(renames),
+        settings,
+        reordered,
     )
 
 
@@ -423,6 +432,8 @@ def report_lines(diff: ScheduleDiff, found: Impact | None) -> list[str]:
         lines.append(f"> moved    {move.lesson_id}: phase {move.old_phase} -> {move.new_phase}")
     for setting in diff.settings:
         lines.append(f"~ course   {setting.name}: {setting.old} -> {setting.new}")
+    if diff.reordered:
+        lines.append(f"~ order    {', '.join(diff.reordered)} now come in another order")
     if found is not None:
         counted = ", ".join(f"{n} {s}" for s, n in sorted(found.statuses.items())) or "none"
         lines.append("")
@@ -485,6 +496,7 @@ def to_json(diff: ScheduleDiff, found: Impact | None) -> dict[str, Any]:
             for r in diff.renames
         ],
         "settings": [{"name": s.name, "old": s.old, "new": s.new} for s in diff.settings],
+        "reordered": list(diff.reordered),
         "impact": found.to_dict() if found is not None else None,
         "warnings": warnings(diff, found),
     }

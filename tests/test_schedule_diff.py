@@ -24,8 +24,6 @@ DIFF_DB = 11  # this module owns this database of the tests' server
 NOW = datetime(2026, 3, 20, 15, 0, tzinfo=UTC)
 ZONES = ["America/New_York", "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney", "UTC"]
 
-LESSON = '      - {{id: {id}, day: {day}, subject: "{subject}", preheader: "p", template: {tpl}}}\n'
-
 
 def edit(text: str, old: str, new: str) -> str:
     assert old in text, old
@@ -100,6 +98,17 @@ def test_compare_reports_subject_only_changes_phase_moves_and_course_timing(old,
         ("second", "first", "last")
     ]
     assert [(s.name, s.old, s.new) for s in diff.settings] == [("send_time", "08:00", "09:30")]
+
+
+def test_same_day_lessons_swapped_are_a_reorder_that_counts_as_a_timing_change(tmp_path):
+    same_day = edit(SMALL_SCHEDULE, "{id: fourth, day: 4,", "{id: fourth, day: 3,")
+    before = load_schedule(write_course(tmp_path / "before", same_day))
+    # The two ids trade places (their subjects and templates stay where they were).
+    swapped = same_day.replace("{id: third,", "{id: tmp,").replace("{id: fourth,", "{id: third,")
+    swapped = swapped.replace("{id: tmp,", "{id: fourth,")
+    diff = compare(before, new_schedule(tmp_path, swapped))
+    assert diff.reordered == ("fourth", "third") and diff.timing
+    assert "~ order    fourth, third now come in another order" in report_lines(diff, None)
 
 
 def test_identical_schedules_have_no_changes(old):
