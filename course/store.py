@@ -168,6 +168,10 @@ if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
 return 1
 """
 
+_FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
+_FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
+_INTS = {"sent_that_day", "last_day"}
+
 # KEYS: email hash, subs zset, due zset, then one new subscriber hash per subscriber
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), and the F values ('' = not set: left out of the hash).
@@ -200,10 +204,6 @@ for k = 4, #KEYS do
 end
 return out
 """
-
-_FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
-_FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
-_INTS = {"sent_that_day", "last_day"}
 
 
 class Claim(NamedTuple):
@@ -266,12 +266,12 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX):
         self.redis = client
         self.prefix = prefix
+        self._add_many = client.register_script(ADD_MANY_SCRIPT)
         self._claim = client.register_script(CLAIM_SCRIPT)
         self._start_send = client.register_script(START_SEND_SCRIPT)
         self._finish = client.register_script(FINISH_SCRIPT)
         self._update = client.register_script(UPDATE_SCRIPT)
         self._add = client.register_script(ADD_SCRIPT)
-        self._add_many = client.register_script(ADD_MANY_SCRIPT)
 
     # keys
     def sub_key(self, sub_id: str) -> str:
