@@ -574,12 +574,14 @@ def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
     schedule, _ = ctx.runtime.schedules.current()
     rows = export_rows(ctx.runtime.store, schedule, status)
     if str(file) == "-":
-        writer = csv.writer(sys.stdout)
-        count = sum(1 for row in rows if writer.writerow(row) is not None) - 1
+        csv.writer(sys.stdout).writerows(rows)
         return
+    count = -1  # the header is no subscriber
     with file.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out)
-        count = sum(1 for row in rows if writer.writerow(row) is not None) - 1
+        for row in rows:
+            writer.writerow(row)
+            count += 1
     click.echo(f"{file}: {count} subscribers")
 
 

@@ -298,64 +298,75 @@ def impact(
         result.offset_shifts[change.lesson_id] = Shifts()
     for rename in diff.renames:
         result.rename_again[(rename.old_id, rename.new_id)] = 0
-    old_plans, new_plans = _Plans(old, now), _Plans(new, now)
-    old_days = {lesson.id: lesson.day for lesson in old.lessons}
-    new_days = {lesson.id: lesson.day for lesson in new.lessons}
+    plans = (_Plans(old, now), _Plans(new, now))
+    days = ({les.id: les.day for les in old.lessons}, {les.id: les.day for les in new.lessons})
     same_timing = _timing(old) == _timing(new)
-    offset_ids = set(result.offset_pending)
 
     for sub, done in subscribers:
         status = sub.status if sub is not None else "erased"
+        if sub is not None and status in IN_COURSE:
+            try:
+                _count(result, diff, sub, frozenset(done), plans, days, same_timing, now)
+            except (ValueError, KeyError):  # a damaged record, as the tick would quarantine it
+                status = "unreadable"
         result.statuses[status] = result.statuses.get(status, 0) + 1
-        if sub is None or status not in IN_COURSE:
-            continue
-        ledger = frozenset(done)
-        before = old_plans.remaining(sub, ledger)
-        after = new_plans.remaining(sub, ledger)
-        affected = [(i, old_days[i]) for i in before] != [(i, new_days[i]) for i in after]
-        if diff.added:
-            coming = set(after)
-            for lesson in diff.added:
-                if lesson.id in coming:
-                    result.added_get[lesson.id] += 1
-                elif lesson.id not in ledger:
-                    result.added_skip[lesson.id] += 1
-        if diff.removed:
-            still = set(before)
-            for lesson in diff.removed:
-                if lesson.id in still:
-                    result.removed_pending[lesson.id] += 1
-        if offset_ids:
-            for lesson_id in offset_ids.intersection(after):
-                result.offset_pending[lesson_id] += 1
-        if diff.renames:
-            coming = set(after)
-            behind = set(before)
-            for old_id, new_id in result.rename_again:
-                if old_id not in behind and new_id in coming:
-                    result.rename_again[(old_id, new_id)] += 1
-        # The next send, compared only where it can differ: another lesson, another day
-        # offset or other course timing (due times depend on nothing else).
-        old_next, new_next = before[:1], after[:1]
-        if old_next or new_next:
-            same_lesson = old_next == new_next and old_days[old_next[0]] == new_days[new_next[0]]
-            if not (same_lesson and same_timing):
-                was = next_due(old, sub, set(ledger), now)
-                will = next_due(new, sub, set(ledger), now)
-                if was and will and was[1] != will[1]:
-                    seconds = (will[1] - was[1]).total_seconds()
-                    result.next_send.add(seconds)
-                    shifts = result.offset_shifts.get(will[0])
-                    if shifts is not None:
-                        shifts.add(seconds)
-                    if sub.status == "active" and will[1] <= now < was[1]:
-                        result.next_send.due_now += 1
-                        if shifts is not None:
-                            shifts.due_now += 1
-                    affected = True
-        if affected:
-            result.affected += 1
     return result
+
+
+def _count(
+    result: Impact,
+    diff: ScheduleDiff,
+    sub: Subscriber,
+    ledger: frozenset[str],
+    plans: tuple[_Plans, _Plans],
+    days: tuple[dict[str, int], dict[str, int]],
+    same_timing: bool,
+    now: datetime,
+) -> None:
+    """Add one subscriber in the course to the counts (all worked out before any is added,
+    so a damaged record raises without counting half)."""
+    old_plans, new_plans = plans
+    old_days, new_days = days
+    before = old_plans.remaining(sub, ledger)
+    after = new_plans.remaining(sub, ledger)
+    # The next send, worked out only where it can differ: another lesson, another day offset
+    # or other course timing (due times depend on nothing else).
+    was = will = None
+    old_next, new_next = before[:1], after[:1]
+    if old_next or new_next:
+        same_lesson = old_next == new_next and old_days[old_next[0]] == new_days[new_next[0]]
+        if not (same_lesson and same_timing):
+            was = next_due(old_plans.schedule, sub, set(ledger), now)
+            will = next_due(new_plans.schedule, sub, set(ledger), now)
+
+    affected = [(i, old_days[i]) for i in before] != [(i, new_days[i]) for i in after]
+    was_coming, coming = set(before), set(after)
+    for lesson in diff.added:
+        if lesson.id in coming:
+            result.added_get[lesson.id] += 1
+        elif lesson.id not in ledger:
+            result.added_skip[lesson.id] += 1
+    for lesson in diff.removed:
+        if lesson.id in was_coming:
+            result.removed_pending[lesson.id] += 1
+    for lesson_id in coming.intersection(result.offset_pending):
+        result.offset_pending[lesson_id] += 1
+    for old_id, new_id in result.rename_again:
+        if old_id not in was_coming and new_id in coming:
+            result.rename_again[(old_id, new_id)] += 1
+    if was and will and was[1] != will[1]:
+        seconds = (will[1] - was[1]).total_seconds()
+        result.next_send.add(seconds)
+        shifts = result.offset_shifts.get(will[0])
+        if shifts is not None:
+            shifts.add(seconds)
+        if sub.status == "active" and will[1] <= now < was[1]:
+            result.next_send.due_now += 1
+            if shifts is not None:
+                shifts.due_now += 1
+        affected = True
+    if affected:
+        result.affected += 1
 
 
 # --- Reporting --------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ class Row:
     tz: str
     signup: datetime
     consent_source: str
-    status: str = "active"  # what the record starts as: active, pending, completed, suppressed
+    status: str = "active"  # the record starts as: active, pending, completed or suppressed
+    # (unsubscribed, bounced, complained), as an export's status column says
     last_lesson: str | None = None
 
 

@@ -271,6 +271,16 @@ def test_earlier_offset_makes_overdue_subscribers_due_at_once(store, tmp_path):
     assert any("due at once" in line for line in report_lines(diff, found))
 
 
+def test_a_damaged_record_is_counted_as_unreadable_and_the_rest_still_counted(store, old, tmp_path):
+    new = new_schedule(tmp_path, EDITED)
+    fine = enrol(store, old, "fine@example.com", None, "UTC", NOW - timedelta(hours=1))
+    broken = enrol(store, old, "broken@example.com", None, "UTC", NOW - timedelta(hours=1))
+    store.update(broken.id, {"tz": "Mars/Olympus"}, "=")
+    found = impact(compare(old, new), old, new, store.get_many([broken.id, fine.id]), NOW)
+    assert found.statuses == {"unreadable": 1, "active": 1}
+    assert found.added_get["between"] == 1
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
