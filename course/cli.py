@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from datetime import UTC, datetime
@@ -97,8 +98,14 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--schedule", "schedule_path", type=click.Path(path_type=Path), default=None)
+@click.option("--against", default=None, metavar="OLD",
+              help="Also print what changed since OLD (a path or git:REV[:path]) and its impact "
+                   "on the subscribers in the store.")  # fmt: skip
+@click.option("--now", "now_text", default=None, help="With --against: the instant to count at.")
 @pass_ctx
-def validate(ctx: Context, schedule_path: Path | None) -> None:
+def validate(
+    ctx: Context, schedule_path: Path | None, against: str | None, now_text: str | None
+) -> None:
     """Check schedule.yaml, compile every template and read every email for a sample subscriber.
 
     Reports every problem, one line each with its file and line, and exits 1 if there is any.
@@ -115,6 +122,75 @@ def validate(ctx: Context, schedule_path: Path | None) -> None:
         f"{schedule.path}: ok — {len(schedule.phases)} phases, {schedule.lesson_count} lessons, "
         f"{len(schedule.emails)} emails checked"
     )
+    if against:
+        click.echo("")
+        _print_diff(ctx, against, str(schedule.path), now_text, as_json=False, strict=False)
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new", required=False)
+@click.option("--now", "now_text", default=None, help="The instant to count at (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--strict", is_flag=True, help="Exit 1 when there is any warning.")
+@click.option("--no-subscribers", "no_subscribers", is_flag=True,
+              help="Compare the schedules only; do not read the store.")  # fmt: skip
+@pass_ctx
+def diff(
+    ctx: Context, old: str, new: str | None, now_text: str | None, as_json: bool, strict: bool,
+    no_subscribers: bool,
+) -> None:  # fmt: skip
+    """What changing the schedule from OLD to NEW does, to the lessons and to the people in the
+    course. OLD and NEW are paths or git:REV[:path]; NEW defaults to the working schedule."""
+    new = new or str(ctx.settings.schedule_path)
+    _print_diff(ctx, old, new, now_text, as_json, strict, subscribers=not no_subscribers)
+
+
+def _print_diff(
+    ctx: Context, old_spec: str, new_spec: str, now_text: str | None, as_json: bool,
+    strict: bool, subscribers: bool = True,
+) -> None:  # fmt: skip
+    from course.schedule_diff import compare, impact, report_lines, to_json, warnings
+    from course.schedule_source import SourceError, load_source
+
+    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    temps: list = []
+    try:
+        try:
+            old, old_name = load_source(old_spec, ctx.settings.schedule_path, temps)
+            new, new_name = load_source(new_spec, ctx.settings.schedule_path, temps)
+        except SourceError as exc:
+            raise click.BadParameter(str(exc), param_hint="OLD/NEW") from None
+        changes = compare(old, new)
+        found = None
+        if subscribers and changes.timing:  # else nobody's lessons or send times change
+            store = ctx.runtime.store
+            found = impact(changes, old, new, _scan(store), now)
+    finally:
+        for temp in temps:
+            temp.cleanup()
+    if as_json:
+        click.echo(json.dumps(to_json(changes, found), indent=2))
+    else:
+        click.echo(f"{old_name} -> {new_name}")
+        for line in report_lines(changes, found):
+            click.echo(line)
+        if subscribers and not changes.timing:
+            click.echo("nobody's lessons or send times change (the store was not read)")
+    if strict and warnings(changes, found):
+        raise Failed("warnings (see above); without --strict they do not fail")
+
+
+def _scan(store, chunk: int = 1000):
+    """Every subscriber with their ledger's lesson ids, read a pipelined chunk at a time."""
+    ids: list[str] = []
+    for sub_id in store.iter_ids(batch=chunk):
+        ids.append(sub_id)
+        if len(ids) >= chunk:
+            yield from store.get_many(ids)
+            ids = []
+    if ids:
+        yield from store.get_many(ids)
 
 
 @cli.command()
@@ -570,6 +646,107 @@ def subscribers_list(ctx: Context, status: str | None, as_json: bool, limit: int
         table.add_row(s.email, s.first_name or "", s.status, s.tz, s.last_lesson or "")
     console.print(table)
     console.print(f"{len(rows)} shown of {store.count()} subscribers")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the bad rows (default: FILE.errors.txt).",
+)
+@click.option("--dry-run", is_flag=True, help="Check every row and count; write nothing.")
+@click.option(
+    "--start",
+    "start_at",
+    type=click.Choice(["signup", "import"]),
+    default="signup",
+    show_default=True,
+    help="Start each course clock at the row's signup_time, or now.",
+)
+@click.option("--now", "now_text", default=None, hidden=True)
+@pass_ctx
+def subscribers_import(
+    ctx: Context, file: Path, errors_path: Path | None, dry_run: bool, start_at: str,
+    now_text: str | None,
+) -> None:  # fmt: skip
+    """Import subscribers from a CSV file (header: email,first_name,timezone,signup_time,
+    consent_source). Bad rows go to the errors file; the valid ones are imported."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from course.subscriber_csv import CsvFileError, import_rows, read_rows, write_errors
+
+    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    schedule, _ = ctx.runtime.schedules.current()
+    store = ctx.runtime.store
+    try:
+        raw = file.open("rb")
+    except OSError as exc:
+        raise click.BadParameter(f"{file}: {exc.strerror}", param_hint="FILE") from None
+    size = max(1, file.stat().st_size)
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+        transient=True,
+    )
+    with raw, progress:
+        task = progress.add_task("import", total=size, rows=0)
+        stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            rows = read_rows(stream, str(file), schedule, now)
+            summary = import_rows(store, schedule, rows, now, start_at, dry_run,
+                                  on_batch=lambda n: progress.update(task, completed=raw.tell(),
+                                                                     rows=n))  # fmt: skip
+        except CsvFileError as exc:
+            raise Failed(str(exc)) from None
+    verb = "would import" if dry_run else "imported"
+    line = f"{file}: {summary.rows} rows; {verb} {summary.imported}"
+    if summary.imported_suppressed:
+        line += f" (+{summary.imported_suppressed} kept suppressed, as their status says)"
+    line += f"; skipped {summary.existing} already subscribed, {summary.suppressed} unsubscribed"
+    line += f" or suppressed; {len(summary.bad)} bad"
+    click.echo(line)
+    if summary.bad:
+        target = errors_path or file.with_name(file.name + ".errors.txt")
+        with target.open("w", encoding="utf-8") as out:
+            write_errors(summary.bad, out)
+        for bad in summary.bad[:3]:
+            click.echo(f"{file}: {bad}", err=True)
+        raise Failed(f"{len(summary.bad)} bad row(s), each with its reason in {target}")
+
+
+@subscribers.command("export")
+@click.argument("file", default="-", type=click.Path(path_type=Path, dir_okay=False,
+                                                     allow_dash=True))  # fmt: skip
+@click.option("--status", type=click.Choice(
+    ["pending", "active", "paused", "completed", "unsubscribed", "bounced", "complained"]
+), default=None)  # fmt: skip
+@pass_ctx
+def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
+    """Write subscribers as CSV (the import's columns plus status and progress) to FILE or
+    standard output (-)."""
+    import csv
+
+    from course.subscriber_csv import export_rows
+
+    schedule, _ = ctx.runtime.schedules.current()
+    rows = export_rows(ctx.runtime.store, schedule, status)
+    if str(file) == "-":
+        csv.writer(sys.stdout).writerows(rows)
+        return
+    count = -1  # the header is no subscriber
+    with file.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    click.echo(f"{file}: {count} subscribers")
 
 
 @subscribers.command("unsubscribe")

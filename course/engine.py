@@ -25,7 +25,7 @@ import redis
 
 from course.logs import log_event
 from course.render import Recipient, Renderer
-from course.schedule import Schedule
+from course.schedule import Lesson, Schedule
 from course.store import Claim, Store
 from course.subscriber import (
     LedgerEntry,
@@ -193,15 +193,13 @@ def _plan(
     if sub.status != "active":  # not mailable: drop from the index unless it changed
         store.update(sub.id, {}, None, sub.version)
         return None
-    lesson = next_lesson(schedule, sub, done)
-    if lesson is None:
+    upcoming = next_send(schedule, sub, done, now)
+    if upcoming is None:
         store.update(sub.id, {"status": "completed"}, None, sub.version)
         result.completed += 1
         return None
+    lesson, nominal, due = upcoming
     zone = sub.zone
-    nominal = due_at(schedule, sub, lesson)
-    grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
-    due = catch_up(nominal, now, schedule.course, zone, grace)
     if due > now:  # not yet (an edit, or an overdue lesson waiting for a sensible hour)
         store.update(sub.id, {}, due.timestamp(), sub.version)
         return None
@@ -222,6 +220,21 @@ def _plan(
         deadline=ts + STALE_AFTER,
         previous=sub.last_lesson,
     )
+
+
+def next_send(
+    schedule: Schedule, sub: Subscriber, done: set[str], now: datetime
+) -> tuple[Lesson, datetime, datetime] | None:
+    """What a tick at ``now`` would do next for an active ``sub`` whose ledger holds ``done``:
+    ``(lesson, nominal due, due)``, where ``due`` is when it may go out (an overdue lesson
+    waits for a sensible hour); None when no lesson is left. Pure: ``course diff`` predicts
+    with it too."""
+    lesson = next_lesson(schedule, sub, done)
+    if lesson is None:
+        return None
+    nominal = due_at(schedule, sub, lesson)
+    grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
+    return lesson, nominal, catch_up(nominal, now, schedule.course, sub.zone, grace)
 
 
 def _sweep_pending(store: Store, ts: float, result: TickResult) -> list[Item]:
