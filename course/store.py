@@ -235,23 +235,27 @@ _FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
 _FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
 _INTS = {"sent_that_day", "last_day"}
 
-# KEYS: email hash, subs zset, due zset, then one new subscriber hash per subscriber
+# KEYS: email hash, subs zset, due zset, suppressed set, then one new subscriber hash each
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
-#       due ('' = not due), and the F values ('' = not set: left out of the hash).
+#       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
+#       left out of the hash).
 # An import: each subscriber is added only while nobody holds the address, not even someone
-# suppressed (never a silent re-enrolment). Returns per subscriber 1 added, 0 address taken.
+# suppressed (never a silent re-enrolment), and never an address erased on request.
+# Returns per subscriber 1 added, 0 address taken, -1 address erased.
 ADD_MANY_SCRIPT = """
 local f = tonumber(ARGV[1])
 local out = {}
 local i = f + 2
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('HEXISTS', KEYS[1], email) == 1 then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[i + 4]) == 1 then
+    out[#out + 1] = -1
+  elseif redis.call('HEXISTS', KEYS[1], email) == 1 then
     out[#out + 1] = 0
   else
     local pairs = {'v', '0'}
     for j = 1, f do
-      local value = ARGV[i + 3 + j]
+      local value = ARGV[i + 4 + j]
       if value ~= '' then
         pairs[#pairs + 1] = ARGV[1 + j]
         pairs[#pairs + 1] = value
@@ -263,7 +267,7 @@ for k = 4, #KEYS do
     if due ~= '' then redis.call('ZADD', KEYS[3], due, id) end
     out[#out + 1] = 1
   end
-  i = i + 4 + f
+  i = i + 5 + f
 end
 return out
 """
@@ -448,15 +452,18 @@ class Store:
     def add_many(self, subs: list[Subscriber], dues: list[float | None]) -> list[int]:
         """Create new subscribers (an import) in one step, each as :meth:`add` would, but only
         where the address is free: an address held by anyone, even someone who unsubscribed,
-        is left alone. Per subscriber: 1 added, 0 the address is taken."""
+        is left alone, and an address erased on request is refused. Per subscriber: 1 added,
+        0 the address is taken, -1 the address was erased."""
         if not subs:
             return []
         names = sorted(_FIELD_NAMES)
         args: list[str] = [str(len(names)), *names]
         for sub, due in zip(subs, dues, strict=True):
-            args += [sub.email, sub.id, _encode(sub.created), "" if due is None else _encode(due)]
+            args += [sub.email, sub.id, _encode(sub.created), "" if due is None else _encode(due),
+                     suppression_hash(sub.email)]  # fmt: skip
             args += [_encode(getattr(sub, name)) for name in names]
-        keys = [self.email_key, self.subs_key, self.due_key, *(self.sub_key(s.id) for s in subs)]
+        keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
+                *(self.sub_key(s.id) for s in subs)]  # fmt: skip
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
 
     def find_many(self, emails: list[str]) -> list[Subscriber | None]:
@@ -518,6 +525,13 @@ class Store:
     def is_erased(self, email: str) -> bool:
         """Whether the address was erased on request (and so may never be mailed)."""
         return bool(self.redis.sismember(self.suppressed_key, suppression_hash(email)))
+
+    def erased_many(self, emails: list[str]) -> list[bool]:
+        """:meth:`is_erased` for each address, in one round trip."""
+        if not emails:
+            return []
+        hashes = [suppression_hash(email) for email in emails]
+        return [bool(found) for found in self.redis.smismember(self.suppressed_key, hashes)]
 
     def iter_ids(self, batch: int = 1000) -> Iterator[str]:
         """Subscriber ids in signup order."""

@@ -310,12 +310,13 @@ def import_rows(
 
     def flush() -> None:
         holders = store.find_many([row.email for row in batch])
+        erased = store.erased_many([row.email for row in batch])
         fresh = []
-        for row, holder in zip(batch, holders, strict=True):
-            if holder is None:
-                fresh.append(row)
-            elif holder.status in SUPPRESSED:
+        for row, holder, gone in zip(batch, holders, erased, strict=True):
+            if gone or (holder is not None and holder.status in SUPPRESSED):
                 summary.suppressed += 1
+            elif holder is None:
+                fresh.append(row)
             else:
                 summary.existing += 1
         records = [new_subscriber(store, schedule, row, now, start_at) for row in fresh]
@@ -324,7 +325,9 @@ def import_rows(
         else:
             outcomes = store.add_many([sub for sub, _ in records], [due for _, due in records])
         for (sub, _), outcome in zip(records, outcomes, strict=True):
-            if outcome != 1:
+            if outcome == -1:
+                summary.suppressed += 1  # erased between the check and the write
+            elif outcome != 1:
                 summary.existing += 1  # taken between the check and the write
             elif sub.status in SUPPRESSED:
                 summary.imported_suppressed += 1

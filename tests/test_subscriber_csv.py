@@ -12,10 +12,18 @@ import pytest
 import redis
 from conftest import course_env, db_url
 
+from course.privacy import erase
 from course.schedule import load_schedule
 from course.store import Store
 from course.subscriber import LedgerEntry, due_at, next_lesson
-from course.subscriber_csv import BadRow, CsvFileError, Row, read_rows
+from course.subscriber_csv import (
+    START_AT_SIGNUP,
+    BadRow,
+    CsvFileError,
+    Row,
+    new_subscriber,
+    read_rows,
+)
 from course.subscriptions import enrol, unsubscribe
 
 CSV_DB = 12  # this module owns this database of the tests' server
@@ -220,3 +228,32 @@ def test_export_then_import_into_an_empty_store_gives_the_same_people(run, tmp_p
     piped = run("subscribers", "export", "-", "--status", "unsubscribed")
     assert piped.stdout.splitlines()[1].startswith("gone@example.com,Gil,UTC,")
     assert len(piped.stdout.splitlines()) == 2
+
+
+def test_import_never_brings_back_an_address_erased_on_request(run, tmp_path, course_path):
+    schedule = load_schedule(course_path)
+    store = run.store
+    erased = enrol(store, schedule, "erased@example.com", None, "UTC", NOW - timedelta(days=9))
+    erase(store, erased.email, NOW)
+    source = write(tmp_path / "p.csv", [HEADER] + [
+        f"{a},X,UTC,2026-03-01T00:00:00Z,old list"
+        for a in ("Erased@Example.com", "new@example.com")
+    ])  # fmt: skip
+    result = run("subscribers", "import", source, "--now", NOW.isoformat())
+    assert result.returncode == 0, result.stderr
+    assert "imported 1;" in result.stdout
+    assert "1 unsubscribed or suppressed" in result.stdout
+    assert store.find("erased@example.com") is None
+    assert store.count() == 1
+
+
+def test_the_import_script_itself_refuses_an_erased_address(run, course_path):
+    """An erase that lands between the import's check and its write still wins."""
+    schedule = load_schedule(course_path)
+    store = run.store
+    row = Row(line=2, email="late@example.com", first_name=None, tz="UTC",
+              signup=NOW - timedelta(days=1), consent_source="list")  # fmt: skip
+    sub, due = new_subscriber(store, schedule, row, NOW, START_AT_SIGNUP)
+    erase(store, "late@example.com", NOW)
+    assert store.add_many([sub], [due]) == [-1]
+    assert store.find("late@example.com") is None and store.count() == 0
