@@ -244,7 +244,11 @@ def _sweep_pending(store: Store, ts: float, result: TickResult) -> list[Item]:
     for sub_id, lesson_id in store.pending_due(ts, limit=100_000):
         entry = store.entry(sub_id, lesson_id)
         if entry is None:
-            store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, 0, "missing"), None, ("",))
+            if store.get(sub_id) is None:  # erased on request: leave no ledger behind
+                store.drop_pending(sub_id, lesson_id)
+            else:
+                skipped = LedgerEntry(lesson_id, "skipped", ts, 0, "missing")
+                store.finish(sub_id, skipped, None, ("",))
             continue
         if entry.state in ("claimed", "retry"):
             work.append((sub_id, lesson_id))

@@ -682,6 +682,9 @@ class Store:
             return int(self.redis.zcard(self.pending_key))
         return int(self.redis.zcount(self.pending_key, "-inf", due_by))
 
+    def drop_pending(self, sub_id: str, lesson_id: str) -> None:
+        self.redis.zrem(self.pending_key, member(sub_id, lesson_id))
+
     def touch_pending(self, items: list[tuple[str, str]], at: float) -> None:
         if items:
             self.redis.zadd(self.pending_key, {member(s, les): at for s, les in items}, xx=True)

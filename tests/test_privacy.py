@@ -144,6 +144,19 @@ def test_a_delivery_queued_before_the_erase_sends_nothing(store, schedule, setti
     assert not store.redis.exists(store.ledger_key(items[0][0]))  # not brought back
 
 
+def test_a_pending_entry_left_by_a_racing_erase_is_dropped_without_a_ledger(store, schedule):
+    sub = enrol(store, schedule, "ed@example.com", "Ed", None, NOW)
+    engine.tick(store, schedule, NOW, lambda batch, when: None)  # claimed: a pending entry
+    erase(store, "ed@example.com", NOW)
+    # a sweep that read the pending index just before the erase still holds this member
+    store.redis.zadd(store.pending_key, {f"{sub.id}|{schedule.lessons[0].id}": NOW.timestamp()})
+
+    engine.tick(store, schedule, NOW + timedelta(hours=1), lambda batch, when: None)
+
+    assert not store.redis.exists(store.ledger_key(sub.id))
+    assert store.pending_count() == 0
+
+
 def test_an_erased_address_signing_up_again_gets_nothing_sent(store, schedule, settings):
     enrol(store, schedule, "dee@example.com", "Dee", None, NOW)
     erase(store, "dee@example.com", NOW)
