@@ -23,14 +23,17 @@ Targets (PRODUCT.md): tick ratio <= 2; memory <= 400 bytes per subscriber at 1,0
 from __future__ import annotations
 
 import argparse
+import os
 import random
-import secrets
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -41,6 +44,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from course import embedded  # noqa: E402
 from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.engine import tick  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
@@ -246,7 +250,8 @@ class Loader:
         email = f"{(first or 'reader').lower()}.{n}@{rng.choice(('gmail.com', 'example.org'))}"
         sub = replace(history.sub, id=f"{n:012x}", email=email, first_name=first)
         ledger = {
-            lesson: LedgerEntry(lesson, "sent", at, 1, secrets.token_urlsafe(16)).encode()
+            # The provider's message id: 22 characters, as SendGrid's X-Message-Id.
+            lesson: LedgerEntry(lesson, "sent", at, 1, f"{rng.getrandbits(88):022x}").encode()
             for lesson, at in history.sent
         }
         return sub, ledger
@@ -361,39 +366,61 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=10_000, help="due at now, in both cases")
     parser.add_argument("--rounds", type=int, default=5, help="ticks timed over each")
     parser.add_argument("--skip-fresh", action="store_true", help="no fresh-only population")
+    parser.add_argument(
+        "--redis-server",
+        metavar="PATH",
+        help="run this redis-server binary instead of the embedded one (e.g. a Redis 7 build "
+        "with jemalloc, as in docker-compose.yml), with the same settings",
+    )
     args = parser.parse_args()
     if args.due > args.total:
         parser.error("--due must not exceed --total")
     schedule = load_schedule(ROOT / "schedule.yaml")
     rng = random.Random(20260120)
+    if args.redis_server:
+        embedded.redis_binary = lambda: args.redis_server
     var = Path(tempfile.mkdtemp(prefix="tick-bench-"))
     try:
         url = ensure_embedded_redis(var)
         base = url.rsplit("/", 1)[0]
-        big = Store(redis.Redis.from_url(f"{base}/0", decode_responses=True))
-        small = Store(redis.Redis.from_url(f"{base}/1", decode_responses=True))
+        big = Store(redis.Redis.from_url(f"{base}/0", decode_responses=True, socket_timeout=None))
+        small = Store(redis.Redis.from_url(f"{base}/1", decode_responses=True, socket_timeout=None))
         # Loading is not what is measured: no AOF while filling (it is on for the ticks).
         big.redis.config_set("appendonly", "no")
-        info = big.redis.info("server")
-        print(f"redis-server {info['redis_version']} ({url}, under {var}); now = {NOW.isoformat()}")
+        version = big.redis.info("server")["redis_version"]
+        allocator = big.redis.info("memory")["mem_allocator"]
+        print(f"redis-server {version} ({allocator}; {url}, under {var}); now = {NOW.isoformat()}")
         print(f"schedule: {len(schedule.lessons)} lessons over {schedule.lessons[-1].day} days")
         run(args, schedule, rng, big, small)
     finally:
-        stop_embedded_redis(var)
+        pid_file = var / "redis" / "redis.pid"
+        try:
+            stop_embedded_redis(var, timeout=60)
+        except (redis.RedisError, OSError):  # busy or gone: make sure it is gone
+            if pid_file.exists():
+                with suppress(OSError, ValueError):
+                    os.kill(int(pid_file.read_text()), signal.SIGTERM)
         shutil.rmtree(var, ignore_errors=True)
 
 
 def populate(loader: Loader, histories: list[History], count: int, offset: int, pick) -> list[str]:
     """Write ``count`` subscribers, each stamped from ``pick(n)``'s history; their ids."""
     ids: list[str] = []
-    for start in range(0, count, 50_000):
-        people = []
-        for n in range(start, min(count, start + 50_000)):
-            history = histories[pick(n)]
-            sub, ledger = loader.person(offset + n, history)
-            people.append((sub, ledger, history.due))
-            ids.append(sub.id)
-        loader.load(people)
+    # Redis runs one chunk's scripts while this process builds the next.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future | None = None
+        for start in range(0, count, 20_000):
+            people = []
+            for n in range(start, min(count, start + 20_000)):
+                history = histories[pick(n)]
+                sub, ledger = loader.person(offset + n, history)
+                people.append((sub, ledger, history.due))
+                ids.append(sub.id)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(loader.load, people)
+        if pending is not None:
+            pending.result()
     return ids
 
 
