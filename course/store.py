@@ -5,10 +5,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
                               paused, paused_at, paused_until, last_sent, sent_that_day,
                               last_lesson, last_day, version (``v``), source, consent
-                              (``text version|IP`` of the signup). A field without a
-                              value (None, a zero counter) is not stored; instants are
-                              whole epoch seconds. Older records hold "" for unset and
-                              milliseconds; they read the same.
+                              (``text version|IP`` of the signup). Empty string means
+                              "not set".
 ``P email``          hash    lower-cased email address -> subscriber id
 ``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
@@ -41,13 +39,17 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 
+Encoding: a subscriber field without a value (None, a zero counter) is not stored, "" or
+absent reads as "not set"; instants in hashes and ledger entries are whole epoch seconds (Redis
+keeps an integer string in a small hash as an integer), sorted-set scores keep milliseconds.
+Records written before kept every field and milliseconds; they read the same.
+
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
 tick or worker that read old state can never claim on top of a newer change.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
@@ -211,7 +213,7 @@ def _encode(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return str(math.floor(value))
+        return str(int(value))  # never negative: epochs and durations
     return str(value)
 
 
@@ -330,7 +332,7 @@ class Store:
             current = _str(current) if current else ""
             keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
                     self.sub_key(current or sub_id)]  # fmt: skip
-            args = [address, sub_id, _score(now), "" if due is None else _score(due), current]
+            args = [address, sub_id, _encode(now), "" if due is None else _encode(due), current]
             outcome = int(self._add(keys=keys, args=args + pairs))
             if outcome == 1:
                 return sub
