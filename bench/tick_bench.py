@@ -93,7 +93,7 @@ FIRST_NAMES = (
     "Nicole",
     "Laura",
 )
-PROTOTYPES = 4000  # distinct simulated histories, each stamped onto many subscribers
+PROTOTYPES = 4000  # distinct simulated histories (at most), each stamped onto many subscribers
 BATCH = 500  # subscribers per loader call
 
 
@@ -433,19 +433,20 @@ def populate(loader: Loader, histories: list[History], count: int, offset: int, 
 def run(args, schedule: Schedule, rng: random.Random, big: Store, small: Store) -> None:
     began = time.perf_counter()
     kinds_of = list(MIX)
+    histories = min(PROTOTYPES, max(args.total, 80))
     prototypes: dict[str, list[History]] = defaultdict(list)
     for kind, share in MIX.items():
-        for _ in range(max(20, int(PROTOTYPES * share))):
+        for _ in range(max(20, int(histories * share))):
             prototypes[kind].append(mix_history(schedule, kind, rng))
     for history in prototypes["active"] + prototypes["paused"]:  # none of them due now
         assert history.due is None or history.due > NOW.timestamp()
-    due_protos = [due_history(schedule, rng) for _ in range(PROTOTYPES // 4)]
+    due_protos = [due_history(schedule, rng) for _ in range(histories // 4)]
     for history in due_protos:
         assert (
             history.due is not None
             and NOW.timestamp() - LATE_GRACE.total_seconds() < history.due <= NOW.timestamp()
         )
-    fresh_protos = [fresh_history(schedule, rng) for _ in range(PROTOTYPES // 4)]
+    fresh_protos = [fresh_history(schedule, rng) for _ in range(histories // 4)]
     print(
         f"simulated {sum(map(len, prototypes.values())) + 2 * len(due_protos):,} histories "
         f"in {time.perf_counter() - began:.1f} s"
