@@ -105,6 +105,8 @@ def naive_pipeline(schedule: Schedule, lesson_id: str) -> Callable[[Recipient], 
     layout = html_env.from_string(layout_source)
     phase = schedule.phase(lesson.phase_id)
     progress = "Phase 1 of 4 · lesson 1 of 20"
+    cta = schedule.course.call_to_action
+    call_to_action = cta if cta and lesson.call_to_action else None  # as the Renderer decides
 
     def one(recipient: Recipient) -> str:
         variables = {
@@ -122,6 +124,7 @@ def naive_pipeline(schedule: Schedule, lesson_id: str) -> Callable[[Recipient], 
             lesson=lesson,
             phase=phase,
             disclaimer=render.DISCLAIMER,
+            call_to_action=call_to_action,
         )
         return render._inline_css(html)
 

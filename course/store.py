@@ -13,7 +13,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
                               active subscribers with a lesson left are in it, so a tick
                               reads only what is due (``ZRANGEBYSCORE -inf now``).
-``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail``; state is one of
+``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail`` (epoch in whole
+                              seconds; older entries have milliseconds); state is one of
                               claimed, sending, retry, sent (detail: provider message id),
                               failed (detail: reason), uncertain, skipped (detail: why).
 ``P pending``        zset    ``{id}|{lesson}`` -> epoch at which that unfinished ledger entry
@@ -58,6 +59,11 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
                               (course.privacy): the only trace of them; no record can be
                               added for such an address again.
+
+Encoding: a subscriber field without a value (None, a zero counter) is not stored, "" or
+absent reads as "not set"; instants in hashes and ledger entries are whole epoch seconds (Redis
+keeps an integer string in a small hash as an integer), sorted-set scores keep milliseconds.
+Records written before kept every field and milliseconds; they read the same.
 
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
 tick or worker that read old state can never claim on top of a newer change.
@@ -158,13 +164,16 @@ return 1
 
 # KEYS: sub hash, due zset
 # ARGV: id, expected version ('' = any), due score ('' = remove from due, '=' = leave),
-#       then field, value pairs to set.
+#       then field, value pairs to set ('' = unset: the field is removed).
 # Returns 1 updated, -1 version moved on, -3 no such subscriber.
 UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if ARGV[2] ~= '' and v ~= ARGV[2] then return -1 end
-if #ARGV >= 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+for i = 4, #ARGV - 1, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+  else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
 elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
@@ -234,6 +243,8 @@ return out
 _FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
 _FLOATS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
 _INTS = {"sent_that_day", "last_day"}
+# Values that mean "not set" and are not stored: empty, or the default of a counter.
+_UNSET = {"paused": ("", "0"), "sent_that_day": ("", "0"), "v": ("", "0")}
 
 # KEYS: email hash, subs zset, due zset, suppressed set, then one new subscriber hash each
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
@@ -319,11 +330,27 @@ def suppression_hash(email: str) -> str:
 
 
 def _encode(value: object) -> str:
+    """A hash field's value. Instants and durations are whole epoch seconds: nothing reads
+    them finer than a second, and Redis keeps an integer string in a hash as an integer
+    (5 bytes instead of 14). Records written before kept milliseconds; they decode alike."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return str(int(value))  # never negative: epochs and durations
     return str(value)
+
+
+def _score(value: float) -> str:
+    """A sorted-set score (due, pending, signup order): precision costs nothing there."""
+    return f"{value:.3f}"
+
+
+def encode_subscriber(sub: Subscriber) -> dict[str, str]:
+    """The fields of ``sub``'s hash (``P sub:{id}``), version included, as the store writes
+    them: a field without a value (None, a zero counter) is left out, read back as unset."""
+    mapping = {name: _encode(getattr(sub, name)) for name in _FIELD_NAMES}
+    mapping["v"] = str(sub.version)
+    return {name: text for name, text in mapping.items() if text not in _UNSET.get(name, ("",))}
 
 
 def _decode(sub_id: str, raw: dict[str, str]) -> Subscriber:
@@ -430,9 +457,7 @@ class Store:
             source=source,
             consent=consent,
         )
-        mapping = {name: _encode(getattr(sub, name)) for name in _FIELD_NAMES}
-        mapping["v"] = "0"
-        pairs = [item for pair in mapping.items() for item in pair]
+        pairs = [item for pair in encode_subscriber(sub).items() for item in pair]
         for _ in range(5):
             current = self.redis.hget(self.email_key, address)
             current = _str(current) if current else ""
@@ -557,7 +582,7 @@ class Store:
         args: list[str] = [
             sub_id,
             "" if expected_version is None else str(expected_version),
-            "" if due is None else ("=" if due == "=" else _encode(float(due))),  # type: ignore[arg-type]
+            "" if due is None else ("=" if due == "=" else _score(float(due))),  # type: ignore[arg-type]
         ]
         for name, value in changes.items():
             if name not in _FIELD_NAMES:
@@ -638,10 +663,10 @@ class Store:
                     c.lesson_id,
                     str(c.version),
                     _encode(float(c.now)),
-                    "" if c.next_due is None else _encode(float(c.next_due)),
+                    "" if c.next_due is None else _score(float(c.next_due)),
                     str(c.sent_that_day),
                     str(c.lesson_day),
-                    _encode(float(c.deadline)),
+                    _score(float(c.deadline)),
                     c.previous or "",
                 ],
                 client=pipe,
@@ -651,7 +676,7 @@ class Store:
     def start_send(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> int:
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key,
                 self.send_stats_key(lesson_id)]  # fmt: skip
-        args = [sub_id, lesson_id, _encode(now), _encode(stale_at)]
+        args = [sub_id, lesson_id, _encode(float(now)), _score(stale_at)]
         return int(self._start_send(keys=keys, args=args))
 
     def finish(
@@ -667,7 +692,7 @@ class Store:
             sub_id,
             entry.lesson_id,
             entry.encode(),
-            "" if pending_at is None else _encode(pending_at),
+            "" if pending_at is None else _score(pending_at),
             ",".join(allowed),
         ]
         return bool(self._finish(keys=keys, args=args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -60,7 +61,9 @@ class LedgerEntry:
     detail: str = ""
 
     def encode(self) -> str:
-        return f"{self.state}|{self.at:.3f}|{self.attempt}|{self.detail}"
+        """``state|epoch|attempt|detail``, the epoch in whole seconds (entries written before
+        kept milliseconds: ``decode`` reads both)."""
+        return f"{self.state}|{math.floor(self.at)}|{self.attempt}|{self.detail}"
 
     @classmethod
     def decode(cls, lesson_id: str, raw: str) -> LedgerEntry:

@@ -1,0 +1,121 @@
+"""How the store encodes a subscriber and a ledger entry, and that records written by
+earlier versions (milliseconds, empty fields stored) still read and still work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from course import engine
+from course.store import encode_subscriber
+from course.subscriber import LedgerEntry
+from course.subscriptions import enrol, pause, resume, unsubscribe
+
+START = datetime(2026, 3, 2, 19, 30, 0, 250_000, tzinfo=UTC)  # 14:30:00.25 in New York
+
+# A confirmed subscriber as the store wrote it before whole seconds and unset fields left
+# out: every field present, "" for unset, epochs with milliseconds.
+OLD_RECORD = {
+    "email": "old@example.com",
+    "first_name": "",
+    "tz": "America/New_York",
+    "status": "active",
+    "created": "1772479500.250",
+    "start": "1772479800.250",
+    "paused": "0.000",
+    "paused_at": "",
+    "paused_until": "",
+    "last_sent": "1772479830.125",
+    "sent_that_day": "1",
+    "last_lesson": "hello",
+    "last_day": "0",
+    "v": "2",
+    "source": "cli",
+    "consent": "",
+}
+OLD_ENTRY = "sent|1772479830.125|1|W3xQj5YlQy2BkqM2i9cJ9A"
+
+
+def write_old(store, sub_id: str = "0123456789ab") -> str:
+    store.redis.hset(store.sub_key(sub_id), mapping=OLD_RECORD)
+    store.redis.hset(store.ledger_key(sub_id), "hello", OLD_ENTRY)
+    store.redis.hset(store.email_key, OLD_RECORD["email"], sub_id)
+    store.redis.zadd(store.subs_key, {sub_id: 1772479500.25})
+    store.redis.zadd(store.due_key, {sub_id: 1772629200.0})  # "second": 2026-03-04 08:00 NY
+    return sub_id
+
+
+def test_old_record_with_milliseconds_and_empty_fields_decodes_as_before(store):
+    sub = store.get(write_old(store))
+    assert (sub.email, sub.first_name, sub.status, sub.version) == (
+        "old@example.com", None, "active", 2)  # fmt: skip
+    assert sub.created == 1772479500.25 and sub.start == 1772479800.25
+    assert sub.last_sent == 1772479830.125 and sub.paused == 0.0
+    assert sub.paused_at is None and sub.paused_until is None
+    assert (sub.sent_that_day, sub.last_lesson, sub.last_day) == (1, "hello", 0)
+    assert store.ledger(sub.id) == {
+        "hello": LedgerEntry("hello", "sent", 1772479830.125, 1, "W3xQj5YlQy2BkqM2i9cJ9A")
+    }
+
+
+def test_old_record_gets_its_next_lesson_then_unsubscribes(store, schedule):
+    sub_id = write_old(store)
+    now = datetime(2026, 3, 4, 13, 0, 30, tzinfo=UTC)  # 08:00:30 in New York
+    queued = []
+    result = engine.tick(store, schedule, now, lambda items, at: queued.append(items))
+    assert result.claimed == 1 and queued == [[(sub_id, "second")]]
+    sub = store.get(sub_id)
+    assert (sub.last_lesson, sub.version, sub.last_sent) == ("second", 3, now.timestamp())
+    assert store.entry(sub_id, "second") == LedgerEntry("second", "claimed", now.timestamp())
+    assert store.entry(sub_id, "hello").at == 1772479830.125  # the old entry is left as it was
+    unsubscribe(store, sub)
+    assert store.get(sub_id).status == "unsubscribed" and store.due_score(sub_id) is None
+    assert store.start_send(sub_id, "second", now.timestamp() + 5, now.timestamp() + 900) == -1
+
+
+def test_unset_fields_are_not_stored_and_instants_are_whole_seconds(store, schedule):
+    sub = enrol(store, schedule, "new@example.com", None, "America/New_York", START)
+    raw = store.redis.hgetall(store.sub_key(sub.id))
+    assert set(raw) == {"email", "tz", "status", "created", "start", "v", "source"}
+    assert raw["created"] == raw["start"] == str(int(START.timestamp()))
+    assert store.get(sub.id).start == int(START.timestamp())  # the fraction is dropped
+    assert store.due_score(sub.id) == START.timestamp()  # scores keep their precision
+
+    engine.tick(store, schedule, START, lambda items, at: None)
+    assert store.redis.hget(store.ledger_key(sub.id), "hello") == (
+        f"claimed|{int(START.timestamp())}|0|"
+    )
+    claimed = store.get(sub.id)
+    assert claimed.last_sent == int(START.timestamp()) and claimed.sent_that_day == 1
+
+
+def test_pause_fields_come_and_go(store, schedule):
+    sub = enrol(store, schedule, "p@example.com", "Pat", "America/New_York", START)
+    later = START + timedelta(days=1, seconds=0.5)
+    paused = pause(store, sub, later, until=later + timedelta(days=3))
+    raw = store.redis.hgetall(store.sub_key(sub.id))
+    assert raw["paused_at"] == str(int(later.timestamp())) and "paused_until" in raw
+    resumed = resume(store, schedule, paused, later + timedelta(days=2))
+    raw = store.redis.hgetall(store.sub_key(sub.id))
+    assert "paused_at" not in raw and "paused_until" not in raw
+    assert resumed.paused == 2 * 86400 and raw["paused"] == str(2 * 86400)
+    assert resumed.status == "active"
+
+
+def test_encode_subscriber_leaves_out_exactly_what_decodes_to_the_default(store, schedule):
+    sub = enrol(store, schedule, "e@example.com", "Eve", "Europe/Berlin", START)
+    stored = store.get(sub.id)
+    fields = encode_subscriber(stored)
+    assert "paused" not in fields and "sent_that_day" not in fields and "paused_at" not in fields
+    assert fields["v"] == "1" and fields["first_name"] == "Eve"
+    store.redis.delete(store.sub_key(sub.id))
+    store.redis.hset(store.sub_key(sub.id), mapping=fields)
+    assert store.get(sub.id) == stored
+
+
+def test_ledger_entry_encodes_whole_seconds_and_reads_milliseconds():
+    entry = LedgerEntry("hello", "sent", 1772479830.875, 2, "id|with|bars")
+    assert entry.encode() == "sent|1772479830|2|id|with|bars"
+    assert LedgerEntry.decode("hello", entry.encode()) == LedgerEntry(
+        "hello", "sent", 1772479830.0, 2, "id|with|bars"
+    )
+    assert LedgerEntry.decode("hello", OLD_ENTRY).at == 1772479830.125
