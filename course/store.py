@@ -484,9 +484,10 @@ class Store:
         names = sorted(_FIELD_NAMES)
         args: list[str] = [str(len(names)), *names]
         for sub, due in zip(subs, dues, strict=True):
-            args += [sub.email, sub.id, _encode(sub.created), "" if due is None else _encode(due),
+            args += [sub.email, sub.id, _score(sub.created), "" if due is None else _score(due),
                      suppression_hash(sub.email)]  # fmt: skip
-            args += [_encode(getattr(sub, name)) for name in names]
+            stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
+            args += [stored.get(name, "") for name in names]
         keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
                 *(self.sub_key(s.id) for s in subs)]  # fmt: skip
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
