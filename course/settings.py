@@ -41,7 +41,7 @@ class Settings:
     signup_limit_per_address: int = 3  # confirmation emails per address per day
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     # Delivery: sends of one batch in flight at once, per worker process
-    send_concurrency: int = 8
+    send_concurrency: int = 16
 
     @property
     def templates_dir(self) -> Path:
@@ -86,7 +86,7 @@ class Settings:
             signup_limit_per_ip=_count(env, "COURSE_SIGNUP_LIMIT_PER_IP", 10),
             signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
             forwarded_allow_ips=_forwarded(env, mode),
-            send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 8),
+            send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
         )
 
 
