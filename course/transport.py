@@ -26,6 +26,7 @@ import ssl
 import threading
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import python_http_client
+from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError, handle_error
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
@@ -505,6 +507,29 @@ class _KeepAliveClient(python_http_client.Client):
             append_slash=self.append_slash,
             timeout=self.timeout,
         )
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.methods:
+            return super().__getattr__(name)
+
+        def http_request(
+            request_body: Any = None,
+            query_params: dict[str, Any] | None = None,
+            request_headers: dict[str, str] | None = None,
+            timeout: float | None = None,
+            **_: Any,
+        ) -> Response:
+            # What the stock client does, less the urllib opener it builds for every request:
+            # that reads the proxy settings from the environment each time, about a
+            # millisecond of CPU per send (more than rendering the email), for an opener
+            # that _make_request does not use.
+            headers = {**self.request_headers, **(request_headers or {})}
+            data = None if request_body is None else json.dumps(request_body).encode("utf-8")
+            url = self._build_url(query_params)
+            request = urllib.request.Request(url, data, headers, method=name.upper())
+            return Response(self._make_request(None, request, timeout))
+
+        return http_request
 
     def _make_request(self, opener: Any, request: Any, timeout: float | None = None) -> _Answer:
         status, reason, headers, body = self._connection.request(
