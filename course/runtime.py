@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,11 +96,18 @@ class ScheduleHolder:
         schedule_path: Path,
         templates_dir: Path | None = None,
         snapshot: ScheduleSnapshot | None = None,
+        check_every: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.path = Path(schedule_path)
         self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
         self.snapshot = snapshot
         self.error: str | None = None
+        # Looking for edits stats every template (about a millisecond): a caller on a hot
+        # path (the web app) looks at most once per ``check_every`` seconds of ``clock``.
+        self.check_every = check_every
+        self._clock = clock
+        self._checked = clock()
         self._stamp = _fingerprint(self.path, self.templates_dir)
         try:
             self.schedule, self.renderer = self._load()
@@ -133,7 +142,13 @@ class ScheduleHolder:
         except (OSError, redis.RedisError) as exc:
             log.warning("could not keep a copy of the valid schedule: %s", exc)
 
-    def current(self) -> tuple[Schedule, Renderer]:
+    def current(self, fresh: bool = False) -> tuple[Schedule, Renderer]:
+        """The last valid schedule, reloaded first if its files changed (looked at no more
+        than once per ``check_every`` seconds unless ``fresh``)."""
+        now = self._clock()
+        if not fresh and now - self._checked < self.check_every:
+            return self.schedule, self.renderer
+        self._checked = now
         stamp = _fingerprint(self.path, self.templates_dir)
         if stamp != self._stamp:
             self._stamp = stamp
