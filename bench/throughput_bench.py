@@ -26,12 +26,14 @@ import os
 import pstats
 import resource
 import secrets
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,23 +195,20 @@ def db_url(url: str, db: int) -> str:
 
 
 def seed(client: redis.Redis, count: int, now: float) -> tuple[Store, list[str]]:
-    """``count`` active subscribers whose first lesson is due at ``now``."""
+    """``count`` active subscribers whose first lesson is due at ``now``.
+
+    Added from a few threads: each add waits for its fsync (appendfsync always), and Redis
+    writes the adds of several clients with one."""
     client.flushdb()
     store = Store(client)
-    ids = []
-    for n in range(count):
-        sub = store.add(
-            f"reader{n}@example.com",
-            None if n % 3 == 0 else f"Reader {n}",
-            "America/New_York",
-            now,
-            status="active",
-            start=now,
-            due=now,
-            source="bench",
-        )
-        ids.append(sub.id)
-    return store, ids
+
+    def add(n: int) -> str:
+        first_name = None if n % 3 == 0 else f"Reader {n}"
+        return store.add(f"reader{n}@example.com", first_name, "America/New_York", now,
+                         status="active", start=now, due=now, source="bench").id  # fmt: skip
+
+    with ThreadPoolExecutor(16) as pool:
+        return store, list(pool.map(add, range(count), chunksize=256))
 
 
 def worker_env(url: str, standin_url: str, var_dir: Path, send_concurrency: int | None) -> dict:
@@ -471,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--profile-latency", type=float, default=0.0, metavar="MS")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM (a timeout): unwind, so that the redis-server and workers stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
     except ValueError:
