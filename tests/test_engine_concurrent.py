@@ -13,6 +13,7 @@ import pytest
 from course import engine
 from course.render import Renderer
 from course.sendgrid_standin import Reply, SendGridStandIn
+from course.settings import Settings, SettingsError
 from course.subscriptions import enrol, unsubscribe
 from course.tokens import subscriber_links
 from course.transport import SendGridTransport
@@ -146,3 +147,11 @@ def test_unsubscribe_during_a_concurrent_batch_stops_a_send_not_started_yet(
     assert last.id not in accepted_ids(standin)
     assert sorted(accepted_ids(standin)) == sorted(s.id for s in subs if s is not last)
     assert store.ledger(last.id)["hello"].state == "skipped"
+
+
+def test_send_concurrency_comes_from_the_environment_as_a_positive_whole_number():
+    assert Settings.from_env({}).send_concurrency == 16
+    assert Settings.from_env({"COURSE_SEND_CONCURRENCY": "4"}).send_concurrency == 4
+    for bad in ("0", "many"):
+        with pytest.raises(SettingsError, match="COURSE_SEND_CONCURRENCY"):
+            Settings.from_env({"COURSE_SEND_CONCURRENCY": bad})
