@@ -15,8 +15,10 @@ a later tick, never sent again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -272,88 +274,132 @@ def deliver(
     now: datetime,
     links: LinkMaker,
     clock: Callable[[], datetime] | None = None,
+    concurrency: int = 1,
 ) -> DeliverResult:
     """Send each claimed (subscriber, lesson) of a batch, recording every outcome.
 
     Each send is stamped with ``now``, or ``clock()`` when that is later: a long batch
     sets each entry's stale deadline from when that entry really started.
+
+    With ``concurrency`` above 1, up to that many sends of the batch are in flight at once
+    (a provider API answers in tens of milliseconds; one at a time, a worker mostly waits).
+    Each item keeps its own steps: ``start_send`` right before its request (unsubscribe
+    wins), its outcome recorded when its answer comes. Items start in batch order; a 429
+    holds back every item not started yet, and one that raises an unexpected error (Redis
+    gone) stops the rest from starting: they stay claimed for a later tick to hand out.
     """
-    result = DeliverResult()
-    paused_until: float | None = None  # set by a 429: the provider asked us to wait
-    for sub_id, lesson_id in items:
-        ts = max(now, clock()).timestamp() if clock else now.timestamp()
-        if paused_until is not None:
-            store.touch_pending([(sub_id, lesson_id)], paused_until)
-            result.retrying += 1
-            continue
-        attempt = store.start_send(sub_id, lesson_id, ts, ts + STALE_AFTER)
-        if attempt <= 0:
-            result.skipped += 1
-            _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id,
-                 reason=SKIP_REASONS.get(attempt, "not claimed"))  # fmt: skip
-            continue
-        sub = store.get(sub_id)
-        if sub is None:
-            store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, attempt, "erased"))
-            result.skipped += 1
-            _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id, reason="erased")
-            continue
+    hold = _Hold()
+
+    def one(item: Item) -> tuple[str, str | None]:
         try:
-            if lesson_id not in renderer.lesson_ids:
-                # Claimed by a tick with a newer schedule than this worker has (a rolling
-                # deploy): wait for it rather than drop it.
-                raise TransientSendError(f"lesson {lesson_id!r} is not in this worker's schedule")
-            email = renderer.render(
-                lesson_id,
-                Recipient(
-                    subscriber_id=sub.id,
-                    email=sub.email,
-                    first_name=sub.first_name,
-                    **links(sub.id),
-                ),
-            )
-            sent = transport.send(email)
-        except TransientSendError as exc:
-            if attempt >= MAX_ATTEMPTS:
-                reason = f"gave up after {attempt} attempts: {exc.reason}"
-                store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
-                result.failed += 1
-                _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=reason)
-                continue
-            wait = max(exc.retry_after or 0.0, backoff(attempt))
-            retry = LedgerEntry(lesson_id, "retry", ts, attempt, exc.reason)
-            # Only from sending: an entry a tick already called uncertain stays so (the next
-            # lesson may have gone meanwhile; this one must not follow it).
-            store.finish(sub_id, retry, ts + wait, allowed=("sending",))
-            result.retrying += 1
-            if exc.retry_after is not None:
-                paused_until = ts + wait
-            _log(logging.WARNING, "retry", subscriber=sub_id, lesson=lesson_id,
-                 attempt=attempt, wait=round(wait), reason=exc.reason)  # fmt: skip
-        except UncertainSendError as exc:
-            store.finish(sub_id, LedgerEntry(lesson_id, "uncertain", ts, attempt, exc.reason))
-            result.uncertain += 1
-            _log(logging.WARNING, "uncertain", subscriber=sub_id, lesson=lesson_id,
-                 reason=exc.reason)  # fmt: skip
-        except PermanentSendError as exc:
-            store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, exc.reason))
-            result.failed += 1
-            result.errors.append(f"{sub_id}/{lesson_id}: {exc.reason}")
-            _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=exc.reason)
-        except Exception as exc:  # a render or transport bug must not leave the entry sending
-            reason = f"{type(exc).__name__}: {exc}"
-            store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
-            result.failed += 1
-            result.errors.append(f"{sub_id}/{lesson_id}: {reason}")
-            log.exception("failure subscriber=%s lesson=%s", sub_id, lesson_id,
-                          extra={"event": "failure",
-                                 "fields": {"subscriber": sub_id, "lesson": lesson_id,
-                                            "reason": reason}})  # fmt: skip
-        else:
-            store.finish(
-                sub_id, LedgerEntry(lesson_id, "sent", ts, attempt, sent.provider_message_id)
-            )
-            result.sent += 1
-            _log(logging.INFO, "send", subscriber=sub_id, lesson=lesson_id, attempt=attempt,
-                 message_id=sent.provider_message_id)  # fmt: skip
+            return _deliver_one(store, renderer, transport, item, now, links, clock, hold)
+        except BaseException:
+            hold.broken = True  # whatever has not started stays claimed
+            raise
+
+    if concurrency <= 1 or len(items) <= 1:
+        outcomes = [one(item) for item in items]
+    else:
+        with ThreadPoolExecutor(min(concurrency, len(items)), "deliver") as pool:
+            outcomes = [future.result() for future in [pool.submit(one, i) for i in items]]
+    result = DeliverResult()
+    for outcome, error in outcomes:
+        setattr(result, outcome, getattr(result, outcome) + 1)
+        if error:
+            result.errors.append(error)
     return result
+
+
+@dataclass
+class _Hold:
+    """What the items of one batch tell those that have not started yet."""
+
+    until: float | None = None  # set by a 429: the provider asked us to wait
+    broken: bool = False  # an item failed in a way that stops the batch
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_until(self, at: float) -> None:
+        with self.lock:
+            self.until = at if self.until is None else max(self.until, at)
+
+
+def _deliver_one(
+    store: Store,
+    renderer: Renderer,
+    transport: Transport,
+    item: Item,
+    now: datetime,
+    links: LinkMaker,
+    clock: Callable[[], datetime] | None,
+    hold: _Hold,
+) -> tuple[str, str | None]:
+    """Send one claimed item; the DeliverResult field to count it under, and an error line."""
+    sub_id, lesson_id = item
+    ts = max(now, clock()).timestamp() if clock else now.timestamp()
+    if hold.broken:
+        raise RuntimeError("an earlier item of the batch failed")
+    if hold.until is not None:
+        store.touch_pending([(sub_id, lesson_id)], hold.until)
+        return "retrying", None
+    attempt = store.start_send(sub_id, lesson_id, ts, ts + STALE_AFTER)
+    if attempt <= 0:
+        _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id,
+             reason=SKIP_REASONS.get(attempt, "not claimed"))  # fmt: skip
+        return "skipped", None
+    sub = store.get(sub_id)
+    if sub is None:
+        store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, attempt, "erased"))
+        _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id, reason="erased")
+        return "skipped", None
+    try:
+        if lesson_id not in renderer.lesson_ids:
+            # Claimed by a tick with a newer schedule than this worker has (a rolling
+            # deploy): wait for it rather than drop it.
+            raise TransientSendError(f"lesson {lesson_id!r} is not in this worker's schedule")
+        email = renderer.render(
+            lesson_id,
+            Recipient(
+                subscriber_id=sub.id,
+                email=sub.email,
+                first_name=sub.first_name,
+                **links(sub.id),
+            ),
+        )
+        sent = transport.send(email)
+    except TransientSendError as exc:
+        if attempt >= MAX_ATTEMPTS:
+            reason = f"gave up after {attempt} attempts: {exc.reason}"
+            store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
+            _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=reason)
+            return "failed", None
+        wait = max(exc.retry_after or 0.0, backoff(attempt))
+        if exc.retry_after is not None:  # first, so that no other item starts meanwhile
+            hold.wait_until(ts + wait)
+        retry = LedgerEntry(lesson_id, "retry", ts, attempt, exc.reason)
+        # Only from sending: an entry a tick already called uncertain stays so (the next
+        # lesson may have gone meanwhile; this one must not follow it).
+        store.finish(sub_id, retry, ts + wait, allowed=("sending",))
+        _log(logging.WARNING, "retry", subscriber=sub_id, lesson=lesson_id,
+             attempt=attempt, wait=round(wait), reason=exc.reason)  # fmt: skip
+        return "retrying", None
+    except UncertainSendError as exc:
+        store.finish(sub_id, LedgerEntry(lesson_id, "uncertain", ts, attempt, exc.reason))
+        _log(logging.WARNING, "uncertain", subscriber=sub_id, lesson=lesson_id,
+             reason=exc.reason)  # fmt: skip
+        return "uncertain", None
+    except PermanentSendError as exc:
+        store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, exc.reason))
+        _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=exc.reason)
+        return "failed", f"{sub_id}/{lesson_id}: {exc.reason}"
+    except Exception as exc:  # a render or transport bug must not leave the entry sending
+        reason = f"{type(exc).__name__}: {exc}"
+        store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
+        log.exception("failure subscriber=%s lesson=%s", sub_id, lesson_id,
+                      extra={"event": "failure",
+                             "fields": {"subscriber": sub_id, "lesson": lesson_id,
+                                        "reason": reason}})  # fmt: skip
+        return "failed", f"{sub_id}/{lesson_id}: {reason}"
+    store.finish(sub_id, LedgerEntry(lesson_id, "sent", ts, attempt, sent.provider_message_id))
+    _log(logging.INFO, "send", subscriber=sub_id, lesson=lesson_id, attempt=attempt,
+         message_id=sent.provider_message_id)  # fmt: skip
+    return "sent", None

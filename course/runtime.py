@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -170,6 +171,8 @@ class ScheduleHolder:
         snapshot: ScheduleSnapshot | None = None,
         board: ScheduleStatusBoard | None = None,
         clock: Callable[[], datetime] = _now,
+        check_every: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.path = Path(schedule_path)
         self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
@@ -180,6 +183,11 @@ class ScheduleHolder:
         self.error_at: datetime | None = None
         self.fingerprint = ""
         self.loaded_at = clock()
+        # Looking for edits stats every template (about a millisecond): a caller on a hot
+        # path (the web app) looks at most once per ``check_every`` seconds of ``monotonic``.
+        self.check_every = check_every
+        self._monotonic = monotonic
+        self._checked = monotonic()
         self._stamp = _fingerprint(self.path, self.templates_dir)
         try:
             self.schedule, self.renderer = self._load()
@@ -235,7 +243,13 @@ class ScheduleHolder:
         if self.board is not None:
             self.board.report(self.status(), self.clock())
 
-    def current(self) -> tuple[Schedule, Renderer]:
+    def current(self, fresh: bool = False) -> tuple[Schedule, Renderer]:
+        """The last valid schedule, reloaded first if its files changed (looked at no more
+        than once per ``check_every`` seconds unless ``fresh``)."""
+        now = self._monotonic()
+        if not fresh and now - self._checked < self.check_every:
+            return self.schedule, self.renderer
+        self._checked = now
         stamp = _fingerprint(self.path, self.templates_dir)
         if stamp != self._stamp:
             self._stamp = stamp

@@ -46,6 +46,8 @@ class Settings:
     secret_key_fallbacks: tuple[str, ...] = ()  # old keys whose links are still accepted
     log_format: str = "json"  # of the services (worker, beat, web): json or text
     metrics_token: str | None = None  # set: GET /metrics wants "Authorization: Bearer" it
+    # Delivery: sends of one batch in flight at once, per worker process
+    send_concurrency: int = 16
 
     @property
     def templates_dir(self) -> Path:
@@ -104,6 +106,7 @@ class Settings:
             ),
             log_format=_choice(env, "COURSE_LOG_FORMAT", LOG_FORMATS),
             metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
+            send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
         )
 
 

@@ -130,7 +130,14 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
     _, renderer = rt.schedules.current()
     batch = [(sub_id, lesson_id) for sub_id, lesson_id in items]
     result = engine.deliver(
-        rt.store, renderer, rt.transport, batch, _parse(now), rt.links, clock=_wall_clock
+        rt.store,
+        renderer,
+        rt.transport,
+        batch,
+        _parse(now),
+        rt.links,
+        clock=_wall_clock,
+        concurrency=rt.settings.send_concurrency,
     )
     return result.__dict__
 

@@ -70,6 +70,7 @@ HONEYPOT = "website"  # hidden from people; a bot that fills it is answered but 
 MAX_TOKEN = 400  # characters; real tokens are far shorter
 MAX_FORM = 16 * 1024  # bytes of body for a form or JSON; a signup is a few hundred
 TICK_TASK = "course.tick"
+SCHEDULE_CHECK_EVERY = 1.0  # seconds between looks for schedule edits (a stat per template)
 PAUSE_CHOICES = {"7": 7, "14": 14, "": None}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 CHANGED = "Your subscription changed just now. Please try again."
@@ -194,8 +195,14 @@ class WebState:
     """What the app's requests share: the store, the schedule (reloaded when edited; the
     app starts even while it is invalid, and says so on /healthz) and the task sender."""
 
-    def __init__(self, settings: Settings, send_task: SendTask | None):
+    def __init__(
+        self,
+        settings: Settings,
+        send_task: SendTask | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings = settings
+        self._clock = clock  # paces the looks for schedule edits
         url = resolve_redis_url(settings.redis_url, settings.var_dir)
         self.client = redis.Redis.from_url(
             url,
@@ -241,8 +248,9 @@ class WebState:
             log.error("could not queue %s: %s", name, exc)
             return False
 
-    def schedule(self) -> Schedule:
-        """The current valid schedule, or :class:`Unavailable`."""
+    def schedule(self, fresh: bool = False) -> Schedule:
+        """The current valid schedule, or :class:`Unavailable`. Edits are looked for at
+        most once per SCHEDULE_CHECK_EVERY seconds, or now when ``fresh``."""
         with self._lock:
             if self._holder is None:
                 try:
@@ -251,12 +259,14 @@ class WebState:
                         self.settings.templates_dir,
                         ScheduleSnapshot(self.client, self.store.snapshot_key),
                         ScheduleStatusBoard(self.client, self.store.schedule_status_key, "web"),
+                        check_every=SCHEDULE_CHECK_EVERY,
+                        monotonic=self._clock,
                     )
                 except (ScheduleError, RenderError, OSError, redis.RedisError) as exc:
                     self._load_error = str(exc)
                     raise Unavailable(f"no valid schedule: {exc}") from None
                 self._load_error = None
-            schedule, _ = self._holder.current()
+            schedule, _ = self._holder.current(fresh)
             return schedule
 
     def renderer(self) -> Renderer:
@@ -267,7 +277,7 @@ class WebState:
 
     def schedule_status(self) -> dict[str, object]:
         try:
-            self.schedule()
+            self.schedule(fresh=True)  # a health check sees an edit at once
         except Unavailable:
             return {"loaded": False, "error": self._load_error}
         error = self._holder.error if self._holder else None  # an invalid edit, still running

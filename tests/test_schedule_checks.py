@@ -1,0 +1,66 @@
+"""How often running processes look for schedule edits: each look stats every template, so the
+web app looks at most once a second (a health check looks at once)."""
+
+from __future__ import annotations
+
+from course.runtime import ScheduleHolder
+from course.web.app import SCHEDULE_CHECK_EVERY, WebState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def edit(course_path) -> None:
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: 1"))
+
+
+def test_a_holder_with_check_every_sees_an_edit_only_after_that_long(course_path):
+    clock = Clock()
+    holder = ScheduleHolder(course_path, check_every=1.0, monotonic=clock)
+    edit(course_path)
+    clock.now += 0.5
+    schedule, _ = holder.current()
+    assert schedule.lesson("second").day == 2  # not looked at yet
+    clock.now += 0.6
+    schedule, renderer = holder.current()
+    assert schedule.lesson("second").day == 1
+    assert renderer.compiled("second").lesson.day == 1
+
+
+def test_a_fresh_look_sees_an_edit_at_once(course_path):
+    holder = ScheduleHolder(course_path, check_every=3600.0, monotonic=Clock())
+    edit(course_path)
+    schedule, _ = holder.current()
+    assert schedule.lesson("second").day == 2
+    schedule, _ = holder.current(fresh=True)
+    assert schedule.lesson("second").day == 1
+
+
+def test_a_holder_without_check_every_looks_every_time(course_path):
+    holder = ScheduleHolder(course_path)
+    edit(course_path)
+    schedule, _ = holder.current()
+    assert schedule.lesson("second").day == 1
+
+
+def test_the_web_app_looks_for_edits_once_a_second_and_health_checks_at_once(
+    settings, store, course_path
+):
+    clock = Clock()
+    state = WebState(settings, send_task=print, clock=clock)
+    try:
+        assert state.schedule().lesson("second").day == 2
+        edit(course_path)
+        clock.now += SCHEDULE_CHECK_EVERY / 2
+        assert state.schedule().lesson("second").day == 2
+        clock.now += SCHEDULE_CHECK_EVERY
+        assert state.schedule().lesson("second").day == 1
+        course_path.write_text(course_path.read_text().replace("day: 1", "day: -1"))
+        assert state.schedule_status()["error"]  # at once, without waiting for the clock
+    finally:
+        state.close()
