@@ -22,12 +22,12 @@ def test_kills_a_redis_crash_and_a_faulty_provider_break_none_of_the_sending_rul
 ):
     chaos = load_chaos()
     config = chaos.ChaosConfig(
-        subscribers=250,
+        subscribers=200,
         workers=3,
         seed=11,
         schedule_path=make_course(tmp_path / "course"),
         kill_every=1.5,
-        start_spread_days=1.0,
+        start_spread_days=0.25,  # day 0 in a few ticks: fewer steps to wait through
         var_dir=tmp_path / "chaos",
     )
 
@@ -35,11 +35,12 @@ def test_kills_a_redis_crash_and_a_faulty_provider_break_none_of_the_sending_rul
 
     assert report.ok, "\n".join(report.lines())
     counts = report.counts
-    assert counts["subscribers"] == 250
+    assert counts["subscribers"] == 200
     assert counts["worker kills"] >= 2
     assert counts["redis crashes"] == 1
-    assert counts["unsubscribed"] == 25
+    assert counts["unsubscribed"] == 20
     assert counts["429 answers"] > 0 and counts["500 answers"] > 0 and counts["hangs"] > 0
     assert counts["retries"] > 0
-    # 225 stay for all four lessons; 25 leave somewhere along the way.
-    assert 225 * 4 <= counts["emails accepted"] + counts["uncertain"] <= 250 * 4
+    # 180 stay for all four lessons; 20 leave somewhere along the way.
+    settled = counts["emails accepted"] + counts["uncertain"] - counts["  of them accepted"]
+    assert 180 * 4 <= settled <= 200 * 4
