@@ -98,6 +98,8 @@ class ChaosConfig:
     rate_hang: float = 0.01
     hang_for: float = 0.3  # a hang stalls this long, inside the transport's 10 s timeout
     start_spread_days: float = 3.0  # confirmations spread over this many simulated days
+    batch_size: int = engine.BATCH_SIZE  # deliveries per task; a 429 holds back the rest
+    zones: tuple[str, ...] = ZONES  # subscribers are spread over these, in turn
     settle_days: int = 4  # simulated days after the calendar for retries and stale claims
     var_dir: Path | None = None  # default: a new temporary folder, removed afterwards
 
@@ -459,7 +461,7 @@ class Chaos:
         spread = cfg.start_spread_days * 86400
         for index in range(cfg.subscribers):
             start = sim_start + timedelta(seconds=round(self.rng.uniform(0, spread)))
-            zone = ZONES[index % len(ZONES)]
+            zone = cfg.zones[index % len(cfg.zones)]
             sub = enrol(store, self.schedule, f"reader{index}@chaos.example", f"R{index}", zone,
                         start)  # fmt: skip
             if index in leaving:
@@ -469,7 +471,7 @@ class Chaos:
 
     def tick(self, store: Store, now: datetime, enqueue) -> engine.TickResult:
         def once() -> engine.TickResult:
-            return engine.tick(store, self.schedule, now, enqueue)
+            return engine.tick(store, self.schedule, now, enqueue, self.config.batch_size)
 
         return _retrying(once)
 
@@ -588,11 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-500", type=float, default=0.05)
     parser.add_argument("--rate-hang", type=float, default=0.01)
     parser.add_argument("--hang-s", type=float, default=0.3, help="how long a hang stalls")
+    parser.add_argument("--batch-size", type=int, default=engine.BATCH_SIZE, help="per task")
     parser.add_argument("--spread-days", type=float, default=3.0, help="of the confirmations")
     parser.add_argument("--var", type=Path, help="keep logs and Redis files here")
     args = parser.parse_args(argv)
-    if args.subscribers < 1 or args.workers < 1 or args.kill_every <= 0:
-        parser.error("--subscribers and --workers must be at least 1, --kill-every above 0")
+    if min(args.subscribers, args.workers, args.batch_size) < 1 or args.kill_every <= 0:
+        parser.error("--subscribers, --workers, --batch-size: at least 1; --kill-every: above 0")
     if not 0 <= args.unsubscribe_share <= 1:
         parser.error("--unsubscribe-share must be between 0 and 1")
     try:
@@ -602,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_crashes=args.redis_crashes, unsubscribe_share=args.unsubscribe_share,
             rate_429=args.rate_429, rate_500=args.rate_500, rate_hang=args.rate_hang,
             hang_for=args.hang_s, start_spread_days=args.spread_days, var_dir=args.var,
+            batch_size=args.batch_size,
         )  # fmt: skip
         Faults(config.rate_429, config.rate_500, config.rate_hang)
     except ValueError as exc:
