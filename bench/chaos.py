@@ -97,6 +97,7 @@ class ChaosConfig:
     rate_500: float = 0.05
     rate_hang: float = 0.01
     hang_for: float = 0.3  # a hang stalls this long, inside the transport's 10 s timeout
+    hang_drops: bool = False  # a hang ends without an answer: the send is uncertain
     start_spread_days: float = 3.0  # confirmations spread over this many simulated days
     batch_size: int = engine.BATCH_SIZE  # deliveries per task; a 429 holds back the rest
     zones: tuple[str, ...] = ZONES  # subscribers are spread over these, in turn
@@ -348,7 +349,8 @@ class Chaos:
         client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30)
         store = Store(client)
         faults = Faults(cfg.rate_429, cfg.rate_500, cfg.rate_hang, reset_in=1.0,
-                        hang_for=cfg.hang_for, seed=cfg.seed)  # fmt: skip
+                        hang_for=cfg.hang_for, hang_answers=not cfg.hang_drops,
+                        seed=cfg.seed)  # fmt: skip
         standin = SendGridStandIn(api_key=API_KEY, faults=faults, keep_payloads=False).start()
         web_port = _free_port()
         base_url = f"http://127.0.0.1:{web_port}"
@@ -433,6 +435,8 @@ class Chaos:
                 }
             )
             allowed = killer.kills + cfg.workers * redis_crashes
+            if cfg.hang_drops:  # each unanswered request is honestly uncertain too
+                allowed += int(report.counts["hangs"])
             if report.counts["uncertain"] > allowed:
                 report.violations["uncertain"].append(
                     f"{report.counts['uncertain']} uncertain > {allowed} allowed"
@@ -577,6 +581,10 @@ def run_chaos(config: ChaosConfig, say: Callable[[str], None] = print) -> ChaosR
         return Chaos(config, Path(folder), say).run()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/chaos.py", description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
@@ -592,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hang-s", type=float, default=0.3, help="how long a hang stalls")
     parser.add_argument("--batch-size", type=int, default=engine.BATCH_SIZE, help="per task")
     parser.add_argument("--spread-days", type=float, default=3.0, help="of the confirmations")
+    parser.add_argument(
+        "--hang-drops", action="store_true", help="hangs end unanswered (uncertain sends)"
+    )
     parser.add_argument("--var", type=Path, help="keep logs and Redis files here")
     args = parser.parse_args(argv)
     if min(args.subscribers, args.workers, args.batch_size) < 1 or args.kill_every <= 0:
@@ -605,16 +616,23 @@ def main(argv: list[str] | None = None) -> int:
             redis_crashes=args.redis_crashes, unsubscribe_share=args.unsubscribe_share,
             rate_429=args.rate_429, rate_500=args.rate_500, rate_hang=args.rate_hang,
             hang_for=args.hang_s, start_spread_days=args.spread_days, var_dir=args.var,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, hang_drops=args.hang_drops,
         )  # fmt: skip
         Faults(config.rate_429, config.rate_500, config.rate_hang)
     except ValueError as exc:
         parser.error(str(exc))
+    # Ctrl-C or a SIGTERM stops the run through its clean-up (workers, web app, redis-server),
+    # even when started in the background, where SIGINT is ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = run_chaos(config, say=lambda line: print(line, flush=True))
     except ChaosError as exc:
         print(f"chaos: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("chaos: interrupted", file=sys.stderr)
+        return 130
     print("\n".join(report.lines()), flush=True)
     return 0 if report.ok else 1
 
