@@ -37,7 +37,14 @@ from course.subscriber import (
     resumed_at,
     to_instant,
 )
-from course.subscriptions import SubscriptionError, confirm, pause, resume, unsubscribe
+from course.subscriptions import (
+    SubscriptionError,
+    confirm,
+    pause,
+    resume,
+    unsubscribe,
+    wait_for_sends,
+)
 from course.timeline import add_local_days
 from course.tokens import ExpiredToken, InvalidToken, link, read_token
 from course.web.limits import BodyLimit
@@ -488,6 +495,8 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         if sub is None:
             return invalid_link("unsubscribe")
         sub = unsubscribe(state.store, sub)  # also whoever holds the address now
+        if not wait_for_sends(state.store, sub.id):  # a lesson already on its way goes first
+            log.warning("unsubscribed subscriber=%s while a send was still unfinished", sub.id)
         log.info("unsubscribed subscriber=%s", sub.id)
         return state.page("unsubscribed", title="You are unsubscribed", sub=sub)
 
