@@ -838,6 +838,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=faults,
     )
     standin.log_requests = not args.quiet
+    # Started from a background shell, SIGINT arrives ignored; "until Ctrl-C" must still hold.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         standin.start()
     except OSError as exc:
