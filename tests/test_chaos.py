@@ -28,7 +28,7 @@ def test_kills_a_redis_crash_and_a_faulty_provider_break_none_of_the_sending_rul
         schedule_path=make_course(tmp_path / "course"),
         kill_every=2.5,
         # Batches of 10: a 429 holds back less of a batch, so fewer simulated hours go by
-        # with retries alone (the full run uses the engine's 50).
+        # with retries alone (bench/chaos.py defaults to the engine's 50).
         batch_size=10,
         # Day 0 in a few ticks and one time zone: fewer busy steps to wait through.
         start_spread_days=0.25,
