@@ -754,9 +754,10 @@ def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
 @pass_ctx
 def subscribers_unsubscribe(ctx: Context, email: str) -> None:
     """Unsubscribe at once, for good (queued deliveries are not sent)."""
-    from course.subscriptions import unsubscribe
+    from course.subscriptions import unsubscribe, wait_for_sends
 
     sub = unsubscribe(ctx.runtime.store, _find(ctx, email))
+    wait_for_sends(ctx.runtime.store, sub.id)  # a lesson already on its way goes first
     console.print(f"{sub.email}: {sub.status}")
 
 

@@ -13,7 +13,16 @@ Tests script what comes next::
         ...  # the next request gets a 429, the one after is handled normally
         standin.accepted  # payloads of the accepted sends
 
-Run it by hand with ``python -m course.sendgrid_standin --port 8090 --latency-ms 30``.
+Or let it misbehave at random, reproducibly (a seeded generator)::
+
+    SendGridStandIn(faults=Faults(rate_429=0.1, rate_500=0.05, rate_hang=0.01, seed=7))
+
+:attr:`SendGridStandIn.records` keeps, for every accepted personalization, when its request
+arrived, the recipient and the ``custom_args`` (``keep_payloads=False`` keeps only those,
+for runs too long to hold every payload).
+
+Run it by hand with ``python -m course.sendgrid_standin --port 8090 --latency-ms 30``
+(``--rate-429 0.1 --rate-500 0.05 --rate-hang 0.01 --seed 7`` for random faults).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import contextlib
 import gzip
 import json
 import math
+import random
 import re
 import secrets
 import signal
@@ -34,7 +44,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 MAIL_SEND_PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000
@@ -376,7 +386,8 @@ class Reply:
     ``status=202`` handles the request normally. ``429`` carries rate-limit headers whose reset
     is ``reset_at`` (Unix seconds) or ``now + reset_in``. ``hang=True`` never answers: the
     handler waits ``hang_for`` seconds (or until :meth:`SendGridStandIn.stop`) and then drops
-    the connection. ``message`` and ``field`` replace the error body's defaults.
+    the connection. ``stall`` seconds pass before any answer (a slow provider that still
+    answers). ``message`` and ``field`` replace the error body's defaults.
     """
 
     status: int = 202
@@ -384,8 +395,61 @@ class Reply:
     reset_at: float | None = None
     hang: bool = False
     hang_for: float = 60.0
+    stall: float = 0.0
     message: str | None = None
     field: str | None = None
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Random misbehaviour for requests without a scripted reply, drawn from ``seed``.
+
+    Each request gets a 429 (its ``X-RateLimit-Reset`` ``reset_in`` seconds ahead) with
+    probability ``rate_429``, a 500 with ``rate_500``, and a hang with ``rate_hang``. A hang
+    stalls ``hang_for`` seconds and then, with ``hang_answers`` (the default), handles the
+    request normally: a provider slow to answer but inside the client's timeout. Without
+    it the connection is dropped unanswered, which a client can only call uncertain.
+    """
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_hang: float = 0.0
+    reset_in: float = 1.0
+    hang_for: float = 1.0
+    hang_answers: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = (self.rate_429, self.rate_500, self.rate_hang)
+        if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0:
+            raise ValueError("fault rates must each be in 0..1 and add up to at most 1")
+        if self.hang_for < 0 or self.reset_in < 0:
+            raise ValueError("hang_for and reset_in must be zero or more")
+
+    def draw(self, rng: random.Random) -> tuple[str, Reply] | None:
+        """The fault for one request (its kind and reply), or None to handle it normally."""
+        roll = rng.random()
+        if roll < self.rate_429:
+            return "429", Reply(status=429, reset_in=self.reset_in)
+        roll -= self.rate_429
+        if roll < self.rate_500:
+            return "500", Reply(status=500)
+        roll -= self.rate_500
+        if roll < self.rate_hang:
+            if self.hang_answers:
+                return "hang", Reply(stall=self.hang_for)
+            return "hang", Reply(hang=True, hang_for=self.hang_for)
+        return None
+
+
+class Acceptance(NamedTuple):
+    """One accepted personalization: when its request arrived (Unix seconds, before any
+    stall), its message id, first recipient and ``custom_args``."""
+
+    arrived: float
+    message_id: str
+    to: str
+    custom_args: dict[str, str]
 
 
 _DEFAULT_MESSAGES = {
@@ -461,17 +525,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(413, _error_body(_DEFAULT_MESSAGES[413]))
             return
         raw = self.rfile.read(length)
+        arrived = time.time()
         reply = standin._next_reply()
         if reply.hang:
             standin._stopping.wait(reply.hang_for)
             self.close_connection = True
             return
+        if reply.stall > 0:
+            standin._stopping.wait(reply.stall)
         if standin.latency > 0:
             time.sleep(standin.latency)
         if reply.status != 202:
             self._scripted(reply)
             return
-        self._mail_send(raw)
+        self._mail_send(raw, arrived)
 
     def _scripted(self, reply: Reply) -> None:
         message = reply.message or _DEFAULT_MESSAGES.get(reply.status, "scripted error")
@@ -485,7 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
         self._answer(reply.status, _error_body(message, reply.field), headers)
 
-    def _mail_send(self, raw: bytes) -> None:
+    def _mail_send(self, raw: bytes, arrived: float) -> None:
         standin = self.server.standin
         if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
             message = (
@@ -510,7 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
         if errors:
             self._answer(400, {"errors": errors})
             return
-        message_id = standin._accept(payload)
+        message_id = standin._accept(payload, arrived)
         self._answer(202, None, {"X-Message-Id": message_id})
 
 
@@ -530,19 +597,31 @@ class SendGridStandIn:
     """A running (after :meth:`start`) local Mail Send endpoint at :attr:`url`.
 
     Requests are handled normally (authentication, validation, 202) unless a scripted
-    :class:`Reply` is queued with :meth:`enqueue` or set as the default with :meth:`set_default`.
-    ``latency`` seconds are added to every answer.
+    :class:`Reply` is queued with :meth:`enqueue` or set as the default with :meth:`set_default`,
+    or ``faults`` draws a random one. ``latency`` seconds are added to every answer.
+    ``keep_payloads=False`` keeps only :attr:`records`, not whole payloads.
     """
 
     def __init__(
-        self, api_key: str = "SG.test", host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+        self,
+        api_key: str = "SG.test",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        faults: Faults | None = None,
+        keep_payloads: bool = True,
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
         self.latency = latency
+        self.faults = faults
+        self.keep_payloads = keep_payloads
         self.log_requests = False
         self._lock = threading.Lock()
+        self._rng = random.Random(faults.seed if faults else 0)
+        self._fault_counts: dict[str, int] = {"429": 0, "500": 0, "hang": 0}
+        self._records: list[Acceptance] = []
         self._replies: deque[Reply] = deque()
         self._default: Reply | None = None
         self._accepted: list[dict[str, Any]] = []
@@ -620,6 +699,8 @@ class SendGridStandIn:
             self._replies.clear()
             self._accepted.clear()
             self._message_ids.clear()
+            self._records.clear()
+            self._fault_counts = dict.fromkeys(self._fault_counts, 0)
             self._requests_seen = 0
             self._connections_opened = 0
 
@@ -630,6 +711,18 @@ class SendGridStandIn:
         """A snapshot of the payloads answered with 202, in arrival order."""
         with self._lock:
             return list(self._accepted)
+
+    @property
+    def records(self) -> list[Acceptance]:
+        """One :class:`Acceptance` per accepted personalization, in arrival order of answers."""
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        """How many requests ``faults`` answered with a 429, a 500 and a hang."""
+        with self._lock:
+            return dict(self._fault_counts)
 
     @property
     def message_ids(self) -> list[str]:
@@ -653,13 +746,31 @@ class SendGridStandIn:
         with self._lock:
             if self._replies:
                 return self._replies.popleft()
-            return self._default or Reply()
+            if self._default is not None:
+                return self._default
+            fault = self.faults.draw(self._rng) if self.faults else None
+            if fault is None:
+                return Reply()
+            kind, reply = fault
+            self._fault_counts[kind] += 1
+            return reply
 
-    def _accept(self, payload: dict[str, Any]) -> str:
+    def _accept(self, payload: dict[str, Any], arrived: float) -> str:
         message_id = secrets.token_urlsafe(16)
+        records = [
+            Acceptance(
+                arrived,
+                message_id,
+                str(item["to"][0]["email"]),
+                dict(item.get("custom_args") or {}),
+            )
+            for item in payload["personalizations"]
+        ]
         with self._lock:
-            self._accepted.append(payload)
-            self._message_ids.append(message_id)
+            if self.keep_payloads:
+                self._accepted.append(payload)
+                self._message_ids.append(message_id)
+            self._records.extend(records)
         return message_id
 
     def _count_request(self) -> None:
@@ -680,6 +791,16 @@ class SendGridStandIn:
 # CLI
 
 
+def _describe(faults: Faults | None) -> str:
+    if faults is None:
+        return ""
+    hang = "answers" if faults.hang_answers else "drops"
+    return (
+        f", faults 429 {faults.rate_429:g} 500 {faults.rate_500:g} hang {faults.rate_hang:g}"
+        f" ({faults.hang_for:g} s, then {hang}) seed {faults.seed}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m course.sendgrid_standin",
@@ -690,13 +811,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     parser.add_argument("--api-key", default="SG.test", help="the only accepted bearer token")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument("--rate-429", type=float, default=0.0, help="share answered 429")
+    parser.add_argument("--rate-500", type=float, default=0.0, help="share answered 500")
+    parser.add_argument("--rate-hang", type=float, default=0.0, help="share that hang")
+    parser.add_argument("--hang-s", type=float, default=1.0, help="how long a hang lasts")
+    parser.add_argument(
+        "--hang-drops", action="store_true", help="a hang ends unanswered (default: it answers)"
+    )
+    parser.add_argument("--reset-s", type=float, default=1.0, help="a 429's reset, ahead")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
     args = parser.parse_args(argv)
     if args.latency_ms < 0:
         parser.error("--latency-ms must be zero or more")
+    faults = None
+    if args.rate_429 or args.rate_500 or args.rate_hang:
+        try:
+            faults = Faults(args.rate_429, args.rate_500, args.rate_hang, args.reset_s,
+                            args.hang_s, not args.hang_drops, args.seed)  # fmt: skip
+        except ValueError as exc:
+            parser.error(str(exc))
     standin = SendGridStandIn(
-        api_key=args.api_key, host=args.host, port=args.port, latency=args.latency_ms / 1000
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        latency=args.latency_ms / 1000,
+        faults=faults,
     )
     standin.log_requests = not args.quiet
+    # Started from a background shell, SIGINT arrives ignored; "until Ctrl-C" must still hold.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         standin.start()
     except OSError as exc:
@@ -705,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(
             f"SendGrid stand-in on {standin.url}{MAIL_SEND_PATH} (api key {args.api_key!r},"
-            f" latency {args.latency_ms:g} ms); Ctrl-C to stop",
+            f" latency {args.latency_ms:g} ms{_describe(faults)}); Ctrl-C to stop",
             flush=True,
         )
         while True:

@@ -6,6 +6,8 @@ the web app and the tick call these, never the store's fields directly.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -109,3 +111,36 @@ def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> 
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
         store.suppress(current.id, status)
     return store.get(sub.id) or sub
+
+
+SEND_SETTLE = 15.0  # seconds: longer than one send can take (the transports time out at 10 s)
+
+
+def wait_for_sends(
+    store: Store,
+    sub_id: str,
+    timeout: float = SEND_SETTLE,
+    clock: Callable[[], float] = time.time,
+    poll: float = 0.02,
+) -> bool:
+    """Until no lesson of ``sub_id`` is being handed to the provider; False after ``timeout``.
+
+    A worker checks that the subscriber may be mailed, then renders and sends: an unsubscribe
+    that lands in between cannot stop that one email. Answering the unsubscribe only after
+    it has gone keeps the promise "after the answer, nothing more is sent" (a send that
+    starts later is refused). A ``sending`` entry that started more than ``timeout`` ago
+    belongs to a worker that died and is not waited for.
+    """
+    deadline = clock() + timeout
+    while True:
+        now = clock()
+        started_lately = [
+            entry
+            for entry in store.ledger(sub_id).values()
+            if entry.state == "sending" and entry.at > now - timeout
+        ]
+        if not started_lately:
+            return True
+        if now >= deadline:
+            return False
+        time.sleep(poll)

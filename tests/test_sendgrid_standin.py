@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from course.sendgrid_standin import Reply, SendGridStandIn, validate_mail_send
+from course.sendgrid_standin import Faults, Reply, SendGridStandIn, validate_mail_send
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -332,3 +332,140 @@ def test_cli_serves_until_ctrl_c_and_exits_cleanly():
     assert process.returncode == 0
     assert "Traceback" not in err
     assert "stopped after 1 accepted sends" in out
+
+
+# -- random faults and the acceptance record ---------------------------------------------------
+
+
+def statuses_of(faults: Faults, count: int) -> list[int]:
+    with SendGridStandIn(faults=faults) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            statuses = [post(server, valid_payload(), conn=conn)[0] for _ in range(count)]
+        finally:
+            conn.close()
+        assert server.fault_counts == {
+            "429": statuses.count(429),
+            "500": statuses.count(500),
+            "hang": 0,
+        }
+        assert len(server.records) == statuses.count(202)
+    return statuses
+
+
+def test_random_faults_follow_their_rates_and_repeat_with_the_same_seed():
+    faults = Faults(rate_429=0.3, rate_500=0.2, seed=5)
+
+    first = statuses_of(faults, 200)
+    again = statuses_of(faults, 200)
+    other_seed = statuses_of(Faults(rate_429=0.3, rate_500=0.2, seed=6), 200)
+
+    assert first == again
+    assert first != other_seed
+    assert 35 <= first.count(429) <= 85  # 60 expected; bounds are over 4 standard deviations
+    assert 20 <= first.count(500) <= 60  # 40 expected
+    assert set(first) == {202, 429, 500}
+
+
+def test_a_random_429_resets_a_little_ahead():
+    with SendGridStandIn(faults=Faults(rate_429=1.0, reset_in=2.0)) as server:
+        status, headers, _ = post(server, valid_payload())
+
+    assert status == 429
+    assert time.time() < int(headers["X-RateLimit-Reset"]) <= time.time() + 3.1
+
+
+def test_a_random_hang_stalls_then_answers_and_the_send_is_accepted():
+    with SendGridStandIn(faults=Faults(rate_hang=1.0, hang_for=0.3)) as server:
+        started = time.time()
+        status, headers, _ = post(server, valid_payload())
+        answered = time.time()
+
+        assert status == 202
+        assert answered - started >= 0.3
+        [record] = server.records
+        assert record.message_id == headers["X-Message-Id"]
+        assert started <= record.arrived <= started + 0.25  # when it came in, not when answered
+        assert server.fault_counts["hang"] == 1
+
+
+def test_a_random_hang_that_drops_leaves_the_client_without_an_answer():
+    faults = Faults(rate_hang=1.0, hang_for=0.2, hang_answers=False)
+    with SendGridStandIn(faults=faults) as server:
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            post(server, valid_payload())
+
+        assert server.records == []
+        assert server.fault_counts["hang"] == 1
+
+
+def test_records_keep_arrival_recipient_and_custom_args_without_keeping_payloads():
+    payload = valid_payload()
+    payload["personalizations"][0]["custom_args"] = {"subscriber_id": "s1", "lesson_id": "welcome"}
+    with SendGridStandIn(keep_payloads=False) as server:
+        before = time.time()
+        status, headers, _ = post(server, payload)
+
+        assert status == 202
+        assert server.accepted == []
+        [record] = server.records
+    assert record.to == "reader@example.com"
+    assert record.custom_args == {"subscriber_id": "s1", "lesson_id": "welcome"}
+    assert record.message_id == headers["X-Message-Id"]
+    assert before <= record.arrived <= time.time()
+
+
+def test_scripted_replies_come_before_random_faults():
+    with SendGridStandIn(faults=Faults(rate_500=1.0)) as server:
+        server.enqueue(Reply(status=202))
+
+        assert [post(server, valid_payload())[0] for _ in range(2)] == [202, 500]
+
+
+@pytest.mark.parametrize(
+    "rates", [{"rate_429": 1.5}, {"rate_500": -0.1}, {"rate_429": 0.6, "rate_500": 0.6}]
+)
+def test_fault_rates_outside_0_to_1_are_refused(rates):
+    with pytest.raises(ValueError, match="fault rates"):
+        Faults(**rates)
+
+
+def test_cli_takes_fault_rates_and_refuses_impossible_ones():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bad = subprocess.run(
+        [sys.executable, "-m", "course.sendgrid_standin", "--rate-429", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "course.sendgrid_standin", "--port", str(port), "--api-key", "K",
+         "--rate-500", "1", "--seed", "3", "--quiet"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        banner = process.stdout.readline()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request(
+            "POST",
+            "/v3/mail/send",
+            body=json.dumps(valid_payload()),
+            headers={"Authorization": "Bearer K", "Content-Type": "application/json"},
+        )
+        status = conn.getresponse().status
+        conn.close()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert bad.returncode == 2
+    assert "fault rates" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert "500 1" in banner and "seed 3" in banner
+    assert status == 500

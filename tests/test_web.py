@@ -7,6 +7,7 @@ import logging
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,12 @@ from fastapi.testclient import TestClient
 from course import engine
 from course.confirmation import send_confirmation
 from course.render import Renderer
+from course.sendgrid_standin import SendGridStandIn
 from course.settings import Settings, SettingsError
 from course.store import Store
 from course.subscriptions import enrol, unsubscribe
-from course.tokens import make_token
-from course.transport import OutboxTransport
+from course.tokens import make_token, subscriber_links
+from course.transport import OutboxTransport, SendGridTransport
 from course.web import create_app
 from course.web.app import RedactTokens
 from course.web.pages import CONSENT_VERSION
@@ -404,6 +406,65 @@ def test_one_click_post_as_a_mailbox_provider_sends_it(web, schedule, encoding):
     later = datetime.now(UTC) + timedelta(days=30)
     engine.tick(web.store, schedule, later, lambda items, when: queued.extend(items))
     assert queued == []
+
+
+def test_unsubscribe_while_a_lesson_is_on_its_way_answers_only_after_it_reached_the_provider(
+    web, schedule
+):
+    """The worker passed the unsubscribe check and is still rendering and connecting when the
+    one-click POST comes in: the answer waits for that send, so nothing arrives after it."""
+    sub = active_subscriber(web, schedule)
+    claimed: list = []
+    now = datetime.now(UTC)
+    engine.tick(web.store, schedule, now, lambda items, when: claimed.extend(items))
+    assert claimed == [(sub.id, "hello")]
+    on_its_way = threading.Event()
+
+    class SlowToSend:  # the real SendGrid transport, reached only after a slow render
+        def __init__(self, inner):
+            self.inner = inner
+
+        def send(self, email):
+            on_its_way.set()
+            time.sleep(0.5)
+            return self.inner.send(email)
+
+    with SendGridStandIn(api_key="SG.web") as standin:
+        transport = SendGridTransport("SG.web", host=standin.url)
+        worker = threading.Thread(
+            target=engine.deliver,
+            args=(web.store, Renderer(schedule), SlowToSend(transport), claimed, now,
+                  lambda sub_id: subscriber_links("https://course.example", SECRET, sub_id)),
+        )  # fmt: skip
+        worker.start()
+        assert on_its_way.wait(10)
+        answer = web.client.post(
+            f"/unsubscribe/{web.token(sub.id, 'unsubscribe')}",
+            data={"List-Unsubscribe": "One-Click"},
+        )
+        answered = time.time()
+        worker.join(10)
+        transport.close()
+        [record] = standin.records
+
+    assert answer.status_code == 200
+    assert record.arrived < answered, "the lesson reached the provider after the answer"
+    assert web.store.ledger(sub.id)["hello"].state == "sent"
+
+
+def test_unsubscribe_does_not_wait_for_a_send_whose_worker_died_long_ago(web, schedule):
+    sub = active_subscriber(web, schedule)
+    now = datetime.now(UTC)
+    engine.tick(web.store, schedule, now, lambda items, when: None)
+    an_hour_ago = now.timestamp() - 3600
+    assert web.store.start_send(sub.id, "hello", an_hour_ago, an_hour_ago + 900) == 1
+
+    started = time.monotonic()
+    answer = web.client.post(f"/unsubscribe/{web.token(sub.id, 'unsubscribe')}")
+
+    assert answer.status_code == 200
+    assert time.monotonic() - started < 5  # not the 15 s a live send could take
+    assert web.store.get(sub.id).status == "unsubscribed"
 
 
 def test_the_page_button_and_a_second_post_both_answer_200(web, schedule):

@@ -43,7 +43,7 @@ from course.privacy import erase, export_data, record_ids
 from course.report import subscriber_report
 from course.schedule import CONFIRMATION, LESSON, Lesson
 from course.subscriber import SUPPRESSED, Subscriber, to_instant
-from course.subscriptions import SubscriptionError, pause, resume, unsubscribe
+from course.subscriptions import SubscriptionError, pause, resume, unsubscribe, wait_for_sends
 from course.timeline import add_local_days
 
 if TYPE_CHECKING:
@@ -389,9 +389,12 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
     async def unsubscribe_sub(request: Request, sub_id: str) -> Response:
         who = session(request)
         await form(request, who)
-        return await run_in_threadpool(
-            act, who, sub_id, "unsubscribed", lambda sub: unsubscribe(state.store, sub)
-        )
+
+        def change(sub: Subscriber) -> None:
+            unsubscribe(state.store, sub)
+            wait_for_sends(state.store, sub.id)  # a lesson already on its way goes first
+
+        return await run_in_threadpool(act, who, sub_id, "unsubscribed", change)
 
     @router.get("/subscribers/{sub_id}/export")
     @guarded

@@ -42,7 +42,14 @@ from course.subscriber import (
     resumed_at,
     to_instant,
 )
-from course.subscriptions import SubscriptionError, confirm, pause, resume, unsubscribe
+from course.subscriptions import (
+    SubscriptionError,
+    confirm,
+    pause,
+    resume,
+    unsubscribe,
+    wait_for_sends,
+)
 from course.timeline import add_local_days
 from course.tokens import ExpiredToken, InvalidToken, link, read_token
 from course.web.admin import install_admin
@@ -537,6 +544,9 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         if sub is None:
             return erased_or_invalid(token)
         sub = unsubscribe(state.store, sub)  # also whoever holds the address now
+        if not wait_for_sends(state.store, sub.id):  # a lesson already on its way goes first
+            log_event(log, logging.WARNING, "unsubscribe", subscriber=sub.id,
+                      note="a send was still unfinished")  # fmt: skip
         log_event(log, logging.INFO, "unsubscribe", subscriber=sub.id)
         return state.page("unsubscribed", title="You are unsubscribed", sub=sub)
 
