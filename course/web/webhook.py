@@ -164,31 +164,16 @@ def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Re
         return
 
     if lesson_id and lesson_id in lessons:
+        settled: tuple[str, str] | None = None
         if name in ("processed", "delivered"):
-            if store.resolve_uncertain(sub.id, lesson_id, "sent", _message_id(event), now):
-                report.reconciled += 1
-                store.count_webhook("reconciled")
-                log_event(
-                    log,
-                    logging.INFO,
-                    "reconcile",
-                    subscriber=sub.id,
-                    lesson=lesson_id,
-                    state="sent",
-                )
+            settled = ("sent", _message_id(event))
         elif name in ("bounce", "dropped"):
-            reason = f"{name}: {_text(event, 'reason')[:200]}".rstrip(": ")
-            if store.resolve_uncertain(sub.id, lesson_id, "failed", reason, now):
-                report.reconciled += 1
-                store.count_webhook("reconciled")
-                log_event(
-                    log,
-                    logging.INFO,
-                    "reconcile",
-                    subscriber=sub.id,
-                    lesson=lesson_id,
-                    state="failed",
-                )
+            settled = ("failed", f"{name}: {_text(event, 'reason')[:200]}".rstrip(": "))
+        if settled and store.resolve_uncertain(sub.id, lesson_id, *settled, now):
+            report.reconciled += 1
+            store.count_webhook("reconciled")
+            log_event(log, logging.INFO, "reconcile", subscriber=sub.id, lesson=lesson_id,
+                      state=settled[0])  # fmt: skip
 
     status = SUPPRESSING.get(name)
     if name == "dropped":
