@@ -14,6 +14,7 @@ wall-clock time is mostly waiting for a core: the CPU column is the process's ow
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import resource
@@ -49,7 +50,11 @@ def write_csv(path: Path, rows: int, now: datetime, lessons: list[tuple[str, int
 
 
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    parser = argparse.ArgumentParser(description="Import, diff and export at scale, timed.")
+    parser.add_argument("rows", nargs="?", type=int, default=100_000, help="CSV rows")
+    rows = parser.parse_args().rows
+    if rows < 1:
+        parser.error("ROWS must be at least 1")
     now = datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="course-bench-") as temp:
         folder = Path(temp)

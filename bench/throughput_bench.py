@@ -69,7 +69,7 @@ class CountingStandIn(SendGridStandIn):
         super().__init__(**kwargs)
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def _accept(self, payload: dict[str, Any]) -> str:
+    def _accept(self, payload: dict[str, Any], arrived: float) -> str:
         args = payload["personalizations"][0].get("custom_args") or {}
         key = (str(args.get("subscriber_id")), str(args.get("lesson_id")))
         with self._lock:
