@@ -762,11 +762,14 @@ def subscribers_unsubscribe(ctx: Context, email: str) -> None:
 
 
 def _address(value: str) -> str:
-    address = value.strip().lower()
-    local, at, domain = address.partition("@")
-    if not (local and at and domain) or any(ch.isspace() for ch in address):
-        raise click.BadParameter(f"not an email address: {value!r}", param_hint="ADDRESS")
-    return address
+    """Normalised as signups and imports store it (a punycode domain matches its Unicode form)."""
+    from course.subscriptions import SubscriptionError
+    from course.validation import check_email
+
+    try:
+        return check_email(value)
+    except SubscriptionError:
+        raise click.BadParameter(f"not an email address: {value!r}", param_hint="ADDRESS") from None
 
 
 @subscribers.command("export-data")

@@ -137,7 +137,8 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
         _parse(now),
         rt.links,
         clock=_wall_clock,
-        concurrency=rt.settings.send_concurrency,
+        # Only a transport whose requests are independent sends several at once.
+        concurrency=rt.settings.send_concurrency if rt.transport.concurrent else 1,
     )
     return result.__dict__
 

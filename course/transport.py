@@ -96,6 +96,10 @@ class Transport(Protocol):
     """Hands one email to a provider. ``send`` raises only the three errors above."""
 
     name: str
+    # Whether several threads may send at once, each request independent of the others.
+    # A transport that queues its sends behind one connection (SMTP) must say False: sends
+    # marked as started would wait their turn, long enough to look like a dead worker.
+    concurrent: bool
 
     def send(self, email: Email) -> SendResult: ...
 
@@ -132,6 +136,7 @@ class OutboxTransport:
     """
 
     name = "outbox"
+    concurrent = False  # a demo's outbox lists in send order
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -261,6 +266,7 @@ class SmtpTransport:
     """
 
     name = "smtp"
+    concurrent = False  # one connection, one message at a time
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self._target = _parse_smtp_url(url)
@@ -594,6 +600,7 @@ class SendGridTransport:
     """
 
     name = "sendgrid"
+    concurrent = True  # a pool of kept-alive connections, one request per email
 
     def __init__(
         self,

@@ -302,3 +302,11 @@ def test_sign_out_ends_the_session(signed_in):
 
 def test_the_admin_stays_out_of_the_public_openapi_description(admin):
     assert not [p for p in admin.get("/openapi.json").json()["paths"] if p.startswith("/admin")]
+
+
+def test_a_proxys_basic_auth_header_leaves_the_session_cookie_in_charge(signed_in, ann):
+    client, _ = signed_in
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}  # nginx in front of /admin
+    for _ in range(12):  # never counted as failed sign-ins either
+        page = client.get(f"/admin/subscribers/{ann.id}", headers=basic)
+        assert page.status_code == 200 and heading(page) == "ann@example.com"

@@ -234,6 +234,14 @@ def test_cli_export_data_of_an_unknown_address_exits_1(cli):
     assert "Traceback" not in result.stderr + bad.stderr
 
 
+def test_cli_finds_an_address_typed_with_a_punycode_domain(cli, schedule):
+    run, store = cli
+    sub = enrol(store, schedule, "ida@bücher.example", "Ida", None, NOW)
+    printed = run("export-data", "Ida@xn--bcher-kva.example")
+    assert printed.returncode == 0, printed.stderr
+    assert [r["id"] for r in json.loads(printed.stdout)["records"]] == [sub.id]
+
+
 def test_cli_erase_asks_first_then_erases_and_is_idempotent(cli, schedule):
     run, store = cli
     enrol(store, schedule, "gil@example.com", "Gil", None, NOW)

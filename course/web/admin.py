@@ -174,12 +174,12 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
 
     def session(request: Request) -> Session:
         """The caller's session, or :class:`_Denied` with the answer to give instead."""
-        header = request.headers.get("authorization", "")
-        if header:
-            scheme, _, given = header.partition(" ")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # Only a bearer token is ours: other schemes (a proxy's basic auth) use the cookie.
+        if scheme.lower() == "bearer":
             if too_many(request):
                 raise _Denied(PlainTextResponse("too many failed attempts", 429))
-            if scheme.lower() == "bearer" and auth.token_ok(given.strip()):
+            if auth.token_ok(given.strip()):
                 return Session(None)
             failed(request)
             raise _Denied(
@@ -400,7 +400,8 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
     @guarded
     def export_sub(request: Request, sub_id: str) -> Response:
         session(request)
-        data = export_data(state.store, subscriber(sub_id).email, now())
+        # scan: records of re-signups made before the chain of earlier records existed
+        data = export_data(state.store, subscriber(sub_id).email, now(), scan=True)
         log.info("admin action=export subscriber=%s", sub_id)
         disposition = f'attachment; filename="subscriber-{sub_id}.json"'
         return JSONResponse(data, headers={"Content-Disposition": disposition})
@@ -423,7 +424,8 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
             return page("erase", 422, title="Erase?", csrf=who.csrf or "", sub=sub,
                         count=len(record_ids(state.store, sub.email)),
                         error="Tick the box to confirm.")  # fmt: skip
-        result = await run_in_threadpool(erase, state.store, sub.email, now(), False, (sub.id,))
+        # scan=True: records of re-signups made before the chain of earlier records existed
+        result = await run_in_threadpool(erase, state.store, sub.email, now(), True, (sub.id,))
         log.info("admin action=erase records=%d", len(result.records))
         return page("erased", title="Erased", csrf=who.csrf or "", result=result)
 
