@@ -129,14 +129,22 @@ def wait_for_sends(
     that lands in between cannot stop that one email. Answering the unsubscribe only after
     it has gone keeps the promise "after the answer, nothing more is sent" (a send that
     starts later is refused). A ``sending`` entry that started more than ``timeout`` ago
-    belongs to a worker that died and is not waited for.
+    belongs to a worker that died and is not waited for. The record that holds the address
+    now is waited for too: :func:`unsubscribe` suppresses it as well (a link from an email
+    sent before the person signed up again).
     """
+    ids = {sub_id}
+    sub = store.get(sub_id)
+    holder = store.find(sub.email) if sub is not None else None
+    if holder is not None:
+        ids.add(holder.id)
     deadline = clock() + timeout
     while True:
         now = clock()
         started_lately = [
             entry
-            for entry in store.ledger(sub_id).values()
+            for one in ids
+            for entry in store.ledger(one).values()
             if entry.state == "sending" and entry.at > now - timeout
         ]
         if not started_lately:

@@ -23,7 +23,8 @@ from course.render import Renderer
 from course.sendgrid_standin import SendGridStandIn
 from course.settings import Settings, SettingsError
 from course.store import Store
-from course.subscriptions import enrol, unsubscribe
+from course.subscriber import LedgerEntry
+from course.subscriptions import enrol, unsubscribe, wait_for_sends
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport, SendGridTransport
 from course.web import create_app
@@ -450,6 +451,24 @@ def test_unsubscribe_while_a_lesson_is_on_its_way_answers_only_after_it_reached_
     assert answer.status_code == 200
     assert record.arrived < answered, "the lesson reached the provider after the answer"
     assert web.store.ledger(sub.id)["hello"].state == "sent"
+
+
+def test_an_old_records_unsubscribe_waits_for_a_send_to_the_record_holding_the_address_now(
+    web, schedule
+):
+    old = active_subscriber(web, schedule)
+    unsubscribe(web.store, old)
+    new = active_subscriber(web, schedule)  # signed up again: a new record
+    now = datetime.now(UTC)
+    engine.tick(web.store, schedule, now, lambda items, when: None)
+    assert web.store.start_send(new.id, "hello", time.time(), time.time() + 900) == 1
+    began = time.monotonic()  # the new record's send is on its way: the old link waits
+    wait_for_sends(web.store, old.id, timeout=1.5)  # (until it ends or looks like a dead worker)
+    assert time.monotonic() - began >= 0.4  # instants are whole seconds: at least 0.5 s here
+    web.store.finish(new.id, LedgerEntry("hello", "sent", time.time(), 1, "sg-1"))
+    began = time.monotonic()
+    assert wait_for_sends(web.store, old.id, timeout=1.5)
+    assert time.monotonic() - began < 0.3  # nothing on its way: at once
 
 
 def test_unsubscribe_does_not_wait_for_a_send_whose_worker_died_long_ago(web, schedule):
