@@ -225,6 +225,19 @@ class _FieldError(ValueError):
         self.reason = reason
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Free text for an exported cell: a leading ``'`` keeps a spreadsheet from running it
+    as a formula (``=HYPERLINK(...)``); :func:`from_spreadsheet` takes it off on import."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def from_spreadsheet(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+
+
 def _first_problem(values: dict[str, str]) -> tuple[str, str] | None:
     for name, value in values.items():
         if len(value) > MAX_FIELD:
@@ -254,7 +267,7 @@ def _check_row(values: dict[str, str], lessons: dict, default_zone: str, now: da
         "first_name": check("first_name", lambda: _check_name(values.get("first_name", ""))),
         "tz": check("timezone", lambda: _check_zone(values.get("timezone", ""), default_zone)),
         "signup": check("signup_time", lambda: _check_time(values["signup_time"], now)),
-        "consent_source": values["consent_source"],
+        "consent_source": from_spreadsheet(values["consent_source"]),
         "status": check("status", lambda: _status(values.get("status", ""))),
         "last_lesson": last,
     }
@@ -390,7 +403,7 @@ def export_rows(
                 sub.first_name or "",
                 sub.tz,
                 _iso(sub.start if sub.start is not None else sub.created),
-                sub.source,
+                spreadsheet_safe(sub.source),
                 sub.status,
                 str(sent),
                 total,

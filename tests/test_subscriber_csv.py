@@ -196,7 +196,8 @@ def test_export_then_import_into_an_empty_store_gives_the_same_people(run, tmp_p
     gone = enrol(store, schedule, "gone@example.com", "Gil", "UTC", start)
     unsubscribe(store, gone)
     enrol(store, schedule, "wait@example.com", None, "UTC", start, confirmed=False, source="web")
-    enrol(store, schedule, "new@example.com", "Ned", "Europe/Berlin", NOW - timedelta(hours=2))
+    enrol(store, schedule, "new@example.com", "Ned", "Europe/Berlin", NOW - timedelta(hours=2),
+          source='=HYPERLINK("http://evil.example","list")')  # fmt: skip
 
     exported = tmp_path / "people.csv"
     result = run("subscribers", "export", str(exported))
@@ -208,6 +209,8 @@ def test_export_then_import_into_an_empty_store_gives_the_same_people(run, tmp_p
     assert rows["mid@example.com"]["lessons_total"] == "4"
     assert rows["mid@example.com"]["last_lesson"] == "second"
     assert rows["gone@example.com"]["status"] == "unsubscribed"
+    # a spreadsheet shows that source as text instead of running it; the import takes it back
+    assert rows["new@example.com"]["consent_source"] == '\'=HYPERLINK("http://evil.example","list")'
 
     def people() -> dict:
         found = {}
