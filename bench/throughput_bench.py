@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -276,20 +276,29 @@ def run_ours(url: str, standin: StandInProcess, args: argparse.Namespace, tmp: P
     app = create_app(Settings(redis_url=url, var_dir=tmp / "var"), url)
     procs = start_workers("worker", app, env, args.workers, args.concurrency, LOGS)
     try:
-        standin.clear()
-        before = standin.stats()["cpu"]
-        watched = [p.pid for p in procs]
-        cpu = tree_cpu(watched), tree_cpu([redis_pid(tmp / "redis")])
-        started = time.perf_counter()
-        app.send_task("course.tick", args=[datetime.fromtimestamp(now + 1, UTC).isoformat()])
-        seconds, stats = wait_for(standin, args.count, started)
-        used = tree_cpu(watched) - cpu[0], tree_cpu([redis_pid(tmp / "redis")]) - cpu[1]
-        check_once(standin, args.count, "ours")
+        tick_at = datetime.fromtimestamp(now + 1, UTC).isoformat()
+        return measure("ours", latency_ms, args.count, standin, procs, tmp,
+                       lambda: app.send_task("course.tick", args=[tick_at]))  # fmt: skip
     finally:
         stop_all({f"w{n}": p for n, p in enumerate(procs)})
         app.close()
         client.close()
-    return Run("ours", latency_ms, args.count, seconds, stats["connections"],
+
+
+def measure(name: str, latency_ms: float, count: int, standin: StandInProcess,
+            procs: list, tmp: Path, kick: Callable[[], object]) -> Run:  # fmt: skip
+    """Time ``kick`` until the stand-in accepted ``count`` sends, each once, and the CPU that
+    the workers, Redis and the stand-in spent on them."""
+    standin.clear()
+    before = standin.stats()["cpu"]
+    watched = [p.pid for p in procs]
+    cpu = tree_cpu(watched), tree_cpu([redis_pid(tmp / "redis")])
+    started = time.perf_counter()
+    kick()
+    seconds, stats = wait_for(standin, count, started)
+    used = tree_cpu(watched) - cpu[0], tree_cpu([redis_pid(tmp / "redis")]) - cpu[1]
+    check_once(standin, count, name)
+    return Run(name, latency_ms, count, seconds, stats["connections"],
                stats["cpu"] - before, *used)  # fmt: skip
 
 
@@ -304,23 +313,17 @@ def run_naive(url: str, standin: StandInProcess, args: argparse.Namespace, tmp: 
     env = worker_env(url, standin.url, tmp / "var", None)
     app = create_naive_app(Settings(redis_url=url, var_dir=tmp / "var"), url)
     procs = start_workers("bench.naive_worker", app, env, args.workers, args.concurrency, LOGS)
-    try:
-        standin.clear()
-        before = standin.stats()["cpu"]
-        watched = [p.pid for p in procs]
-        cpu = tree_cpu(watched), tree_cpu([redis_pid(tmp / "redis")])
-        started = time.perf_counter()
-        for sub_id in ids:  # the naive "tick": one task per email
+
+    def one_task_per_email() -> None:  # the naive "tick"
+        for sub_id in ids:
             app.send_task("naive.send", args=[sub_id, lesson_id])
-        seconds, stats = wait_for(standin, count, started)
-        used = tree_cpu(watched) - cpu[0], tree_cpu([redis_pid(tmp / "redis")]) - cpu[1]
-        check_once(standin, count, "naive")
+
+    try:
+        return measure("naive", latency_ms, count, standin, procs, tmp, one_task_per_email)
     finally:
         stop_all({f"w{n}": p for n, p in enumerate(procs)})
         app.close()
         client.close()
-    return Run("naive", latency_ms, count, seconds, stats["connections"],
-               stats["cpu"] - before, *used)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
