@@ -73,6 +73,20 @@ def error_fields(body: dict[str, Any]) -> list[str | None]:
     return [e["field"] for e in body["errors"]]
 
 
+def post_payload(port: int, key: str = "K") -> int:
+    """One valid Mail Send request to a stand-in started as a process; its status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request(
+        "POST",
+        "/v3/mail/send",
+        body=json.dumps(valid_payload()),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
 def test_valid_send_is_accepted_with_202_an_empty_body_and_a_message_id(standin):
     status, headers, body = post(standin, valid_payload())
 
@@ -311,15 +325,7 @@ def test_cli_serves_until_ctrl_c_and_exits_cleanly():
     )
     try:
         banner = process.stdout.readline()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request(
-            "POST",
-            "/v3/mail/send",
-            body=json.dumps(valid_payload()),
-            headers={"Authorization": "Bearer K", "Content-Type": "application/json"},
-        )
-        status = conn.getresponse().status
-        conn.close()
+        status = post_payload(port)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
@@ -448,15 +454,7 @@ def test_cli_takes_fault_rates_and_refuses_impossible_ones():
     )  # fmt: skip
     try:
         banner = process.stdout.readline()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request(
-            "POST",
-            "/v3/mail/send",
-            body=json.dumps(valid_payload()),
-            headers={"Authorization": "Bearer K", "Content-Type": "application/json"},
-        )
-        status = conn.getresponse().status
-        conn.close()
+        status = post_payload(port)
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
     finally:
