@@ -302,6 +302,15 @@ class Claim(NamedTuple):
         return (self.sub_id, self.lesson_id)
 
 
+class Outcome(NamedTuple):
+    """What :meth:`Store.finish` records for one send."""
+
+    sub_id: str
+    entry: LedgerEntry
+    pending_at: float | None = None  # keep it pending until then (a retry)
+    allowed: tuple[str, ...] = ("sending", "uncertain")  # states it may replace
+
+
 class DuplicateSubscriber(ValueError):
     """A subscriber with this email address already exists."""
 
@@ -544,6 +553,16 @@ class Store:
             result.append((sub, {_str(k) for k in done}))
         return result
 
+    def get_each(self, sub_ids: list[str]) -> list[Subscriber | None]:
+        """Each subscriber (None where there is none), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hgetall(self.sub_key(sub_id))
+        raws = pipe.execute() if sub_ids else []
+        return [
+            _decode(i, _text(raw)) if raw else None for i, raw in zip(sub_ids, raws, strict=True)
+        ]
+
     def find(self, email: str) -> Subscriber | None:
         sub_id = self.redis.hget(self.email_key, email.strip().lower())
         return self.get(_str(sub_id)) if sub_id else None
@@ -675,10 +694,22 @@ class Store:
         return [int(r) for r in pipe.execute()]
 
     def start_send(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> int:
+        """Move a claimed (or retry) entry to ``sending``; the script's answer (see there)."""
+        return int(self._start_send(**self._start_send_call(sub_id, lesson_id, now, stale_at)))
+
+    def start_send_many(
+        self, items: list[tuple[str, str]], now: float, stale_at: float
+    ) -> list[int]:
+        """:meth:`start_send` for each (subscriber, lesson), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id, lesson_id in items:
+            self._start_send(**self._start_send_call(sub_id, lesson_id, now, stale_at), client=pipe)
+        return [int(answer) for answer in pipe.execute()] if items else []
+
+    def _start_send_call(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> dict:
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key,
                 self.send_stats_key(lesson_id)]  # fmt: skip
-        args = [sub_id, lesson_id, _encode(float(now)), _score(stale_at)]
-        return int(self._start_send(keys=keys, args=args))
+        return {"keys": keys, "args": [sub_id, lesson_id, _encode(float(now)), _score(stale_at)]}
 
     def finish(
         self,
@@ -688,6 +719,22 @@ class Store:
         allowed: tuple[str, ...] = ("sending", "uncertain"),
     ) -> bool:
         """Record the outcome of a send; ``pending_at`` keeps it pending (a retry)."""
+        return bool(self._finish(**self._finish_call(sub_id, entry, pending_at, allowed)))
+
+    def finish_many(self, outcomes: list[Outcome]) -> list[bool]:
+        """:meth:`finish` for each outcome, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for outcome in outcomes:
+            self._finish(**self._finish_call(*outcome), client=pipe)
+        return [bool(answer) for answer in pipe.execute()] if outcomes else []
+
+    def _finish_call(
+        self,
+        sub_id: str,
+        entry: LedgerEntry,
+        pending_at: float | None = None,
+        allowed: tuple[str, ...] = ("sending", "uncertain"),
+    ) -> dict:
         keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id)]
         args = [
             sub_id,
@@ -696,7 +743,7 @@ class Store:
             "" if pending_at is None else _score(pending_at),
             ",".join(allowed),
         ]
-        return bool(self._finish(keys=keys, args=args))
+        return {"keys": keys, "args": args}
 
     def pending_due(self, now: float, limit: int = 1000) -> list[tuple[str, str]]:
         found = self.redis.zrangebyscore(self.pending_key, "-inf", now, 0, limit)
