@@ -49,6 +49,8 @@ from typing import Any, NamedTuple
 MAIL_SEND_PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000  # to + cc + bcc in one personalization
+MAX_SUBSTITUTIONS = 100  # per personalization
+MAX_SUBSTITUTIONS_BYTES = 10_000  # keys and values together, per personalization
 MAX_BODY_BYTES = 30 * 1024 * 1024  # SendGrid's limit on a whole message
 HELP_BASE = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message."
 # Headers SendGrid will not let a sender override (from the spec's description of `headers`).
@@ -126,6 +128,23 @@ def _check_string_map(
             )
 
 
+def _check_substitutions(value: object, field: str, errors: list[dict[str, Any]]) -> None:
+    _check_string_map(value, field, "substitutions", errors, "Substitutions")
+    if not isinstance(value, dict):
+        return
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in value.items())
+    if len(value) > MAX_SUBSTITUTIONS or size > MAX_SUBSTITUTIONS_BYTES:
+        errors.append(
+            _error(
+                f"A personalization may have at most {MAX_SUBSTITUTIONS} substitutions, of at"
+                f" most {MAX_SUBSTITUTIONS_BYTES} bytes together (these: {len(value)},"
+                f" {size} bytes).",
+                field,
+                "substitutions",
+            )
+        )
+
+
 def _check_headers(value: object, field: str, errors: list[dict[str, Any]]) -> None:
     _check_string_map(value, field, "headers", errors, "Headers")
     if isinstance(value, dict):
@@ -187,13 +206,7 @@ def _check_personalization(
     if "headers" in item:
         _check_headers(item["headers"], f"{field}.headers", errors)
     if "substitutions" in item:
-        _check_string_map(
-            item["substitutions"],
-            f"{field}.substitutions",
-            "substitutions",
-            errors,
-            "Substitutions",
-        )
+        _check_substitutions(item["substitutions"], f"{field}.substitutions", errors)
     if "custom_args" in item:
         _check_string_map(
             item["custom_args"], f"{field}.custom_args", "custom_args", errors, "Custom args"
@@ -440,6 +453,51 @@ class Faults:
                 return "hang", Reply(stall=self.hang_for)
             return "hang", Reply(hang=True, hang_for=self.hang_for)
         return None
+
+
+class Message(NamedTuple):
+    """One email as SendGrid makes it from an accepted payload: one per personalization."""
+
+    to: list[dict[str, str]]
+    subject: str
+    headers: dict[str, str]
+    custom_args: dict[str, str]
+    text: str
+    html: str
+
+
+def messages(payload: dict[str, Any]) -> list[Message]:
+    """The emails a valid payload asks for, as the provider builds them: a personalization's
+    subject, headers and ``custom_args`` over the message's own, and its ``substitutions``
+    replaced in the subject and the content, each occurrence once (a value put in is not
+    searched again)."""
+    content = {block["type"].lower(): block["value"] for block in payload.get("content", [])}
+    out = []
+    for item in payload["personalizations"]:
+        subs = item.get("substitutions") or {}
+        pattern = (
+            re.compile("|".join(re.escape(k) for k in sorted(subs, key=len, reverse=True)))
+            if subs
+            else None
+        )
+
+        def fill(text: str, pattern: re.Pattern[str] | None = pattern, subs: dict = subs) -> str:
+            return pattern.sub(lambda m: subs[m.group(0)], text) if pattern else text
+
+        out.append(
+            Message(
+                to=list(item["to"]),
+                subject=fill(item.get("subject") or payload.get("subject") or ""),
+                headers={**(payload.get("headers") or {}), **(item.get("headers") or {})},
+                custom_args={
+                    **(payload.get("custom_args") or {}),
+                    **(item.get("custom_args") or {}),
+                },
+                text=fill(content.get("text/plain", "")),
+                html=fill(content.get("text/html", "")),
+            )
+        )
+    return out
 
 
 class Acceptance(NamedTuple):
