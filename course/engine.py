@@ -25,10 +25,12 @@ from datetime import datetime
 
 import redis
 
+from course.batch import EmailGroup, Member, Tags, group_emails
 from course.logs import log_event
+from course.message import Email
 from course.render import Recipient, Renderer
 from course.schedule import Lesson, Schedule
-from course.store import Claim, Store
+from course.store import Claim, Outcome, Store
 from course.subscriber import (
     LedgerEntry,
     Subscriber,
@@ -41,6 +43,7 @@ from course.subscriptions import SubscriptionError, resume
 from course.timeline import DAY0_GRACE, LATE_GRACE, catch_up, local_date
 from course.transport import (
     PermanentSendError,
+    SendResult,
     TransientSendError,
     Transport,
     UncertainSendError,
@@ -281,46 +284,182 @@ def deliver(
     Each send is stamped with ``now``, or ``clock()`` when that is later: a long batch
     sets each entry's stale deadline from when that entry really started.
 
-    With ``concurrency`` above 1, up to that many sends of the batch are in flight at once
+    A transport that takes several emails per request (``max_group`` above 1: SendGrid's
+    personalizations) gets the batch's emails of one lesson in as few requests as their
+    content allows (see :mod:`course.batch`); every other email, and every email for a
+    transport without groups, is one request.
+
+    With ``concurrency`` above 1, up to that many requests of the batch are in flight at once
     (a provider API answers in tens of milliseconds; one at a time, a worker mostly waits).
-    Each item keeps its own steps: ``start_send`` right before its request (unsubscribe
-    wins), its outcome recorded when its answer comes. Items start in batch order; a 429
-    holds back every item not started yet, and one that raises an unexpected error (Redis
-    gone) stops the rest from starting: they stay claimed for a later tick to hand out.
+    Each email keeps its own steps: ``start_send`` right before its request (unsubscribe
+    wins), its outcome recorded when its request's answer comes. Requests start in batch
+    order; a 429 holds back every request not started yet, and one that raises an unexpected
+    error (Redis gone) stops the rest from starting: they stay claimed for a later tick.
     """
     hold = _Hold()
+    work: list[Item | tuple[str, EmailGroup]]
+    max_group = getattr(transport, "max_group", 1)  # a transport of one's own may not say
+    if max_group > 1 and len(items) > 1:
+        work = _group(store, renderer, max_group, items, links)
+    else:
+        work = list(items)
 
-    def one(item: Item) -> tuple[str, str | None]:
+    def one(job: Item | tuple[str, EmailGroup]) -> list[Sent]:
         try:
-            return _deliver_one(store, renderer, transport, item, now, links, clock, hold)
+            if isinstance(job[1], EmailGroup):
+                return _deliver_group(store, transport, job, now, clock, hold)
+            return [_deliver_one(store, renderer, transport, job, now, links, clock, hold)]
         except BaseException:
             hold.broken = True  # whatever has not started stays claimed
             raise
 
-    if concurrency <= 1 or len(items) <= 1:
-        outcomes = [one(item) for item in items]
+    if concurrency <= 1 or len(work) <= 1:
+        outcomes = [one(job) for job in work]
     else:
-        with ThreadPoolExecutor(min(concurrency, len(items)), "deliver") as pool:
-            outcomes = [future.result() for future in [pool.submit(one, i) for i in items]]
+        with ThreadPoolExecutor(min(concurrency, len(work)), "deliver") as pool:
+            outcomes = [future.result() for future in [pool.submit(one, j) for j in work]]
     result = DeliverResult()
-    for outcome, error in outcomes:
+    for outcome, error in (sent for job in outcomes for sent in job):
         setattr(result, outcome, getattr(result, outcome) + 1)
         if error:
             result.errors.append(error)
     return result
 
 
+Sent = tuple[str, str | None]  # the DeliverResult field an email counts under, an error line
+SENT: Sent = ("sent", None)
+# Shared bodies' substitution tags, one set per worker process.
+TAGS = Tags()
+
+
 @dataclass
 class _Hold:
-    """What the items of one batch tell those that have not started yet."""
+    """What the requests of one batch tell those that have not started yet."""
 
     until: float | None = None  # set by a 429: the provider asked us to wait
-    broken: bool = False  # an item failed in a way that stops the batch
+    broken: bool = False  # a request failed in a way that stops the batch
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_until(self, at: float) -> None:
         with self.lock:
             self.until = at if self.until is None else max(self.until, at)
+
+    def check(self, store: Store, items: list[Item]) -> list[Sent] | None:
+        """Raise when the batch is broken; when it is held back, keep ``items`` pending until
+        the provider's time and count them as retrying; None: go ahead."""
+        if self.broken:
+            raise RuntimeError("an earlier request of the batch failed")
+        if self.until is None:
+            return None
+        store.touch_pending(items, self.until)
+        return [("retrying", None)] * len(items)
+
+
+def _stamp(now: datetime, clock: Callable[[], datetime] | None) -> float:
+    return max(now, clock()).timestamp() if clock else now.timestamp()
+
+
+def _recipient(sub: Subscriber, links: LinkMaker) -> Recipient:
+    return Recipient(
+        subscriber_id=sub.id, email=sub.email, first_name=sub.first_name, **links(sub.id)
+    )
+
+
+def _group(
+    store: Store, renderer: Renderer, max_group: int, items: list[Item], links: LinkMaker
+) -> list[Item | tuple[str, EmailGroup]]:
+    """The batch as requests: ``(lesson, group)`` for emails that can share one, and the
+    items the one-by-one path must handle (it says why each cannot go: erased, a lesson this
+    worker does not know, an email that does not render)."""
+    singles: list[Item | tuple[str, EmailGroup]] = []
+    by_lesson: dict[str, list[tuple[Recipient, Email]]] = {}
+    for item, sub in zip(items, store.get_each([i[0] for i in items]), strict=True):
+        lesson_id = item[1]
+        if sub is None or lesson_id not in renderer.lesson_ids:
+            singles.append(item)
+            continue
+        recipient = _recipient(sub, links)
+        try:
+            email = renderer.render(lesson_id, recipient)
+        except Exception:  # recorded as a failure, with its reason, by the one-by-one path
+            singles.append(item)
+            continue
+        by_lesson.setdefault(lesson_id, []).append((recipient, email))
+    groups: list[Item | tuple[str, EmailGroup]] = [
+        (lesson_id, group)
+        for lesson_id, pairs in by_lesson.items()
+        for group in group_emails(renderer.compiled(lesson_id), TAGS, pairs, max_group)
+    ]
+    return groups + singles
+
+
+def _deliver_group(
+    store: Store,
+    transport: Transport,
+    job: tuple[str, EmailGroup],
+    now: datetime,
+    clock: Callable[[], datetime] | None,
+    hold: _Hold,
+) -> list[Sent]:
+    """Start every member of a group (those refused are skipped), then send it as one request."""
+    lesson_id, group = job
+    ts = _stamp(now, clock)
+    items = [(member.subscriber_id, lesson_id) for member in group.members]
+    held = hold.check(store, items)
+    if held is not None:
+        return held
+    outcomes: list[Sent] = []
+    live: list[tuple[Member, int]] = []
+    for member, attempt in zip(
+        group.members, store.start_send_many(items, ts, ts + STALE_AFTER), strict=True
+    ):
+        if attempt > 0:
+            live.append((member, attempt))
+        else:
+            _log(logging.INFO, "skip", subscriber=member.subscriber_id, lesson=lesson_id,
+                 reason=SKIP_REASONS.get(attempt, "not claimed"))  # fmt: skip
+            outcomes.append(("skipped", None))
+    if live:
+        started = replace(group, members=tuple(member for member, _ in live))
+        outcomes += _send_group(
+            store, transport, lesson_id, started, [a for _, a in live], ts, hold
+        )
+    return outcomes
+
+
+def _send_group(
+    store: Store,
+    transport: Transport,
+    lesson_id: str,
+    group: EmailGroup,
+    attempts: list[int],
+    ts: float,
+    hold: _Hold,
+) -> list[Sent]:
+    """One request for a started group; every member's outcome recorded in one round trip."""
+    sent: SendResult | None = None
+    error: Exception | None = None
+    try:
+        sent = transport.send_group(group)
+    except PermanentSendError as exc:
+        if len(group.members) > 1:
+            # Refused as a whole, so none of it went: each member alone finds who it was.
+            outcomes: list[Sent] = []
+            for member, attempt in zip(group.members, attempts, strict=True):
+                alone = replace(group, members=(member,))
+                outcomes += _send_group(store, transport, lesson_id, alone, [attempt], ts, hold)
+            return outcomes
+        error = exc
+    except (TransientSendError, UncertainSendError) as exc:
+        error = exc
+    except Exception as exc:  # a transport bug must not leave the entries sending
+        error = exc
+    recorded = [
+        _outcome(member.subscriber_id, lesson_id, attempt, ts, hold, sent, error)
+        for member, attempt in zip(group.members, attempts, strict=True)
+    ]
+    store.finish_many([record for record, _ in recorded])
+    return [result for _, result in recorded]
 
 
 def _deliver_one(
@@ -332,15 +471,13 @@ def _deliver_one(
     links: LinkMaker,
     clock: Callable[[], datetime] | None,
     hold: _Hold,
-) -> tuple[str, str | None]:
-    """Send one claimed item; the DeliverResult field to count it under, and an error line."""
+) -> Sent:
+    """Send one claimed item in a request of its own."""
     sub_id, lesson_id = item
-    ts = max(now, clock()).timestamp() if clock else now.timestamp()
-    if hold.broken:
-        raise RuntimeError("an earlier item of the batch failed")
-    if hold.until is not None:
-        store.touch_pending([(sub_id, lesson_id)], hold.until)
-        return "retrying", None
+    ts = _stamp(now, clock)
+    held = hold.check(store, [item])
+    if held is not None:
+        return held[0]
     attempt = store.start_send(sub_id, lesson_id, ts, ts + STALE_AFTER)
     if attempt <= 0:
         _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id,
@@ -351,55 +488,65 @@ def _deliver_one(
         store.finish(sub_id, LedgerEntry(lesson_id, "skipped", ts, attempt, "erased"))
         _log(logging.INFO, "skip", subscriber=sub_id, lesson=lesson_id, reason="erased")
         return "skipped", None
+    sent: SendResult | None = None
+    error: Exception | None = None
     try:
         if lesson_id not in renderer.lesson_ids:
             # Claimed by a tick with a newer schedule than this worker has (a rolling
             # deploy): wait for it rather than drop it.
             raise TransientSendError(f"lesson {lesson_id!r} is not in this worker's schedule")
-        email = renderer.render(
-            lesson_id,
-            Recipient(
-                subscriber_id=sub.id,
-                email=sub.email,
-                first_name=sub.first_name,
-                **links(sub.id),
-            ),
-        )
-        sent = transport.send(email)
-    except TransientSendError as exc:
+        sent = transport.send(renderer.render(lesson_id, _recipient(sub, links)))
+    except Exception as exc:  # sorted by _outcome: retry, uncertain, failed
+        error = exc
+    record, result = _outcome(sub_id, lesson_id, attempt, ts, hold, sent, error)
+    store.finish(*record)
+    return result
+
+
+def _outcome(
+    sub_id: str,
+    lesson_id: str,
+    attempt: int,
+    ts: float,
+    hold: _Hold,
+    sent: SendResult | None,
+    error: Exception | None,
+) -> tuple[Outcome, Sent]:
+    """What to record for one started email after its request (``sent``, or the ``error``
+    it raised), logged; and what it counts as."""
+    if error is None and sent is not None:
+        message_id = sent.provider_message_id
+        _log(logging.INFO, "send", subscriber=sub_id, lesson=lesson_id, attempt=attempt,
+             message_id=message_id)  # fmt: skip
+        return Outcome(sub_id, LedgerEntry(lesson_id, "sent", ts, attempt, message_id)), SENT
+    if isinstance(error, TransientSendError):
         if attempt >= MAX_ATTEMPTS:
-            reason = f"gave up after {attempt} attempts: {exc.reason}"
-            store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
+            reason = f"gave up after {attempt} attempts: {error.reason}"
             _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=reason)
-            return "failed", None
-        wait = max(exc.retry_after or 0.0, backoff(attempt))
-        if exc.retry_after is not None:  # first, so that no other item starts meanwhile
+            gave_up = LedgerEntry(lesson_id, "failed", ts, attempt, reason)
+            return Outcome(sub_id, gave_up), ("failed", None)
+        wait = max(error.retry_after or 0.0, backoff(attempt))
+        if error.retry_after is not None:  # before it is recorded: no other request starts
             hold.wait_until(ts + wait)
-        retry = LedgerEntry(lesson_id, "retry", ts, attempt, exc.reason)
+        _log(logging.WARNING, "retry", subscriber=sub_id, lesson=lesson_id,
+             attempt=attempt, wait=round(wait), reason=error.reason)  # fmt: skip
         # Only from sending: an entry a tick already called uncertain stays so (the next
         # lesson may have gone meanwhile; this one must not follow it).
-        store.finish(sub_id, retry, ts + wait, allowed=("sending",))
-        _log(logging.WARNING, "retry", subscriber=sub_id, lesson=lesson_id,
-             attempt=attempt, wait=round(wait), reason=exc.reason)  # fmt: skip
-        return "retrying", None
-    except UncertainSendError as exc:
-        store.finish(sub_id, LedgerEntry(lesson_id, "uncertain", ts, attempt, exc.reason))
+        retry = LedgerEntry(lesson_id, "retry", ts, attempt, error.reason)
+        return Outcome(sub_id, retry, ts + wait, ("sending",)), ("retrying", None)
+    if isinstance(error, UncertainSendError):
         _log(logging.WARNING, "uncertain", subscriber=sub_id, lesson=lesson_id,
-             reason=exc.reason)  # fmt: skip
-        return "uncertain", None
-    except PermanentSendError as exc:
-        store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, exc.reason))
-        _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=exc.reason)
-        return "failed", f"{sub_id}/{lesson_id}: {exc.reason}"
-    except Exception as exc:  # a render or transport bug must not leave the entry sending
-        reason = f"{type(exc).__name__}: {exc}"
-        store.finish(sub_id, LedgerEntry(lesson_id, "failed", ts, attempt, reason))
-        log.exception("failure subscriber=%s lesson=%s", sub_id, lesson_id,
-                      extra={"event": "failure",
-                             "fields": {"subscriber": sub_id, "lesson": lesson_id,
-                                        "reason": reason}})  # fmt: skip
-        return "failed", f"{sub_id}/{lesson_id}: {reason}"
-    store.finish(sub_id, LedgerEntry(lesson_id, "sent", ts, attempt, sent.provider_message_id))
-    _log(logging.INFO, "send", subscriber=sub_id, lesson=lesson_id, attempt=attempt,
-         message_id=sent.provider_message_id)  # fmt: skip
-    return "sent", None
+             reason=error.reason)  # fmt: skip
+        uncertain = LedgerEntry(lesson_id, "uncertain", ts, attempt, error.reason)
+        return Outcome(sub_id, uncertain), ("uncertain", None)
+    if isinstance(error, PermanentSendError):
+        reason = error.reason
+        _log(logging.ERROR, "failure", subscriber=sub_id, lesson=lesson_id, reason=reason)
+    else:  # a render or transport bug must not leave the entry sending
+        reason = f"{type(error).__name__}: {error}"
+        log.error("failure subscriber=%s lesson=%s", sub_id, lesson_id, exc_info=error,
+                  extra={"event": "failure",
+                         "fields": {"subscriber": sub_id, "lesson": lesson_id,
+                                    "reason": reason}})  # fmt: skip
+    failed = LedgerEntry(lesson_id, "failed", ts, attempt, reason)
+    return Outcome(sub_id, failed), ("failed", f"{sub_id}/{lesson_id}: {reason}")

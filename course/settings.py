@@ -48,6 +48,8 @@ class Settings:
     metrics_token: str | None = None  # set: GET /metrics wants "Authorization: Bearer" it
     # Delivery: sends of one batch in flight at once, per worker process
     send_concurrency: int = 16
+    # Recipients of one lesson sent in one SendGrid request (personalizations); 1: one each
+    sendgrid_batch: int = 1000
 
     @property
     def templates_dir(self) -> Path:
@@ -107,6 +109,7 @@ class Settings:
             log_format=_choice(env, "COURSE_LOG_FORMAT", LOG_FORMATS),
             metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
             send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
+            sendgrid_batch=_sendgrid_batch(env),
         )
 
 
@@ -147,6 +150,15 @@ def _forwarded(env: Mapping[str, str], mode: str) -> str:
         raise SettingsError(
             "COURSE_FORWARDED_ALLOW_IPS: '*' would believe any X-Forwarded-For; give your "
             "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
+        )
+    return value
+
+
+def _sendgrid_batch(env: Mapping[str, str]) -> int:
+    value = _count(env, "COURSE_SENDGRID_BATCH", 1000)
+    if value > 1000:
+        raise SettingsError(
+            f"COURSE_SENDGRID_BATCH: at most 1000 (SendGrid's limit per request), not {value}"
         )
     return value
 

@@ -266,6 +266,14 @@ def sendgrid(store, schedule, standin):
     transport.close()
 
 
+@pytest.fixture
+def sendgrid_one_by_one(store, schedule, standin):
+    """SendGrid with one request per email (COURSE_SENDGRID_BATCH=1)."""
+    transport = SendGridTransport("SG.test", host=standin.url, timeout=2.0, max_group=1)
+    yield Harness(store, schedule, transport)
+    transport.close()
+
+
 def test_a_429_then_a_202_sends_once_after_the_reset(store, schedule, standin, sendgrid):
     start = local(2026, 3, 2, 9)
     sub = enrol(store, schedule, "a@example.com", None, None, start)
@@ -313,7 +321,10 @@ def test_server_errors_are_retried_with_backoff_then_given_up(store, schedule, s
     assert standin.requests_seen == engine.MAX_ATTEMPTS
 
 
-def test_send_stats_count_each_outcome_once_per_entry(store, schedule, standin, sendgrid):
+def test_send_stats_count_each_outcome_once_per_entry(
+    store, schedule, standin, sendgrid_one_by_one
+):
+    sendgrid = sendgrid_one_by_one
     start = local(2026, 3, 2, 9)
     a = enrol(store, schedule, "a@example.com", None, None, start)
     enrol(store, schedule, "b@example.com", None, None, start)
@@ -454,7 +465,10 @@ def test_a_retry_waits_for_its_backoff(store, schedule, standin, sendgrid):
     assert standin.requests_seen == 2
 
 
-def test_a_429_holds_back_the_rest_of_the_batch_until_the_reset(store, schedule, standin, sendgrid):
+def test_a_429_holds_back_the_rest_of_the_batch_until_the_reset(
+    store, schedule, standin, sendgrid_one_by_one
+):
+    sendgrid = sendgrid_one_by_one
     start = local(2026, 3, 2, 9)
     subs = [enrol(store, schedule, f"b{i}@example.com", None, None, start) for i in range(3)]
     standin.enqueue(Reply(status=429, reset_in=300.0))

@@ -61,7 +61,8 @@ def standin():
 
 @pytest.fixture
 def transport(standin):
-    transport = SendGridTransport("SG.test", host=standin.url, timeout=5.0)
+    # One request per email (COURSE_SENDGRID_BATCH=1): the per-email steps under concurrency.
+    transport = SendGridTransport("SG.test", host=standin.url, timeout=5.0, max_group=1)
     yield transport
     transport.close()
 
@@ -108,7 +109,7 @@ def test_a_send_that_hangs_in_a_concurrent_batch_is_uncertain_and_the_rest_go_ou
 ):
     subs = enrol_many(store, schedule, 4)
     standin.enqueue(Reply(hang=True, hang_for=10.0))
-    transport = SendGridTransport("SG.test", host=standin.url, timeout=0.5)
+    transport = SendGridTransport("SG.test", host=standin.url, timeout=0.5, max_group=1)
     sender = Sender(store, schedule, transport, concurrency=4)
     try:
         sender.tick(START)

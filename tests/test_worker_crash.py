@@ -58,10 +58,10 @@ def test_workers_killed_mid_delivery_never_send_a_lesson_twice(crash_env):
     worker = start_worker(crash_env["env"], crash_env["log"], crash_env["app"])
     try:
         assert engine.tick(store, schedule, now, enqueue, batch_size=5).claimed == len(subs)
-        wait_for(lambda: len(standin.accepted) >= 10, 60, "the worker sent nothing")
+        wait_for(lambda: len(standin.records) >= 10, 60, "the worker sent nothing")
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool, mid-batch
         worker.wait()
-        killed_at = len(standin.accepted)
+        killed_at = len(standin.records)
         assert killed_at < len(subs), "the worker finished before it could be killed"
 
         # A new worker; the next ticks find what the dead one left behind.
@@ -79,9 +79,8 @@ def test_workers_killed_mid_delivery_never_send_a_lesson_twice(crash_env):
     finally:
         stop_all({"worker": worker})
 
-    sent_to = Counter(
-        p["personalizations"][0]["custom_args"]["subscriber_id"] for p in standin.accepted
-    )
+    # One record per accepted personalization: a request carries a batch's emails of a lesson.
+    sent_to = Counter(r.custom_args["subscriber_id"] for r in standin.records)
     assert max(sent_to.values()) == 1, "a lesson was handed to SendGrid twice"
     states = Counter()
     for sub in subs:
@@ -92,6 +91,7 @@ def test_workers_killed_mid_delivery_never_send_a_lesson_twice(crash_env):
         else:
             assert entry.state == "uncertain", entry  # never claimed, sending or retry forever
     assert states["sent"] + states["uncertain"] == len(subs)
-    # At most one batch's sends in flight per pool process (COURSE_SEND_CONCURRENCY at once).
+    # At most one batch's sends in flight per pool process (one request for its lesson's
+    # emails, or COURSE_SEND_CONCURRENCY requests of one email each).
     in_flight = min(Settings.from_env(crash_env["env"]).send_concurrency, 5)
     assert states["sent"] >= len(subs) - 2 * in_flight
