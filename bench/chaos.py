@@ -24,8 +24,9 @@ Then, from the stand-in's own record of what it accepted and the ledger:
   twice       no (subscriber, lesson) accepted twice
   after-unsub nothing accepted for an address after its unsubscribe was answered
   missing     every other due lesson accepted exactly once or ``uncertain`` in the ledger
-  uncertain   uncertain entries <= worker kills + workers x redis crashes (each worker has
-              at most one send in flight; a Redis crash can strand one per worker)
+  uncertain   uncertain entries <= (worker kills + workers x redis crashes) x the emails a
+              worker has in flight (a Redis crash can strand them in every worker): with
+              ``--send-concurrency 1 --sendgrid-batch 1``, one per kill
   order       lessons accepted in schedule order per subscriber
   phantom     no ledger ``sent`` entry the provider never accepted
   unfinished  no entry left claimed, sending or retry
@@ -103,6 +104,9 @@ class ChaosConfig:
     # sends of a batch in flight at once per worker process (COURSE_SEND_CONCURRENCY); a
     # SIGKILL can leave each of them uncertain, so the bound on uncertain entries scales
     send_concurrency: int = Settings.send_concurrency
+    # emails of one lesson per SendGrid request (COURSE_SENDGRID_BATCH); a kill mid-request
+    # leaves all of them uncertain
+    sendgrid_batch: int = Settings.sendgrid_batch
     zones: tuple[str, ...] = ZONES  # subscribers are spread over these, in turn
     settle_days: int = 4  # simulated days after the calendar for retries and stale claims
     var_dir: Path | None = None  # default: a new temporary folder, removed afterwards
@@ -369,6 +373,7 @@ class Chaos:
             "COURSE_BASE_URL": base_url,
             "COURSE_SECRET_KEY": SECRET,
             "COURSE_SEND_CONCURRENCY": str(cfg.send_concurrency),
+            "COURSE_SENDGRID_BATCH": str(cfg.sendgrid_batch),
         }
         settings = Settings.from_env(env)
         app = create_app(settings, url)
@@ -440,7 +445,9 @@ class Chaos:
             )
             # Each kill can leave every send it had in flight without a known outcome; so can
             # a Redis crash, for every worker (the answer came, the ledger could not take it).
-            in_flight = min(cfg.send_concurrency, cfg.batch_size)
+            # In flight per worker: up to send_concurrency requests of up to sendgrid_batch
+            # emails each, from one batch.
+            in_flight = min(cfg.send_concurrency * cfg.sendgrid_batch, cfg.batch_size)
             allowed = (killer.kills + cfg.workers * redis_crashes) * in_flight
             if cfg.hang_drops:  # each unanswered request is honestly uncertain too
                 allowed += int(report.counts["hangs"])
@@ -609,7 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=engine.BATCH_SIZE, help="per task")
     parser.add_argument(
         "--send-concurrency", type=int, default=Settings.send_concurrency,
-        help="sends in flight per worker process (1: at most one uncertain per kill)",
+        help="requests in flight per worker process",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sendgrid-batch", type=int, default=Settings.sendgrid_batch,
+        help="emails of a lesson per SendGrid request (with --send-concurrency 1 and this 1:"
+        " at most one uncertain per kill)",
     )  # fmt: skip
     parser.add_argument("--spread-days", type=float, default=3.0, help="of the confirmations")
     parser.add_argument(
@@ -617,10 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--var", type=Path, help="keep logs and Redis files here")
     args = parser.parse_args(argv)
-    if (min(args.subscribers, args.workers, args.batch_size, args.send_concurrency) < 1
-            or args.kill_every <= 0):  # fmt: skip
-        parser.error("--subscribers, --workers, --batch-size, --send-concurrency: at least 1;"
-                     " --kill-every: above 0")  # fmt: skip
+    if (min(args.subscribers, args.workers, args.batch_size, args.send_concurrency,
+            args.sendgrid_batch) < 1 or args.kill_every <= 0):  # fmt: skip
+        parser.error("--subscribers, --workers, --batch-size, --send-concurrency,"
+                     " --sendgrid-batch: at least 1; --kill-every: above 0")  # fmt: skip
     if not 0 <= args.unsubscribe_share <= 1:
         parser.error("--unsubscribe-share must be between 0 and 1")
     try:
@@ -631,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             rate_429=args.rate_429, rate_500=args.rate_500, rate_hang=args.rate_hang,
             hang_for=args.hang_s, start_spread_days=args.spread_days, var_dir=args.var,
             batch_size=args.batch_size, hang_drops=args.hang_drops,
-            send_concurrency=args.send_concurrency,
+            send_concurrency=args.send_concurrency, sendgrid_batch=args.sendgrid_batch,
         )  # fmt: skip
         Faults(config.rate_429, config.rate_500, config.rate_hang)
     except ValueError as exc:

@@ -70,10 +70,12 @@ class CountingStandIn(SendGridStandIn):
         self.counts: Counter[tuple[str, str]] = Counter()
 
     def _accept(self, payload: dict[str, Any], arrived: float) -> str:
-        args = payload["personalizations"][0].get("custom_args") or {}
-        key = (str(args.get("subscriber_id")), str(args.get("lesson_id")))
+        keys = []
+        for item in payload["personalizations"]:  # one per email
+            args = item.get("custom_args") or {}
+            keys.append((str(args.get("subscriber_id")), str(args.get("lesson_id"))))
         with self._lock:
-            self.counts[key] += 1
+            self.counts.update(keys)
         return secrets.token_urlsafe(16)
 
 
