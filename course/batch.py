@@ -97,6 +97,7 @@ class _Variant:
                 html_context[name] = tags.html[name]
                 text_context[name] = tags.text[name]
         self.members: list[Member] = []
+        self.addresses: set[str] = set()
         try:
             self.html = compiled.html.render(html_context)
             self.text = compiled.text.render(text_context)
@@ -148,7 +149,13 @@ def group_emails(
         variant = variants.get(key)
         if variant is None:
             variant = variants[key] = _Variant(compiled, tags, recipient)
-        if _shareable(subs, tags) and variant.fits(email, subs):
+        address = email.to_email.lower()  # SendGrid takes an address once per request
+        if (
+            address not in variant.addresses
+            and _shareable(subs, tags)
+            and variant.fits(email, subs)
+        ):
+            variant.addresses.add(address)
             if not variant.members:
                 order.append(variant)
             used = {tag: value for tag, value in subs.items() if tag in variant.used}

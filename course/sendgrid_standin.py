@@ -218,6 +218,28 @@ def _check_personalization(
     return item
 
 
+def _check_unique_addresses(items: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        for kind in ("to", "cc", "bcc"):
+            for address in item.get(kind) or []:
+                email = address.get("email") if isinstance(address, dict) else None
+                if not isinstance(email, str):
+                    continue
+                if email.lower() in seen:
+                    errors.append(
+                        _error(
+                            "Each unique email address in the personalizations array should"
+                            " only be included once. You have included email address more"
+                            " than once.",
+                            "personalizations",
+                            "personalizations",
+                        )
+                    )
+                    return
+                seen.add(email.lower())
+
+
 def _check_content(value: object, errors: list[dict[str, Any]]) -> None:
     if not isinstance(value, list) or not value:
         errors.append(
@@ -301,6 +323,7 @@ def validate_mail_send(payload: object) -> list[dict[str, Any]]:
             checked = _check_personalization(item, index, errors)
             if checked is not None:
                 valid_items.append(checked)
+        _check_unique_addresses(valid_items, errors)
 
     if "from" not in payload:
         errors.append(

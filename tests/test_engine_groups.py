@@ -249,6 +249,18 @@ def test_a_name_too_long_for_substitutions_or_holding_a_tag_goes_alone(schedule)
     assert alone.members[0].substitutions == {} and long_name in alone.html
 
 
+def test_an_address_twice_in_a_batch_goes_in_a_request_of_its_own(schedule):
+    # SendGrid refuses a request that holds an address twice (two records of one person).
+    renderer = Renderer(schedule)
+    pairs = recipients(renderer, ["Ana", "Ana", "Bob"])
+    twin = Recipient("twin", "P0@example.com", "Ana", **links("twin"))
+    pairs.append((twin, renderer.render("hello", twin)))
+    groups = group_emails(renderer.compiled("hello"), Tags(), pairs)
+    assert [[m.subscriber_id for m in g.members] for g in groups] == [
+        ["id0", "id1", "id2"], ["twin"],
+    ]  # fmt: skip
+
+
 def test_a_template_that_cannot_take_a_tag_sends_everyone_alone(tmp_path):
     path = write_course(tmp_path / "split", SMALL_SCHEDULE)
     hello = path.parent / "templates" / "lessons" / "hello.md"

@@ -116,15 +116,25 @@ def test_missing_personalizations_is_a_400_on_that_field(standin):
 
 
 def test_more_than_1000_personalizations_is_a_400_and_1000_is_fine(standin):
-    one = {"to": [{"email": "reader@example.com"}]}
+    many = [{"to": [{"email": f"reader{n}@example.com"}]} for n in range(1001)]
 
-    status, _, body = post(standin, valid_payload(personalizations=[one] * 1001))
-    status_at_limit, _, _ = post(standin, valid_payload(personalizations=[one] * 1000))
+    status, _, body = post(standin, valid_payload(personalizations=many))
+    status_at_limit, _, _ = post(standin, valid_payload(personalizations=many[:1000]))
 
     assert status == 400
     assert error_fields(body) == ["personalizations"]
     assert "1000" in body["errors"][0]["message"]
     assert status_at_limit == 202
+
+
+def test_an_address_in_two_personalizations_is_a_400(standin):
+    twice = [{"to": [{"email": "reader@example.com"}]}, {"to": [{"email": "Reader@example.com"}]}]
+
+    status, _, body = post(standin, valid_payload(personalizations=twice))
+
+    assert status == 400
+    assert error_fields(body) == ["personalizations"]
+    assert "more than once" in body["errors"][0]["message"]
 
 
 def test_html_before_plain_text_is_a_400_on_content(standin):
