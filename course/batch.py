@@ -88,7 +88,10 @@ class _Variant:
     """A lesson filled with tags for recipients who have a first name (or with the same
     missing name), split once so that each member's check is a join and a compare."""
 
-    def __init__(self, compiled: CompiledLesson, tags: Tags, sample: Recipient) -> None:
+    def __init__(
+        self, compiled: CompiledLesson, tags: Tags, sample: Recipient, email: Email
+    ) -> None:
+        self.envelope = _envelope(email)
         context = compiled.context(sample)
         html_context = dict(context)
         text_context = dict(context)
@@ -112,9 +115,15 @@ class _Variant:
     def fits(self, email: Email, subs: dict[str, str]) -> bool:
         return (
             self.usable
+            and _envelope(email) == self.envelope
             and _joined(self._html_parts, subs) == email.html
             and _joined(self._text_parts, subs) == email.text
         )
+
+
+def _envelope(email: Email) -> tuple[str, str, str | None, str | None]:
+    """What members of a group share besides the body."""
+    return (email.subject, email.from_email, email.from_name, email.reply_to)
 
 
 def _joined(parts: list[str], subs: dict[str, str]) -> str | None:
@@ -148,7 +157,7 @@ def group_emails(
         key = tuple(True if context[name] else context[name] for name in PERSONAL)
         variant = variants.get(key)
         if variant is None:
-            variant = variants[key] = _Variant(compiled, tags, recipient)
+            variant = variants[key] = _Variant(compiled, tags, recipient, email)
         address = email.to_email.lower()  # SendGrid takes an address once per request
         if (
             address not in variant.addresses

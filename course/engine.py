@@ -292,23 +292,27 @@ def deliver(
     With ``concurrency`` above 1, up to that many requests of the batch are in flight at once
     (a provider API answers in tens of milliseconds; one at a time, a worker mostly waits).
     Each email keeps its own steps: ``start_send`` right before its request (unsubscribe
-    wins), its outcome recorded when its request's answer comes. Requests start in batch
-    order; a 429 holds back every request not started yet, and one that raises an unexpected
-    error (Redis gone) stops the rest from starting: they stay claimed for a later tick.
+    wins), its outcome recorded when its request's answer comes. Requests start in order
+    (groups, by their first member's place in the batch, then emails alone); a 429 holds back
+    every request not started yet, and one that raises an unexpected error (Redis gone) stops
+    the rest from starting: they stay claimed for a later tick.
     """
     hold = _Hold()
     work: list[Item | tuple[str, EmailGroup]]
     max_group = getattr(transport, "max_group", 1)  # a transport of one's own may not say
     if max_group > 1 and len(items) > 1:
-        work = _group(store, renderer, max_group, items, links)
+        work = _requests(store, renderer, max_group, items, links)
     else:
         work = list(items)
+
+    def alone(item: Item) -> Sent:
+        return _deliver_one(store, renderer, transport, item, now, links, clock, hold)
 
     def one(job: Item | tuple[str, EmailGroup]) -> list[Sent]:
         try:
             if isinstance(job[1], EmailGroup):
-                return _deliver_group(store, transport, job, now, clock, hold)
-            return [_deliver_one(store, renderer, transport, job, now, links, clock, hold)]
+                return _deliver_group(store, transport, job, now, clock, hold, alone)
+            return [alone(job)]
         except BaseException:
             hold.broken = True  # whatever has not started stays claimed
             raise
@@ -328,7 +332,8 @@ def deliver(
 
 Sent = tuple[str, str | None]  # the DeliverResult field an email counts under, an error line
 SENT: Sent = ("sent", None)
-# Shared bodies' substitution tags, one set per worker process.
+# The substitution tags of shared bodies (made at import: the processes of a worker's pool
+# share them, which is harmless, as a tag only has to be unlike any lesson's own text).
 TAGS = Tags()
 
 
@@ -365,7 +370,7 @@ def _recipient(sub: Subscriber, links: LinkMaker) -> Recipient:
     )
 
 
-def _group(
+def _requests(
     store: Store, renderer: Renderer, max_group: int, items: list[Item], links: LinkMaker
 ) -> list[Item | tuple[str, EmailGroup]]:
     """The batch as requests: ``(lesson, group)`` for emails that can share one, and the
@@ -400,6 +405,7 @@ def _deliver_group(
     now: datetime,
     clock: Callable[[], datetime] | None,
     hold: _Hold,
+    alone: Callable[[Item], Sent],
 ) -> list[Sent]:
     """Start every member of a group (those refused are skipped), then send it as one request."""
     lesson_id, group = job
@@ -421,9 +427,8 @@ def _deliver_group(
             outcomes.append(("skipped", None))
     if live:
         started = replace(group, members=tuple(member for member, _ in live))
-        outcomes += _send_group(
-            store, transport, lesson_id, started, [a for _, a in live], ts, hold
-        )
+        attempts = [attempt for _, attempt in live]
+        outcomes += _send_group(store, transport, lesson_id, started, attempts, ts, hold, alone)
     return outcomes
 
 
@@ -435,25 +440,26 @@ def _send_group(
     attempts: list[int],
     ts: float,
     hold: _Hold,
+    alone: Callable[[Item], Sent],
 ) -> list[Sent]:
     """One request for a started group; every member's outcome recorded in one round trip."""
     sent: SendResult | None = None
     error: Exception | None = None
     try:
         sent = transport.send_group(group)
-    except PermanentSendError as exc:
-        if len(group.members) > 1:
-            # Refused as a whole, so none of it went: each member alone finds who it was.
-            outcomes: list[Sent] = []
-            for member, attempt in zip(group.members, attempts, strict=True):
-                alone = replace(group, members=(member,))
-                outcomes += _send_group(store, transport, lesson_id, alone, [attempt], ts, hold)
-            return outcomes
+    except Exception as exc:  # sorted by _outcome: retry, uncertain, failed
         error = exc
-    except (TransientSendError, UncertainSendError) as exc:
-        error = exc
-    except Exception as exc:  # a transport bug must not leave the entries sending
-        error = exc
+    if isinstance(error, PermanentSendError) and len(group.members) > 1:
+        # Refused as a whole, so none of it went. Each member goes again in a request of its
+        # own (its one-by-one email), started again right before it, so an unsubscribe
+        # still wins and a 429 still holds the rest back; only the refused one fails.
+        detail = f"refused as a group, sent alone: {error.reason}"
+        store.finish_many([
+            Outcome(m.subscriber_id, LedgerEntry(lesson_id, "retry", ts, a, detail), ts,
+                    ("sending",))
+            for m, a in zip(group.members, attempts, strict=True)
+        ])  # fmt: skip
+        return [alone((member.subscriber_id, lesson_id)) for member in group.members]
     recorded = [
         _outcome(member.subscriber_id, lesson_id, attempt, ts, hold, sent, error)
         for member, attempt in zip(group.members, attempts, strict=True)
@@ -527,7 +533,7 @@ def _outcome(
             return Outcome(sub_id, gave_up), ("failed", None)
         wait = max(error.retry_after or 0.0, backoff(attempt))
         if error.retry_after is not None:  # before it is recorded: no other request starts
-            hold.wait_until(ts + wait)
+            hold.wait_until(ts + error.retry_after)  # the provider's time, not this backoff
         _log(logging.WARNING, "retry", subscriber=sub_id, lesson=lesson_id,
              attempt=attempt, wait=round(wait), reason=error.reason)  # fmt: skip
         # Only from sending: an entry a tick already called uncertain stays so (the next

@@ -115,14 +115,17 @@ return 1
 """
 
 # KEYS: sub hash, ledger hash, pending zset, the lesson's send stats hash
-# ARGV: id, lesson, now, stale deadline
+# ARGV: id, lesson, now, stale deadline, this call's token
 # Moves a claimed or retry entry to sending, only while the subscriber may still be mailed.
+# The token is kept in the sending entry: the same call run again (a client that lost the
+# answer and retried the command) gets its attempt back instead of a refusal.
 # Returns the attempt number (>= 1), 0 no such entry, -1 subscriber suppressed (entry
 # becomes skipped), -2 entry is in another state (someone else sends or sent it).
 START_SEND_SCRIPT = """
 local raw = redis.call('HGET', KEYS[2], ARGV[2])
 if not raw then return 0 end
-local state, at, attempt = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)')
+local state, at, attempt, detail = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|?(.*)')
+if state == 'sending' and detail == ARGV[5] then return tonumber(attempt) end
 if state ~= 'claimed' and state ~= 'retry' then return -2 end
 local member = ARGV[1] .. '|' .. ARGV[2]
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -134,7 +137,7 @@ if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
   return -1
 end
 local n = tonumber(attempt) + 1
-redis.call('HSET', KEYS[2], ARGV[2], 'sending|' .. ARGV[3] .. '|' .. n .. '|')
+redis.call('HSET', KEYS[2], ARGV[2], 'sending|' .. ARGV[3] .. '|' .. n .. '|' .. ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[4], member)
 return n
 """
@@ -709,7 +712,9 @@ class Store:
     def _start_send_call(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> dict:
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key,
                 self.send_stats_key(lesson_id)]  # fmt: skip
-        return {"keys": keys, "args": [sub_id, lesson_id, _encode(float(now)), _score(stale_at)]}
+        token = secrets.token_hex(4)  # this call's, so that a retried command is recognised
+        args = [sub_id, lesson_id, _encode(float(now)), _score(stale_at), token]
+        return {"keys": keys, "args": args}
 
     def finish(
         self,

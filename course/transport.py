@@ -94,7 +94,8 @@ class _NoAnswer(Exception):
 
 
 class Transport(Protocol):
-    """Hands one email to a provider. ``send`` raises only the three errors above."""
+    """Hands emails to a provider. ``send`` and ``send_group`` raise only the three errors
+    above."""
 
     name: str
     # Whether several threads may send at once, each request independent of the others.
@@ -592,14 +593,19 @@ def build_sendgrid_mail(email: Email) -> Mail:
     # SendGrid wants text/plain first; add_content also enforces that order.
     mail.add_content(Content("text/plain", email.text))
     mail.add_content(Content("text/html", email.html))
-    headers = dict(email.headers)
-    # SendGrid accepts a caller's Message-ID (not in its list of reserved headers); carrying it
-    # keeps the id stable across transports and lets bounces be matched to the send.
-    if not any(key.lower() == "message-id" for key in headers):
-        headers["Message-ID"] = email.message_id
-    for key, value in headers.items():
+    for key, value in _headers(email).items():
         mail.add_header(Header(key, value))
     return mail
+
+
+def _headers(email: Email) -> dict[str, str]:
+    """The email's headers with its Message-ID. SendGrid accepts a caller's Message-ID (not in
+    its list of reserved headers); carrying it keeps the id stable across transports and lets
+    bounces be matched to the send."""
+    headers = dict(email.headers)
+    if not any(key.lower() == "message-id" for key in headers):
+        headers["Message-ID"] = email.message_id
+    return headers
 
 
 def build_sendgrid_group(group: EmailGroup) -> dict[str, Any]:
@@ -630,10 +636,10 @@ def _address(email: str, name: str | None) -> dict[str, str]:
 
 def _personalization(member: Member) -> dict[str, Any]:
     email = member.email
-    headers = dict(email.headers)
-    if not any(key.lower() == "message-id" for key in headers):
-        headers["Message-ID"] = email.message_id
-    item: dict[str, Any] = {"to": [_address(email.to_email, email.to_name)], "headers": headers}
+    item: dict[str, Any] = {
+        "to": [_address(email.to_email, email.to_name)],
+        "headers": _headers(email),
+    }
     if email.custom_args:
         item["custom_args"] = {key: str(value) for key, value in email.custom_args.items()}
     if member.substitutions:
@@ -642,8 +648,10 @@ def _personalization(member: Member) -> dict[str, Any]:
 
 
 class SendGridTransport:
-    """Sends through SendGrid's v3 Mail Send API with the official ``sendgrid`` library.
+    """Sends through SendGrid's v3 Mail Send API with the official ``sendgrid`` library's
+    client (a group's payload is built as plain JSON, see :func:`build_sendgrid_group`).
 
+    ``max_group`` caps the personalizations of one request (SendGrid takes 1,000).
     ``host`` may point at :mod:`course.sendgrid_standin`. ``clock`` (Unix seconds) turns the
     429 answer's ``X-RateLimit-Reset`` timestamp into a ``retry_after`` delay.
     """
@@ -685,8 +693,6 @@ class SendGridTransport:
         return self._post(payload, email.message_id)
 
     def send_group(self, group: EmailGroup) -> SendResult:
-        if len(group.members) > self.max_group:
-            raise ValueError(f"{len(group.members)} recipients: at most {self.max_group}")
         return self._post(build_sendgrid_group(group), group.members[0].email.message_id)
 
     def _post(self, payload: dict[str, Any], fallback_id: str) -> SendResult:

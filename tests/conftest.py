@@ -6,12 +6,15 @@ import os
 import shutil
 import subprocess
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import redis
 
+from course import engine
 from course.embedded import ensure_embedded_redis, stop_embedded_redis
+from course.render import Renderer
 from course.schedule import load_schedule
 from course.settings import Settings
 from course.store import Store
@@ -22,6 +25,7 @@ from course.supervise import (
     wait_for_worker,
     worker_command,
 )
+from course.tokens import subscriber_links
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +80,35 @@ def write_course(folder: Path, schedule_text: str = SMALL_SCHEDULE) -> Path:
     path = folder / "schedule.yaml"
     path.write_text(schedule_text)
     return path
+
+
+class Sender:
+    """Ticks in this process and delivers each batch with ``concurrency`` requests at once."""
+
+    def __init__(self, store, schedule, transport, concurrency: int):
+        self.store, self.schedule, self.transport = store, schedule, transport
+        self.renderer = Renderer(schedule)
+        self.concurrency = concurrency
+        self.batches: list[list[engine.Item]] = []
+
+    def tick(self, now: datetime) -> engine.TickResult:
+        return engine.tick(
+            self.store, self.schedule, now, lambda items, _: self.batches.append(items)
+        )
+
+    def deliver(self, now: datetime) -> engine.DeliverResult:
+        total = engine.DeliverResult()
+        batches, self.batches = self.batches, []
+        for batch in batches:
+            got = engine.deliver(self.store, self.renderer, self.transport, batch, now,
+                                 self.links, concurrency=self.concurrency)  # fmt: skip
+            for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
+                setattr(total, name, getattr(total, name) + getattr(got, name))
+            total.errors += got.errors
+        return total
+
+    def links(self, sub_id: str) -> dict[str, str]:
+        return subscriber_links("https://course.example", "secret", sub_id)
 
 
 @pytest.fixture(scope="session")

@@ -657,3 +657,19 @@ def test_a_redis_restart_between_claim_and_send_loses_nothing_and_sends_once(tmp
         client.close()
     finally:
         stop_embedded_redis(var)
+
+
+def test_a_start_send_run_again_by_a_retrying_client_gets_its_attempt_back(
+    harness, store, schedule
+):
+    # redis-py may send a command again when the answer was lost; the script then finds the
+    # entry already sending under this call's token and must not refuse it as someone else's.
+    start = local(2026, 3, 2, 9)
+    sub = enrol(store, schedule, "a@example.com", None, None, start)
+    assert harness.tick(start, deliver=False).claimed == 1
+    ts = start.timestamp()
+    call = store._start_send_call(sub.id, "hello", ts, ts + 900)
+    assert store._start_send(**call) == 1
+    assert store._start_send(**call) == 1  # the same call again: still this sender's
+    assert store.start_send(sub.id, "hello", ts, ts + 900) == -2  # anyone else: refused
+    assert store.entry(sub.id, "hello").state == "sending"

@@ -9,44 +9,15 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import Sender
 
 from course import engine
-from course.render import Renderer
 from course.sendgrid_standin import Reply, SendGridStandIn
 from course.settings import Settings, SettingsError
 from course.subscriptions import enrol, unsubscribe
-from course.tokens import subscriber_links
 from course.transport import SendGridTransport
 
 START = datetime(2026, 3, 2, 9, tzinfo=ZoneInfo("America/New_York"))
-
-
-class Sender:
-    """Ticks in this process and delivers each batch with ``concurrency`` sends at once."""
-
-    def __init__(self, store, schedule, transport, concurrency: int):
-        self.store, self.schedule, self.transport = store, schedule, transport
-        self.renderer = Renderer(schedule)
-        self.concurrency = concurrency
-        self.batches: list[list[engine.Item]] = []
-
-    def tick(self, now: datetime) -> engine.TickResult:
-        return engine.tick(
-            self.store, self.schedule, now, lambda items, _: self.batches.append(items)
-        )
-
-    def deliver(self, now: datetime) -> engine.DeliverResult:
-        total = engine.DeliverResult()
-        batches, self.batches = self.batches, []
-        for batch in batches:
-            got = engine.deliver(self.store, self.renderer, self.transport, batch, now,
-                                 self.links, concurrency=self.concurrency)  # fmt: skip
-            for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
-                setattr(total, name, getattr(total, name) + getattr(got, name))
-        return total
-
-    def links(self, sub_id: str) -> dict[str, str]:
-        return subscriber_links("https://course.example", "secret", sub_id)
 
 
 def accepted_ids(standin: SendGridStandIn) -> list[str]:

@@ -10,9 +10,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import SMALL_SCHEDULE, write_course
+from conftest import SMALL_SCHEDULE, Sender, write_course
 
-from course import engine
 from course.batch import MAX_SUBSTITUTIONS_BYTES, Tags, group_emails
 from course.render import Recipient, Renderer
 from course.schedule import load_schedule
@@ -30,31 +29,12 @@ def links(sub_id: str) -> dict[str, str]:
     return subscriber_links("https://course.example", "secret", sub_id)
 
 
-class Sender:
-    """Ticks in this process and delivers each batch through a grouping SendGrid transport."""
+class GroupSender(Sender):
+    """Delivers through a SendGrid transport that sends in groups (the default)."""
 
     def __init__(self, store, schedule, standin, timeout: float = 5.0, concurrency: int = 4):
-        self.store, self.schedule = store, schedule
-        self.transport = SendGridTransport("SG.test", host=standin.url, timeout=timeout)
-        self.renderer = Renderer(schedule)
-        self.concurrency = concurrency
-        self.batches: list[list[engine.Item]] = []
-
-    def tick(self, now: datetime) -> engine.TickResult:
-        return engine.tick(
-            self.store, self.schedule, now, lambda items, _: self.batches.append(items)
-        )
-
-    def deliver(self, now: datetime) -> engine.DeliverResult:
-        total = engine.DeliverResult()
-        batches, self.batches = self.batches, []
-        for batch in batches:
-            got = engine.deliver(self.store, self.renderer, self.transport, batch, now, links,
-                                 concurrency=self.concurrency)  # fmt: skip
-            for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
-                setattr(total, name, getattr(total, name) + getattr(got, name))
-            total.errors += got.errors
-        return total
+        transport = SendGridTransport("SG.test", host=standin.url, timeout=timeout)
+        super().__init__(store, schedule, transport, concurrency)
 
     def expected(self, sub, lesson_id: str):
         """The email a one-by-one send would have sent ``sub``."""
@@ -71,7 +51,7 @@ def standin():
 
 @pytest.fixture
 def sender(store, schedule, standin):
-    sender = Sender(store, schedule, standin)
+    sender = GroupSender(store, schedule, standin)
     yield sender
     sender.transport.close()
 
@@ -138,7 +118,7 @@ def test_a_template_that_changes_the_name_sends_those_emails_alone_and_still_rig
     hello = path.parent / "templates" / "lessons" / "hello.md"
     hello.write_text('Hi {{ (first_name or "friend")|upper }}, see {{ email }}.\n')
     schedule = load_schedule(path)
-    sender = Sender(store, schedule, standin)
+    sender = GroupSender(store, schedule, standin)
     try:
         subs = enrol_all(store, schedule)
         sender.tick(START)
@@ -183,14 +163,65 @@ def test_a_group_refused_with_a_400_is_sent_one_by_one_to_find_the_bad_one(
     assert standin.requests_seen == 1 + 3
     failed = [s for s in subs if store.ledger(s.id)["hello"].state == "failed"]
     assert len(failed) == 1 and "SendGrid 400" in store.ledger(failed[0].id)["hello"].detail
-    assert store.send_stats("hello") == {"sent": 2, "failed": 1}
+    # Each went again as a retry of its own: attempt 2, in its one-by-one form.
+    assert store.send_stats("hello") == {"sent": 2, "failed": 1, "retried": 3}
+    assert {store.ledger(s.id)["hello"].attempt for s in subs} == {2}
+    assert [len(p["personalizations"]) for p in standin.accepted] == [1, 1]
+    assert all("substitutions" not in p["personalizations"][0] for p in standin.accepted)
     assert_same_as_one_by_one(sender, [s for s in subs if s not in failed], standin)
+
+
+class UnsubscribingOnFirstSend(SendGridTransport):
+    """Unsubscribes ``victim`` as the first email alone goes out."""
+
+    def __init__(self, *args, store, victim, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.store, self.victim, self.calls = store, victim, 0
+
+    def send(self, email):
+        self.calls += 1
+        if self.calls == 1:
+            unsubscribe(self.store, self.store.get(self.victim))
+        return super().send(email)
+
+
+def test_after_a_400_each_member_is_started_again_so_an_unsubscribe_meanwhile_wins(
+    store, schedule, standin, sender
+):
+    subs = enrol_all(store, schedule, ["Ana", "Bob", "Cy"])
+    sender.concurrency = 1
+    sender.tick(START)
+    order = [item[0] for item in sender.batches[0]]
+    victim = order[-1]  # the last to go alone
+    sender.transport.close()
+    sender.transport = UnsubscribingOnFirstSend(
+        "SG.test", host=standin.url, timeout=5.0, store=store, victim=victim
+    )
+    standin.enqueue(Reply(status=400))
+    result = sender.deliver(START)
+    assert (result.sent, result.skipped) == (2, 1)
+    assert victim not in delivered(standin)
+    assert store.ledger(victim)["hello"].state == "skipped"
+    assert len(subs) == 3
+
+
+def test_after_a_400_a_429_for_one_member_holds_back_the_others(store, schedule, standin, sender):
+    subs = enrol_all(store, schedule, ["Ana", "Bob", "Cy"])
+    sender.concurrency = 1
+    standin.enqueue(Reply(status=400), Reply(status=429, reset_in=300.0))
+    sender.tick(START)
+    assert sender.deliver(START).retrying == 3
+    assert standin.requests_seen == 2  # the group, then the first alone; the rest held back
+    later = START + timedelta(seconds=310)
+    sender.tick(later)
+    assert sender.deliver(later).sent == 3
+    assert {store.ledger(s.id)["hello"].state for s in subs} == {"sent"}
 
 
 def test_a_group_with_no_answer_is_uncertain_for_every_member_and_never_sent_again(
     store, schedule, standin
 ):
-    sender = Sender(store, schedule, standin, timeout=0.5)
+    sender = GroupSender(store, schedule, standin, timeout=0.5)
     try:
         subs = enrol_all(store, schedule, ["Ana", "Bob", "Cy"])
         standin.enqueue(Reply(hang=True, hang_for=3.0))
