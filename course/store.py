@@ -35,8 +35,9 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               where ``course stats`` finds the figures of removed lessons.
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
                               (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
-                              the address, ``admin`` failed admin sign-ins per IP per 15
-                              minutes); expires with its window.
+                              the address, ``admin`` admin sign-in attempts per IP per 15
+                              minutes, counted before the token is compared; a correct one
+                              is taken off again); expires with its window.
 ``P sg:event:{sg_event_id}`` string  a SendGrid event already handled (kept 7 days), so a
                               redelivered webhook batch is not counted twice.
 ``P stats:lesson:{lesson}`` hash  event name (delivered, open, click, bounce, blocked,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -124,6 +126,45 @@ def test_too_many_failures_from_one_address_are_refused_even_with_the_right_toke
         admin.post("/admin/login", data={"token": "wrong-wrong-wrong-wrong"})
     answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
     assert answer.status_code == 429
+
+
+def guess_in_parallel(admin, how: str, count: int) -> list[int]:
+    """``count`` wrong guesses sent at once from threads (one IP address); their statuses."""
+    start = threading.Barrier(count)
+    wrong = "wrong-wrong-wrong-wrong"
+
+    def guess(_: int) -> int:
+        start.wait()
+        if how == "form":
+            return admin.post("/admin/login", data={"token": wrong}).status_code
+        return admin.get("/admin", headers={"Authorization": f"Bearer {wrong}"}).status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(guess, range(count)))
+
+
+@pytest.mark.parametrize("how", ["form", "bearer"])
+def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how):
+    statuses = guess_in_parallel(admin, how, 3 * MAX_FAILURES)
+    # 401 means the token was compared; the others were refused before any comparison.
+    assert statuses.count(401) == MAX_FAILURES
+    assert statuses.count(429) == 2 * MAX_FAILURES
+    answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 429  # the right token too, until the window ends
+
+
+def test_successful_sign_ins_do_not_count_towards_the_limit(admin):
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for _ in range(2 * MAX_FAILURES):
+        signed = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+        assert signed.status_code == 303
+        assert admin.get("/admin", headers=bearer).status_code == 200
+    for _ in range(MAX_FAILURES - 1):
+        assert admin.post("/admin/login", data={"token": "wrong-wrong-wrong"}).status_code == 401
+    answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 303  # nine failures: below the limit, the admin gets in
+    assert admin.post("/admin/login", data={"token": "wrong-wrong-wrong"}).status_code == 401
+    assert admin.get("/admin", headers=bearer).status_code == 429  # the tenth failure: locked
 
 
 def test_a_bearer_token_works_for_scripts_without_csrf(admin, store, ann):

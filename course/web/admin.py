@@ -7,8 +7,10 @@ browser logs in with a form: the answer sets an HttpOnly, SameSite=Strict cookie
 over https) holding a session signed with ``COURSE_SECRET_KEY`` that also carries the CSRF
 token every POST form must echo. A script sends ``Authorization: Bearer TOKEN`` instead
 and needs no CSRF token (a browser never adds that header by itself). Tokens are compared
-in constant time; failed attempts are counted per IP address and limited. Every state change
-goes through :mod:`course.subscriptions` or :mod:`course.privacy`.
+in constant time. Sign-in attempts (form or bearer) are counted per IP address before the
+token is compared, and a correct token gives its attempt back: only failures stay counted, and
+parallel guesses cannot all slip under the limit. Every state change goes through
+:mod:`course.subscriptions` or :mod:`course.privacy`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ log = logging.getLogger("course.web.admin")
 COOKIE = "hr_admin"
 SESSION_MAX_AGE = 12 * 3600  # seconds a login lasts
 FAILURE_WINDOW = 900  # seconds: failed logins are counted per IP address per 15 minutes
-MAX_FAILURES = 10
+MAX_FAILURES = 10  # wrong tokens compared per IP address per window; then 429 without comparing
 PAUSE_DAYS = {"7": 7, "14": 14, "": None}
 SAMPLE_NAME = "Alex"
 DONE = {  # what a finished action says (?done=... after the redirect)
@@ -159,14 +161,24 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         response.headers["Content-Security-Policy"] = PAGE_CSP
         return response
 
-    def too_many(request: Request) -> bool:
-        return (
-            state.store.hits("admin", ip(request), FAILURE_WINDOW, now().timestamp())
-            >= MAX_FAILURES
-        )
+    def attempt(request: Request, at: float) -> bool:
+        """Count a sign-in attempt, then say whether its token may be compared.
+
+        Counting first (one atomic INCR) is what holds under parallel guesses: each gets
+        its own count, so at most MAX_FAILURES of them in a window are ever compared."""
+        count, _ = state.store.hit("admin", ip(request), FAILURE_WINDOW, at)
+        return count <= MAX_FAILURES
+
+    def succeeded(request: Request, at: float) -> None:
+        """A correct token gives its attempt back, so signing in (or a script's bearer
+        requests) never locks the admin out; only failures stay counted."""
+        name = state.store.rate_key("admin", ip(request), FAILURE_WINDOW, at)  # hit's key
+        pipe = state.store.redis.pipeline()
+        pipe.decr(name)
+        pipe.expire(name, FAILURE_WINDOW + 60)  # as hit sets it: never a key without expiry
+        pipe.execute()
 
     def failed(request: Request) -> None:
-        state.store.hit("admin", ip(request), FAILURE_WINDOW, now().timestamp())
         log.warning("admin login failed ip=%s", ip(request))
 
     def login_page(status_code: int = 200, error: str | None = None) -> HTMLResponse:
@@ -177,9 +189,11 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # Only a bearer token is ours: other schemes (a proxy's basic auth) use the cookie.
         if scheme.lower() == "bearer":
-            if too_many(request):
+            at = now().timestamp()
+            if not attempt(request, at):
                 raise _Denied(PlainTextResponse("too many failed attempts", 429))
             if auth.token_ok(given.strip()):
+                succeeded(request, at)
                 return Session(None)
             failed(request)
             raise _Denied(
@@ -279,7 +293,8 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
     @router.post("/login")
     @guarded
     async def login(request: Request) -> Response:
-        if too_many(request):
+        at = now().timestamp()
+        if not await run_in_threadpool(attempt, request, at):
             return login_page(429, "Too many failed attempts. Please wait a few minutes.")
         try:
             data = await request.form(max_files=0, max_fields=5)
@@ -289,8 +304,9 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
             return login_page(400, "The form could not be read.")
         given = data.get("token")
         if not isinstance(given, str) or not auth.token_ok(given.strip()):
-            await run_in_threadpool(failed, request)
+            failed(request)
             return login_page(401, "That is not the admin token.")
+        await run_in_threadpool(succeeded, request, at)
         cookie, _ = auth.new_session()
         response = RedirectResponse("/admin", 303)
         response.set_cookie(
