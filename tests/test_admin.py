@@ -19,7 +19,7 @@ from course.subscriptions import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app
-from course.web.admin import COOKIE, MAX_FAILURES
+from course.web.admin import COOKIE, MAX_FAILURES, SESSION_MAX_AGE
 
 TOKEN = "admin-token-for-the-tests-0123456789"
 
@@ -339,6 +339,30 @@ def test_sign_out_ends_the_session(signed_in):
     answer = client.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/admin/login"
     assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_a_copy_of_the_cookie_stops_working_at_sign_out(signed_in):
+    client, csrf = signed_in
+    copied = client.cookies.get(COOKIE)
+    other = TestClient(client.app)  # another browser, signed in on its own
+    other.post("/admin/login", data={"token": TOKEN})
+
+    client.post("/admin/logout", data={"csrf": csrf})
+
+    thief = TestClient(client.app)
+    thief.cookies.set(COOKIE, copied, path="/admin")
+    assert thief.get("/admin", follow_redirects=False).status_code == 303  # to sign-in
+    refused = thief.post("/admin/lookup", data={"csrf": csrf, "email": "ann@example.com"})
+    assert refused.status_code == 401
+    assert other.get("/admin", follow_redirects=False).status_code == 200  # its own session
+
+
+def test_a_session_is_held_in_redis_for_its_lifetime_and_deleted_at_sign_out(signed_in, store):
+    client, csrf = signed_in
+    [key] = store.redis.keys(store.admin_session_key("*"))
+    assert SESSION_MAX_AGE - 60 < store.redis.ttl(key) <= SESSION_MAX_AGE  # then it is gone
+    client.post("/admin/logout", data={"csrf": csrf})
+    assert store.redis.keys(store.admin_session_key("*")) == []
 
 
 def test_the_admin_stays_out_of_the_public_openapi_description(admin):
