@@ -804,7 +804,8 @@ def subscribers_export_data(ctx: Context, address: str, out: Path | None, scan: 
 @pass_ctx
 def subscribers_erase(ctx: Context, address: str, yes: bool, scan: bool) -> None:
     """Erase everything held about ADDRESS for good (GDPR erasure); only a hash of the
-    address is kept, so that it is never mailed again."""
+    address is kept, so that it is never mailed again. A lesson already on its way to the
+    address is waited for first, as for an unsubscribe."""
     from course.privacy import erase, record_ids
 
     address = _address(address)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from course import engine
 from course.render import Renderer
 from course.settings import Settings, SettingsError
+from course.subscriber import LedgerEntry
 from course.subscriptions import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
@@ -270,6 +272,30 @@ def test_erase_asks_first_then_removes_every_record_of_the_address(signed_in, st
     assert client.get(f"/admin/subscribers/{ann.id}").status_code == 404
     lookup = client.post("/admin/lookup", data={"csrf": csrf, "email": "ann@example.com"})
     assert lookup.status_code == 404 and "erased on request" in lookup.text
+
+
+def test_erase_answers_after_a_lesson_on_its_way_has_gone(signed_in, store, schedule, ann):
+    client, csrf = signed_in
+    engine.tick(store, schedule, datetime.now(UTC), lambda batch, when: None)  # claimed
+    assert store.start_send(ann.id, "hello", time.time(), time.time() + 900) == 1
+    finished: list[float] = []
+
+    def worker() -> None:  # the provider accepts the lesson a second later
+        time.sleep(1.0)
+        store.finish(ann.id, LedgerEntry("hello", "sent", time.time(), 1, "sg-1"))
+        finished.append(time.monotonic())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    done = client.post(
+        f"/admin/subscribers/{ann.id}/erase", data={"csrf": csrf, "confirm": "erase"}
+    )
+    answered = time.monotonic()
+    thread.join()
+
+    assert done.status_code == 200 and heading(done) == "Erased"
+    assert finished and finished[0] < answered
+    assert store.get(ann.id) is None
 
 
 def test_an_erased_address_signing_up_again_gets_the_neutral_page(signed_in, store, ann):
