@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -246,12 +247,21 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
 
     rt = ctx.runtime
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    began = time.monotonic()
     schedule, renderer = rt.schedules.current()
     totals = engine.DeliverResult()
     if inline:
 
+        def clock() -> datetime:
+            """The tick's instant running on, so each send is stamped when it starts, as a
+            worker's are (tasks._wall_clock); from --now too, where the wall clock would
+            never be later than a simulated instant ahead of it."""
+            return now + timedelta(seconds=time.monotonic() - began)
+
         def enqueue(items, when):
-            outcome = engine.deliver(rt.store, renderer, rt.transport, items, when, rt.links)
+            outcome = engine.deliver(
+                rt.store, renderer, rt.transport, items, when, rt.links, clock=clock
+            )
             for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
                 setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
 
@@ -804,7 +814,8 @@ def subscribers_export_data(ctx: Context, address: str, out: Path | None, scan: 
 @pass_ctx
 def subscribers_erase(ctx: Context, address: str, yes: bool, scan: bool) -> None:
     """Erase everything held about ADDRESS for good (GDPR erasure); only a hash of the
-    address is kept, so that it is never mailed again."""
+    address is kept, so that it is never mailed again. A lesson already on its way to the
+    address is waited for first, as for an unsubscribe."""
     from course.privacy import erase, record_ids
 
     address = _address(address)

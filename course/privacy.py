@@ -10,7 +10,11 @@ Erasing deletes every record of the address with its ledger, its due, pending, l
 quarantine entries, the address mapping and the per-address rate-limit counters, and adds
 the address's :func:`~course.store.suppression_hash` to ``P suppressed``: nothing can be
 added for it again (a later signup gets the usual neutral answer and nothing is sent).
-The suppression entry goes in first, so no signup can slip in while the records go.
+The suppression entry goes in first, so no signup can slip in while the records go. Then
+every record is suppressed (status ``unsubscribed``, as an unsubscribe would: no send can
+start for it any more), and a lesson already on its way is waited for
+(:func:`course.subscriptions.wait_for_sends`) before the records are deleted: after the
+erase has answered, nothing more is sent to the address.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datetime import datetime
 
 from course.store import Store, member, normalise_address, suppression_hash
 from course.subscriber import LedgerEntry, to_instant
+from course.subscriptions import SEND_SETTLE, wait_for_sends
 
 MAX_CHAIN = 1000  # records one address may have had; a guard against a damaged chain
 SCAN_BATCH = 1000
@@ -177,13 +182,20 @@ def _entry(entry: LedgerEntry, pending_at: float | None) -> dict:
 
 
 def erase(
-    store: Store, address: str, now: datetime, scan: bool = False, also: tuple[str, ...] = ()
+    store: Store,
+    address: str,
+    now: datetime,
+    scan: bool = False,
+    also: tuple[str, ...] = (),
+    timeout: float = SEND_SETTLE,
 ) -> Erased:
     """Remove everything held about ``address`` and suppress it for good. Idempotent.
 
     ``also`` names records known to hold the address that the chain may not reach (the one
-    an operator is looking at); any whose address differs is left alone. Deliveries already
-    queued for an erased record find no ledger entry and send nothing."""
+    an operator is looking at); any whose address differs is left alone. Each record is
+    suppressed first, then a send already on its way is waited for (up to ``timeout``
+    seconds: one that takes longer belongs to a worker that died), then the records go.
+    Deliveries still queued for an erased record find no ledger entry and send nothing."""
     address = normalise_address(address)
     already = not store.redis.sadd(store.suppressed_key, suppression_hash(address))
     script = store.redis.register_script(ERASE_SCRIPT)
@@ -192,6 +204,12 @@ def erase(
         held = store.redis.hget(store.sub_key(sub_id), "email")
         if sub_id not in ids and held is not None and _str(held) == address:
             ids.append(sub_id)
+    for sub_id in ids:  # no send can start from here on (a record already suppressed stays so)
+        store.suppress(sub_id, "unsubscribed")
+    # One wait per record, yet at most ``timeout`` in all: every send waited for started
+    # before the suppression above, and a send older than ``timeout`` is not waited for.
+    for sub_id in ids:
+        wait_for_sends(store, sub_id, timeout)
     deleted = 0
     for sub_id in ids:
         keys = [

@@ -35,8 +35,13 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               where ``course stats`` finds the figures of removed lessons.
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
                               (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
-                              the address, ``admin`` failed admin sign-ins per IP per 15
-                              minutes); expires with its window.
+                              the address, ``admin`` admin sign-in attempts per IP per 15
+                              minutes, counted before the token is compared; a correct one
+                              is taken off again); expires with its window.
+``P admin:session:{id}`` string  a signed-in admin page session (value ``1``), expiring with
+                              it (12 hours); its id is in the signed session cookie and is
+                              checked on every request, and signing out deletes it, so a
+                              copied cookie stops working too (course.web.admin).
 ``P sg:event:{sg_event_id}`` string  a SendGrid event already handled (kept 7 days), so a
                               redelivered webhook batch is not counted twice.
 ``P stats:lesson:{lesson}`` hash  event name (delivered, open, click, bounce, blocked,
@@ -818,6 +823,9 @@ class Store:
     def hits(self, scope: str, key: str, window: int, now: float) -> int:
         value = self.redis.get(self.rate_key(scope, key, window, now))
         return int(value) if value else 0
+
+    def admin_session_key(self, session_id: str) -> str:
+        return f"{self.prefix}admin:session:{session_id}"
 
     def event_key(self, event_id: str) -> str:
         return f"{self.prefix}sg:event:{event_id}"

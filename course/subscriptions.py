@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from course.schedule import Schedule
 from course.store import Store
 from course.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson, resumed_at
+from course.transport import SEND_TIMEOUT
 
 
 class SubscriptionError(ValueError):
@@ -113,7 +114,16 @@ def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> 
     return store.get(sub.id) or sub
 
 
-SEND_SETTLE = 15.0  # seconds: longer than one send can take (the transports time out at 10 s)
+# Seconds one lesson send can take, at most, from being marked ``sending`` until the provider
+# has answered: an unsubscribe or an erase waits this long for it, and takes a ``sending``
+# entry older than this for a worker that died. The SendGrid transport's SEND_TIMEOUT bounds
+# each blocking socket step, not the request, and a send on a new connection has five: TCP
+# connect, TLS handshake, writing the request's head, then its body (http.client writes them
+# apart), and reading the answer (one piece). So five timeouts, and a margin for rendering
+# and Redis. Not covered: a DNS lookup (no timeout), a connect that tries several addresses
+# in turn, a server that trickles its answer, and the SMTP transport (30 s for each of a
+# dozen commands); only a deadline on the whole request would bound those.
+SEND_SETTLE = 5 * SEND_TIMEOUT + 5.0
 
 
 def wait_for_sends(

@@ -54,6 +54,10 @@ from course.batch import MAX_PERSONALIZATIONS, EmailGroup, Member
 from course.message import Email
 from course.settings import Settings, SettingsError
 
+# Seconds each blocking step of a SendGrid request may take (connect, TLS handshake, writing,
+# reading): a limit per step, not per request. course.subscriptions.SEND_SETTLE counts on it.
+SEND_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -663,7 +667,7 @@ class SendGridTransport:
         self,
         api_key: str,
         host: str = "https://api.sendgrid.com",
-        timeout: float = 10.0,
+        timeout: float = SEND_TIMEOUT,
         clock: Callable[[], float] = time.time,
         max_group: int = MAX_PERSONALIZATIONS,
     ) -> None:

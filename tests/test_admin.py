@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -13,11 +16,12 @@ from fastapi.testclient import TestClient
 from course import engine
 from course.render import Renderer
 from course.settings import Settings, SettingsError
+from course.subscriber import LedgerEntry
 from course.subscriptions import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app
-from course.web.admin import COOKIE, MAX_FAILURES
+from course.web.admin import COOKIE, MAX_FAILURES, SESSION_MAX_AGE
 
 TOKEN = "admin-token-for-the-tests-0123456789"
 
@@ -126,6 +130,45 @@ def test_too_many_failures_from_one_address_are_refused_even_with_the_right_toke
     assert answer.status_code == 429
 
 
+def guess_in_parallel(admin, how: str, count: int) -> list[int]:
+    """``count`` wrong guesses sent at once from threads (one IP address); their statuses."""
+    start = threading.Barrier(count)
+    wrong = "wrong-wrong-wrong-wrong"
+
+    def guess(_: int) -> int:
+        start.wait()
+        if how == "form":
+            return admin.post("/admin/login", data={"token": wrong}).status_code
+        return admin.get("/admin", headers={"Authorization": f"Bearer {wrong}"}).status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(guess, range(count)))
+
+
+@pytest.mark.parametrize("how", ["form", "bearer"])
+def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how):
+    statuses = guess_in_parallel(admin, how, 3 * MAX_FAILURES)
+    # 401 means the token was compared; the others were refused before any comparison.
+    assert statuses.count(401) == MAX_FAILURES
+    assert statuses.count(429) == 2 * MAX_FAILURES
+    answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 429  # the right token too, until the window ends
+
+
+def test_successful_sign_ins_do_not_count_towards_the_limit(admin):
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for _ in range(2 * MAX_FAILURES):
+        signed = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+        assert signed.status_code == 303
+        assert admin.get("/admin", headers=bearer).status_code == 200
+    for _ in range(MAX_FAILURES - 1):
+        assert admin.post("/admin/login", data={"token": "wrong-wrong-wrong"}).status_code == 401
+    answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 303  # nine failures: below the limit, the admin gets in
+    assert admin.post("/admin/login", data={"token": "wrong-wrong-wrong"}).status_code == 401
+    assert admin.get("/admin", headers=bearer).status_code == 429  # the tenth failure: locked
+
+
 def test_a_bearer_token_works_for_scripts_without_csrf(admin, store, ann):
     headers = {"Authorization": f"Bearer {TOKEN}"}
     assert admin.get("/admin", headers=headers).status_code == 200
@@ -231,6 +274,30 @@ def test_erase_asks_first_then_removes_every_record_of_the_address(signed_in, st
     assert lookup.status_code == 404 and "erased on request" in lookup.text
 
 
+def test_erase_answers_after_a_lesson_on_its_way_has_gone(signed_in, store, schedule, ann):
+    client, csrf = signed_in
+    engine.tick(store, schedule, datetime.now(UTC), lambda batch, when: None)  # claimed
+    assert store.start_send(ann.id, "hello", time.time(), time.time() + 900) == 1
+    finished: list[float] = []
+
+    def worker() -> None:  # the provider accepts the lesson a second later
+        time.sleep(1.0)
+        store.finish(ann.id, LedgerEntry("hello", "sent", time.time(), 1, "sg-1"))
+        finished.append(time.monotonic())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    done = client.post(
+        f"/admin/subscribers/{ann.id}/erase", data={"csrf": csrf, "confirm": "erase"}
+    )
+    answered = time.monotonic()
+    thread.join()
+
+    assert done.status_code == 200 and heading(done) == "Erased"
+    assert finished and finished[0] < answered
+    assert store.get(ann.id) is None
+
+
 def test_an_erased_address_signing_up_again_gets_the_neutral_page(signed_in, store, ann):
     client, csrf = signed_in
     client.post(f"/admin/subscribers/{ann.id}/erase", data={"csrf": csrf, "confirm": "erase"})
@@ -298,6 +365,30 @@ def test_sign_out_ends_the_session(signed_in):
     answer = client.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/admin/login"
     assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_a_copy_of_the_cookie_stops_working_at_sign_out(signed_in):
+    client, csrf = signed_in
+    copied = client.cookies.get(COOKIE)
+    other = TestClient(client.app)  # another browser, signed in on its own
+    other.post("/admin/login", data={"token": TOKEN})
+
+    client.post("/admin/logout", data={"csrf": csrf})
+
+    thief = TestClient(client.app)
+    thief.cookies.set(COOKIE, copied, path="/admin")
+    assert thief.get("/admin", follow_redirects=False).status_code == 303  # to sign-in
+    refused = thief.post("/admin/lookup", data={"csrf": csrf, "email": "ann@example.com"})
+    assert refused.status_code == 401
+    assert other.get("/admin", follow_redirects=False).status_code == 200  # its own session
+
+
+def test_a_session_is_held_in_redis_for_its_lifetime_and_deleted_at_sign_out(signed_in, store):
+    client, csrf = signed_in
+    [key] = store.redis.keys(store.admin_session_key("*"))
+    assert SESSION_MAX_AGE - 60 < store.redis.ttl(key) <= SESSION_MAX_AGE  # then it is gone
+    client.post("/admin/logout", data={"csrf": csrf})
+    assert store.redis.keys(store.admin_session_key("*")) == []
 
 
 def test_the_admin_stays_out_of_the_public_openapi_description(admin):

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 import redis
 from conftest import course_env, db_url
+
+from course.sendgrid_standin import SendGridStandIn
+from course.store import Store
+from course.subscriptions import enrol
 
 CLI_DB = 5  # the CLI tests own this database of the tests' server
 
@@ -113,6 +117,25 @@ def test_subscribers_add_show_list_unsubscribe(run):
         json.loads(run("subscribers", "show", "ann@example.com", "--json").stdout)["status"]
         == "unsubscribed"
     )
+
+
+def test_tick_inline_stamps_each_send_when_it_starts(run, redis_url, schedule):
+    store = Store(redis.Redis.from_url(db_url(redis_url, CLI_DB), decode_responses=True))
+    start = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
+    subs = [enrol(store, schedule, f"s{n}@example.com", None, None, start) for n in range(3)]
+    with SendGridStandIn(api_key="SG.test", latency=1.1) as standin:  # each send takes 1.1 s
+        ticked = run("tick", "--now", "2026-04-01T10:00:30Z", "--inline",
+                     COURSE_TRANSPORT="sendgrid", SENDGRID_API_KEY="SG.test",
+                     SENDGRID_HOST=standin.url)  # fmt: skip
+    assert ticked.returncode == 0, ticked.stderr
+    assert "sent 3" in ticked.stdout
+    stamps = sorted(store.ledger(sub.id)["hello"].at for sub in subs)
+    tick_at = datetime(2026, 4, 1, 10, 0, 30, tzinfo=UTC).timestamp()
+    # The first send starts at the tick's instant, each later one when the one before is done.
+    assert stamps[0] == tick_at
+    assert stamps[1] >= stamps[0] + 1 and stamps[2] >= stamps[1] + 1
+    assert stamps[2] < tick_at + 10
+    store.redis.close()
 
 
 def test_subscribers_add_rejects_a_bad_address_and_zone(run):

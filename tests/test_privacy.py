@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +19,7 @@ from course import engine
 from course.privacy import erase, export_data, record_ids
 from course.render import Renderer
 from course.store import ErasedAddress, Store, suppression_hash
+from course.subscriber import LedgerEntry
 from course.subscriptions import enrol, unsubscribe
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport
@@ -142,6 +145,54 @@ def test_a_delivery_queued_before_the_erase_sends_nothing(store, schedule, setti
     assert (result.sent, result.skipped) == (0, 1)
     assert outbox(settings) == []
     assert not store.redis.exists(store.ledger_key(items[0][0]))  # not brought back
+
+
+def on_its_way(store, schedule, email: str):
+    """A subscriber whose day-0 lesson a worker has taken to ``sending`` just now."""
+    sub = enrol(store, schedule, email, None, None, NOW)
+    engine.tick(store, schedule, NOW, lambda batch, when: None)  # claimed
+    assert store.start_send(sub.id, "hello", time.time(), time.time() + 900) == 1
+    return sub
+
+
+def test_erase_suppresses_then_waits_for_a_lesson_on_its_way(store, schedule):
+    sub = on_its_way(store, schedule, "hal@example.com")
+    seen: dict[str, object] = {}
+
+    def worker() -> None:  # the send ends a second later, while the erase waits
+        time.sleep(1.0)
+        now_held = store.get(sub.id)  # suppressed: nothing more can start
+        seen["status"] = now_held.status if now_held else "erased already"
+        store.finish(sub.id, LedgerEntry("hello", "sent", time.time(), 1, "sg-1"))
+        seen["finished"] = time.monotonic()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    result = erase(store, "hal@example.com", NOW)
+    returned = time.monotonic()
+    thread.join()
+
+    assert seen["status"] == "unsubscribed" and returned > seen["finished"]
+    assert result.records == [sub.id]
+    assert store.get(sub.id) is None and not store.redis.exists(store.ledger_key(sub.id))
+
+
+def test_erase_goes_ahead_when_a_send_does_not_finish_in_time(store, schedule):
+    sub = on_its_way(store, schedule, "ivy@example.com")  # its worker never reports back
+    began = time.monotonic()
+    result = erase(store, "ivy@example.com", NOW, timeout=2.0)
+    took = time.monotonic() - began
+
+    assert 1.0 <= took < 3.0  # waited (instants are whole seconds: at least 1 s of 2 here)
+    assert result.records == [sub.id]
+    assert store.get(sub.id) is None and store.is_erased("ivy@example.com")
+    assert not store.redis.exists(store.ledger_key(sub.id))
+
+
+def test_erase_does_not_wait_when_nothing_is_on_its_way(store, schedule, history):
+    began = time.monotonic()
+    result = erase(store, "ann@example.com", NOW)
+    assert time.monotonic() - began < 0.5 and result.records
 
 
 def test_a_pending_entry_left_by_a_racing_erase_is_dropped_without_a_ledger(store, schedule):

@@ -3,7 +3,9 @@ signup, confirmation, tokens, one-click unsubscribe, flare pause and resume, hea
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
 import re
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from course.store import Store
 from course.subscriber import LedgerEntry
 from course.subscriptions import enrol, unsubscribe, wait_for_sends
 from course.tokens import make_token, subscriber_links
-from course.transport import OutboxTransport, SendGridTransport
+from course.transport import SEND_TIMEOUT, OutboxTransport, SendGridTransport
 from course.web import create_app
 from course.web.app import RedactTokens
 from course.web.pages import CONSENT_VERSION
@@ -482,8 +484,29 @@ def test_unsubscribe_does_not_wait_for_a_send_whose_worker_died_long_ago(web, sc
     answer = web.client.post(f"/unsubscribe/{web.token(sub.id, 'unsubscribe')}")
 
     assert answer.status_code == 200
-    assert time.monotonic() - started < 5  # not the 15 s a live send could take
+    assert time.monotonic() - started < 5  # not the 55 s a live send could take
     assert web.store.get(sub.id).status == "unsubscribed"
+
+
+def test_a_send_as_slow_as_the_sendgrid_timeouts_allow_is_waited_for(store, schedule):
+    """Connect, TLS handshake, the request's head and body, and the answer may each take up
+    to SEND_TIMEOUT: an unsubscribe that long after the send began still waits for it."""
+    assert inspect.signature(SendGridTransport).parameters["timeout"].default == SEND_TIMEOUT
+    sub = enrol(store, schedule, "slow@example.com", None, None, datetime.now(UTC))
+    engine.tick(store, schedule, datetime.now(UTC), lambda items, when: None)
+    began = time.time()
+    assert store.start_send(sub.id, "hello", began, began + 900) == 1
+    late = math.floor(began) + 5 * SEND_TIMEOUT  # as the entry records it: whole seconds
+    looks: list[float] = []
+
+    def clock() -> float:  # the time as the waiting unsubscribe sees it
+        looks.append(late)
+        if len(looks) == 3:  # the wait went on: now the provider answers
+            store.finish(sub.id, LedgerEntry("hello", "sent", late, 1, "sg-1"))
+        return late
+
+    assert wait_for_sends(store, sub.id, clock=clock, poll=0)
+    assert len(looks) == 3  # it waited for the send instead of taking it for a dead worker
 
 
 def test_the_page_button_and_a_second_post_both_answer_200(web, schedule):

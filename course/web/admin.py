@@ -5,10 +5,14 @@ unsubscribe, export and erase.
 Without a token set every ``/admin`` path answers 404 (and the log says why). With one, a
 browser logs in with a form: the answer sets an HttpOnly, SameSite=Strict cookie (Secure
 over https) holding a session signed with ``COURSE_SECRET_KEY`` that also carries the CSRF
-token every POST form must echo. A script sends ``Authorization: Bearer TOKEN`` instead
+token every POST form must echo. Each session also has an id kept in Redis for its lifetime
+(``P admin:session:{id}``), checked on every request: signing out deletes it, so a copy of
+the cookie stops working too. A script sends ``Authorization: Bearer TOKEN`` instead
 and needs no CSRF token (a browser never adds that header by itself). Tokens are compared
-in constant time; failed attempts are counted per IP address and limited. Every state change
-goes through :mod:`course.subscriptions` or :mod:`course.privacy`.
+in constant time. Sign-in attempts (form or bearer) are counted per IP address before the
+token is compared, and a correct token gives its attempt back: only failures stay counted, and
+parallel guesses cannot all slip under the limit. Every state change goes through
+:mod:`course.subscriptions` or :mod:`course.privacy`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from course.subscriptions import SubscriptionError, pause, resume, unsubscribe, 
 from course.timeline import add_local_days
 
 if TYPE_CHECKING:
+    from course.store import Store
     from course.web.app import WebState
 
 log = logging.getLogger("course.web.admin")
@@ -54,7 +59,7 @@ log = logging.getLogger("course.web.admin")
 COOKIE = "hr_admin"
 SESSION_MAX_AGE = 12 * 3600  # seconds a login lasts
 FAILURE_WINDOW = 900  # seconds: failed logins are counted per IP address per 15 minutes
-MAX_FAILURES = 10
+MAX_FAILURES = 10  # wrong tokens compared per IP address per window; then 429 without comparing
 PAUSE_DAYS = {"7": 7, "14": 14, "": None}
 SAMPLE_NAME = "Alex"
 DONE = {  # what a finished action says (?done=... after the redirect)
@@ -78,35 +83,49 @@ EMAIL_CSP = (
 @dataclass(frozen=True)
 class Session:
     csrf: str | None  # None: a bearer client, which needs no CSRF token
+    sid: str | None = None  # the server-side id of a signed-in browser's session
 
 
 class AdminAuth:
-    """The admin token and the signed sessions made from it."""
+    """The admin token and the signed sessions made from it, each also held in Redis."""
 
-    def __init__(self, token: str, secret_key: str):
+    def __init__(self, token: str, secret_key: str, store: Store):
         self._digest = hashlib.sha256(token.encode()).digest()
         # Sessions name the token they came from: changing the token ends every session.
         self._token_id = hmac.new(secret_key.encode(), self._digest, "sha256").hexdigest()[:16]
         self._serializer = URLSafeTimedSerializer(secret_key, salt="course.admin")
+        self._store = store
 
     def token_ok(self, given: str) -> bool:
         """Constant time, whatever the length or content of ``given``."""
         return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
 
     def new_session(self) -> tuple[str, str]:
-        """A cookie value and the CSRF token inside it."""
-        csrf = secrets.token_urlsafe(24)
-        return self._serializer.dumps({"k": self._token_id, "csrf": csrf}), csrf
+        """A cookie value and the CSRF token inside it; the session's id goes into Redis
+        for as long as the cookie may last."""
+        csrf, sid = secrets.token_urlsafe(24), secrets.token_urlsafe(16)
+        self._store.redis.set(self._store.admin_session_key(sid), "1", ex=SESSION_MAX_AGE)
+        return self._serializer.dumps({"k": self._token_id, "csrf": csrf, "s": sid}), csrf
 
     def read_session(self, cookie: str) -> Session | None:
+        """The session of a signed cookie, while its token is current and its id is held."""
         try:
             data = self._serializer.loads(cookie, max_age=SESSION_MAX_AGE)
         except (BadSignature, UnicodeError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("k") != self._token_id:
             return None
-        csrf = data.get("csrf")
-        return Session(csrf) if isinstance(csrf, str) and csrf else None
+        csrf, sid = data.get("csrf"), data.get("s")
+        if not (isinstance(csrf, str) and csrf and isinstance(sid, str) and sid):
+            return None  # a cookie from before sessions had ids: sign in again
+        if not self._store.redis.exists(self._store.admin_session_key(sid)):
+            return None  # signed out, or expired
+        return Session(csrf, sid)
+
+    def end_session(self, session: Session) -> None:
+        """Sign out: the session's id goes, and with it every copy of its cookie."""
+        if session.sid is not None:
+            self._store.redis.delete(self._store.admin_session_key(session.sid))
 
 
 def stamp(instant: datetime | None, tz: str | None = None) -> str:
@@ -135,7 +154,8 @@ def install_admin(app: FastAPI, state: WebState) -> None:
         return
     state.pages.env.filters["stamp"] = stamp
     state.pages.env.filters["iso_stamp"] = iso_stamp
-    app.include_router(_router(state, AdminAuth(token, state.settings.secret_key)))
+    auth = AdminAuth(token, state.settings.secret_key, state.store)
+    app.include_router(_router(state, auth))
 
 
 class _Denied(Exception):
@@ -159,14 +179,24 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         response.headers["Content-Security-Policy"] = PAGE_CSP
         return response
 
-    def too_many(request: Request) -> bool:
-        return (
-            state.store.hits("admin", ip(request), FAILURE_WINDOW, now().timestamp())
-            >= MAX_FAILURES
-        )
+    def attempt(request: Request, at: float) -> bool:
+        """Count a sign-in attempt, then say whether its token may be compared.
+
+        Counting first (one atomic INCR) is what holds under parallel guesses: each gets
+        its own count, so at most MAX_FAILURES of them in a window are ever compared."""
+        count, _ = state.store.hit("admin", ip(request), FAILURE_WINDOW, at)
+        return count <= MAX_FAILURES
+
+    def succeeded(request: Request, at: float) -> None:
+        """A correct token gives its attempt back, so signing in (or a script's bearer
+        requests) never locks the admin out; only failures stay counted."""
+        name = state.store.rate_key("admin", ip(request), FAILURE_WINDOW, at)  # hit's key
+        pipe = state.store.redis.pipeline()
+        pipe.decr(name)
+        pipe.expire(name, FAILURE_WINDOW + 60)  # as hit sets it: never a key without expiry
+        pipe.execute()
 
     def failed(request: Request) -> None:
-        state.store.hit("admin", ip(request), FAILURE_WINDOW, now().timestamp())
         log.warning("admin login failed ip=%s", ip(request))
 
     def login_page(status_code: int = 200, error: str | None = None) -> HTMLResponse:
@@ -177,9 +207,11 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # Only a bearer token is ours: other schemes (a proxy's basic auth) use the cookie.
         if scheme.lower() == "bearer":
-            if too_many(request):
+            at = now().timestamp()
+            if not attempt(request, at):
                 raise _Denied(PlainTextResponse("too many failed attempts", 429))
             if auth.token_ok(given.strip()):
+                succeeded(request, at)
                 return Session(None)
             failed(request)
             raise _Denied(
@@ -279,7 +311,8 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
     @router.post("/login")
     @guarded
     async def login(request: Request) -> Response:
-        if too_many(request):
+        at = now().timestamp()
+        if not await run_in_threadpool(attempt, request, at):
             return login_page(429, "Too many failed attempts. Please wait a few minutes.")
         try:
             data = await request.form(max_files=0, max_fields=5)
@@ -289,9 +322,10 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
             return login_page(400, "The form could not be read.")
         given = data.get("token")
         if not isinstance(given, str) or not auth.token_ok(given.strip()):
-            await run_in_threadpool(failed, request)
+            failed(request)
             return login_page(401, "That is not the admin token.")
-        cookie, _ = auth.new_session()
+        await run_in_threadpool(succeeded, request, at)
+        cookie, _ = await run_in_threadpool(auth.new_session)
         response = RedirectResponse("/admin", 303)
         response.set_cookie(
             COOKIE,
@@ -308,7 +342,9 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
     @router.post("/logout")
     @guarded
     async def logout(request: Request) -> Response:
-        await form(request, session(request))
+        who = session(request)
+        await form(request, who)
+        await run_in_threadpool(auth.end_session, who)
         response = RedirectResponse("/admin/login", 303)
         response.delete_cookie(COOKIE, path="/admin")
         return response
