@@ -124,9 +124,11 @@ def test_tick_inline_stamps_each_send_when_it_starts(run, redis_url, schedule):
     start = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
     subs = [enrol(store, schedule, f"s{n}@example.com", None, None, start) for n in range(3)]
     with SendGridStandIn(api_key="SG.test", latency=1.1) as standin:  # each send takes 1.1 s
+        # One request per email (no groups), one at a time: three sends, one after another.
         ticked = run("tick", "--now", "2026-04-01T10:00:30Z", "--inline",
                      COURSE_TRANSPORT="sendgrid", SENDGRID_API_KEY="SG.test",
-                     SENDGRID_HOST=standin.url)  # fmt: skip
+                     SENDGRID_HOST=standin.url, COURSE_SENDGRID_BATCH="1",
+                     COURSE_SEND_CONCURRENCY="1")  # fmt: skip
     assert ticked.returncode == 0, ticked.stderr
     assert "sent 3" in ticked.stdout
     stamps = sorted(store.ledger(sub.id)["hello"].at for sub in subs)
