@@ -111,6 +111,33 @@ def test_a_batch_is_one_request_per_shared_body_and_everyone_gets_their_own_emai
     assert sender.tick(day2).claimed == 0
 
 
+def test_a_batch_of_two_lessons_goes_out_in_concurrent_requests_each_email_once(
+    store, schedule, standin, sender
+):
+    earlier = START - timedelta(days=2)
+    ahead = [enrol(store, schedule, f"a{n}@example.com", f"A{n}" if n % 3 else None, None, earlier)
+             for n in range(30)]  # fmt: skip
+    sender.tick(earlier)
+    assert sender.deliver(earlier).sent == 30
+    standin.clear()
+    new = [enrol(store, schedule, f"n{n}@example.com", f"N{n}" if n % 2 else None, None, START)
+           for n in range(30)]  # fmt: skip
+    assert sender.tick(START).claimed == 60  # "second" for the first 30, "hello" for the rest
+    result = sender.deliver(START)
+    assert (result.sent, result.failed, result.skipped) == (60, 0, 0)
+    records = [(r.custom_args["subscriber_id"], r.custom_args["lesson_id"])
+               for r in standin.records]  # fmt: skip
+    assert sorted(records) == sorted(
+        [(s.id, "second") for s in ahead] + [(s.id, "hello") for s in new]
+    )
+    # Batches of 50: per batch, one request per lesson and body (named or not).
+    assert standin.requests_seen <= 2 * 2 * 2
+    got = delivered(standin)
+    for sub, lesson_id in [(s, "second") for s in ahead] + [(s, "hello") for s in new]:
+        want = sender.expected(sub, lesson_id)
+        assert (got[sub.id].html, got[sub.id].text) == (want.html, want.text)
+
+
 def test_a_template_that_changes_the_name_sends_those_emails_alone_and_still_right(
     tmp_path, store, standin
 ):
