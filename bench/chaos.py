@@ -92,6 +92,7 @@ class ChaosConfig:
     seed: int = 1
     schedule_path: Path = ROOT / "schedule.yaml"
     kill_every: float = 4.0  # wall seconds between worker kills, on average
+    min_kills: int = 0  # kills at as many busy steps, besides those every few seconds
     redis_crashes: int = 1
     unsubscribe_share: float = 0.10
     rate_429: float = 0.10
@@ -228,16 +229,23 @@ class Killer(threading.Thread):
         self.kills = 0
         self.error: BaseException | None = None
         self.stopping = threading.Event()
+        self.lock = threading.Lock()
 
     def run(self) -> None:
         try:
             while not self.stopping.wait(self.every * self.rng.uniform(0.5, 1.5)):
-                name = self.rng.choice(self.workers.names)
-                self.workers.kill(name)
-                self.kills += 1
-                self.workers.start(name)
+                self.kill_one()
         except BaseException as exc:  # reported by the driver
             self.error = exc
+
+    def kill_one(self) -> None:
+        """SIGKILL a random worker and start a new one in its place (also called by the
+        driver, at steps it chose, so that a fast run still has its kills mid-delivery)."""
+        with self.lock:
+            name = self.rng.choice(self.workers.names)
+            self.workers.kill(name)
+            self.kills += 1
+            self.workers.start(name)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -397,6 +405,9 @@ class Chaos:
             crash_steps = sorted(
                 self.rng.sample(range(steps // 3, 2 * steps // 3), cfg.redis_crashes)
             )
+            # Kills at chosen busy steps too, however fast the run goes: each at the first
+            # busy step from a step chosen before the last lesson's day (so one comes).
+            kill_steps = sorted(self.rng.sample(range(0, max(1, last_day) * 24), cfg.min_kills))
             redis_crashes = 0
             killer.start()
             now, step = sim_start, 0
@@ -405,6 +416,10 @@ class Chaos:
                 result = self.tick(store, now, enqueue)
                 for sub_id in unsub_at.pop(step, []):
                     unsub.post(sub_id, delay=self.rng.uniform(0.0, 1.0))
+                if kill_steps and step >= kill_steps[0] and result.claimed >= busy_enough:
+                    kill_steps.pop(0)
+                    time.sleep(self.rng.uniform(0.05, 0.3))  # mid-delivery
+                    killer.kill_one()
                 if crash_steps and step >= crash_steps[0] and result.claimed >= busy_enough:
                     crash_steps.pop(0)
                     time.sleep(self.rng.uniform(0.1, 0.6))  # mid-delivery
@@ -607,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--schedule", type=Path, default=ROOT / "schedule.yaml")
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds, on average")
+    parser.add_argument(
+        "--min-kills", type=int, default=0, help="kills at as many busy steps besides those"
+    )
     parser.add_argument("--redis-crashes", type=int, default=1)
     parser.add_argument("--unsubscribe-share", type=float, default=0.10)
     parser.add_argument("--rate-429", type=float, default=0.10)
@@ -639,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ChaosConfig(
             subscribers=args.subscribers, workers=args.workers, seed=args.seed,
             schedule_path=args.schedule.resolve(), kill_every=args.kill_every,
+            min_kills=max(0, args.min_kills),
             redis_crashes=args.redis_crashes, unsubscribe_share=args.unsubscribe_share,
             rate_429=args.rate_429, rate_500=args.rate_500, rate_hang=args.rate_hang,
             hang_for=args.hang_s, start_spread_days=args.spread_days, var_dir=args.var,

@@ -26,7 +26,8 @@ def test_kills_a_redis_crash_and_a_faulty_provider_break_none_of_the_sending_rul
         workers=3,
         seed=11,
         schedule_path=make_course(tmp_path / "course"),
-        kill_every=1.5,  # uniform 0.75-2.25 s apart: several kills however fast the run
+        kill_every=1.5,  # uniform 0.75-2.25 s apart
+        min_kills=2,  # and two at busy steps, however fast the run
         # Batches of 10: a 429 holds back less of a batch, so fewer simulated hours go by
         # with retries alone (bench/chaos.py defaults to the engine's 50).
         batch_size=10,
