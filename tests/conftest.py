@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 from datetime import datetime
 from pathlib import Path
+from subprocess import CompletedProcess
+from subprocess import run as run_process
 
 import pytest
 import redis
@@ -174,9 +177,9 @@ def course_env(url: str, schedule_path: Path, folder: Path, **extra: str) -> dic
     }
 
 
-def start_worker(env: dict, log_path: Path, app) -> subprocess.Popen:
+def start_worker(env: dict, log_path: Path, app, children: int = 2) -> subprocess.Popen:
     """A real Celery worker process (never eager mode), up and answering pings."""
-    proc = start_process(worker_command(2, "INFO", alone=True), env, log_path)
+    proc = start_process(worker_command(children, "INFO", alone=True), env, log_path)
     try:
         wait_for_worker(app, proc)
     except WorkerError as exc:
@@ -217,3 +220,25 @@ def artifacts(request) -> Path:
     folder = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def cli_runner(env: dict, monkeypatch, capsys):
+    """``run(*args, subprocess=False, **extra_env)``: ``course ARGS`` with ``env``, in this
+    process through the command's own entry point (exit status, output), or in a subprocess
+    of its own with ``subprocess=True``."""
+    from course.cli import main
+
+    def run(*args: str, subprocess: bool = False, **extra: str) -> CompletedProcess:
+        full = {**env, **extra}
+        if subprocess:
+            return run_process([sys.executable, "-m", "course", *args], env=full,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        for name, value in full.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out = capsys.readouterr()
+        return CompletedProcess(list(args), exited.value.code, out.out, out.err)
+
+    return run

@@ -13,7 +13,7 @@ from email import message_from_bytes, policy
 
 import pytest
 import redis
-from conftest import course_env, db_url
+from conftest import course_env, db_url, start_worker
 from fastapi.testclient import TestClient
 
 from course import engine
@@ -23,7 +23,7 @@ from course.settings import Settings
 from course.stats import check_disk, read_processes
 from course.store import Store
 from course.subscriptions import enrol
-from course.supervise import WorkerError, start_process, stop_all, wait_for_worker, worker_command
+from course.supervise import stop_all
 from course.tasks import create_app, enqueuer
 from course.web import create_app as create_web_app
 
@@ -41,12 +41,7 @@ def world(tmp_path, redis_url, make_course):
     app = create_app(Settings.from_env(env), url)
     log = tmp_path / "worker.log"
     # One child process, so that the one who delivers is the one whose report is read.
-    proc = start_process(worker_command(1, "INFO", alone=True), env, log)
-    try:
-        wait_for_worker(app, proc)
-    except WorkerError as exc:
-        stop_all({"worker": proc})
-        raise AssertionError(f"{exc}\n{log.read_text()}") from None
+    proc = start_worker(env, log, app, children=1)
     yield {"store": Store(client), "app": app, "proc": proc, "env": env, "url": url,
            "path": schedule_path, "outbox": tmp_path / "outbox", "log": log}  # fmt: skip
     stop_all({"worker": proc})

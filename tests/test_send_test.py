@@ -6,20 +6,16 @@ from __future__ import annotations
 import email
 import json
 import socket
-import sys
 from datetime import UTC, datetime
 from email import policy
-from subprocess import CompletedProcess
-from subprocess import run as run_process
 from urllib.parse import urlparse
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
-from conftest import course_env, db_url
+from conftest import cli_runner, course_env, db_url
 from fastapi.testclient import TestClient
 
-from course.cli import main
 from course.schedule import load_schedule
 from course.sendgrid_standin import SendGridStandIn
 from course.store import Store
@@ -45,20 +41,7 @@ def run(tmp_path, course_path, redis_url, monkeypatch, capsys):
     """``course ARGS`` in this process (as ``python -m course`` runs it: same entry point,
     exit status and output), or in a subprocess of its own with ``subprocess=True``."""
     env = course_env(db_url(redis_url, SEND_TEST_DB), course_path, tmp_path)
-
-    def run(*args: str, subprocess: bool = False, **extra: str) -> CompletedProcess:
-        if subprocess:
-            return run_process([sys.executable, "-m", "course", *args], env={**env, **extra},
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
-        for name, value in {**env, **extra}.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return CompletedProcess(list(args), exited.value.code, out.out, out.err)
-
-    return run
+    return cli_runner(env, monkeypatch, capsys)
 
 
 def outbox_messages(tmp_path) -> list[email.message.EmailMessage]:

@@ -4,18 +4,14 @@ funnel; subscribers by status; the formatters."""
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
-from subprocess import CompletedProcess
-from subprocess import run as run_process
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from conftest import course_env, db_url
+from conftest import cli_runner, course_env, db_url
 
 from course import engine
-from course.cli import main
 from course.confirmation import send_confirmation
 from course.render import Renderer
 from course.runtime import ScheduleHolder, ScheduleSnapshot
@@ -197,19 +193,7 @@ def cli(tmp_path, course_path, redis_url, schedule, monkeypatch, capsys):
     prepare_course(Store(client), schedule, OutboxTransport(tmp_path / "outbox"))
     env = course_env(url, course_path, tmp_path)
 
-    def run(*args: str, subprocess: bool = False) -> CompletedProcess:
-        if subprocess:
-            return run_process([sys.executable, "-m", "course", *args], env=env,
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return CompletedProcess(list(args), exited.value.code, out.out, out.err)
-
-    yield run
+    yield cli_runner(env, monkeypatch, capsys)
     client.flushdb()
     client.close()
 
