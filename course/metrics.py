@@ -25,6 +25,15 @@ from course.store import Store
 GROWING_OUTCOMES = ("sent", "failed", "skipped", "retried")
 
 
+# The last tick's figures (``Store.tick_stats``): metric, help text, field.
+LAST_TICK_GAUGES = (
+    ("course_last_tick_timestamp_seconds", "The instant (its now) of the last tick.", "last_at"),
+    ("course_last_tick_duration_seconds", "How long the last tick took.", "last_duration"),
+    ("course_last_tick_due", "Subscribers the last tick found due.", "last_due"),
+    ("course_last_tick_claimed", "Lessons the last tick claimed.", "last_claimed"),
+)
+
+
 class StoreCollector(Collector):
     """Every metric, read from the store at each scrape.
 
@@ -129,26 +138,8 @@ class StoreCollector(Collector):
         ]
         if ticks:
             families += [
-                GaugeMetricFamily(
-                    "course_last_tick_timestamp_seconds",
-                    "The instant (its now) of the last tick.",
-                    ticks.get("last_at", 0.0),
-                ),
-                GaugeMetricFamily(
-                    "course_last_tick_duration_seconds",
-                    "How long the last tick took.",
-                    ticks.get("last_duration", 0.0),
-                ),
-                GaugeMetricFamily(
-                    "course_last_tick_due",
-                    "Subscribers the last tick found due.",
-                    ticks.get("last_due", 0),
-                ),
-                GaugeMetricFamily(
-                    "course_last_tick_claimed",
-                    "Lessons the last tick claimed.",
-                    ticks.get("last_claimed", 0),
-                ),
+                GaugeMetricFamily(name, help_text, ticks.get(field, 0.0))
+                for name, help_text, field in LAST_TICK_GAUGES
             ]
         beat = store.beat_seen()
         if beat is not None:
