@@ -310,13 +310,18 @@ class Claim(NamedTuple):
         return (self.sub_id, self.lesson_id)
 
 
+# The states a send's outcome may replace unless told otherwise: its own ``sending``, or an
+# ``uncertain`` a tick called it meanwhile (the answer came after all).
+FINISH_FROM = ("sending", "uncertain")
+
+
 class Outcome(NamedTuple):
     """What :meth:`Store.finish` records for one send."""
 
     sub_id: str
     entry: LedgerEntry
     pending_at: float | None = None  # keep it pending until then (a retry)
-    allowed: tuple[str, ...] = ("sending", "uncertain")  # states it may replace
+    allowed: tuple[str, ...] = FINISH_FROM  # states it may replace
 
 
 class DuplicateSubscriber(ValueError):
@@ -726,32 +731,28 @@ class Store:
         sub_id: str,
         entry: LedgerEntry,
         pending_at: float | None = None,
-        allowed: tuple[str, ...] = ("sending", "uncertain"),
+        allowed: tuple[str, ...] = FINISH_FROM,
     ) -> bool:
         """Record the outcome of a send; ``pending_at`` keeps it pending (a retry)."""
-        return bool(self._finish(**self._finish_call(sub_id, entry, pending_at, allowed)))
+        outcome = Outcome(sub_id, entry, pending_at, allowed)
+        return bool(self._finish(**self._finish_call(outcome)))
 
     def finish_many(self, outcomes: list[Outcome]) -> list[bool]:
         """:meth:`finish` for each outcome, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for outcome in outcomes:
-            self._finish(**self._finish_call(*outcome), client=pipe)
+            self._finish(**self._finish_call(outcome), client=pipe)
         return [bool(answer) for answer in pipe.execute()] if outcomes else []
 
-    def _finish_call(
-        self,
-        sub_id: str,
-        entry: LedgerEntry,
-        pending_at: float | None = None,
-        allowed: tuple[str, ...] = ("sending", "uncertain"),
-    ) -> dict:
+    def _finish_call(self, outcome: Outcome) -> dict:
+        sub_id, entry = outcome.sub_id, outcome.entry
         keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id)]
         args = [
             sub_id,
             entry.lesson_id,
             entry.encode(),
-            "" if pending_at is None else _score(pending_at),
-            ",".join(allowed),
+            "" if outcome.pending_at is None else _score(outcome.pending_at),
+            ",".join(outcome.allowed),
         ]
         return {"keys": keys, "args": args}
 
