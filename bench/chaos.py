@@ -61,15 +61,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course import engine  # noqa: E402
-from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.local.supervise import start_process, stop_all, worker_command  # noqa: E402
+from course.models.subscriber import due_at  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
-from course.sendgrid_standin import Faults, SendGridStandIn  # noqa: E402
 from course.settings import Settings  # noqa: E402
 from course.store import Store, split_member  # noqa: E402
-from course.subscriber import due_at  # noqa: E402
-from course.subscriptions import enrol  # noqa: E402
-from course.supervise import start_process, stop_all, worker_command  # noqa: E402
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.subscribers.lifecycle import enrol  # noqa: E402
 from course.tasks import create_app, enqueuer  # noqa: E402
+from course.testing.sendgrid_standin import Faults, SendGridStandIn  # noqa: E402
 from course.tokens import subscriber_links  # noqa: E402
 from course.web.app import create_app as create_web_app  # noqa: E402
 

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.schedule import load_schedule  # noqa: E402
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 
 ZONES = ["America/New_York", "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney", "UTC",
          "America/Los_Angeles", "Europe/London", "Asia/Kolkata"]  # fmt: skip

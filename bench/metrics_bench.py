@@ -22,10 +22,10 @@ from prometheus_client import generate_latest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
-from course.metrics import build_registry  # noqa: E402
+from course.reports.metrics import build_registry  # noqa: E402
 from course.schedule import load_schedule  # noqa: E402
 from course.store import Store  # noqa: E402
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 
 RUNS = 50
 CHUNK = 20_000

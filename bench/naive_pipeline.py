@@ -22,7 +22,7 @@ from markupsafe import Markup
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Header, Mail, Personalization, To
 
-from course import render
+from course.mail import render
 from course.schedule import Schedule, load_schedule
 from course.settings import Settings
 from course.store import Store

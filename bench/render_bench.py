@@ -25,8 +25,8 @@ from markupsafe import Markup
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course import render  # noqa: E402
-from course.render import Recipient, Renderer  # noqa: E402
+from course.mail import render  # noqa: E402
+from course.mail.render import Recipient, Renderer  # noqa: E402
 from course.schedule import CourseSettings, Lesson, Phase, Schedule  # noqa: E402
 
 SYNTHETIC_LESSON = """\

@@ -5,7 +5,7 @@ every record's status) and the whole ``collect``.
 
 Starts its own redis-server under a temporary folder, fills it with SUBSCRIBERS records
 (default 100,000) laid out as the store writes them, plus per-lesson stats, and times
-``Store.status_counts`` and ``course.stats.collect`` (best of three).
+``Store.status_counts`` and ``course.reports.stats.collect`` (best of three).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.reports.stats import collect  # noqa: E402
 from course.schedule import load_schedule  # noqa: E402
-from course.stats import collect  # noqa: E402
 from course.store import Store  # noqa: E402
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 
 STATUSES = ("active",) * 6 + ("completed", "paused", "unsubscribed", "bounced")
 

@@ -5,7 +5,7 @@
     .venv/bin/python bench/throughput_bench.py --profile 2000   # cProfile of one deliver() run
 
 Everything runs as separate processes on this machine: a redis-server of the benchmark's own
-(course.embedded, in a temporary folder), the SendGrid stand-in (in a process of its own, so
+(course.store.embedded, in a temporary folder), the SendGrid stand-in (in a process of its own, so
 that it does not take the GIL from anyone; it counts what it accepted per subscriber and lesson
 instead of keeping the payloads), and real Celery worker processes, the same number and
 concurrency for both pipelines.
@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.local.supervise import start_process, stop_all, wait_for_worker  # noqa: E402
 from course.schedule import load_schedule  # noqa: E402
-from course.sendgrid_standin import SendGridStandIn  # noqa: E402
 from course.settings import Settings  # noqa: E402
 from course.store import Store  # noqa: E402
-from course.supervise import start_process, stop_all, wait_for_worker  # noqa: E402
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.tasks import create_app  # noqa: E402
+from course.testing.sendgrid_standin import SendGridStandIn  # noqa: E402
 
 API_KEY = "SG.bench"
 CHART = ROOT / "docs" / "benchmarks-throughput.png"
@@ -398,7 +398,7 @@ def profile_deliver(count: int, latency_ms: float, send_concurrency: int, top: i
     """cProfile of engine.deliver over ``count`` claimed lessons, in batches as a worker
     gets them, against the stand-in in its own process."""
     from course import engine
-    from course.render import Renderer
+    from course.mail.render import Renderer
     from course.tokens import subscriber_links
     from course.transport import SendGridTransport
 

@@ -44,12 +44,15 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course import embedded  # noqa: E402
-from course.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.engine import tick  # noqa: E402
+from course.models.subscriber import LedgerEntry, Subscriber, due_at, progress_after  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
-from course.store import Store, encode_subscriber  # noqa: E402
-from course.subscriber import LedgerEntry, Subscriber, due_at, progress_after  # noqa: E402
+from course.store import (  # noqa: E402
+    Store,
+    embedded,
+    encode_subscriber,
+)
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.timeline import LATE_GRACE  # noqa: E402
 
 # A winter Tuesday, 13:30 UTC: 08:30 on the wall clocks of the due subscribers' zones, so

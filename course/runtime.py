@@ -17,11 +17,11 @@ from pathlib import Path
 
 import redis
 
-from course.embedded import check_server_version, resolve_redis_url
-from course.render import Renderer, RenderError
+from course.mail.render import Renderer, RenderError
 from course.schedule import Schedule, ScheduleError, load_schedule
 from course.settings import Settings
 from course.store import Store
+from course.store.embedded import check_server_version, resolve_redis_url
 from course.tokens import subscriber_links
 from course.transport import Transport, make_transport
 

@@ -17,13 +17,13 @@ from celery import Celery, current_app, shared_task
 from celery.signals import after_task_publish, beat_init
 
 from course import engine
-from course.confirmation import send_confirmation
-from course.embedded import resolve_redis_url
 from course.logs import log_event
 from course.runtime import Runtime, build_runtime
 from course.schedule import CONFIRMATION_ID
 from course.settings import Settings
 from course.store import Store
+from course.store.embedded import resolve_redis_url
+from course.subscribers.confirmation import send_confirmation
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
 log = logging.getLogger("course.tasks")

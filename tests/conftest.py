@@ -16,18 +16,18 @@ import pytest
 import redis
 
 from course import engine
-from course.embedded import ensure_embedded_redis, stop_embedded_redis
-from course.render import Renderer
-from course.schedule import load_schedule
-from course.settings import Settings
-from course.store import Store
-from course.supervise import (
+from course.local.supervise import (
     WorkerError,
     start_process,
     stop_all,
     wait_for_worker,
     worker_command,
 )
+from course.mail.render import Renderer
+from course.schedule import load_schedule
+from course.settings import Settings
+from course.store import Store
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis
 from course.tokens import subscriber_links
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from course import engine
-from course.render import Renderer
+from course.mail.render import Renderer
+from course.models.subscriber import LedgerEntry
 from course.settings import Settings, SettingsError
-from course.subscriber import LedgerEntry
-from course.subscriptions import enrol
+from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 
 from course import engine
-from course.render import Renderer
-from course.subscriptions import enrol
+from course.mail.render import Renderer
+from course.subscribers.lifecycle import enrol
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app

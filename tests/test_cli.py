@@ -11,9 +11,9 @@ import pytest
 import redis
 from conftest import course_env, db_url
 
-from course.sendgrid_standin import SendGridStandIn
 from course.store import Store
-from course.subscriptions import enrol
+from course.subscribers.lifecycle import enrol
+from course.testing.sendgrid_standin import SendGridStandIn
 
 CLI_DB = 5  # the CLI tests own this database of the tests' server
 

@@ -29,10 +29,10 @@ from conftest import ROOT
 from kombu import Connection
 
 from course.cli import beat_health
-from course.embedded import redis_binary
-from course.sendgrid_standin import SendGridStandIn
+from course.local.supervise import start_process, stop_all
 from course.settings import Settings
-from course.supervise import start_process, stop_all
+from course.store.embedded import redis_binary
+from course.testing.sendgrid_standin import SendGridStandIn
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from course.content import check_content, word_count
-from course.render import Renderer, RenderError
+from course.mail.checks import check_content, word_count
+from course.mail.render import Renderer, RenderError
 from course.schedule import ScheduleError, load_schedule
 
 ROOT = Path(__file__).resolve().parent.parent

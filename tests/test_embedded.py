@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from course.embedded import (
+from course.store.embedded import (
     check_server_version,
     ensure_embedded_redis,
     resolve_redis_url,

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from course import engine
-from course.render import Renderer
+from course.mail.render import Renderer
 from course.runtime import ScheduleHolder
-from course.sendgrid_standin import Reply, SendGridStandIn
 from course.store import DuplicateSubscriber, Store
-from course.subscriptions import enrol, pause, resume, unsubscribe
+from course.subscribers.lifecycle import enrol, pause, resume, unsubscribe
+from course.testing.sendgrid_standin import Reply, SendGridStandIn
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport, SendGridTransport
 
@@ -635,8 +635,8 @@ def test_a_broken_schedule_with_no_snapshot_fails_loudly(tmp_path, course_path, 
 def test_a_redis_restart_between_claim_and_send_loses_nothing_and_sends_once(tmp_path, course_path):
     import redis as redis_lib
 
-    from course.embedded import ensure_embedded_redis, stop_embedded_redis
     from course.schedule import load_schedule
+    from course.store.embedded import ensure_embedded_redis, stop_embedded_redis
 
     var = tmp_path / "own-redis"
     schedule = load_schedule(course_path)

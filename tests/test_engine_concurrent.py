@@ -12,9 +12,9 @@ import pytest
 from conftest import Sender
 
 from course import engine
-from course.sendgrid_standin import Reply, SendGridStandIn
 from course.settings import Settings, SettingsError
-from course.subscriptions import enrol, unsubscribe
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.testing.sendgrid_standin import Reply, SendGridStandIn
 from course.transport import SendGridTransport
 
 START = datetime(2026, 3, 2, 9, tzinfo=ZoneInfo("America/New_York"))

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import SMALL_SCHEDULE, Sender, write_course
 
-from course.batch import MAX_SUBSTITUTIONS_BYTES, Tags, group_emails
-from course.render import Recipient, Renderer
+from course.mail.grouping import MAX_SUBSTITUTIONS_BYTES, Tags, group_emails
+from course.mail.render import Recipient, Renderer
 from course.schedule import load_schedule
-from course.sendgrid_standin import Reply, SendGridStandIn, messages
 from course.settings import Settings, SettingsError
-from course.subscriptions import enrol, unsubscribe
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.testing.sendgrid_standin import Reply, SendGridStandIn, messages
 from course.tokens import subscriber_links
 from course.transport import SendGridTransport
 

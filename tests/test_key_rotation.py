@@ -10,10 +10,10 @@ from email import message_from_bytes, policy
 import pytest
 from fastapi.testclient import TestClient
 
-from course.confirmation import send_confirmation
-from course.render import Renderer
+from course.mail.render import Renderer
 from course.settings import Settings
-from course.subscriptions import enrol
+from course.subscribers.confirmation import send_confirmation
+from course.subscribers.lifecycle import enrol
 from course.tokens import ExpiredToken, InvalidToken, make_token, read_token
 from course.transport import OutboxTransport
 from course.web import create_app

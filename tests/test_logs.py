@@ -13,12 +13,12 @@ import redis
 from conftest import course_env, db_url, start_worker
 
 from course import engine
+from course.local.supervise import stop_all
 from course.logs import AccessFields, JsonLines, log_event
 from course.schedule import load_schedule
 from course.settings import Settings, SettingsError
 from course.store import Store
-from course.subscriptions import enrol, unsubscribe
-from course.supervise import stop_all
+from course.subscribers.lifecycle import enrol, unsubscribe
 from course.tasks import create_app, enqueuer
 from course.web.app import RedactTokens
 

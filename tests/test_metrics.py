@@ -15,11 +15,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from course import engine
-from course.metrics import build_registry
-from course.render import Renderer
-from course.sendgrid_standin import Reply, SendGridStandIn
+from course.mail.render import Renderer
+from course.reports.metrics import build_registry
 from course.store import Store
-from course.subscriptions import enrol, unsubscribe
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.testing.sendgrid_standin import Reply, SendGridStandIn
 from course.tokens import subscriber_links
 from course.transport import SendGridTransport
 from course.web import create_app

@@ -16,11 +16,11 @@ import redis
 from conftest import course_env, db_url
 
 from course import engine
-from course.privacy import erase, export_data, record_ids
-from course.render import Renderer
+from course.mail.render import Renderer
+from course.models.subscriber import LedgerEntry
 from course.store import ErasedAddress, Store, suppression_hash
-from course.subscriber import LedgerEntry
-from course.subscriptions import enrol, unsubscribe
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.subscribers.privacy import erase, export_data, record_ids
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport
 from course.web.signup import SignupForm, Signups

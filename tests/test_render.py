@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from course import render
-from course.render import Recipient, Renderer, RenderError
+from course.mail import render
+from course.mail.render import Recipient, Renderer, RenderError
 from course.schedule import CourseSettings, Lesson, Phase, Schedule, load_schedule
 
 LAYOUTS = Path(__file__).resolve().parents[1] / "templates" / "layouts"

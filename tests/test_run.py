@@ -11,9 +11,9 @@ import time
 
 import redis
 
-from course.embedded import running_url, stop_embedded_redis
+from course.local.supervise import service_env
 from course.settings import Settings
-from course.supervise import service_env
+from course.store.embedded import running_url, stop_embedded_redis
 from course.tasks import create_app
 
 

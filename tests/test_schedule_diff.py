@@ -14,11 +14,11 @@ import redis
 from conftest import SMALL_SCHEDULE, course_env, db_url, write_course
 
 from course.engine import next_send
+from course.models.subscriber import LedgerEntry, next_lesson, resumed_at, to_instant
 from course.schedule import load_schedule
-from course.schedule_diff import compare, impact, remaining_lessons, report_lines
+from course.schedule.diff import compare, impact, remaining_lessons, report_lines
 from course.store import Store
-from course.subscriber import LedgerEntry, next_lesson, resumed_at, to_instant
-from course.subscriptions import enrol, pause, unsubscribe
+from course.subscribers.lifecycle import enrol, pause, unsubscribe
 
 DIFF_DB = 11  # this module owns this database of the tests' server
 NOW = datetime(2026, 3, 20, 15, 0, tzinfo=UTC)

@@ -17,13 +17,13 @@ from conftest import course_env, db_url, start_worker
 from fastapi.testclient import TestClient
 
 from course import engine
+from course.local.supervise import stop_all
+from course.reports.stats import check_disk, read_processes
 from course.runtime import ScheduleStatusBoard
 from course.schedule import load_schedule
 from course.settings import Settings
-from course.stats import check_disk, read_processes
 from course.store import Store
-from course.subscriptions import enrol
-from course.supervise import stop_all
+from course.subscribers.lifecycle import enrol
 from course.tasks import create_app, enqueuer
 from course.web import create_app as create_web_app
 

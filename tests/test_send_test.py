@@ -17,9 +17,9 @@ from conftest import cli_runner, course_env, db_url
 from fastapi.testclient import TestClient
 
 from course.schedule import load_schedule
-from course.sendgrid_standin import SendGridStandIn
 from course.store import Store
-from course.subscriptions import enrol
+from course.subscribers.lifecycle import enrol
+from course.testing.sendgrid_standin import SendGridStandIn
 from course.web import create_app
 from course.web.webhook import handle_events
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from course.sendgrid_standin import Faults, Reply, SendGridStandIn, validate_mail_send
+from course.testing.sendgrid_standin import Faults, Reply, SendGridStandIn, validate_mail_send
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -327,7 +327,15 @@ def test_cli_serves_until_ctrl_c_and_exits_cleanly():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "course.sendgrid_standin", "--port", str(port), "--api-key", "K"],
+        [
+            sys.executable,
+            "-m",
+            "course.testing.sendgrid_standin",
+            "--port",
+            str(port),
+            "--api-key",
+            "K",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -451,15 +459,15 @@ def test_cli_takes_fault_rates_and_refuses_impossible_ones():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     bad = subprocess.run(
-        [sys.executable, "-m", "course.sendgrid_standin", "--rate-429", "2"],
+        [sys.executable, "-m", "course.testing.sendgrid_standin", "--rate-429", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "course.sendgrid_standin", "--port", str(port), "--api-key", "K",
-         "--rate-500", "1", "--seed", "3", "--quiet"],
+        [sys.executable, "-m", "course.testing.sendgrid_standin", "--port", str(port),
+         "--api-key", "K", "--rate-500", "1", "--seed", "3", "--quiet"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

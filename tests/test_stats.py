@@ -12,13 +12,13 @@ import redis
 from conftest import cli_runner, course_env, db_url
 
 from course import engine
-from course.confirmation import send_confirmation
-from course.render import Renderer
+from course.mail.render import Renderer
+from course.reports.stats import Counts, collect, funnel_svg, html_report, table_rows, to_json
 from course.runtime import ScheduleHolder, ScheduleSnapshot
 from course.settings import Settings
-from course.stats import Counts, collect, funnel_svg, html_report, table_rows, to_json
 from course.store import Store
-from course.subscriptions import enrol, unsubscribe
+from course.subscribers.confirmation import send_confirmation
+from course.subscribers.lifecycle import enrol, unsubscribe
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport
 from course.web.webhook import handle_events

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from course import engine
+from course.models.subscriber import LedgerEntry
 from course.store import encode_subscriber
-from course.subscriber import LedgerEntry
-from course.subscriptions import enrol, pause, resume, unsubscribe
+from course.subscribers.lifecycle import enrol, pause, resume, unsubscribe
 
 START = datetime(2026, 3, 2, 19, 30, 0, 250_000, tzinfo=UTC)  # 14:30:00.25 in New York
 

@@ -12,11 +12,10 @@ import pytest
 import redis
 from conftest import course_env, db_url
 
-from course.privacy import erase
+from course.models.subscriber import LedgerEntry, due_at, next_lesson
 from course.schedule import load_schedule
 from course.store import Store
-from course.subscriber import LedgerEntry, due_at, next_lesson
-from course.subscriber_csv import (
+from course.subscribers.csv_rows import (
     START_AT_SIGNUP,
     BadRow,
     CsvFileError,
@@ -24,7 +23,8 @@ from course.subscriber_csv import (
     new_subscriber,
     read_rows,
 )
-from course.subscriptions import enrol, unsubscribe
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.subscribers.privacy import erase
 
 CSV_DB = 12  # this module owns this database of the tests' server
 NOW = datetime(2026, 3, 20, 15, 0, tzinfo=UTC)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from course.message import Email
-from course.sendgrid_standin import Reply, SendGridStandIn
+from course.models.email import Email
 from course.settings import Settings, SettingsError
+from course.testing.sendgrid_standin import Reply, SendGridStandIn
 from course.transport import (
     OutboxTransport,
     PermanentSendError,

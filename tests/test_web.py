@@ -20,13 +20,13 @@ from conftest import course_env, write_course
 from fastapi.testclient import TestClient
 
 from course import engine
-from course.confirmation import send_confirmation
-from course.render import Renderer
-from course.sendgrid_standin import SendGridStandIn
+from course.mail.render import Renderer
+from course.models.subscriber import LedgerEntry
 from course.settings import Settings, SettingsError
 from course.store import Store
-from course.subscriber import LedgerEntry
-from course.subscriptions import enrol, unsubscribe, wait_for_sends
+from course.subscribers.confirmation import send_confirmation
+from course.subscribers.lifecycle import enrol, unsubscribe, wait_for_sends
+from course.testing.sendgrid_standin import SendGridStandIn
 from course.tokens import make_token, subscriber_links
 from course.transport import SEND_TIMEOUT, OutboxTransport, SendGridTransport
 from course.web import create_app

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from course.embedded import stop_embedded_redis
+from course.store.embedded import stop_embedded_redis
 
 PHONE = {"width": 375, "height": 812}
 

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from course import engine
+from course.models.subscriber import LedgerEntry
 from course.settings import SettingsError
-from course.subscriber import LedgerEntry
-from course.subscriptions import enrol
+from course.subscribers.lifecycle import enrol
 from course.web import create_app
 from course.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 

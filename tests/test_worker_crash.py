@@ -13,13 +13,13 @@ import redis
 from conftest import course_env, db_url, start_worker
 
 from course import engine
+from course.local.supervise import stop_all
 from course.schedule import load_schedule
-from course.sendgrid_standin import SendGridStandIn
 from course.settings import Settings
 from course.store import Store
-from course.subscriptions import enrol
-from course.supervise import stop_all
+from course.subscribers.lifecycle import enrol
 from course.tasks import create_app, enqueuer
+from course.testing.sendgrid_standin import SendGridStandIn
 
 CRASH_DB = 8  # this module owns this database of the tests' server
 

@@ -1,5 +1,5 @@
 """The admin page at ``/admin``, behind ``COURSE_ADMIN_TOKEN``: the course's stats (from
-:mod:`course.stats`), the lesson gallery, a subscriber lookup, and pause, resume,
+:mod:`course.reports.stats`), the lesson gallery, a subscriber lookup, and pause, resume,
 unsubscribe, export and erase.
 
 Without a token set every ``/admin`` path answers 404 (and the log says why). With one, a
@@ -12,7 +12,7 @@ and needs no CSRF token (a browser never adds that header by itself). Tokens are
 in constant time. Sign-in attempts (form or bearer) are counted per IP address before the
 token is compared, and a correct token gives its attempt back: only failures stay counted, and
 parallel guesses cannot all slip under the limit. Every state change goes through
-:mod:`course.subscriptions` or :mod:`course.privacy`.
+:mod:`course.subscribers.lifecycle` or :mod:`course.subscribers.privacy`.
 """
 
 from __future__ import annotations
@@ -41,13 +41,19 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from course import stats as course_stats
-from course.preview import sample_email
-from course.privacy import erase, export_data, record_ids
-from course.report import subscriber_report
+from course.mail.samples import sample_email
+from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
+from course.reports import stats as course_stats
+from course.reports.subscriber import subscriber_report
 from course.schedule import CONFIRMATION, LESSON, Lesson
-from course.subscriber import SUPPRESSED, Subscriber, to_instant
-from course.subscriptions import SubscriptionError, pause, resume, unsubscribe, wait_for_sends
+from course.subscribers.lifecycle import (
+    SubscriptionError,
+    pause,
+    resume,
+    unsubscribe,
+    wait_for_sends,
+)
+from course.subscribers.privacy import erase, export_data, record_ids
 from course.timeline import add_local_days
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The subscriber web app: signup with double opt-in, confirmation, one-click unsubscribe,
 flare pause and resume, the SendGrid Event Webhook, a health check and Prometheus metrics.
 
-Every state change goes through :mod:`course.subscriptions`; nothing here writes subscriber
+Every state change goes through :mod:`course.subscribers.lifecycle`; nothing here writes subscriber
 fields itself. Emails are never sent inside a request: the app enqueues Celery tasks
 (``course.confirmation``, ``course.tick``) for the workers.
 """
@@ -26,15 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from course.embedded import resolve_redis_url
 from course.logs import log_event
-from course.metrics import build_registry
-from course.render import Renderer, RenderError
-from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
-from course.schedule import Lesson, Schedule, ScheduleError
-from course.settings import Settings
-from course.store import Store
-from course.subscriber import (
+from course.mail.render import Renderer, RenderError
+from course.models.subscriber import (
     SUPPRESSED,
     Subscriber,
     due_at,
@@ -42,7 +36,13 @@ from course.subscriber import (
     resumed_at,
     to_instant,
 )
-from course.subscriptions import (
+from course.reports.metrics import build_registry
+from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
+from course.schedule import Lesson, Schedule, ScheduleError
+from course.settings import Settings
+from course.store import Store
+from course.store.embedded import resolve_redis_url
+from course.subscribers.lifecycle import (
     SubscriptionError,
     confirm,
     pause,
@@ -295,8 +295,8 @@ class WebState:
         return {"loaded": True, "error": error, "signups": True, **running}
 
     def workers_schedule(self, now: datetime) -> list[dict[str, object]]:
-        """The schedule each running worker process last reported (course.stats)."""
-        from course.stats import read_processes
+        """The schedule each running worker process last reported (course.reports.stats)."""
+        from course.reports.stats import read_processes
 
         return [
             {"process": p.process, "fingerprint": p.fingerprint,

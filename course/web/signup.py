@@ -15,12 +15,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from course.logs import log_event
+from course.models.subscriber import SUPPRESSED
 from course.schedule import Schedule
 from course.settings import Settings
 from course.store import DuplicateSubscriber, ErasedAddress, Store
-from course.subscriber import SUPPRESSED
-from course.subscriptions import SubscriptionError, enrol
-from course.validation import check_email
+from course.subscribers.lifecycle import SubscriptionError, enrol
+from course.subscribers.signup import check_email
 
 log = logging.getLogger("course.web")
 

@@ -15,11 +15,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from course.logs import log_event
+from course.models.subscriber import SUPPRESSED, Subscriber
 from course.schedule import Schedule
 from course.settings import SettingsError
 from course.store import Store
-from course.subscriber import SUPPRESSED, Subscriber
-from course.subscriptions import unsubscribe
+from course.subscribers.lifecycle import unsubscribe
 
 log = logging.getLogger("course.web")
 

@@ -3,7 +3,8 @@
 Pure: two loaded :class:`~course.schedule.Schedule` objects in, plain data out. The impact
 pass takes subscribers as decoded records with the lesson ids in their ledgers (the CLI feeds
 it from a pipelined scan of the store) and a ``now``; it predicts with the engine's own rules
-(:func:`course.subscriber.next_lesson`, :func:`course.engine.next_send`), never a copy of them.
+(:func:`course.models.subscriber.next_lesson`, :func:`course.engine.next_send`), never a copy
+of them.
 
 Invariant 6 is what it reports against: lessons have stable ids; a lesson added behind a
 subscriber's position is skipped for them (forward-only) unless it is marked ``backfill``; a
@@ -20,8 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from course.engine import next_send
+from course.models.subscriber import Subscriber, next_lesson, progress_after, resumed_at, to_instant
 from course.schedule import Lesson, Schedule
-from course.subscriber import Subscriber, next_lesson, progress_after, resumed_at, to_instant
 
 IN_COURSE = ("active", "paused")  # the statuses a schedule change can still reach
 _CONTENT_FIELDS = ("subject", "preheader", "template", "call_to_action", "backfill")

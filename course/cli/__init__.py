@@ -15,12 +15,12 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from course.embedded import EmbeddedRedisError
-from course.render import Renderer, RenderError
+from course.mail.render import Renderer, RenderError
 from course.schedule import ScheduleError, load_schedule
 from course.settings import Settings, SettingsError
 from course.store import DuplicateSubscriber
-from course.subscriptions import SubscriptionError
+from course.store.embedded import EmbeddedRedisError
+from course.subscribers.lifecycle import SubscriptionError
 from course.timeline import calendar
 
 console = Console(highlight=False)
@@ -111,7 +111,7 @@ def validate(
 
     Reports every problem, one line each with its file and line, and exits 1 if there is any.
     """
-    from course.content import check_content
+    from course.mail.checks import check_content
 
     schedule = ctx.schedule(schedule_path)
     problems = check_content(schedule, Renderer(schedule))
@@ -151,8 +151,8 @@ def _print_diff(
     ctx: Context, old_spec: str, new_spec: str, now_text: str | None, as_json: bool,
     strict: bool, subscribers: bool = True,
 ) -> None:  # fmt: skip
-    from course.schedule_diff import compare, impact, report_lines, to_json, warnings
-    from course.schedule_source import SourceError, load_source
+    from course.schedule.diff import compare, impact, report_lines, to_json, warnings
+    from course.schedule.source import SourceError, load_source
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
     temps: list = []
@@ -300,7 +300,7 @@ def preview(
     first_name: str,
 ) -> None:
     """Render one email (LESSON_ID, or 'confirmation') or, with --all, every email."""
-    from course.preview import sample_email, write_gallery
+    from course.mail.samples import sample_email, write_gallery
 
     schedule = ctx.schedule()
     renderer = Renderer(schedule)
@@ -344,7 +344,7 @@ def preview(
 def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Path | None) -> None:
     """Results per phase and lesson, the funnel, subscribers by status, and which schedule
     the workers run; also validates the schedule file on disk (exit 1 if it is invalid)."""
-    from course import stats as course_stats
+    from course.reports import stats as course_stats
 
     if schedule_path is not None:
         ctx.settings = ctx.settings.with_(schedule_path=schedule_path)
@@ -370,7 +370,7 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
 def _print_stats(report) -> None:
     from rich.markup import escape
 
-    from course.stats import COLUMNS, EVENTS_NOTE, removed_rows, schedule_lines, table_rows
+    from course.reports.stats import COLUMNS, EVENTS_NOTE, removed_rows, schedule_lines, table_rows
 
     def table(rows, title: str) -> Table:
         out = Table(title=title, title_justify="left")
@@ -419,14 +419,14 @@ def send_test(
     """Send one email (LESSON_ID, 'confirmation' or 'course-complete') of the schedule file
     on disk to ADDRESS through the configured transport: subject marked [TEST], links that
     act on nobody, never recorded in any subscriber's ledger."""
-    from course.send_test import build_test_email
+    from course.mail.send_test import build_test_email
+    from course.subscribers.signup import check_email
     from course.transport import (
         PermanentSendError,
         TransientSendError,
         UncertainSendError,
         make_transport,
     )
-    from course.validation import check_email
 
     schedule = ctx.schedule(schedule_path)
     try:
@@ -457,7 +457,7 @@ def send_test(
 def demo(ctx: Context, days: int | None, count: int) -> None:
     """Run the whole course for sample subscribers on simulated days (embedded Redis,
     a real worker process, the outbox transport)."""
-    from course.demo import run_demo
+    from course.local.demo import run_demo
 
     if not run_demo(ctx.settings, days=days, count=count, console=console):
         raise Failed("the demo's deliveries did not match the schedule (see above)")
@@ -472,7 +472,7 @@ def demo(ctx: Context, days: int | None, count: int) -> None:
 def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool) -> None:
     """Run Redis (embedded unless REDIS_URL is set), a worker, beat and the web app until
     Ctrl-C."""
-    from course.supervise import run_services
+    from course.local.supervise import run_services
 
     web = None if no_web else (host, port)
     raise SystemExit(run_services(ctx.settings, concurrency=concurrency, console=console, web=web))
@@ -517,8 +517,8 @@ def health() -> None:
 @pass_ctx
 def health_beat(ctx: Context, max_age: int) -> None:
     """Whether beat runs: it records in Redis when it starts and each time it sends a tick."""
-    from course.embedded import running_url
     from course.store import Store
+    from course.store.embedded import running_url
 
     url = ctx.settings.redis_url or running_url(ctx.settings.var_dir)
     if url is None:
@@ -564,8 +564,8 @@ def subscribers_add(
     pending: bool,
 ) -> None:  # fmt: skip
     """Add a subscriber (confirmed unless --pending)."""
-    from course.subscriptions import enrol
-    from course.validation import check_email
+    from course.subscribers.lifecycle import enrol
+    from course.subscribers.signup import check_email
 
     address = check_email(email)
     if tz:
@@ -589,7 +589,7 @@ def _find(ctx: Context, email: str):
 @pass_ctx
 def subscribers_show(ctx: Context, email: str, as_json: bool) -> None:
     """Show one subscriber and every lesson with its state."""
-    from course.report import subscriber_report
+    from course.reports.subscriber import subscriber_report
 
     sub = _find(ctx, email)
     schedule, _ = ctx.runtime.schedules.current()
@@ -686,7 +686,7 @@ def subscribers_import(
     consent_source). Bad rows go to the errors file; the valid ones are imported."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from course.subscriber_csv import CsvFileError, import_rows, read_rows, write_errors
+    from course.subscribers.csv_rows import CsvFileError, import_rows, read_rows, write_errors
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
     schedule, _ = ctx.runtime.schedules.current()
@@ -743,7 +743,7 @@ def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
     standard output (-)."""
     import csv
 
-    from course.subscriber_csv import export_rows
+    from course.subscribers.csv_rows import export_rows
 
     schedule, _ = ctx.runtime.schedules.current()
     rows = export_rows(ctx.runtime.store, schedule, status)
@@ -764,7 +764,7 @@ def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
 @pass_ctx
 def subscribers_unsubscribe(ctx: Context, email: str) -> None:
     """Unsubscribe at once, for good (queued deliveries are not sent)."""
-    from course.subscriptions import unsubscribe, wait_for_sends
+    from course.subscribers.lifecycle import unsubscribe, wait_for_sends
 
     sub = unsubscribe(ctx.runtime.store, _find(ctx, email))
     wait_for_sends(ctx.runtime.store, sub.id)  # a lesson already on its way goes first
@@ -773,8 +773,8 @@ def subscribers_unsubscribe(ctx: Context, email: str) -> None:
 
 def _address(value: str) -> str:
     """Normalised as signups and imports store it (a punycode domain matches its Unicode form)."""
-    from course.subscriptions import SubscriptionError
-    from course.validation import check_email
+    from course.subscribers.lifecycle import SubscriptionError
+    from course.subscribers.signup import check_email
 
     try:
         return check_email(value)
@@ -791,7 +791,7 @@ def _address(value: str) -> str:
 @pass_ctx
 def subscribers_export_data(ctx: Context, address: str, out: Path | None, scan: bool) -> None:
     """Everything held about ADDRESS, as JSON (GDPR access request)."""
-    from course.privacy import export_data
+    from course.subscribers.privacy import export_data
 
     address = _address(address)
     data = export_data(ctx.runtime.store, address, datetime.now(UTC), scan=scan)
@@ -816,7 +816,7 @@ def subscribers_erase(ctx: Context, address: str, yes: bool, scan: bool) -> None
     """Erase everything held about ADDRESS for good (GDPR erasure); only a hash of the
     address is kept, so that it is never mailed again. A lesson already on its way to the
     address is waited for first, as for an unsubscribe."""
-    from course.privacy import erase, record_ids
+    from course.subscribers.privacy import erase, record_ids
 
     address = _address(address)
     store = ctx.runtime.store
@@ -848,7 +848,7 @@ def subscribers_erase(ctx: Context, address: str, yes: bool, scan: bool) -> None
 @pass_ctx
 def subscribers_pause(ctx: Context, email: str, days: int | None, now_text: str | None) -> None:
     """Flare pause: stop the course clock (for N days, or until resumed)."""
-    from course.subscriptions import pause
+    from course.subscribers.lifecycle import pause
     from course.timeline import add_local_days
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
@@ -865,7 +865,7 @@ def subscribers_pause(ctx: Context, email: str, days: int | None, now_text: str 
 @pass_ctx
 def subscribers_resume(ctx: Context, email: str, now_text: str | None) -> None:
     """Resume after a pause; remaining lessons move later by the time paused."""
-    from course.subscriptions import resume
+    from course.subscribers.lifecycle import resume
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
     schedule, _ = ctx.runtime.schedules.current()

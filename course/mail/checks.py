@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 
-from course.message import Email
-from course.render import DISCLAIMER, Recipient, Renderer
+from course.mail.render import DISCLAIMER, Recipient, Renderer
+from course.models.email import Email
 from course.schedule import CONFIRMATION, LESSON, Lesson, Schedule
 
 SAMPLE = Recipient(

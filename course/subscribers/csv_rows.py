@@ -30,9 +30,16 @@ from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
+from course.models.subscriber import (
+    STATUSES,
+    SUPPRESSED,
+    Subscriber,
+    due_at,
+    next_lesson,
+    to_instant,
+)
 from course.schedule import LESSON, Schedule
 from course.store import Store
-from course.subscriber import STATUSES, SUPPRESSED, Subscriber, due_at, next_lesson, to_instant
 from course.web.signup import MAX_ZONE, InvalidSignup, clean_name, known_zones
 
 COLUMNS = ("email", "first_name", "timezone", "signup_time", "consent_source")

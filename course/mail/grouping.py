@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from markupsafe import escape
 
-from course.message import Email
-from course.render import CompiledLesson, Recipient
+from course.mail.render import CompiledLesson, Recipient
+from course.models.email import Email
 
 # The recipient's values a shared body leaves to the provider, by context variable.
 PERSONAL = ("first_name", "unsubscribe_url", "pause_url", "email")

@@ -21,7 +21,7 @@ Or let it misbehave at random, reproducibly (a seeded generator)::
 arrived, the recipient and the ``custom_args`` (``keep_payloads=False`` keeps only those,
 for runs too long to hold every payload).
 
-Run it by hand with ``python -m course.sendgrid_standin --port 8090 --latency-ms 30``
+Run it by hand with ``python -m course.testing.sendgrid_standin --port 8090 --latency-ms 30``
 (``--rate-429 0.1 --rate-500 0.05 --rate-hang 0.01 --seed 7`` for random faults).
 """
 
@@ -884,7 +884,7 @@ def _describe(faults: Faults | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m course.sendgrid_standin",
+        prog="python -m course.testing.sendgrid_standin",
         description="Serve a local stand-in of SendGrid's POST /v3/mail/send until Ctrl-C.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -6,9 +6,9 @@ import html
 import os
 from pathlib import Path
 
-from course.content import sample_email as render_sample
-from course.message import Email
-from course.render import Recipient, Renderer
+from course.mail.checks import sample_email as render_sample
+from course.mail.render import Recipient, Renderer
+from course.models.email import Email
 from course.schedule import CONFIRMATION, LESSON, Lesson, Schedule
 from course.settings import Settings
 from course.tokens import subscriber_links

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from course.render import Recipient, Renderer
+from course.mail.render import Recipient, Renderer
 from course.schedule import CONFIRMATION_ID
 from course.settings import Settings
 from course.store import Store

@@ -62,7 +62,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
-                              (course.privacy): the only trace of them; no record can be
+                              (course.subscribers.privacy): the only trace of them; no record can be
                               added for such an address again.
 
 Encoding: a subscriber field without a value (None, a zero counter) is not stored, "" or
@@ -85,7 +85,7 @@ from typing import NamedTuple
 
 import redis
 
-from course.subscriber import LedgerEntry, Subscriber
+from course.models.subscriber import LedgerEntry, Subscriber
 
 DEFAULT_PREFIX = "hr:"
 

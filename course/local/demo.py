@@ -26,19 +26,19 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from course import engine
-from course.embedded import ensure_embedded_redis, stop_embedded_redis
-from course.runtime import connect
-from course.schedule import Schedule, load_schedule
-from course.settings import Settings
-from course.store import Store
-from course.subscriptions import enrol, pause
-from course.supervise import (
+from course.local.supervise import (
     WorkerError,
     start_process,
     stop_all,
     wait_for_worker,
     worker_command,
 )
+from course.runtime import connect
+from course.schedule import Schedule, load_schedule
+from course.settings import Settings
+from course.store import Store
+from course.store.embedded import ensure_embedded_redis, stop_embedded_redis
+from course.subscribers.lifecycle import enrol, pause
 from course.tasks import create_app, enqueuer
 from course.timeline import add_local_days
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from course.render import Renderer, RenderError
+from course.mail.render import Renderer, RenderError
+from course.models.subscriber import STATUSES
 from course.runtime import ScheduleSnapshot, fingerprint
 from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
 from course.store import Store
-from course.subscriber import STATUSES
 
 # The table's columns, in order: (field, heading, shown as a share of sent too).
 COLUMNS = (

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from course.embedded import (
+from course.runtime import connect
+from course.settings import DEFAULT_BASE_URL, Settings
+from course.store.embedded import (
     EmbeddedRedisError,
     ensure_embedded_redis,
     running_url,
     stop_embedded_redis,
 )
-from course.runtime import connect
-from course.settings import DEFAULT_BASE_URL, Settings
 from course.tasks import create_app
 
 STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch

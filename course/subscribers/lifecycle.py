@@ -12,9 +12,9 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from course.models.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson, resumed_at
 from course.schedule import Schedule
 from course.store import Store
-from course.subscriber import SUPPRESSED, Subscriber, due_at, next_lesson, resumed_at
 from course.transport import SEND_TIMEOUT
 
 

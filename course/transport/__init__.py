@@ -1,4 +1,5 @@
-"""Delivery edges: hand one :class:`~course.message.Email` to an outbox, an SMTP server or SendGrid.
+"""Delivery edges: hand one :class:`~course.models.email.Email` to an outbox, an SMTP server or
+SendGrid.
 
 Every transport has the same small interface (:class:`Transport`) and sorts failures the same
 way, so the sending task decides about retries without knowing the provider:
@@ -50,12 +51,13 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from course.batch import MAX_PERSONALIZATIONS, EmailGroup, Member
-from course.message import Email
+from course.mail.grouping import MAX_PERSONALIZATIONS, EmailGroup, Member
+from course.models.email import Email
 from course.settings import Settings, SettingsError
 
 # Seconds each blocking step of a SendGrid request may take (connect, TLS handshake, writing,
-# reading): a limit per step, not per request. course.subscriptions.SEND_SETTLE counts on it.
+# reading): a limit per step, not per request. course.subscribers.lifecycle.SEND_SETTLE counts
+# on it.
 SEND_TIMEOUT = 10.0
 
 
@@ -656,7 +658,7 @@ class SendGridTransport:
     client (a group's payload is built as plain JSON, see :func:`build_sendgrid_group`).
 
     ``max_group`` caps the personalizations of one request (SendGrid takes 1,000).
-    ``host`` may point at :mod:`course.sendgrid_standin`. ``clock`` (Unix seconds) turns the
+    ``host`` may point at :mod:`course.testing.sendgrid_standin`. ``clock`` (Unix seconds) turns the
     429 answer's ``X-RateLimit-Reset`` timestamp into a ``retry_after`` delay.
     """
 

@@ -25,13 +25,11 @@ from datetime import datetime
 
 import redis
 
-from course.batch import EmailGroup, Member, Tags, group_emails
 from course.logs import log_event
-from course.message import Email
-from course.render import Recipient, Renderer
-from course.schedule import Lesson, Schedule
-from course.store import Claim, Outcome, Store
-from course.subscriber import (
+from course.mail.grouping import EmailGroup, Member, Tags, group_emails
+from course.mail.render import Recipient, Renderer
+from course.models.email import Email
+from course.models.subscriber import (
     LedgerEntry,
     Subscriber,
     due_at,
@@ -39,7 +37,9 @@ from course.subscriber import (
     progress_after,
     to_instant,
 )
-from course.subscriptions import SubscriptionError, resume
+from course.schedule import Lesson, Schedule
+from course.store import Claim, Outcome, Store
+from course.subscribers.lifecycle import SubscriptionError, resume
 from course.timeline import DAY0_GRACE, LATE_GRACE, catch_up, local_date
 from course.transport import (
     PermanentSendError,
@@ -286,7 +286,7 @@ def deliver(
 
     A transport that takes several emails per request (``max_group`` above 1: SendGrid's
     personalizations) gets the batch's emails of one lesson in as few requests as their
-    content allows (see :mod:`course.batch`); every other email, and every email for a
+    content allows (see :mod:`course.mail.grouping`); every other email, and every email for a
     transport without groups, is one request.
 
     With ``concurrency`` above 1, up to that many requests of the batch are in flight at once

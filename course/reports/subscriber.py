@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from course.models.subscriber import Subscriber, next_lesson, to_instant
 from course.schedule import Schedule
 from course.store import Store
-from course.subscriber import Subscriber, next_lesson, to_instant
 
 
 def _iso(epoch: float | None) -> str | None:

@@ -13,7 +13,7 @@ added for it again (a later signup gets the usual neutral answer and nothing is 
 The suppression entry goes in first, so no signup can slip in while the records go. Then
 every record is suppressed (status ``unsubscribed``, as an unsubscribe would: no send can
 start for it any more), and a lesson already on its way is waited for
-(:func:`course.subscriptions.wait_for_sends`) before the records are deleted: after the
+(:func:`course.subscribers.lifecycle.wait_for_sends`) before the records are deleted: after the
 erase has answered, nothing more is sent to the address.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from course.models.subscriber import LedgerEntry, to_instant
 from course.store import Store, member, normalise_address, suppression_hash
-from course.subscriber import LedgerEntry, to_instant
-from course.subscriptions import SEND_SETTLE, wait_for_sends
+from course.subscribers.lifecycle import SEND_SETTLE, wait_for_sends
 
 MAX_CHAIN = 1000  # records one address may have had; a guard against a damaged chain
 SCAN_BATCH = 1000

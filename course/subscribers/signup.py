@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 
-from course.subscriptions import SubscriptionError
+from course.subscribers.lifecycle import SubscriptionError
 
 
 def check_email(address: str) -> str:

@@ -19,8 +19,8 @@ import html
 import re
 import secrets
 
-from course.message import Email
-from course.render import Recipient, Renderer
+from course.mail.render import Recipient, Renderer
+from course.models.email import Email
 from course.schedule import CONFIRMATION, Lesson
 from course.settings import Settings
 from course.tokens import confirm_link, subscriber_links

@@ -1,0 +1,1 @@
+"""Running on one machine: `course run` (supervise) and the demo."""

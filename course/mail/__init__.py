@@ -1,0 +1,1 @@
+"""Email: render lessons, plain text, SendGrid grouping, samples and content checks."""

@@ -1,0 +1,1 @@
+"""Frozen types shared by every layer: the schedule, the subscriber, the email."""

@@ -1,0 +1,1 @@
+"""A subscriber's life: signup, confirmation, pause/resume, privacy, CSV import/export."""
