@@ -65,6 +65,34 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that :meth:`from_env` reads back as these settings: what a child
+        process (``course run``'s services, the demo's worker) is given. Unset values are
+        empty strings, so they also override whatever the parent's environment held."""
+        return {
+            "REDIS_URL": self.redis_url or "",
+            "COURSE_TRANSPORT": self.transport,
+            "COURSE_OUTBOX_DIR": str(self.outbox_dir),
+            "SENDGRID_API_KEY": self.sendgrid_api_key or "",
+            "SENDGRID_HOST": self.sendgrid_host,
+            "SMTP_URL": self.smtp_url or "",
+            "COURSE_BASE_URL": self.base_url,
+            "COURSE_SECRET_KEY": self.secret_key,
+            "COURSE_SCHEDULE": str(self.schedule_path),
+            "COURSE_VAR_DIR": str(self.var_dir),
+            "COURSE_ENV": self.env,
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": self.sendgrid_webhook_public_key or "",
+            "COURSE_SIGNUP_LIMIT_PER_IP": str(self.signup_limit_per_ip),
+            "COURSE_SIGNUP_LIMIT_PER_ADDRESS": str(self.signup_limit_per_address),
+            "COURSE_FORWARDED_ALLOW_IPS": self.forwarded_allow_ips,
+            "COURSE_ADMIN_TOKEN": self.admin_token or "",
+            "COURSE_SECRET_KEY_FALLBACKS": ",".join(self.secret_key_fallbacks),
+            "COURSE_LOG_FORMAT": self.log_format,
+            "COURSE_METRICS_TOKEN": self.metrics_token or "",
+            "COURSE_SEND_CONCURRENCY": str(self.send_concurrency),
+            "COURSE_SENDGRID_BATCH": str(self.sendgrid_batch),
+        }
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

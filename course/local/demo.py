@@ -92,15 +92,13 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 def start_worker(settings: Settings, redis_url: str, log_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "COURSE_TRANSPORT": "outbox",
-        "COURSE_OUTBOX_DIR": str(settings.outbox_dir.resolve()),
-        "COURSE_VAR_DIR": str(settings.var_dir.resolve()),
-        "COURSE_SCHEDULE": str(settings.schedule_path),
-        "COURSE_BASE_URL": settings.base_url,
-    }
+    worker = settings.with_(
+        redis_url=redis_url,
+        transport="outbox",
+        outbox_dir=settings.outbox_dir.resolve(),
+        var_dir=settings.var_dir.resolve(),
+    )
+    env = {**os.environ, **worker.to_env()}
     return start_process(worker_command(2, "WARNING", alone=True), env, log_path)
 
 

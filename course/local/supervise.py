@@ -106,11 +106,11 @@ def service_env(settings: Settings, redis_url: str, web: tuple[str, int] | None)
     Links in emails must reach the web app wherever ``--host`` and ``--port`` put it, so
     without a COURSE_BASE_URL of the operator's own the children get one that does.
     """
-    env = {**os.environ, "REDIS_URL": redis_url}
+    settings = settings.with_(redis_url=redis_url)
     if web is not None and settings.base_url == DEFAULT_BASE_URL:
         host = "localhost" if web[0] in ("127.0.0.1", "0.0.0.0", "::") else web[0]
-        env["COURSE_BASE_URL"] = f"http://{host}:{web[1]}"
-    return env
+        settings = settings.with_(base_url=f"http://{host}:{web[1]}")
+    return {**os.environ, **settings.to_env()}
 
 
 def stop_all(procs: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
