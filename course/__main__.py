@@ -1,3 +1,5 @@
+"""``python -m course``: the same CLI as the ``course`` command."""
+
 from course.cli import main
 
 main()
