@@ -149,12 +149,12 @@ def profile(count: int, check_every: float | None) -> None:
     from datetime import UTC, datetime
 
     from course.settings import Settings
-    from course.web import app as web_app
     from course.web import create_app
+    from course.web import state as web_state
     from course.web.app import _signup
 
     if check_every is not None:  # to compare with looking for schedule edits on every call
-        web_app.SCHEDULE_CHECK_EVERY = check_every
+        web_state.SCHEDULE_CHECK_EVERY = check_every
 
     with tempfile.TemporaryDirectory(prefix="web-profile-") as folder:
         tmp = Path(folder)

@@ -55,10 +55,10 @@ from course.subscribers.lifecycle import (
 )
 from course.subscribers.privacy import erase, export_data, record_ids
 from course.timeline import add_local_days
+from course.web.state import WebState
 
 if TYPE_CHECKING:
     from course.store import Store
-    from course.web.app import WebState
 
 log = logging.getLogger("course.web.admin")
 
