@@ -27,7 +27,6 @@ from course.store import Store
 from course.store.embedded import resolve_redis_url
 from course.web.pages import Pages
 from course.web.signup import SendTask, Signups
-from course.web.webhook import Verifier
 
 log = logging.getLogger("course.web")
 
@@ -72,11 +71,6 @@ class WebState:
         self._lock = threading.Lock()
         self.pages = Pages(settings.templates_dir)
         self.signups = Signups(self.store, settings, self.send_task)
-        self.verifier = (
-            Verifier(settings.sendgrid_webhook_public_key)
-            if settings.sendgrid_webhook_public_key
-            else None
-        )
 
     def send_task(self, name: str, *args: Any, **kwargs: Any) -> bool:
         """Hand a task to the workers; False (logged) when the broker cannot take it.
