@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 
 from course.settings import Settings
 from course.web.access_log import redact_access_log
-from course.web.admin import install_admin
+from course.web.admin.install import install_admin
 from course.web.confirm import router as confirm_router
 from course.web.errors import install_handlers
 from course.web.health import router as health_router
