@@ -149,12 +149,13 @@ def profile(count: int, check_every: float | None) -> None:
     from datetime import UTC, datetime
 
     from course.settings import Settings
-    from course.web import app as web_app
     from course.web import create_app
-    from course.web.app import _signup
+    from course.web import state as web_state
+    from course.web import unsubscribe as unsubscribe_routes
+    from course.web.subscribe import _signup
 
     if check_every is not None:  # to compare with looking for schedule edits on every call
-        web_app.SCHEDULE_CHECK_EVERY = check_every
+        web_state.SCHEDULE_CHECK_EVERY = check_every
 
     with tempfile.TemporaryDirectory(prefix="web-profile-") as folder:
         tmp = Path(folder)
@@ -162,11 +163,10 @@ def profile(count: int, check_every: float | None) -> None:
         settings = Settings(redis_url=url, schedule_path=ROOT / "schedule.yaml",
                             var_dir=tmp / "var", signup_limit_per_ip=10 * count)  # fmt: skip
         app = create_app(settings)
-        [unsubscribe] = [r.endpoint for r in app.routes
+        state = app.state.web
+        [unsubscribe] = [r.endpoint for r in unsubscribe_routes.router(state).routes
                          if getattr(r, "path", "") == "/unsubscribe/{token}"
                          and "POST" in getattr(r, "methods", ())]  # fmt: skip
-        state = unsubscribe.__closure__  # the handler's WebState, found through its closure
-        state = next(c.cell_contents for c in state if type(c.cell_contents).__name__ == "WebState")
         now = time.time()
         ids = [state.store.add(f"a{n}@example.com", None, "UTC", now, "active", now, None).id
                for n in range(count)]  # fmt: skip

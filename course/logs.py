@@ -56,7 +56,7 @@ class JsonLines(JsonFormatter):
 
 class AccessFields(logging.Filter):
     """uvicorn's access log as an ``http`` event with its parts as fields (after the web
-    app's :class:`~course.web.app.RedactTokens` filter has taken the tokens out)."""
+    app's :class:`~course.web.access_log.RedactTokens` filter has taken the tokens out)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args

@@ -21,7 +21,7 @@ from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app
-from course.web.admin import COOKIE, MAX_FAILURES, SESSION_MAX_AGE
+from course.web.admin.auth import COOKIE, MAX_FAILURES, SESSION_MAX_AGE
 
 TOKEN = "admin-token-for-the-tests-0123456789"
 

@@ -20,7 +20,7 @@ from course.settings import Settings, SettingsError
 from course.store import Store
 from course.subscribers.lifecycle import enrol, unsubscribe
 from course.tasks import create_app, enqueuer
-from course.web.app import RedactTokens
+from course.web.access_log import RedactTokens
 
 LOGS_DB = 11  # this module owns this database of the tests' server
 

@@ -30,7 +30,7 @@ from course.testing.sendgrid_standin import SendGridStandIn
 from course.tokens import make_token, subscriber_links
 from course.transport import SEND_TIMEOUT, OutboxTransport, SendGridTransport
 from course.web import create_app
-from course.web.app import RedactTokens
+from course.web.access_log import RedactTokens
 from course.web.pages import CONSENT_VERSION
 
 SECRET = "test-secret"

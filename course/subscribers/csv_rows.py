@@ -40,7 +40,7 @@ from course.models.subscriber import (
 )
 from course.schedule import LESSON, Schedule
 from course.store import Store
-from course.web.signup import MAX_ZONE, InvalidSignup, clean_name, known_zones
+from course.subscribers.signup import MAX_ZONE, InvalidSignup, clean_name, known_zones
 
 COLUMNS = ("email", "first_name", "timezone", "signup_time", "consent_source")
 REQUIRED = ("email", "signup_time", "consent_source")

@@ -1,10 +1,30 @@
-"""Checks of user input shared by the CLI and the web app."""
+"""Checks of user input shared by the CLI, the CSV import and the web app: the email address,
+the first name, the time zone, and the hash the per-address signup counter is keyed by."""
 
 from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import unicodedata
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
 from course.subscribers.lifecycle import SubscriptionError
+
+MAX_NAME = 40
+MAX_NAME_WORDS = 3
+MAX_ZONE = 64
+
+
+class InvalidSignup(ValueError):
+    """The form cannot be accepted as it is; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
 
 
 def check_email(address: str) -> str:
@@ -14,3 +34,41 @@ def check_email(address: str) -> str:
     except EmailNotValidError as exc:
         raise SubscriptionError(f"{address!r} is not a valid email address: {exc}") from None
     return result.normalized.lower()
+
+
+# A name that looks like a web address or a domain ("visit evil.example", "x.com/reset").
+_LINK_LIKE = re.compile(r"\.[^\W\d_]{2,}|www|https?", re.IGNORECASE)
+
+
+def clean_name(text: str) -> str | None:
+    """A first name as the emails greet it, or :class:`InvalidSignup`.
+
+    The confirmation goes to an address the visitor typed, perhaps someone else's, and opens
+    with this name: so only a name is accepted (letters, spaces, ' - and .; at most three
+    words and MAX_NAME characters, nothing that reads as a link), never a message.
+    """
+    cleaned = " ".join(text[: MAX_NAME * 4].split())
+    if not cleaned:
+        return None
+    allowed = all(unicodedata.category(ch)[0] in "LM" or ch in " '’-." for ch in cleaned)
+    if (
+        not allowed
+        or len(cleaned) > MAX_NAME
+        or len(cleaned.split()) > MAX_NAME_WORDS
+        or _LINK_LIKE.search(cleaned)
+    ):
+        raise InvalidSignup(
+            "first_name", "Please enter just your first name (letters only), or leave it empty."
+        )
+    return cleaned
+
+
+@functools.cache
+def known_zones() -> frozenset[str]:
+    """Every IANA zone name (not the system's aliases such as ``localtime``)."""
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def address_key(address: str) -> str:
+    """What the per-address counter is keyed by: a hash, not the address itself."""
+    return hashlib.sha256(address.encode()).hexdigest()[:24]

@@ -4,15 +4,11 @@ Redis, a consent record on every new subscriber, and the confirmation email left
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course.logs import log_event
 from course.models.subscriber import SUPPRESSED
@@ -20,28 +16,23 @@ from course.schedule import Schedule
 from course.settings import Settings
 from course.store import DuplicateSubscriber, ErasedAddress, Store
 from course.subscribers.lifecycle import SubscriptionError, enrol
-from course.subscribers.signup import check_email
+from course.subscribers.signup import (
+    MAX_ZONE,
+    InvalidSignup,
+    address_key,
+    check_email,
+    clean_name,
+    known_zones,
+)
 
 log = logging.getLogger("course.web")
 
 IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
 ADDRESS_WINDOW = 24 * 3600  # seconds: the per-address limit counts confirmations per day
 MAX_EMAIL = 254
-MAX_NAME = 40
-MAX_NAME_WORDS = 3
-MAX_ZONE = 64
 CONFIRMATION_TASK = "course.confirmation"
 
 SendTask = Callable[..., object]  # Celery's ``send_task(name, args=..., kwargs=...)``
-
-
-class InvalidSignup(ValueError):
-    """The form cannot be accepted as it is; ``field`` names the culprit."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 class TooManySignups(Exception):
@@ -79,33 +70,6 @@ class SignupForm:
         )
 
 
-# A name that looks like a web address or a domain ("visit evil.example", "x.com/reset").
-_LINK_LIKE = re.compile(r"\.[^\W\d_]{2,}|www|https?", re.IGNORECASE)
-
-
-def clean_name(text: str) -> str | None:
-    """A first name as the emails greet it, or :class:`InvalidSignup`.
-
-    The confirmation goes to an address the visitor typed, perhaps someone else's, and opens
-    with this name: so only a name is accepted (letters, spaces, ' - and .; at most three
-    words and MAX_NAME characters, nothing that reads as a link), never a message.
-    """
-    cleaned = " ".join(text[: MAX_NAME * 4].split())
-    if not cleaned:
-        return None
-    allowed = all(unicodedata.category(ch)[0] in "LM" or ch in " '’-." for ch in cleaned)
-    if (
-        not allowed
-        or len(cleaned) > MAX_NAME
-        or len(cleaned.split()) > MAX_NAME_WORDS
-        or _LINK_LIKE.search(cleaned)
-    ):
-        raise InvalidSignup(
-            "first_name", "Please enter just your first name (letters only), or leave it empty."
-        )
-    return cleaned
-
-
 def zone_or_default(name: str | None, schedule: Schedule) -> str:
     """The visitor's IANA zone if it is one, else the course's default zone."""
     if name and len(name) <= MAX_ZONE and name in known_zones():
@@ -114,17 +78,6 @@ def zone_or_default(name: str | None, schedule: Schedule) -> str:
         except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
     return schedule.course.timezone.key
-
-
-@functools.cache
-def known_zones() -> frozenset[str]:
-    """Every IANA zone name (not the system's aliases such as ``localtime``)."""
-    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
-
-
-def address_key(address: str) -> str:
-    """What the per-address counter is keyed by: a hash, not the address itself."""
-    return hashlib.sha256(address.encode()).hexdigest()[:24]
 
 
 def masked(address: str) -> str:

@@ -1,5 +1,5 @@
-"""The SendGrid Event Webhook: signature check, deduplication, suppression, per-lesson counts
-and reconciliation of sends whose outcome was unknown.
+"""The SendGrid Event Webhook (``POST /webhooks/sendgrid``): signature check, deduplication,
+suppression, per-lesson counts and reconciliation of sends whose outcome was unknown.
 
 SendGrid posts a JSON array of events. Every lesson email carries ``custom_args``
 ``subscriber_id`` and ``lesson_id``; SendGrid echoes them as top-level fields of each event.
@@ -8,11 +8,15 @@ SendGrid posts a JSON array of events. Every lesson email carries ``custom_args`
 from __future__ import annotations
 
 import binascii
+import json
 import logging
 from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
+from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
 from course.models.subscriber import SUPPRESSED, Subscriber
@@ -20,6 +24,7 @@ from course.schedule import Schedule
 from course.settings import SettingsError
 from course.store import Store
 from course.subscribers.lifecycle import unsubscribe
+from course.web.state import WebState, now
 
 log = logging.getLogger("course.web")
 
@@ -182,3 +187,87 @@ def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Re
         unsubscribe(store, sub, status)
         report.suppressed += 1
         log_event(log, logging.INFO, "suppression", subscriber=sub.id, status=status, reason=name)
+
+
+_EVENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "event": {"type": "string"},
+                            "email": {"type": "string"},
+                            "sg_event_id": {"type": "string"},
+                            "sg_message_id": {"type": "string"},
+                            "subscriber_id": {"type": "string"},
+                            "lesson_id": {"type": "string"},
+                            "type": {"type": "string"},
+                            "reason": {"type": "string"},
+                            "timestamp": {"type": "integer"},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def router(state: WebState) -> APIRouter:
+    """``POST /webhooks/sendgrid``; without ``SENDGRID_WEBHOOK_PUBLIC_KEY`` events are
+    accepted unsigned in dev only."""
+    router = APIRouter()
+    settings = state.settings
+    verifier = (
+        Verifier(settings.sendgrid_webhook_public_key)
+        if settings.sendgrid_webhook_public_key
+        else None
+    )
+
+    @router.post(
+        "/webhooks/sendgrid",
+        openapi_extra=_EVENTS_BODY,
+        responses={
+            200: {"description": "events applied", "content": {"application/json": {}}},
+            400: {"description": "not a JSON array"},
+            401: {"description": "a signature is required and missing"},
+            403: {"description": "bad or stale signature, or no key configured outside dev"},
+            413: {"description": "body too large"},
+            503: {"description": "Redis or the schedule is not available"},
+        },
+    )
+    async def sendgrid_events(request: Request) -> JSONResponse:
+        body = await request.body()  # at most MAX_BODY: BodyLimit
+        if verifier is None and settings.env != "dev":
+            # Unsigned events could suppress anyone, and the answer would tell which
+            # addresses are known: outside dev they are accepted only when signed.
+            log.error("webhook refused: SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+            return JSONResponse({"error": "signed events only: the key is not configured"}, 403)
+        if verifier is not None:
+            try:
+                verifier.check(
+                    body,
+                    request.headers.get(SIGNATURE_HEADER),
+                    request.headers.get(TIMESTAMP_HEADER),
+                    now().timestamp(),
+                )
+            except SignatureRejected as exc:
+                log.warning("webhook rejected: %s", exc.reason)
+                return JSONResponse({"error": exc.reason}, exc.status)
+        try:
+            events = json.loads(body)
+        except (ValueError, RecursionError):
+            return JSONResponse({"error": "not JSON"}, 400)
+        if not isinstance(events, list):
+            return JSONResponse({"error": "expected a JSON array of events"}, 400)
+        schedule = await run_in_threadpool(state.schedule)
+        report = await run_in_threadpool(
+            handle_events, state.store, schedule, events, now().timestamp()
+        )
+        return JSONResponse(report.as_dict())
+
+    return router

@@ -1,0 +1,30 @@
+"""The access log without subscriber tokens: :class:`RedactTokens` on uvicorn's access logger."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|pause|resume)/[^/?#]+")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps subscriber tokens out of the access log: they never expire and are the only key
+    to someone's unsubscribe and pause links."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], _TOKEN_PATH.sub(r"/\1/<token>", args[2]), *args[3:])
+        return True
+
+
+_REDACT = RedactTokens()
+
+
+def redact_access_log() -> None:
+    """Put the filter on uvicorn's access logger (once; it is configured by the time the
+    app starts)."""
+    access_log = logging.getLogger("uvicorn.access")  # configured by now
+    if _REDACT not in access_log.filters:
+        access_log.addFilter(_REDACT)

@@ -1,0 +1,42 @@
+"""The admin stats page: the course's figures from :mod:`course.reports.stats`."""
+
+from __future__ import annotations
+
+import functools
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup
+
+from course.reports import stats as course_stats
+from course.web.admin.auth import Gate, guarded
+from course.web.admin.pages import admin_page
+from course.web.state import WebState, now
+
+
+def router(state: WebState, gate: Gate) -> APIRouter:
+    """``/admin/stats``."""
+    router = APIRouter(prefix="/admin", include_in_schema=False)
+    page = functools.partial(admin_page, state)
+    settings = state.settings
+
+    @router.get("/stats")
+    @guarded
+    def stats_page(request: Request) -> HTMLResponse:
+        who = gate.session(request)
+        disk = course_stats.check_disk(settings.schedule_path, settings.templates_dir)
+        report = course_stats.collect(state.store, state.schedule(), now(), disk)
+        return page(
+            "stats",
+            title="Stats",
+            csrf=who.csrf or "",
+            stats=report,
+            funnel=Markup(course_stats.funnel_svg(report)),  # its labels escaped by it
+            columns=[heading for _, heading, _ in course_stats.COLUMNS],
+            rows=course_stats.table_rows(report),
+            removed=course_stats.removed_rows(report),
+            note=course_stats.EVENTS_NOTE,
+            schedule_lines=course_stats.schedule_lines(report),
+        )
+
+    return router

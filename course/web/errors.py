@@ -1,0 +1,66 @@
+"""How failures are answered: a 404 or 405 as a page in words, :class:`Unavailable` and a
+Redis error as a 503 page with ``Retry-After``."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from course.web.state import Unavailable, WebState
+
+log = logging.getLogger("course.web")
+
+
+def install_handlers(app: FastAPI, state: WebState) -> None:
+    """The exception handlers of ``app``."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A link cut short by a mail program lands here (/unsubscribe/ with no token): say
+        # so in words rather than in JSON.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            purpose = request.url.path.strip("/").split("/")[0]
+            return state.pages.render(
+                "invalid_link",
+                404,
+                title="This link is not valid",
+                purpose=purpose,
+                headers=headers,
+            )
+        if exc.status_code == 405:
+            return state.pages.render(
+                "message",
+                405,
+                title="This link is not valid",
+                message="This link is not valid for that kind of request.",
+                headers=headers,
+            )
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> Response:
+        log.error("unavailable: %s", exc)
+        return state.page(
+            "message",
+            503,
+            title="Back soon",
+            course_name="The Healing Roadmap",
+            message="We cannot do that right now. Please try again in a few minutes.",
+            headers={"Retry-After": "60"},
+        )
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_down(request: Request, exc: redis.RedisError) -> Response:
+        log.error("redis: %s", exc)
+        return state.pages.render(
+            "message",
+            503,
+            title="Back soon",
+            message="We cannot do that right now. Please try again in a few minutes.",
+            headers={"Retry-After": "60"},
+        )

@@ -1,0 +1,148 @@
+"""The signup page (``GET /``) and ``POST /subscribe`` (a form, or JSON): every valid address
+gets the same neutral answer; what a signup does is :class:`course.web.signup.Signups`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from course.subscribers.signup import InvalidSignup
+from course.web.bodies import BadBody, problem, read_body
+from course.web.openapi import UNAVAILABLE
+from course.web.pages import CONSENT_TEXT, CONSENT_VERSION
+from course.web.signup import SignupForm, TooManySignups
+from course.web.state import Unavailable, WebState, now
+
+log = logging.getLogger("course.web")
+
+HONEYPOT = "website"  # hidden from people; a bot that fills it is answered but ignored
+NEUTRAL = (
+    "Thank you. If that address can receive the course, a confirmation email is on its way: "
+    "open it and press the link to start."
+)
+
+
+_SIGNUP_FIELDS = {
+    "type": "object",
+    "properties": {
+        "email": {"type": "string", "maxLength": 254, "description": "the address to confirm"},
+        "first_name": {"type": "string", "maxLength": 80},
+        "timezone": {
+            "type": "string",
+            "description": "IANA zone, e.g. Europe/Berlin (unknown: the course's zone)",
+        },
+        HONEYPOT: {"type": "string", "description": "leave empty (bots fill it)"},
+    },
+    "required": ["email"],
+}
+_SIGNUP_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _SIGNUP_FIELDS},
+            "multipart/form-data": {"schema": _SIGNUP_FIELDS},
+            "application/json": {"schema": _SIGNUP_FIELDS},
+        },
+    }
+}
+_MESSAGE = {
+    "type": "object",
+    "properties": {"status": {"type": "string"}, "message": {"type": "string"}},
+}
+
+
+def router(state: WebState) -> APIRouter:
+    """The signup page and the signup."""
+    router = APIRouter()
+
+    @router.get("/", response_class=HTMLResponse, responses={200: {"description": "signup page"}})
+    def signup_page() -> HTMLResponse:
+        return _signup_form(state)
+
+    @router.post(
+        "/subscribe",
+        response_class=HTMLResponse,
+        openapi_extra=_SIGNUP_BODY,
+        responses={
+            200: {
+                "description": "the same neutral answer for every valid address",
+                "content": {"text/html": {}, "application/json": {"schema": _MESSAGE}},
+            },
+            400: {"description": "a body that cannot be read"},
+            415: {"description": "neither a form nor JSON"},
+            422: {"description": "not a valid email address (the form, shown again)"},
+            429: {"description": "too many signups from this IP address (Retry-After)"},
+            503: UNAVAILABLE,
+        },
+    )
+    async def subscribe(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        wants_json = content_type == "application/json" or (
+            "application/json" in request.headers.get("accept", "")
+            and "text/html" not in request.headers.get("accept", "")
+        )
+        try:
+            data = await read_body(request, content_type)
+        except BadBody as exc:
+            return problem(state, wants_json, exc.status, exc.message)
+        ip = request.client.host if request.client else "unknown"
+        return await run_in_threadpool(_signup, state, data, ip, wants_json, now())
+
+    return router
+
+
+def _signup_form(
+    state: WebState,
+    status_code: int = 200,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
+    try:
+        default_zone = state.schedule().course.timezone.key
+    except Unavailable:
+        default_zone = ""
+    return state.page(
+        "signup",
+        status_code,
+        title="",
+        consent_text=CONSENT_TEXT,
+        honeypot=HONEYPOT,
+        default_zone=default_zone,
+        error=error,
+        values=values or {},
+    )
+
+
+def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) -> Response:
+    try:
+        state.signups.check_ip(ip, now)
+    except TooManySignups as exc:
+        message = "Too many signups from your network just now. Please try again later."
+        headers = {"Retry-After": str(exc.retry_after)}
+        if as_json:
+            return JSONResponse({"status": "error", "message": message}, 429, headers=headers)
+        return state.page(
+            "message", 429, title="Please try again later", message=message, headers=headers
+        )
+    try:
+        form = SignupForm.parse(data, HONEYPOT)
+        schedule = state.schedule()
+        if schedule.confirmation is None:  # a signup nobody could confirm: refuse it loudly
+            raise Unavailable("the schedule has no confirmation email")
+        result = state.signups.signup(form, schedule, ip, now, CONSENT_VERSION)
+    except InvalidSignup as exc:
+        if as_json:
+            return JSONResponse(
+                {"status": "error", "field": exc.field, "message": exc.message}, 422
+            )
+        values = {k: v for k, v in data.items() if k in ("email", "first_name", "timezone")}
+        values = {k: v for k, v in values.items() if isinstance(v, str)}
+        return _signup_form(state, 422, exc.message, values)
+    del result  # every outcome gets the same answer: no enumeration of addresses
+    if as_json:
+        return JSONResponse({"status": "ok", "message": NEUTRAL})
+    return state.page("check_inbox", title="Check your inbox", message=NEUTRAL)
