@@ -44,6 +44,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from course.mail.samples import sample_email
 from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
 from course.reports import stats as course_stats
+from course.reports import stats_table
+from course.reports.stats_html import funnel_svg
 from course.reports.subscriber import subscriber_report
 from course.schedule import CONFIRMATION, LESSON, Lesson
 from course.subscribers.lifecycle import (
@@ -484,12 +486,12 @@ def _router(state: WebState, auth: AdminAuth) -> APIRouter:
             title="Stats",
             csrf=who.csrf or "",
             stats=report,
-            funnel=Markup(course_stats.funnel_svg(report)),  # its labels escaped by it
-            columns=[heading for _, heading, _ in course_stats.COLUMNS],
-            rows=course_stats.table_rows(report),
-            removed=course_stats.removed_rows(report),
-            note=course_stats.EVENTS_NOTE,
-            schedule_lines=course_stats.schedule_lines(report),
+            funnel=Markup(funnel_svg(report)),  # its labels escaped by it
+            columns=[heading for _, heading, _ in stats_table.COLUMNS],
+            rows=stats_table.table_rows(report),
+            removed=stats_table.removed_rows(report),
+            note=stats_table.EVENTS_NOTE,
+            schedule_lines=stats_table.schedule_lines(report),
         )
 
     # -- the lesson gallery ---------------------------------------------------------------
