@@ -15,8 +15,9 @@ from conftest import SMALL_SCHEDULE, course_env, db_url, write_course
 
 from course.engine import next_send
 from course.models.subscriber import LedgerEntry, next_lesson, resumed_at, to_instant
+from course.reports.impact import impact, remaining_lessons, report_lines
 from course.schedule import load_schedule
-from course.schedule.diff import compare, impact, remaining_lessons, report_lines
+from course.schedule.diff import compare
 from course.store import Store
 from course.subscribers.lifecycle import enrol, pause, unsubscribe
 

@@ -151,7 +151,8 @@ def _print_diff(
     ctx: Context, old_spec: str, new_spec: str, now_text: str | None, as_json: bool,
     strict: bool, subscribers: bool = True,
 ) -> None:  # fmt: skip
-    from course.schedule.diff import compare, impact, report_lines, to_json, warnings
+    from course.reports.impact import impact, report_lines, to_json, warnings
+    from course.schedule.diff import compare
     from course.schedule.source import SourceError, load_source
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
