@@ -13,7 +13,10 @@ from conftest import cli_runner, course_env, db_url
 
 from course import engine
 from course.mail.render import Renderer
-from course.reports.stats import Counts, collect, funnel_svg, html_report, table_rows, to_json
+from course.reports.stats import Counts, collect
+from course.reports.stats_html import funnel_svg, html_report
+from course.reports.stats_json import to_json
+from course.reports.stats_table import table_rows
 from course.runtime import ScheduleHolder, ScheduleSnapshot
 from course.settings import Settings
 from course.store import Store

@@ -151,7 +151,8 @@ def _print_diff(
     ctx: Context, old_spec: str, new_spec: str, now_text: str | None, as_json: bool,
     strict: bool, subscribers: bool = True,
 ) -> None:  # fmt: skip
-    from course.schedule.diff import compare, impact, report_lines, to_json, warnings
+    from course.reports.impact import impact, report_lines, to_json, warnings
+    from course.schedule.diff import compare
     from course.schedule.source import SourceError, load_source
 
     now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
@@ -345,6 +346,8 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     """Results per phase and lesson, the funnel, subscribers by status, and which schedule
     the workers run; also validates the schedule file on disk (exit 1 if it is invalid)."""
     from course.reports import stats as course_stats
+    from course.reports.stats_html import html_report
+    from course.reports.stats_json import to_json
 
     if schedule_path is not None:
         ctx.settings = ctx.settings.with_(schedule_path=schedule_path)
@@ -355,9 +358,9 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     report = course_stats.collect(rt.store, schedule, datetime.now(UTC), disk)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(course_stats.html_report(report), encoding="utf-8")
+        html_path.write_text(html_report(report), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps(course_stats.to_json(report), indent=2))
+        click.echo(json.dumps(to_json(report), indent=2))
     else:
         _print_stats(report)
         if html_path is not None:
@@ -370,7 +373,13 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
 def _print_stats(report) -> None:
     from rich.markup import escape
 
-    from course.reports.stats import COLUMNS, EVENTS_NOTE, removed_rows, schedule_lines, table_rows
+    from course.reports.stats_table import (
+        COLUMNS,
+        EVENTS_NOTE,
+        removed_rows,
+        schedule_lines,
+        table_rows,
+    )
 
     def table(rows, title: str) -> Table:
         out = Table(title=title, title_justify="left")

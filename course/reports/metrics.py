@@ -63,94 +63,123 @@ class StoreCollector(Collector):
 
     def _families(self, lessons: list[str], now: float) -> list[Metric]:
         store = self.store
-        counts = store.lesson_counts(lessons)
-        emails = CounterMetricFamily(
-            "course_emails",
-            "Lesson emails by outcome: sent (accepted by the provider), failed, skipped "
-            "(not sent: unsubscribed, or left the schedule), retried (retries scheduled).",
-            labels=["lesson", "outcome"],
-        )
-        uncertain = GaugeMetricFamily(
-            "course_emails_uncertain",
-            "Sends whose outcome is unknown (may have been accepted; never re-sent), "
-            "not yet settled by a provider event.",
-            labels=["lesson"],
-        )
-        events = CounterMetricFamily(
-            "course_provider_events",
-            "Provider events per lesson from the SendGrid Event Webhook "
-            "(delivered, open, click, bounce, ...).",
-            labels=["lesson", "event"],
-        )
-        for lesson in lessons:
-            sends, provider = counts[lesson]
-            for outcome in GROWING_OUTCOMES:
-                emails.add_metric([lesson, outcome], sends.get(outcome, 0))
-            uncertain.add_metric([lesson], sends.get("uncertain", 0))
-            for event, count in sorted(provider.items()):
-                events.add_metric([lesson, event], count)
-
-        webhook = CounterMetricFamily(
-            "course_webhook_events",
-            "Event Webhook bookkeeping: received, duplicate, unknown_subscriber, "
-            "unknown_lesson, invalid, reconciled.",
-            labels=["outcome"],
-        )
-        for outcome, count in sorted(store.webhook_stats().items()):
-            webhook.add_metric([outcome], count)
-
-        ticks = store.tick_stats()
-        families: list[Metric] = [emails, uncertain, events, webhook]
-        families += [
-            GaugeMetricFamily(
-                "course_due_backlog",
-                "Subscribers whose next lesson is due now and not yet claimed by a tick.",
-                store.due_count(now),
-            ),
-            GaugeMetricFamily(
-                "course_due_subscribers",
-                "Subscribers in the due index (active, with a lesson left), due now or later.",
-                store.due_count(),
-            ),
-            GaugeMetricFamily(
-                "course_pending_sends",
-                "Unfinished ledger entries: claimed, being sent, or waiting for a retry.",
-                store.pending_count(),
-            ),
-            GaugeMetricFamily(
-                "course_pending_sends_overdue",
-                "Unfinished entries whose retry or stale deadline has passed (a tick will "
-                "hand them out again).",
-                store.pending_count(now),
-            ),
-            GaugeMetricFamily(
-                "course_quarantined_subscribers",
-                "Subscriber records a tick could not read (course subscribers quarantine).",
-                store.quarantine_count(),
-            ),
-            GaugeMetricFamily("course_subscribers", "Subscriber records.", store.count()),
-            SummaryMetricFamily(
-                "course_tick_duration_seconds",
-                "Time each tick took, from reading the due index to handing out the work.",
-                count_value=ticks.get("count", 0),
-                sum_value=ticks.get("seconds_total", 0.0),
-            ),
+        return [
+            *lesson_families(store, lessons),
+            webhook_family(store),
+            *backlog_families(store, now),
+            *tick_families(store),
+            *beat_families(store),
         ]
-        if ticks:
-            families += [
-                GaugeMetricFamily(name, help_text, ticks.get(field, 0.0))
-                for name, help_text, field in LAST_TICK_GAUGES
-            ]
-        beat = store.beat_seen()
-        if beat is not None:
-            families.append(
-                GaugeMetricFamily(
-                    "course_beat_last_seen_timestamp_seconds",
-                    "When beat last started or sent a tick.",
-                    beat,
-                )
-            )
-        return families
+
+
+def lesson_families(store: Store, lessons: list[str]) -> list[Metric]:
+    """Per lesson: emails by ledger outcome, uncertain sends, and provider events."""
+    counts = store.lesson_counts(lessons)
+    emails = CounterMetricFamily(
+        "course_emails",
+        "Lesson emails by outcome: sent (accepted by the provider), failed, skipped "
+        "(not sent: unsubscribed, or left the schedule), retried (retries scheduled).",
+        labels=["lesson", "outcome"],
+    )
+    uncertain = GaugeMetricFamily(
+        "course_emails_uncertain",
+        "Sends whose outcome is unknown (may have been accepted; never re-sent), "
+        "not yet settled by a provider event.",
+        labels=["lesson"],
+    )
+    events = CounterMetricFamily(
+        "course_provider_events",
+        "Provider events per lesson from the SendGrid Event Webhook "
+        "(delivered, open, click, bounce, ...).",
+        labels=["lesson", "event"],
+    )
+    for lesson in lessons:
+        sends, provider = counts[lesson]
+        for outcome in GROWING_OUTCOMES:
+            emails.add_metric([lesson, outcome], sends.get(outcome, 0))
+        uncertain.add_metric([lesson], sends.get("uncertain", 0))
+        for event, count in sorted(provider.items()):
+            events.add_metric([lesson, event], count)
+    return [emails, uncertain, events]
+
+
+def webhook_family(store: Store) -> Metric:
+    """The Event Webhook's bookkeeping, by outcome."""
+    webhook = CounterMetricFamily(
+        "course_webhook_events",
+        "Event Webhook bookkeeping: received, duplicate, unknown_subscriber, "
+        "unknown_lesson, invalid, reconciled.",
+        labels=["outcome"],
+    )
+    for outcome, count in sorted(store.webhook_stats().items()):
+        webhook.add_metric([outcome], count)
+    return webhook
+
+
+def backlog_families(store: Store, now: float) -> list[Metric]:
+    """The work waiting (due subscribers, unfinished sends) and the records held."""
+    return [
+        GaugeMetricFamily(
+            "course_due_backlog",
+            "Subscribers whose next lesson is due now and not yet claimed by a tick.",
+            store.due_count(now),
+        ),
+        GaugeMetricFamily(
+            "course_due_subscribers",
+            "Subscribers in the due index (active, with a lesson left), due now or later.",
+            store.due_count(),
+        ),
+        GaugeMetricFamily(
+            "course_pending_sends",
+            "Unfinished ledger entries: claimed, being sent, or waiting for a retry.",
+            store.pending_count(),
+        ),
+        GaugeMetricFamily(
+            "course_pending_sends_overdue",
+            "Unfinished entries whose retry or stale deadline has passed (a tick will "
+            "hand them out again).",
+            store.pending_count(now),
+        ),
+        GaugeMetricFamily(
+            "course_quarantined_subscribers",
+            "Subscriber records a tick could not read (course subscribers quarantine).",
+            store.quarantine_count(),
+        ),
+        GaugeMetricFamily("course_subscribers", "Subscriber records.", store.count()),
+    ]
+
+
+def tick_families(store: Store) -> list[Metric]:
+    """Every tick's duration as a summary, and the last tick's figures once there was one."""
+    ticks = store.tick_stats()
+    families: list[Metric] = [
+        SummaryMetricFamily(
+            "course_tick_duration_seconds",
+            "Time each tick took, from reading the due index to handing out the work.",
+            count_value=ticks.get("count", 0),
+            sum_value=ticks.get("seconds_total", 0.0),
+        )
+    ]
+    if ticks:
+        families += [
+            GaugeMetricFamily(name, help_text, ticks.get(field, 0.0))
+            for name, help_text, field in LAST_TICK_GAUGES
+        ]
+    return families
+
+
+def beat_families(store: Store) -> list[Metric]:
+    """When beat was last seen, once it has been."""
+    beat = store.beat_seen()
+    if beat is None:
+        return []
+    return [
+        GaugeMetricFamily(
+            "course_beat_last_seen_timestamp_seconds",
+            "When beat last started or sent a tick.",
+            beat,
+        )
+    ]
 
 
 def build_registry(

@@ -1,4 +1,5 @@
-"""What we hold about a subscriber, as plain data (``course subscribers show --json``)."""
+"""The subscriber report: what we hold about one subscriber and where they stand in each
+lesson, as plain data (``course subscribers show --json`` and the admin's subscriber page)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,100 @@
+"""The course stats as text: the results table's columns and rows of cells, and the
+schedule in words. Shared by ``course stats`` in the terminal, the admin's stats page and
+the HTML report (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from course.reports.stats import STALE_AFTER, Counts, CourseStats
+
+# The table's columns, in order: (field, heading, shown as a share of sent too).
+COLUMNS = (
+    ("sent", "sent", False),
+    ("delivered", "delivered", True),
+    ("opened", "opened*", True),
+    ("clicked", "clicked*", True),
+    ("bounced", "bounced", True),
+    ("unsubscribed", "unsub. after", True),
+    ("failed", "failed", True),
+    ("uncertain", "uncertain", False),
+)
+EVENTS_NOTE = "* opened and clicked count provider events, not unique people."
+
+
+def percent(share: float | None) -> str:
+    if share is None:
+        return ""
+    return f"{share * 100:.1f}%" if share < 0.1 and share else f"{share * 100:.0f}%"
+
+
+def cells(counts: Counts) -> list[str]:
+    """The table's cells for one row: each count, with its share of sent where it helps."""
+    out = []
+    for name, _, rated in COLUMNS:
+        value = getattr(counts, name)
+        share = counts.rate(name) if rated and value else None
+        out.append(f"{value} ({percent(share)})" if share is not None else str(value))
+    return out
+
+
+@dataclass(frozen=True)
+class Row:
+    kind: str  # phase, lesson, completion, confirmation, total, removed
+    label: str
+    cells: list[str]
+
+
+def table_rows(stats: CourseStats) -> list[Row]:
+    """The rows of the results table in schedule order: each phase's subtotal and its
+    lessons, the completion email, the course total, then the confirmation email."""
+    rows = []
+    for n, phase in enumerate(stats.phases, 1):
+        rows.append(Row("phase", f"Phase {n}: {phase.title}", cells(phase.counts)))
+        rows += [Row("lesson", lesson.lesson_id, cells(lesson.counts)) for lesson in phase.lessons]
+    if stats.completion:
+        rows.append(Row("completion", stats.completion.lesson_id, cells(stats.completion.counts)))
+    rows.append(Row("total", "Course total", cells(stats.totals)))
+    if stats.confirmation:
+        rows.append(
+            Row("confirmation", stats.confirmation.lesson_id, cells(stats.confirmation.counts))
+        )
+    return rows
+
+
+def removed_rows(stats: CourseStats) -> list[Row]:
+    return [Row("removed", lesson.lesson_id, cells(lesson.counts)) for lesson in stats.removed]
+
+
+def schedule_lines(stats: CourseStats) -> list[str]:
+    """Which schedule each process runs and whether the file on disk is valid, in words."""
+    lines = []
+    disk = stats.disk
+    if disk is not None:
+        if disk.error:
+            first, *more = disk.error.splitlines()
+            extra = f" (+{len(more)} more)" if more else ""
+            lines.append(f"the file on disk is invalid: {first}{extra}")
+        else:
+            lines.append(f"the file on disk is valid ({disk.path}, {disk.fingerprint})")
+    live = [p for p in stats.processes if not p.stale]
+    if not stats.processes:
+        lines.append("no process has reported a schedule yet")
+    for p in live:
+        loaded = utc_text(p.loaded_at)
+        state = f"{p.process} runs schedule {p.fingerprint} loaded at {loaded}"
+        if disk is not None and disk.fingerprint and p.fingerprint != disk.fingerprint:
+            state += " (not the file on disk yet)"
+        if p.error:
+            state += f"; rejected an invalid edit at {utc_text(p.error_at)}"
+        lines.append(state)
+    stale = len(stats.processes) - len(live)
+    if stale:
+        lines.append(f"{stale} process(es) not heard of for {STALE_AFTER // 60} minutes or more")
+    return lines
+
+
+def utc_text(instant: datetime | None) -> str:
+    """An instant as UTC text for people, or ``?`` when unknown."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if instant else "?"
