@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from course import engine  # noqa: E402
 from course.local.supervise import start_process, stop_all, worker_command  # noqa: E402
-from course.models.subscriber import due_at  # noqa: E402
+from course.progress import due_at  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
 from course.settings import Settings  # noqa: E402
 from course.store import Store, split_member  # noqa: E402

@@ -29,18 +29,12 @@ from course.logs import log_event
 from course.mail.grouping import EmailGroup, Member, Tags, group_emails
 from course.mail.render import Recipient, Renderer
 from course.models.email import Email
-from course.models.subscriber import (
-    LedgerEntry,
-    Subscriber,
-    due_at,
-    next_lesson,
-    progress_after,
-    to_instant,
-)
-from course.schedule import Lesson, Schedule
+from course.models.subscriber import LedgerEntry, Subscriber, to_instant
+from course.progress import due_at, next_lesson, next_send, progress_after
+from course.schedule import Schedule
 from course.store import Claim, Outcome, Store
 from course.subscribers.lifecycle import SubscriptionError, resume
-from course.timeline import DAY0_GRACE, LATE_GRACE, catch_up, local_date
+from course.timeline import local_date
 from course.transport import (
     PermanentSendError,
     SendResult,
@@ -225,21 +219,6 @@ def _plan(
         deadline=ts + STALE_AFTER,
         previous=sub.last_lesson,
     )
-
-
-def next_send(
-    schedule: Schedule, sub: Subscriber, done: set[str], now: datetime
-) -> tuple[Lesson, datetime, datetime] | None:
-    """What a tick at ``now`` would do next for an active ``sub`` whose ledger holds ``done``:
-    ``(lesson, nominal due, due)``, where ``due`` is when it may go out (an overdue lesson
-    waits for a sensible hour); None when no lesson is left. Pure: ``course diff`` predicts
-    with it too."""
-    lesson = next_lesson(schedule, sub, done)
-    if lesson is None:
-        return None
-    nominal = due_at(schedule, sub, lesson)
-    grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
-    return lesson, nominal, catch_up(nominal, now, schedule.course, sub.zone, grace)
 
 
 def _sweep_pending(store: Store, ts: float, result: TickResult) -> list[Item]:

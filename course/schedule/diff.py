@@ -3,7 +3,7 @@
 Pure: two loaded :class:`~course.schedule.Schedule` objects in, plain data out. The impact
 pass takes subscribers as decoded records with the lesson ids in their ledgers (the CLI feeds
 it from a pipelined scan of the store) and a ``now``; it predicts with the engine's own rules
-(:func:`course.models.subscriber.next_lesson`, :func:`course.engine.next_send`), never a copy
+(:func:`course.progress.next_lesson`, :func:`course.progress.next_send`), never a copy
 of them.
 
 Invariant 6 is what it reports against: lessons have stable ids; a lesson added behind a
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from course.engine import next_send
-from course.models.subscriber import Subscriber, next_lesson, progress_after, resumed_at, to_instant
+from course.models.subscriber import Subscriber, to_instant
+from course.progress import next_lesson, next_send, progress_after, resumed_at
 from course.schedule import Lesson, Schedule
 
 IN_COURSE = ("active", "paused")  # the statuses a schedule change can still reach

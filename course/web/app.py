@@ -28,14 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from course.logs import log_event
 from course.mail.render import Renderer, RenderError
-from course.models.subscriber import (
-    SUPPRESSED,
-    Subscriber,
-    due_at,
-    next_lesson,
-    resumed_at,
-    to_instant,
-)
+from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
+from course.progress import due_at, next_lesson, resumed_at
 from course.reports.metrics import build_registry
 from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
 from course.schedule import Lesson, Schedule, ScheduleError
