@@ -24,7 +24,7 @@ from course.logs import log_event
 from course.mail.grouping import EmailGroup, Member, Tags, group_emails
 from course.mail.render import Recipient, Renderer
 from course.models.email import Email
-from course.models.subscriber import LedgerEntry, Subscriber
+from course.models.subscriber import LedgerEntry
 from course.store import Outcome
 from course.transport import (
     PermanentSendError,
@@ -158,12 +158,6 @@ def _stamp(now: datetime, clock: Callable[[], datetime] | None) -> float:
     return max(now, clock()).timestamp() if clock else now.timestamp()
 
 
-def _recipient(sub: Subscriber, links: LinkMaker) -> Recipient:
-    return Recipient(
-        subscriber_id=sub.id, email=sub.email, first_name=sub.first_name, **links(sub.id)
-    )
-
-
 def _requests(
     store: LedgerStore, renderer: Renderer, max_group: int, items: list[Item], links: LinkMaker
 ) -> list[Item | tuple[str, EmailGroup]]:
@@ -177,7 +171,7 @@ def _requests(
         if sub is None or lesson_id not in renderer.lesson_ids:
             singles.append(item)
             continue
-        recipient = _recipient(sub, links)
+        recipient = Recipient.for_subscriber(sub, links(sub.id))
         try:
             email = renderer.render(lesson_id, recipient)
         except Exception:  # recorded as a failure, with its reason, by the one-by-one path
@@ -295,7 +289,9 @@ def _deliver_one(
             # Claimed by a tick with a newer schedule than this worker has (a rolling
             # deploy): wait for it rather than drop it.
             raise TransientSendError(f"lesson {lesson_id!r} is not in this worker's schedule")
-        sent = transport.send(renderer.render(lesson_id, _recipient(sub, links)))
+        sent = transport.send(
+            renderer.render(lesson_id, Recipient.for_subscriber(sub, links(sub.id)))
+        )
     except Exception as exc:  # sorted by _outcome: retry, uncertain, failed
         error = exc
     record, result = _outcome(sub_id, lesson_id, attempt, ts, hold, sent, error)
