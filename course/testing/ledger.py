@@ -38,28 +38,17 @@ class MemoryLedger:
         self.quarantined: dict[str, str] = {}
         self.ticks: list[tuple[datetime, float, int, int]] = []
 
-    # subscribers (add and suppress set tests up; the engine does not call them)
+    # subscribers (add, find and suppress set tests up through course.subscribers.lifecycle;
+    # the engine does not call them)
     def add(
-        self,
-        email: str,
-        first_name: str | None,
-        tz: str,
-        now: float,
-        status: str = "pending",
-        start: float | None = None,
-        due: float | None = None,
-        source: str = "",
-        consent: str = "",
+        self, email: str, first_name: str | None, tz: str, now: float, **record: str
     ) -> Subscriber:
+        """A pending subscriber (``record``: ``source``, ``consent``), as ``Store.add``."""
         if any(s.email == email and s.status not in SUPPRESSED for s in self.subs.values()):
             raise DuplicateSubscriber(email)
-        sub_id = secrets.token_hex(6)
-        values = _whole({"created": now, "start": start})
-        sub = Subscriber(sub_id, email, first_name, tz, status, source=source, consent=consent,
-                         **values)  # type: ignore[arg-type]  # fmt: skip
-        self.subs[sub_id] = sub
-        if due is not None:
-            self.due[sub_id] = due
+        sub = Subscriber(secrets.token_hex(6), email, first_name, tz, "pending",
+                         float(int(now)), **record)  # fmt: skip
+        self.subs[sub.id] = sub
         return sub
 
     def suppress(self, sub_id: str, status: str) -> int:
