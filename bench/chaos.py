@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from course import engine  # noqa: E402
 from course.local.supervise import start_process, stop_all, worker_command  # noqa: E402
-from course.models.subscriber import due_at  # noqa: E402
+from course.progress import due_at  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
 from course.settings import Settings  # noqa: E402
 from course.store import Store, split_member  # noqa: E402
@@ -101,7 +101,7 @@ class ChaosConfig:
     hang_for: float = 0.3  # a hang stalls this long, inside the transport's 10 s timeout
     hang_drops: bool = False  # a hang ends without an answer: the send is uncertain
     start_spread_days: float = 3.0  # confirmations spread over this many simulated days
-    batch_size: int = engine.BATCH_SIZE  # deliveries per task; a 429 holds back the rest
+    batch_size: int = engine.TASK_BATCH_SIZE  # deliveries per task; a 429 holds back the rest
     # sends of a batch in flight at once per worker process (COURSE_SEND_CONCURRENCY); a
     # SIGKILL can leave each of them uncertain, so the bound on uncertain entries scales
     send_concurrency: int = Settings.send_concurrency
@@ -631,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-500", type=float, default=0.05)
     parser.add_argument("--rate-hang", type=float, default=0.01)
     parser.add_argument("--hang-s", type=float, default=0.3, help="how long a hang stalls")
-    parser.add_argument("--batch-size", type=int, default=engine.BATCH_SIZE, help="per task")
+    parser.add_argument("--batch-size", type=int, default=engine.TASK_BATCH_SIZE, help="per task")
     parser.add_argument(
         "--send-concurrency", type=int, default=Settings.send_concurrency,
         help="requests in flight per worker process",

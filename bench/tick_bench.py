@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course.engine import tick  # noqa: E402
-from course.models.subscriber import LedgerEntry, Subscriber, due_at, progress_after  # noqa: E402
+from course.models.subscriber import LedgerEntry, Subscriber  # noqa: E402
+from course.progress import due_at, progress_after  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
 from course.store import (  # noqa: E402
     Store,

@@ -30,7 +30,7 @@ log = logging.getLogger("course.tasks")
 
 TICK_TASK = "course.tick"
 TICK_EVERY = 60.0  # seconds
-# Longer than any delivery batch can take (BATCH_SIZE sends with their timeouts), so Redis
+# Longer than any delivery batch can take (TASK_BATCH_SIZE sends with their timeouts), so Redis
 # does not hand a message that is still being worked on to a second worker.
 VISIBILITY_TIMEOUT = 3600
 

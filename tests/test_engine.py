@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from course import engine
+from course.engine.tick import _plan
 from course.mail.render import Renderer
 from course.runtime import ScheduleHolder
 from course.store import DuplicateSubscriber, Store
@@ -398,7 +399,7 @@ def test_claim_refuses_when_the_subscriber_unsubscribed_after_the_tick_read_them
     start = local(2026, 3, 2, 9)
     sub = enrol(store, schedule, "a@example.com", None, None, start)
     stale, done = store.get_many([sub.id])[0]
-    claim = engine._plan(store, schedule, start, sub.id, stale, done, engine.TickResult())
+    claim = _plan(store, schedule, start, sub.id, stale, done, engine.TickResult())
     unsubscribe(store, store.get(sub.id))
     assert store.claim_many([claim]) == [0]
     assert store.ledger(sub.id) == {}
@@ -408,7 +409,7 @@ def test_claim_refuses_when_the_subscriber_changed_after_the_tick_read_them(stor
     start = local(2026, 3, 2, 9)
     sub = enrol(store, schedule, "a@example.com", None, None, start)
     stale, done = store.get_many([sub.id])[0]
-    claim = engine._plan(store, schedule, start, sub.id, stale, done, engine.TickResult())
+    claim = _plan(store, schedule, start, sub.id, stale, done, engine.TickResult())
     paused = pause(store, store.get(sub.id), start)
     resume(store, schedule, paused, start + timedelta(days=3))  # active again, but moved
     assert store.claim_many([claim]) == [-1]

@@ -13,8 +13,8 @@ import pytest
 import redis
 from conftest import SMALL_SCHEDULE, course_env, db_url, write_course
 
-from course.engine import next_send
-from course.models.subscriber import LedgerEntry, next_lesson, resumed_at, to_instant
+from course.models.subscriber import LedgerEntry, to_instant
+from course.progress import next_lesson, next_send, resumed_at
 from course.reports.impact import report_lines
 from course.schedule import load_schedule
 from course.schedule.diff import compare

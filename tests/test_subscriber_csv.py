@@ -12,7 +12,8 @@ import pytest
 import redis
 from conftest import course_env, db_url
 
-from course.models.subscriber import LedgerEntry, due_at, next_lesson
+from course.models.subscriber import LedgerEntry
+from course.progress import due_at, next_lesson
 from course.schedule import load_schedule
 from course.store import Store
 from course.subscribers.csv_rows import (

@@ -36,6 +36,7 @@ from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from course.models.email import Email
+from course.models.subscriber import Subscriber
 from course.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
 
 HTML_LAYOUT = "layouts/lesson.html.j2"
@@ -78,6 +79,12 @@ class Recipient:
     first_name: str | None
     unsubscribe_url: str
     pause_url: str
+
+    @classmethod
+    def for_subscriber(cls, sub: Subscriber, links: Mapping[str, str]) -> Recipient:
+        """The recipient of an email to ``sub``, with ``links`` signed for them
+        (:func:`course.tokens.subscriber_links`: ``unsubscribe_url``, ``pause_url``)."""
+        return cls(subscriber_id=sub.id, email=sub.email, first_name=sub.first_name, **links)
 
 
 @dataclass(frozen=True)

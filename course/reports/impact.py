@@ -3,7 +3,7 @@ report that puts it beside the lesson-level changes of :mod:`course.schedule.dif
 
 Pure: subscribers come in as decoded records with the lesson ids in their ledgers (the CLI
 feeds them from a pipelined scan of the store) and a ``now``. It predicts with the engine's
-own rules (:func:`course.models.subscriber.next_lesson`, :func:`course.engine.next_send`),
+own rules (:func:`course.progress.next_lesson`, :func:`course.progress.next_send`),
 never a copy of them.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from course.engine import next_send
-from course.models.subscriber import Subscriber, next_lesson, progress_after, resumed_at, to_instant
+from course.models.subscriber import Subscriber, to_instant
+from course.progress import next_lesson, next_send, progress_after, resumed_at
 from course.schedule import Schedule
 from course.schedule.diff import (
     ScheduleDiff,

@@ -37,12 +37,8 @@ def send_confirmation(
         return Outcome(False, "unknown")
     if sub.status != "pending":
         return Outcome(False, "not pending")
-    recipient = Recipient(
-        subscriber_id=sub.id,
-        email=sub.email,
-        first_name=sub.first_name,
-        **subscriber_links(settings.base_url, settings.secret_key, sub.id),
-    )
+    links = subscriber_links(settings.base_url, settings.secret_key, sub.id)
+    recipient = Recipient.for_subscriber(sub, links)
     url = confirm_link(settings.base_url, settings.secret_key, sub.id)
     try:
         email = renderer.render_confirmation(recipient, url)

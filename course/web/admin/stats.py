@@ -9,6 +9,8 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from course.reports import stats as course_stats
+from course.reports import stats_table
+from course.reports.stats_html import funnel_svg
 from course.web.admin.auth import Gate, guarded
 from course.web.admin.pages import admin_page
 from course.web.state import WebState, now
@@ -31,12 +33,12 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             title="Stats",
             csrf=who.csrf or "",
             stats=report,
-            funnel=Markup(course_stats.funnel_svg(report)),  # its labels escaped by it
-            columns=[heading for _, heading, _ in course_stats.COLUMNS],
-            rows=course_stats.table_rows(report),
-            removed=course_stats.removed_rows(report),
-            note=course_stats.EVENTS_NOTE,
-            schedule_lines=course_stats.schedule_lines(report),
+            funnel=Markup(funnel_svg(report)),  # its labels escaped by it
+            columns=[heading for _, heading, _ in stats_table.COLUMNS],
+            rows=stats_table.table_rows(report),
+            removed=stats_table.removed_rows(report),
+            note=stats_table.EVENTS_NOTE,
+            schedule_lines=stats_table.schedule_lines(report),
         )
 
     return router

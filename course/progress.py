@@ -1,0 +1,95 @@
+"""Where a subscriber stands in the course: the next lesson, when it is due, what a claim
+changes, when a pause ends, and what a tick would send next.
+
+Pure: no store, no clock (``now`` is a parameter). The tick, the lifecycle operations, the
+reports, ``course diff`` and the web pages all ask these same functions, never a copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from course.models.subscriber import Subscriber, to_instant
+from course.schedule import Lesson, Schedule
+from course.timeline import (
+    DAY0_GRACE,
+    LATE_GRACE,
+    Pace,
+    advance_pace,
+    catch_up,
+    nominal_due,
+    paced_due,
+)
+
+
+def next_lesson(schedule: Schedule, sub: Subscriber, done: set[str]) -> Lesson | None:
+    """The lesson this subscriber gets next, under the forward-only rule.
+
+    A lesson is next when it is not in the ledger and lies after the subscriber's position
+    (the last lesson they were given; or, if that lesson was removed, its day offset).
+    Lessons marked ``backfill`` are given even when they lie behind the position.
+    """
+    lessons = schedule.lessons
+    position = -1
+    if sub.last_lesson is not None:
+        ids = [lesson.id for lesson in lessons]
+        if sub.last_lesson in ids:
+            position = ids.index(sub.last_lesson)
+        else:
+            last_day = sub.last_day if sub.last_day is not None else -1
+            position = max((i for i, les in enumerate(lessons) if les.day <= last_day), default=-1)
+    for index, lesson in enumerate(lessons):
+        if lesson.id in done:
+            continue
+        if index > position or lesson.backfill:
+            return lesson
+    return None
+
+
+def due_at(schedule: Schedule, sub: Subscriber, lesson: Lesson) -> datetime:
+    """When ``lesson`` is due for ``sub``: its nominal time, shifted by pauses, then paced."""
+    if sub.start is None:
+        raise ValueError(f"subscriber {sub.id} has not started the course")
+    zone = sub.zone
+    nominal = nominal_due(
+        to_instant(sub.start), lesson.day, schedule.course, zone, timedelta(seconds=sub.paused)
+    )
+    last = to_instant(sub.last_sent) if sub.last_sent is not None else None
+    return paced_due(nominal, last, sub.sent_that_day, schedule.course, zone)
+
+
+def progress_after(sub: Subscriber, lesson: Lesson, now: datetime) -> Subscriber:
+    """The subscriber as it is once ``lesson`` was claimed at ``now`` (pure)."""
+    last = to_instant(sub.last_sent) if sub.last_sent is not None else None
+    pace = advance_pace(Pace(last, sub.sent_that_day), now, sub.zone)
+    return replace(
+        sub,
+        last_sent=now.timestamp(),
+        sent_that_day=pace.sent_that_day,
+        last_lesson=lesson.id,
+        last_day=lesson.day,
+    )
+
+
+def resumed_at(sub: Subscriber, at: datetime) -> Subscriber:
+    """``sub`` once a pause ends at ``at``: active again, every remaining lesson later by the
+    time spent paused (used to resume, and to say ahead of time when a pause will end)."""
+    ts = at.timestamp()
+    paused = sub.paused + max(0.0, ts - (sub.paused_at if sub.paused_at is not None else ts))
+    return replace(sub, status="active", paused=paused, paused_at=None, paused_until=None)
+
+
+def next_send(
+    schedule: Schedule, sub: Subscriber, done: set[str], now: datetime
+) -> tuple[Lesson, datetime, datetime] | None:
+    """What a tick at ``now`` would do next for an active ``sub`` whose ledger holds ``done``:
+    ``(lesson, nominal due, due)``, where ``due`` is when it may go out (an overdue lesson
+    waits for a sensible hour); None when no lesson is left. Pure: ``course diff`` predicts
+    with it too."""
+    lesson = next_lesson(schedule, sub, done)
+    if lesson is None:
+        return None
+    nominal = due_at(schedule, sub, lesson)
+    grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
+    return lesson, nominal, catch_up(nominal, now, schedule.course, sub.zone, grace)
