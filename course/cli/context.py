@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from rich.console import Console
 
+from course.clock import utc_now
 from course.schedule import load_schedule
 from course.settings import Settings
 
@@ -45,6 +46,11 @@ def parse_zone(value: str, param: str = "--tz") -> ZoneInfo:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise click.BadParameter(f"unknown time zone {value!r}", param_hint=param) from None
+
+
+def instant_or_now(text: str | None, param: str) -> datetime:
+    """The instant an option gives (see ``parse_instant``), or now when it is not given."""
+    return parse_instant(text, param) if text else utc_now()
 
 
 class Context:

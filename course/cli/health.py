@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 import redis
 
 from course.cli.context import Context, Failed, pass_ctx
 from course.cli.group import cli
+from course.clock import utc_now
 
 BEAT_MAX_AGE = 180  # seconds: three missed ticks
 
@@ -36,7 +35,7 @@ def health_beat(ctx: Context, max_age: int) -> None:
         seen = Store(client).beat_seen()
     finally:
         client.close()
-    healthy, message = beat_health(seen, datetime.now(UTC).timestamp(), max_age)
+    healthy, message = beat_health(seen, utc_now().timestamp(), max_age)
     if not healthy:
         raise Failed(message)
     click.echo(message)

@@ -4,13 +4,13 @@ and erasure requests (GDPR)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from course.cli.context import Context, Failed, console, err_console, pass_ctx
 from course.cli.subscribers import subscribers
+from course.clock import utc_now
 
 
 def _address(value: str) -> str:
@@ -36,7 +36,7 @@ def subscribers_export_data(ctx: Context, address: str, out: Path | None, scan: 
     from course.subscribers.privacy import export_data
 
     address = _address(address)
-    data = export_data(ctx.runtime.store, address, datetime.now(UTC), scan=scan)
+    data = export_data(ctx.runtime.store, address, utc_now(), scan=scan)
     if data is None:
         erased = ctx.runtime.store.is_erased(address)
         raise Failed(f"no data held for {address}" + (" (erased on request)" if erased else ""))
@@ -69,7 +69,7 @@ def subscribers_erase(ctx: Context, address: str, yes: bool, scan: bool) -> None
             abort=True,
             err=True,
         )
-    result = erase(store, address, datetime.now(UTC), scan=scan)
+    result = erase(store, address, utc_now(), scan=scan)
     if result.records:
         console.print(
             f"{address}: erased {len(result.records)} record(s), {result.keys} key(s); "

@@ -4,11 +4,11 @@ one tick at a time, on simulated days, or as the whole set of services."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import click
 
-from course.cli.context import Context, Failed, console, parse_instant, pass_ctx
+from course.cli.context import Context, Failed, console, instant_or_now, pass_ctx
 from course.cli.group import cli
 
 
@@ -24,7 +24,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     from course.tasks import create_app, enqueuer
 
     rt = ctx.runtime
-    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    now = instant_or_now(now_text, "--now")
     began = time.monotonic()
     schedule, renderer = rt.schedules.current()
     totals = engine.DeliverResult()

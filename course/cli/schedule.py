@@ -4,7 +4,7 @@ edit of it changes (and for whom), and one subscriber's lesson calendar."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -14,6 +14,7 @@ from course.cli.context import (
     Context,
     Failed,
     console,
+    instant_or_now,
     parse_instant,
     parse_zone,
     pass_ctx,
@@ -80,7 +81,7 @@ def _print_diff(
     from course.schedule.diff import compare, impact, report_lines, to_json, warnings
     from course.schedule.source import SourceError, load_source
 
-    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    now = instant_or_now(now_text, "--now")
     temps: list = []
     try:
         try:

@@ -4,7 +4,6 @@ as tables, JSON or an HTML report."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from course.cli.context import Context, Failed, console, pass_ctx
 from course.cli.group import cli
+from course.clock import utc_now
 
 
 @cli.command()
@@ -36,7 +36,7 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     disk = course_stats.check_disk(path, ctx.settings.templates_dir)
     rt = ctx.runtime
     schedule, _ = rt.schedules.current()  # the last valid one when the file is invalid
-    report = course_stats.collect(rt.store, schedule, datetime.now(UTC), disk)
+    report = course_stats.collect(rt.store, schedule, utc_now(), disk)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(course_stats.html_report(report), encoding="utf-8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,11 +18,12 @@ from course.cli.context import (
     Failed,
     console,
     err_console,
-    parse_instant,
+    instant_or_now,
     parse_zone,
     pass_ctx,
 )
 from course.cli.group import cli
+from course.clock import utc_now
 
 
 @cli.group()
@@ -48,7 +49,7 @@ def subscribers_add(
     address = check_email(email)
     if tz:
         parse_zone(tz)
-    now = parse_instant(start, "--start") if start else datetime.now(UTC)
+    now = instant_or_now(start, "--start")
     schedule, _ = ctx.runtime.schedules.current()
     sub = enrol(ctx.runtime.store, schedule, address, first_name, tz, now, confirmed=not pending)
     console.print(f"added {sub.email} ({sub.status}, {sub.tz}) id {sub.id}")
@@ -166,7 +167,7 @@ def subscribers_import(
 
     from course.subscribers.csv_rows import CsvFileError, import_rows, read_rows, write_errors
 
-    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    now = instant_or_now(now_text, "--now")
     schedule, _ = ctx.runtime.schedules.current()
     store = ctx.runtime.store
     try:
@@ -261,7 +262,7 @@ def subscribers_pause(ctx: Context, email: str, days: int | None, now_text: str 
     from course.subscribers.lifecycle import pause
     from course.timeline import add_local_days
 
-    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    now = instant_or_now(now_text, "--now")
     found = _find(ctx, email)
     until = add_local_days(now, days, ZoneInfo(found.tz)) if days else None
     sub = pause(ctx.runtime.store, found, now, until)
@@ -277,7 +278,7 @@ def subscribers_resume(ctx: Context, email: str, now_text: str | None) -> None:
     """Resume after a pause; remaining lessons move later by the time paused."""
     from course.subscribers.lifecycle import resume
 
-    now = parse_instant(now_text, "--now") if now_text else datetime.now(UTC)
+    now = instant_or_now(now_text, "--now")
     schedule, _ = ctx.runtime.schedules.current()
     sub = resume(ctx.runtime.store, schedule, _find(ctx, email), now)
     console.print(f"{sub.email}: {sub.status}")
@@ -294,7 +295,7 @@ def subscribers_quarantine(ctx: Context, release: str | None) -> None:
     if release:
         ids = list(held) if release == "all" else [release]
         for sub_id in ids:
-            if not store.release(sub_id, datetime.now(UTC).timestamp()):
+            if not store.release(sub_id, utc_now().timestamp()):
                 raise Failed(f"{sub_id}: not in quarantine")
         console.print(f"released {len(ids)}; the next tick looks at them again")
         return
