@@ -37,6 +37,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The console script: run the group on ``argv``, then exit with the status it earned."""
     try:
         cli.main(args=argv, prog_name="course", standalone_mode=False)
     except click.exceptions.Exit as exc:
