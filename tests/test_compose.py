@@ -28,7 +28,7 @@ import yaml
 from conftest import ROOT
 from kombu import Connection
 
-from course.cli import beat_health
+from course.cli.health import beat_health
 from course.local.supervise import start_process, stop_all
 from course.settings import Settings
 from course.store.embedded import redis_binary

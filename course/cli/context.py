@@ -1,0 +1,75 @@
+"""What every command shares: the context object (settings, the runtime built lazily), the
+consoles, the ``Failed`` exit, and the parsers for instants and time zones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from rich.console import Console
+
+from course.clock import utc_now
+from course.schedule import load_schedule
+from course.settings import Settings
+
+console = Console(highlight=False)
+if not console.is_terminal:  # a pipe or a log file: room for whole table rows
+    console.width = max(console.width, 120)
+err_console = Console(stderr=True, highlight=False)
+
+
+class Failed(click.ClickException):
+    """A check failed: exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"course: {self.format_message()}", err=True)
+
+
+def parse_instant(value: str, param: str) -> datetime:
+    """An ISO-8601 instant; one without an offset is taken as UTC."""
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 instant: {value!r}", param_hint=param) from None
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    if not 1970 <= instant.year <= 9000:  # leaves room for a course's length
+        raise click.BadParameter(f"out of range: {value!r}", param_hint=param)
+    return instant
+
+
+def parse_zone(value: str, param: str = "--tz") -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {value!r}", param_hint=param) from None
+
+
+def instant_or_now(text: str | None, param: str) -> datetime:
+    """The instant an option gives (see ``parse_instant``), or now when it is not given."""
+    return parse_instant(text, param) if text else utc_now()
+
+
+class Context:
+    """Settings, and the runtime built only by commands that need Redis."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._runtime = None
+
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            from course.runtime import build_runtime
+
+            self._runtime = build_runtime(self.settings)
+        return self._runtime
+
+    def schedule(self, path: Path | None = None):
+        return load_schedule(path or self.settings.schedule_path)
+
+
+pass_ctx = click.make_pass_decorator(Context)

@@ -1,0 +1,64 @@
+"""The ``course`` click group and ``main``, its entry point: exit status 0 ok, 1 a check
+failed, 2 usage error; errors a user can cause print one line, never a traceback.
+
+The commands live one noun to a module beside this one and register on ``cli`` when
+``course.cli`` imports them."""
+
+from __future__ import annotations
+
+import click
+import redis
+
+from course.cli.context import Context
+from course.mail.render import RenderError
+from course.schedule import ScheduleError
+from course.settings import Settings, SettingsError
+from course.store import DuplicateSubscriber
+from course.store.embedded import EmbeddedRedisError
+from course.subscribers.lifecycle import SubscriptionError
+
+# Errors a user can cause: reported as one line, never a traceback.
+USER_ERRORS = (
+    ScheduleError,
+    RenderError,
+    SettingsError,
+    SubscriptionError,
+    DuplicateSubscriber,
+    EmbeddedRedisError,
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="healing-roadmap-course")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """The Fibromyalgia Healing Roadmap email course."""
+    ctx.obj = Context(Settings.from_env())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: run the group on ``argv``, then exit with the status it earned."""
+    try:
+        cli.main(args=argv, prog_name="course", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        click.echo("course: aborted", err=True)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except SettingsError as exc:
+        click.echo(f"course: {exc}", err=True)
+        raise SystemExit(2) from None
+    except USER_ERRORS as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(f"course: {line}" if not line.startswith(("/", ".")) else line, err=True)
+        raise SystemExit(1) from None
+    except redis.RedisError as exc:
+        click.echo(f"course: Redis: {exc}", err=True)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        click.echo(f"course: {exc}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(0)

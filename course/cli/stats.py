@@ -1,0 +1,99 @@
+"""``course stats``: results per phase and lesson, the funnel and the subscribers, printed
+as tables, JSON or an HTML report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from course.cli.context import Context, Failed, console, pass_ctx
+from course.cli.group import cli
+from course.clock import utc_now
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML report (with a funnel chart) here.",
+)
+@click.option("--schedule", "schedule_path", type=click.Path(path_type=Path), default=None)
+@pass_ctx
+def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Path | None) -> None:
+    """Results per phase and lesson, the funnel, subscribers by status, and which schedule
+    the workers run; also validates the schedule file on disk (exit 1 if it is invalid)."""
+    from course.reports import stats as course_stats
+    from course.reports.stats_html import html_report
+    from course.reports.stats_json import to_json
+
+    if schedule_path is not None:
+        ctx.settings = ctx.settings.with_(schedule_path=schedule_path)
+    path = ctx.settings.schedule_path
+    disk = course_stats.check_disk(path, ctx.settings.templates_dir)
+    rt = ctx.runtime
+    schedule, _ = rt.schedules.current()  # the last valid one when the file is invalid
+    report = course_stats.collect(rt.store, schedule, utc_now(), disk)
+    if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html_report(report), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(to_json(report), indent=2))
+    else:
+        _print_stats(report)
+        if html_path is not None:
+            console.print(f"wrote {html_path}")
+    if disk.error:
+        first = disk.error.splitlines()[0]
+        raise Failed(f"the schedule on disk is invalid (workers keep the last valid one): {first}")
+
+
+def _print_stats(report) -> None:
+    from rich.markup import escape
+
+    from course.reports.stats_table import (
+        COLUMNS,
+        EVENTS_NOTE,
+        removed_rows,
+        schedule_lines,
+        table_rows,
+    )
+
+    def table(rows, title: str) -> Table:
+        out = Table(title=title, title_justify="left")
+        out.add_column("lesson")
+        for _, heading, _ in COLUMNS:
+            out.add_column(heading, justify="right")
+        for row in rows:
+            bold = row.kind in ("phase", "total")
+            label = escape(row.label if bold else f"  {row.label}")
+            out.add_row(label, *row.cells, style="bold" if bold else None)
+        return out
+
+    when = report.generated_at.strftime("%Y-%m-%d %H:%M %Z")
+    console.print(f"[bold]{escape(report.course_name)}[/bold] — stats at {when}")
+    console.print(table(table_rows(report), "Results per lesson (shares are of sent)"))
+    console.print(EVENTS_NOTE)
+    if report.exits_before_first:
+        left = ", ".join(f"{n} {status}" for status, n in report.exits_before_first.items())
+        console.print(f"Left before the first lesson: {left}")
+    if report.removed:
+        console.print(table(removed_rows(report), "Removed lessons (no longer in the schedule)"))
+    console.print("\n[bold]Funnel[/bold]: subscribers sent each lesson")
+    top = max((step.sent for step in report.funnel), default=0)
+    width = max((len(step.label) for step in report.funnel), default=0)
+    for step in report.funnel:
+        bar = "█" * round(30 * step.sent / top) if top else ""
+        share = f" {step.share * 100:.0f}%" if step.share is not None else ""
+        console.print(f"  {step.label:<{width}} {bar} {step.sent}{share}", markup=False)
+    statuses = ", ".join(f"{name} {count}" for name, count in report.statuses.items())
+    console.print(f"\n[bold]Subscribers[/bold]: {report.subscribers} ({statuses})")
+    console.print(f"In quarantine: {report.quarantined}")
+    console.print("\n[bold]Schedule[/bold]")
+    for line in schedule_lines(report):
+        console.print(f"  {line}", markup=False, soft_wrap=True)
