@@ -36,8 +36,9 @@ def socket_dropped(sock: socket.socket | None) -> bool:
 class KeepAliveConnection:
     """One HTTP(S) connection to the API host, reused across requests.
 
-    python_http_client opens a new urllib connection per request (TCP and TLS handshakes
-    every send); this keeps one open and reopens it when the server has closed it.
+    A new connection per request would cost TCP and TLS handshakes on every send; this keeps
+    one open and reopens it when the server has closed it. ``request`` answers the status,
+    headers and body of any status: sorting them is the caller's business.
     """
 
     def __init__(self, host: str, timeout: float) -> None:
@@ -77,7 +78,7 @@ class KeepAliveConnection:
 
     def request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float
-    ) -> tuple[int, str, http.client.HTTPMessage, bytes]:
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         conn = self._connection(timeout)
@@ -97,7 +98,7 @@ class KeepAliveConnection:
         self._last_used = time.monotonic()
         if response.will_close:
             self.close()
-        return response.status, response.reason, response.headers, payload
+        return response.status, response.headers, payload
 
     def close(self) -> None:
         if self._conn is not None:
@@ -121,7 +122,7 @@ class ConnectionPool:
 
     def request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float
-    ) -> tuple[int, str, http.client.HTTPMessage, bytes]:
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:

@@ -5,19 +5,13 @@ per member (:func:`build_sendgrid_group`)."""
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from email.utils import parseaddr
 from typing import Any
 
-import python_http_client
-from python_http_client.client import Response
-from python_http_client.exceptions import HTTPError, handle_error
-from sendgrid import SendGridAPIClient
+from sendgrid import __version__ as sendgrid_version
 from sendgrid.helpers.mail import (
     Content,
     CustomArg,
@@ -45,85 +39,9 @@ from course.transport.protocol import SendResult
 # reading): a limit per step, not per request. course.subscribers.lifecycle.SEND_SETTLE counts
 # on it.
 SEND_TIMEOUT = 10.0
-
-
-class _Answer:
-    """The slice of a urllib response that python_http_client's Response reads."""
-
-    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
-        self._status, self._headers, self._body = status, headers, body
-
-    def getcode(self) -> int:
-        return self._status
-
-    def read(self) -> bytes:
-        return self._body
-
-    def info(self) -> http.client.HTTPMessage:
-        return self._headers
-
-
-class _KeepAliveClient(python_http_client.Client):
-    """python_http_client.Client whose requests go over a shared kept-alive connection.
-
-    ``_make_request`` is the seam python_http_client provides for replacing the transport;
-    ``_build_client`` is overridden so every ``client.mail.send`` child shares the connection.
-    """
-
-    def __init__(self, *, connection: ConnectionPool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._connection = connection
-
-    def _build_client(self, name: str | None = None) -> _KeepAliveClient:
-        url_path = [*self._url_path, name] if name else self._url_path
-        return _KeepAliveClient(
-            connection=self._connection,
-            host=self.host,
-            version=self._version,
-            request_headers=self.request_headers,
-            url_path=url_path,
-            append_slash=self.append_slash,
-            timeout=self.timeout,
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in self.methods:
-            return super().__getattr__(name)
-
-        def http_request(
-            request_body: Any = None,
-            query_params: dict[str, Any] | None = None,
-            request_headers: dict[str, str] | None = None,
-            timeout: float | None = None,
-            **_: Any,
-        ) -> Response:
-            # What the stock client does, less the urllib opener it builds for every request:
-            # that reads the proxy settings from the environment each time, about a
-            # millisecond of CPU per send (more than rendering the email), for an opener
-            # that _make_request does not use.
-            headers = {**self.request_headers, **(request_headers or {})}
-            data = None if request_body is None else json.dumps(request_body).encode("utf-8")
-            url = self._build_url(query_params)
-            request = urllib.request.Request(url, data, headers, method=name.upper())
-            return Response(self._make_request(None, request, timeout))
-
-        return http_request
-
-    def _make_request(self, opener: Any, request: Any, timeout: float | None = None) -> _Answer:
-        status, reason, headers, body = self._connection.request(
-            request.get_method(),
-            request.full_url,
-            request.data,
-            dict(request.header_items()),
-            timeout or self.timeout or self._connection.timeout,
-        )
-        if status >= 400:
-            # Same exceptions as the stock client, so callers see the library's behaviour.
-            error = urllib.error.HTTPError(
-                request.full_url, status, reason, headers, io.BytesIO(body)
-            )
-            raise handle_error(error)
-        return _Answer(status, headers, body)
+MAIL_SEND_PATH = "/v3/mail/send"
+# The official library's own User-Agent: the payloads are built with its helpers.
+USER_AGENT = f"sendgrid/{sendgrid_version};python"
 
 
 def _first_error(body: bytes) -> str:
@@ -209,8 +127,10 @@ def _personalization(member: Member) -> dict[str, Any]:
 
 
 class SendGridTransport:
-    """Sends through SendGrid's v3 Mail Send API with the official ``sendgrid`` library's
-    client (a group's payload is built as plain JSON, see :func:`build_sendgrid_group`).
+    """Sends through SendGrid's v3 Mail Send API: the payload (built with the official
+    ``sendgrid`` library's helpers, or as plain JSON for a group, see
+    :func:`build_sendgrid_group`) is posted as JSON over a pool of kept-alive connections
+    (:class:`~course.transport.keepalive.ConnectionPool`).
 
     ``max_group`` caps the personalizations of one request (SendGrid takes 1,000).
     ``host`` may point at :mod:`course.testing.sendgrid_standin`. ``clock`` (Unix seconds) turns the
@@ -229,22 +149,19 @@ class SendGridTransport:
         max_group: int = MAX_PERSONALIZATIONS,
     ) -> None:
         if not api_key:
-            # SendGridAPIClient would fall back to os.environ; configuration comes from Settings.
             raise ValueError("SENDGRID_API_KEY: an API key is required")
         host = host.rstrip("/")
         self._clock = clock
+        self._timeout = timeout
         self.max_group = max(1, min(max_group, MAX_PERSONALIZATIONS))
         self._connections = ConnectionPool(host, timeout)
-        self._api = SendGridAPIClient(api_key=api_key, host=host)
-        self._api.client = _KeepAliveClient(
-            connection=self._connections,
-            host=host,
-            # Set now: python_http_client adds it to this shared dict on first use, which
-            # is a race when several threads send at once.
-            request_headers={**self._api._default_headers, "Content-Type": "application/json"},
-            version=3,
-            timeout=timeout,
-        )
+        self._url = host + MAIL_SEND_PATH
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
 
     def send(self, email: Email) -> SendResult:
         try:
@@ -257,25 +174,24 @@ class SendGridTransport:
         return self._post(build_sendgrid_group(group), group.members[0].email.message_id)
 
     def _post(self, payload: dict[str, Any], fallback_id: str) -> SendResult:
+        body = json.dumps(payload).encode("utf-8")
         try:  # safe from several threads: each request borrows a connection of its own
-            response = self._api.send(payload)
-        except HTTPError as exc:
-            raise self._http_error(exc) from exc
+            status, headers, answer = self._connections.request(
+                "POST", self._url, body, self._headers, self._timeout
+            )
         except NoAnswer as exc:
             raise UncertainSendError(f"SendGrid sent no answer: {exc}") from exc
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             detail = str(exc) or type(exc).__name__
             raise TransientSendError(f"SendGrid unreachable: {detail}") from exc
-        return SendResult(provider_message_id=response.headers.get("X-Message-Id") or fallback_id)
+        if status >= 400:
+            reason = f"SendGrid {status}: {_first_error(answer)}"
+            retry_after = self._retry_after(headers) if status == 429 else None
+            raise http_failure(status, reason, retry_after)
+        return SendResult(provider_message_id=headers.get("X-Message-Id") or fallback_id)
 
-    def _http_error(self, exc: HTTPError) -> Exception:
-        status = int(exc.status_code)
-        reason = f"SendGrid {status}: {_first_error(exc.body or b'')}"
-        retry_after = self._retry_after(exc.headers) if status == 429 else None
-        return http_failure(status, reason, retry_after)
-
-    def _retry_after(self, headers: Any) -> float | None:
-        reset = headers.get("X-RateLimit-Reset") if headers is not None else None
+    def _retry_after(self, headers: http.client.HTTPMessage) -> float | None:
+        reset = headers.get("X-RateLimit-Reset")
         try:
             return max(0.0, float(reset) - self._clock())
         except (TypeError, ValueError):
