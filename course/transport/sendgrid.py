@@ -156,11 +156,11 @@ class SendGridTransport:
         self.max_group = max(1, min(max_group, MAX_PERSONALIZATIONS))
         self._connections = ConnectionPool(host, timeout)
         self._url = host + MAIL_SEND_PATH
-        self._headers = {
+        self._headers = {  # spelled as python_http_client sent them: the same bytes on the wire
             "Authorization": f"Bearer {api_key}",
-            "User-Agent": USER_AGENT,
+            "User-agent": USER_AGENT,
             "Accept": "application/json",
-            "Content-Type": "application/json",
+            "Content-type": "application/json",
         }
 
     def send(self, email: Email) -> SendResult:
