@@ -33,7 +33,8 @@ from markupsafe import Markup
 
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
 from course.mail.plaintext import MARKDOWN, markdown_to_text
-from course.models.email import Email
+from course.mail.samples import sample_recipient
+from course.models.email import Email, Recipient
 from course.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
 
 HTML_LAYOUT = "layouts/lesson.html.j2"
@@ -52,17 +53,6 @@ _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fal
 
 class RenderError(Exception):
     """A lesson or layout template cannot be compiled or filled; the message names file and line."""
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """Who one email goes to, with the links signed for them."""
-
-    subscriber_id: str
-    email: str
-    first_name: str | None
-    unsubscribe_url: str
-    pause_url: str
 
 
 @dataclass(frozen=True)
@@ -323,11 +313,14 @@ def _check_template(
         raise RenderError(f"{name}:{first[0]}: unknown variable '{first[1]}' (known: {known})")
 
 
+_TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test"}
+
+
 def _trial_fill(compiled: CompiledLesson) -> None:
     """Fill once with and without a first name, so runtime mistakes show at load, not at send."""
     for first_name in (None, "Sam"):
-        sample = Recipient(
-            "trial", "trial@example.com", first_name, "https://u.test", "https://p.test"
+        sample = sample_recipient(
+            "trial", first_name, address="trial@example.com", links=_TRIAL_LINKS
         )
         context = compiled.context(sample, "https://c.test")
         try:

@@ -1,4 +1,4 @@
-"""An outgoing email, independent of how it is delivered."""
+"""An outgoing email, independent of how it is delivered, and the recipient it is made for."""
 
 from __future__ import annotations
 
@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one email goes to, with the links signed for them."""
+
+    subscriber_id: str
+    email: str
+    first_name: str | None
+    unsubscribe_url: str
+    pause_url: str
 
 
 @dataclass(frozen=True)
