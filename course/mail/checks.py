@@ -24,7 +24,7 @@ from markdown_it import MarkdownIt
 from course.mail.render import DISCLAIMER, Renderer
 from course.mail.samples import SAMPLE, render_sample
 from course.models.email import Email
-from course.schedule import LESSON, Lesson, Schedule
+from course.models.schedule import LESSON, Lesson, Schedule
 
 # Paragraphs shorter than this may repeat (a greeting, "Until next time,").
 REPEAT_MIN_WORDS = 8

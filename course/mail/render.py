@@ -35,7 +35,7 @@ from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_
 from course.mail.plaintext import MARKDOWN, markdown_to_text
 from course.mail.samples import sample_recipient
 from course.models.email import Email, Recipient
-from course.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
+from course.models.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
 
 HTML_LAYOUT = "layouts/lesson.html.j2"
 TEXT_LAYOUT = "layouts/lesson.txt.j2"

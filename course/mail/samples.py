@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from course.models.email import Email, Recipient
-from course.schedule import CONFIRMATION, LESSON, Lesson, Schedule
+from course.models.schedule import CONFIRMATION, LESSON, Lesson, Schedule
 from course.settings import Settings
 from course.tokens import subscriber_links
 

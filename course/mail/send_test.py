@@ -22,7 +22,7 @@ import secrets
 from course.mail.render import Renderer
 from course.mail.samples import render_sample, signed_recipient
 from course.models.email import Email
-from course.schedule import Lesson
+from course.models.schedule import Lesson
 from course.settings import Settings
 from course.tokens import confirm_link
 
