@@ -3,9 +3,10 @@
 Compiling a lesson turns its Markdown source into two final Jinja templates (HTML and plain
 text) in which only the per-recipient variables remain (see ``RECIPIENT_VARIABLES``):
 
-1. The lesson's Jinja tags are swapped for opaque placeholders, because Markdown would escape
-   their quotes and could not parse ``[Pause]({{ pause_url }})`` as a link.
-2. Markdown becomes HTML (and, separately, plain text: links as ``text (url)``).
+1. The lesson's Jinja tags are swapped for opaque placeholders (``mail/placeholders.py``),
+   because Markdown would escape their quotes and could not parse ``[Pause]({{ pause_url }})``.
+2. Markdown becomes HTML (and, separately, plain text in ``mail/plaintext.py``: links as
+   ``text (url)``).
 3. The layout in ``templates/layouts/`` is applied. Layouts use two kinds of tags:
    ``[[ course.name ]]`` / ``[% if ... %]`` are filled now, at compile time, with ``course``,
    ``lesson``, ``phase``, ``disclaimer`` and ``body``; ``{{ pause_url }}`` / ``{% ... %}`` stay
@@ -313,6 +314,7 @@ def _check_template(
         raise RenderError(f"{name}:{first[0]}: unknown variable '{first[1]}' (known: {known})")
 
 
+# The self-check's reader: made by the one sample maker, with links of its own.
 _TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test"}
 
 
