@@ -22,7 +22,7 @@ from markupsafe import Markup
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Header, Mail, Personalization, To
 
-from course.mail import render
+from course.mail import plaintext, render
 from course.schedule import Schedule, load_schedule
 from course.settings import Settings
 from course.store import Store
@@ -74,7 +74,7 @@ class _Templates:
         markdown = self.body.render(variables)
         body_html = Markup(render._markdown_to_html(markdown))
         html = self.html.render(variables, body=body_html, **self.constants)
-        body_text = render._markdown_to_text(markdown, len)
+        body_text = plaintext.markdown_to_text(markdown, len)
         text = self.text.render(variables, body=body_text, **self.constants)
         return render._inline_css(html), text
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from course.models.schedule import Lesson, Schedule
 from course.models.subscriber import Subscriber, to_instant
-from course.schedule import Lesson, Schedule
 from course.timeline import (
     DAY0_GRACE,
     LATE_GRACE,

@@ -18,8 +18,8 @@ from celery.signals import after_task_publish, beat_init
 
 from course import engine
 from course.logs import log_event
+from course.models.schedule import CONFIRMATION_ID
 from course.runtime import Runtime, build_runtime
-from course.schedule import CONFIRMATION_ID
 from course.settings import Settings
 from course.store import Store
 from course.store.embedded import resolve_redis_url

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from course.schedule import CourseSettings, Schedule
+from course.models.schedule import CourseSettings, Schedule
 
 # A week finds any allowed weekday; the rest covers dates without a slot (Samoa skipped
 # 2011-12-30 entirely) and leaves a margin.

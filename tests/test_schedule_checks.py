@@ -3,7 +3,7 @@ web app looks at most once a second (a health check looks at once)."""
 
 from __future__ import annotations
 
-from course.runtime import ScheduleHolder
+from course.schedule.reload import ScheduleHolder
 from course.web.state import SCHEDULE_CHECK_EVERY, WebState
 
 

@@ -20,9 +20,9 @@ from functools import partial
 
 from course.engine.ports import Enqueue, Item, LedgerStore, StoreError
 from course.logs import log_event
+from course.models.schedule import Schedule
 from course.models.subscriber import LedgerEntry, Subscriber, to_instant
 from course.progress import due_at, next_lesson, next_send, progress_after
-from course.schedule import Schedule
 from course.store import Claim
 from course.subscribers.lifecycle import SubscriptionError, resume
 from course.timeline import local_date

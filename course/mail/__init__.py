@@ -1,1 +1,1 @@
-"""Email: render lessons, plain text, SendGrid grouping, samples and content checks."""
+"""Email: render lessons (with plaintext and placeholders), SendGrid grouping, samples, checks."""

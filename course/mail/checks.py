@@ -21,18 +21,11 @@ from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 
-from course.mail.render import DISCLAIMER, Recipient, Renderer
+from course.mail.render import DISCLAIMER, Renderer
+from course.mail.samples import SAMPLE, render_sample
 from course.models.email import Email
-from course.schedule import CONFIRMATION, LESSON, Lesson, Schedule
+from course.models.schedule import LESSON, Lesson, Schedule
 
-SAMPLE = Recipient(
-    subscriber_id="sample",
-    email="reader@example.com",
-    first_name="Alex",
-    unsubscribe_url="https://course.invalid/unsubscribe/sample-token",
-    pause_url="https://course.invalid/pause/sample-token",
-)
-SAMPLE_CONFIRM_URL = "https://course.invalid/confirm/sample-token"
 # Paragraphs shorter than this may repeat (a greeting, "Until next time,").
 REPEAT_MIN_WORDS = 8
 
@@ -53,18 +46,11 @@ def check_content(schedule: Schedule, renderer: Renderer) -> list[str]:
     problems: list[str] = []
     sources = {lesson.id: _read_source(schedule, lesson) for lesson in schedule.emails}
     for lesson in schedule.emails:
-        problems += _check_email(schedule, lesson, sample_email(renderer, lesson))
+        problems += _check_email(schedule, lesson, render_sample(renderer, lesson))
         if lesson.kind == LESSON:
             problems += _check_lesson_text(schedule, lesson, sources[lesson.id])
     problems += _check_repeats(schedule, sources)
     return problems
-
-
-def sample_email(renderer: Renderer, lesson: Lesson, recipient: Recipient = SAMPLE) -> Email:
-    """``lesson`` (of any kind) as ``recipient`` would get it."""
-    if lesson.kind == CONFIRMATION:
-        return renderer.render_confirmation(recipient, SAMPLE_CONFIRM_URL)
-    return renderer.render(lesson.id, recipient)
 
 
 def word_count(source: str) -> int:

@@ -3,9 +3,10 @@
 Compiling a lesson turns its Markdown source into two final Jinja templates (HTML and plain
 text) in which only the per-recipient variables remain (see ``RECIPIENT_VARIABLES``):
 
-1. The lesson's Jinja tags are swapped for opaque placeholders, because Markdown would escape
-   their quotes and could not parse ``[Pause]({{ pause_url }})`` as a link.
-2. Markdown becomes HTML (and, separately, plain text: links as ``text (url)``).
+1. The lesson's Jinja tags are swapped for opaque placeholders (``mail/placeholders.py``),
+   because Markdown would escape their quotes and could not parse ``[Pause]({{ pause_url }})``.
+2. Markdown becomes HTML (and, separately, plain text in ``mail/plaintext.py``: links as
+   ``text (url)``).
 3. The layout in ``templates/layouts/`` is applied. Layouts use two kinds of tags:
    ``[[ course.name ]]`` / ``[% if ... %]`` are filled now, at compile time, with ``course``,
    ``lesson``, ``phase``, ``disclaimer`` and ``body``; ``{{ pause_url }}`` / ``{% ... %}`` stay
@@ -20,10 +21,8 @@ Per recipient only step 5's templates are rendered; nothing else runs.
 from __future__ import annotations
 
 import dataclasses
-import html
-import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -31,13 +30,13 @@ from types import TracebackType
 import css_inline
 import jinja2
 from jinja2 import meta, nodes
-from markdown_it import MarkdownIt
-from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
-from course.models.email import Email
-from course.models.subscriber import Subscriber
-from course.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
+from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
+from course.mail.plaintext import MARKDOWN, markdown_to_text
+from course.mail.samples import sample_recipient
+from course.models.email import Email, Recipient
+from course.models.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
 
 HTML_LAYOUT = "layouts/lesson.html.j2"
 TEXT_LAYOUT = "layouts/lesson.txt.j2"
@@ -50,41 +49,11 @@ RECIPIENT_VARIABLES = frozenset({"first_name", "progress", "unsubscribe_url", "p
 CONFIRMATION_VARIABLES = RECIPIENT_VARIABLES | {"confirm_url"}
 COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body", "call_to_action"})
 
-# A Jinja tag, with quoted strings skipped so that "}}" inside a string does not end it.
-_JINJA_TAG = re.compile(
-    r"""\{\{(?:[^}'"]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}"""
-    r"""|\{%(?:[^%'"]|'[^']*'|"[^"]*"|%(?!\}))*%\}"""
-    r"""|\{\#.*?\#\}""",
-    re.DOTALL,
-)
-# Text that is not a lesson tag but would open one once compiled (``\{\{`` in Markdown, a
-# ``{`` in the course name, minified CSS): each such ``{`` is emitted by an expression instead.
-_STRAY_OPENER = re.compile(r"\{(?=[{%#])")
-_STRAY_OPENER_REPLACEMENT = "{{ '{' }}"
-
-_markdown = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
 class RenderError(Exception):
     """A lesson or layout template cannot be compiled or filled; the message names file and line."""
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """Who one email goes to, with the links signed for them."""
-
-    subscriber_id: str
-    email: str
-    first_name: str | None
-    unsubscribe_url: str
-    pause_url: str
-
-    @classmethod
-    def for_subscriber(cls, sub: Subscriber, links: Mapping[str, str]) -> Recipient:
-        """The recipient of an email to ``sub``, with ``links`` signed for them
-        (:func:`course.tokens.subscriber_links`: ``unsubscribe_url``, ``pause_url``)."""
-        return cls(subscriber_id=sub.id, email=sub.email, first_name=sub.first_name, **links)
 
 
 @dataclass(frozen=True)
@@ -219,10 +188,10 @@ class Renderer:
         allowed = CONFIRMATION_VARIABLES if lesson.kind == CONFIRMATION else RECIPIENT_VARIABLES
         _check_template(name, source, self._fill_html, allowed)
 
-        slots = _Placeholders()
+        slots = Placeholders()
         protected = slots.protect(source)
-        body_html = _unwrap_statement_paragraphs(_markdown_to_html(protected), slots)
-        body_text = _markdown_to_text(protected, slots.display_width)
+        body_html = unwrap_statement_paragraphs(_markdown_to_html(protected), slots)
+        body_text = markdown_to_text(protected, slots.display_width)
         cta = self._schedule.course.call_to_action
         constants = {
             "course": self._schedule.course,
@@ -237,8 +206,8 @@ class Renderer:
         html = _inline_css(html)
         text = self._apply_layout(TEXT_LAYOUT, self._text_layout, slots, body_text, constants)
 
-        html_source = slots.restore(_STRAY_OPENER.sub(_STRAY_OPENER_REPLACEMENT, html))
-        text_source = slots.restore(_STRAY_OPENER.sub(_STRAY_OPENER_REPLACEMENT, text))
+        html_source = slots.restore(escape_stray_openers(html))
+        text_source = slots.restore(escape_stray_openers(text))
         separator = f"\x00{secrets.token_hex(16)}\x00"
         both_source = (
             f"{html_source}{separator}{{% autoescape false %}}{text_source}{{% endautoescape %}}"
@@ -261,7 +230,7 @@ class Renderer:
         self,
         layout: str,
         layout_source: str,
-        slots: _Placeholders,
+        slots: Placeholders,
         body: str,
         constants: Mapping[str, object],
     ) -> str:
@@ -345,11 +314,15 @@ def _check_template(
         raise RenderError(f"{name}:{first[0]}: unknown variable '{first[1]}' (known: {known})")
 
 
+# The self-check's reader: made by the one sample maker, with links of its own.
+_TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test"}
+
+
 def _trial_fill(compiled: CompiledLesson) -> None:
     """Fill once with and without a first name, so runtime mistakes show at load, not at send."""
     for first_name in (None, "Sam"):
-        sample = Recipient(
-            "trial", "trial@example.com", first_name, "https://u.test", "https://p.test"
+        sample = sample_recipient(
+            "trial", first_name, address="trial@example.com", links=_TRIAL_LINKS
         )
         context = compiled.context(sample, "https://c.test")
         try:
@@ -384,153 +357,12 @@ def _read(path: Path, name: str) -> str:
         raise RenderError(f"{name}: cannot read template: {reason}") from None
 
 
-# -- placeholders -----------------------------------------------------------------------------
-
-
-class _Placeholders:
-    """Swaps Jinja tags for opaque words that Markdown and css-inline leave alone."""
-
-    def __init__(self) -> None:
-        # Letters and digits only: nothing Markdown emphasises, escapes or links, nothing an
-        # HTML serializer rewrites. The nonce keeps lesson prose from forging one.
-        self._prefix = f"jx{secrets.token_hex(4)}n"
-        self._tags: dict[str, str] = {}
-        self.statements: set[str] = set()
-
-    def protect(self, source: str) -> str:
-        return _JINJA_TAG.sub(self._slot, source)
-
-    def restore(self, text: str) -> str:
-        if not self._tags:
-            return text
-        return re.sub(rf"{self._prefix}\d+x", lambda m: self._tags[m.group(0)], text)
-
-    def display_width(self, text: str) -> int:
-        """Roughly how wide ``text`` prints: a variable as a short name, a statement as nothing."""
-        return len(
-            re.sub(
-                rf"{self._prefix}\d+x",
-                lambda m: "" if m.group(0) in self.statements else "x" * 6,
-                text,
-            )
-        )
-
-    def _slot(self, match: re.Match[str]) -> str:
-        slot = f"{self._prefix}{len(self._tags)}x"
-        self._tags[slot] = match.group(0)
-        if match.group(0).startswith("{%"):
-            self.statements.add(slot)
-        return slot
-
-
-def _unwrap_statement_paragraphs(html: str, slots: _Placeholders) -> str:
-    """Move ``{% ... %}`` lines out of the paragraphs Markdown put them in.
-
-    ``{% if first_name %}`` alone on a line would otherwise leave ``<p></p>`` behind.
-    """
-    for slot in slots.statements:
-        html = html.replace(f"<p>{slot}</p>", slot)
-        html = html.replace(f"<p>{slot}\n", f"{slot}<p>")
-        html = html.replace(f"\n{slot}</p>", f"</p>{slot}")
-    return html
-
-
 # -- Markdown and CSS (module functions so tests can count the calls) -------------------------
 
 
 def _markdown_to_html(source: str) -> str:
-    return _markdown.render(source)
+    return MARKDOWN.render(source)
 
 
 def _inline_css(html: str) -> str:
     return _inliner.inline(html)
-
-
-def _markdown_to_text(source: str, width: Callable[[str], int]) -> str:
-    """Readable plain text from Markdown: ``text (url)`` links, no emphasis markers,
-    underlined headings (``width`` measures a heading that holds placeholders)."""
-    root = SyntaxTreeNode(_markdown.parse(source))
-    return _blocks(root.children, width).strip("\n")
-
-
-def _blocks(children: Iterable[SyntaxTreeNode], width: Callable[[str], int]) -> str:
-    parts = [_block(node, width) for node in children]
-    return "\n\n".join(part for part in parts if part)
-
-
-def _block(node: SyntaxTreeNode, width: Callable[[str], int]) -> str:
-    kind = node.type
-    if kind == "paragraph":
-        return _inline_children(node)
-    if kind == "heading":
-        title = _inline_children(node)
-        if node.tag in ("h1", "h2"):
-            underline = ("=" if node.tag == "h1" else "-") * max(3, width(title))
-            return f"{title}\n{underline}"
-        return title
-    if kind in ("bullet_list", "ordered_list"):
-        start = int(str(node.attrs.get("start", 1)))
-        items = []
-        for index, item in enumerate(node.children):
-            marker = f"{start + index}. " if kind == "ordered_list" else "- "
-            items.append(marker + _indent(_blocks(item.children, width), " " * len(marker)))
-        return ("\n" if _is_tight(node) else "\n\n").join(items)
-    if kind == "blockquote":
-        return "\n".join(f"> {line}".rstrip() for line in _blocks(node.children, width).split("\n"))
-    if kind in ("fence", "code_block"):
-        return "\n".join(f"    {line}" for line in node.content.rstrip("\n").split("\n"))
-    if kind == "hr":
-        return "* * *"
-    if kind == "table":
-        rows = [
-            " | ".join(_inline_children(cell) for cell in row.children)
-            for section in node.children
-            for row in section.children
-        ]
-        return "\n".join([rows[0], "-" * max(3, len(rows[0])), *rows[1:]]) if rows else ""
-    if kind == "html_block":
-        return html.unescape(re.sub(r"<[^>]*>", "", node.content)).strip()
-    return _inline_children(node)
-
-
-def _is_tight(node: SyntaxTreeNode) -> bool:
-    # markdown-it marks the paragraphs of a tight list (no blank lines between items) hidden.
-    return all(
-        child.hidden
-        for item in node.children
-        for child in item.children
-        if child.type == "paragraph"
-    )
-
-
-def _indent(text: str, prefix: str) -> str:
-    """Every line but the first indented by ``prefix`` (blank lines stay empty)."""
-    first, _, rest = text.partition("\n")
-    if not rest:
-        return first
-    return first + "\n" + "\n".join(prefix + line if line else line for line in rest.split("\n"))
-
-
-def _inline_children(node: SyntaxTreeNode) -> str:
-    return "".join(_inline(child) for child in node.children)
-
-
-def _inline(node: SyntaxTreeNode) -> str:
-    kind = node.type
-    if kind == "inline":
-        return _inline_children(node)
-    if kind in ("text", "code_inline"):
-        return node.content
-    if kind in ("softbreak", "hardbreak"):
-        return "\n"
-    if kind == "link":
-        label = _inline_children(node)
-        href = str(node.attrs.get("href", ""))
-        if not label or label == href or f"mailto:{label}" == href:
-            return href
-        return f"{label} ({href})"
-    if kind == "image":
-        return _inline_children(node)  # the alt text
-    if kind == "html_inline":
-        return ""
-    return _inline_children(node)  # em, strong, s: the markers are dropped

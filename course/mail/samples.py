@@ -1,37 +1,98 @@
-"""Rendering for people to look at: one email, or a gallery of them all, for a sample reader."""
+"""Emails for a reader who does not exist: the one place a sample recipient and a sample email
+are made. The renderer's self-check, the content checks (``course validate``), the preview and
+gallery (``course preview``, the admin pages) and ``course send-test`` all use it.
+
+Also here: the gallery, every email rendered for a sample reader, for people to look at.
+"""
 
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
-from course.mail.checks import sample_email as render_sample
-from course.mail.render import Recipient, Renderer
-from course.models.email import Email
-from course.schedule import CONFIRMATION, LESSON, Lesson, Schedule
+from course.models.email import Email, Recipient
+from course.models.schedule import CONFIRMATION, LESSON, Lesson, Schedule
 from course.settings import Settings
 from course.tokens import subscriber_links
 
-SAMPLE_ID = "preview"
+SAMPLE_ID = "sample"  # the content checks' reader
+PREVIEW_ID = "preview"  # the reader of previews and the gallery (links signed for this id)
+SAMPLE_ADDRESS = "reader@example.com"
+SAMPLE_FIRST_NAME = "Alex"
+# Links that look real and lead nowhere (.invalid never resolves).
+SAMPLE_LINKS = {
+    "unsubscribe_url": "https://course.invalid/unsubscribe/sample-token",
+    "pause_url": "https://course.invalid/pause/sample-token",
+}
+SAMPLE_CONFIRM_URL = "https://course.invalid/confirm/sample-token"
 
 
-def sample_recipient(settings: Settings, first_name: str) -> Recipient:
+class EmailRenderer(Protocol):
+    """What a sample needs of :class:`course.mail.render.Renderer`."""
+
+    def render(self, lesson_id: str, recipient: Recipient) -> Email: ...
+
+    def render_confirmation(self, recipient: Recipient, confirm_url: str) -> Email: ...
+
+
+def sample_recipient(
+    subscriber_id: str = SAMPLE_ID,
+    first_name: str | None = SAMPLE_FIRST_NAME,
+    *,
+    address: str = SAMPLE_ADDRESS,
+    links: Mapping[str, str] = SAMPLE_LINKS,
+) -> Recipient:
+    """A reader who does not exist; ``links`` holds ``unsubscribe_url`` and ``pause_url``."""
     return Recipient(
-        subscriber_id=SAMPLE_ID,
-        email="reader@example.com",
+        subscriber_id=subscriber_id,
+        email=address,
         first_name=first_name or None,
-        **subscriber_links(settings.base_url, settings.secret_key, SAMPLE_ID),
+        unsubscribe_url=links["unsubscribe_url"],
+        pause_url=links["pause_url"],
     )
 
 
-def sample_email(renderer: Renderer, settings: Settings, lesson: Lesson, first_name: str) -> Email:
+SAMPLE = sample_recipient()
+
+
+def signed_recipient(
+    settings: Settings, subscriber_id: str, first_name: str | None, address: str = SAMPLE_ADDRESS
+) -> Recipient:
+    """A sample reader whose links are signed for ``subscriber_id``, so they open the site's
+    own pages (an id no subscriber has makes them change nothing)."""
+    links = subscriber_links(settings.base_url, settings.secret_key, subscriber_id)
+    return sample_recipient(subscriber_id, first_name, address=address, links=links)
+
+
+def render_sample(
+    renderer: EmailRenderer,
+    lesson: Lesson,
+    recipient: Recipient = SAMPLE,
+    confirm_url: str = SAMPLE_CONFIRM_URL,
+) -> Email:
+    """``lesson`` (of any kind: a lesson, the confirmation, the completion) as ``recipient``
+    would get it; ``confirm_url`` is the confirmation email's link."""
+    if lesson.kind == CONFIRMATION:
+        return renderer.render_confirmation(recipient, confirm_url)
+    return renderer.render(lesson.id, recipient)
+
+
+def sample_email(
+    renderer: EmailRenderer, settings: Settings, lesson: Lesson, first_name: str
+) -> Email:
     """``lesson`` (of any kind) as a sample subscriber gets it, with working-looking links."""
-    return render_sample(renderer, lesson, sample_recipient(settings, first_name))
+    return render_sample(renderer, lesson, signed_recipient(settings, PREVIEW_ID, first_name))
 
 
 def write_gallery(
-    schedule: Schedule, renderer: Renderer, settings: Settings, folder: Path, first_name: str
+    schedule: Schedule,
+    renderer: EmailRenderer,
+    settings: Settings,
+    folder: Path,
+    first_name: str,
 ) -> Path:
     """Every email, HTML and text, plus an index page; returns the index's path."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,12 @@ import html
 import re
 import secrets
 
-from course.mail.render import Recipient, Renderer
+from course.mail.render import Renderer
+from course.mail.samples import render_sample, signed_recipient
 from course.models.email import Email
-from course.schedule import CONFIRMATION, Lesson
+from course.models.schedule import Lesson
 from course.settings import Settings
-from course.tokens import confirm_link, subscriber_links
+from course.tokens import confirm_link
 
 TEST_SUBSCRIBER_ID = "send-test"
 SUBJECT_PREFIX = "[TEST] "
@@ -39,17 +40,9 @@ def build_test_email(
 ) -> Email:
     """``lesson`` (any kind: a lesson, the confirmation, the completion) for ``address``,
     marked as a test and with links that act on nobody."""
-    recipient = Recipient(
-        subscriber_id=TEST_SUBSCRIBER_ID,
-        email=address,
-        first_name=first_name or None,
-        **subscriber_links(settings.base_url, settings.secret_key, TEST_SUBSCRIBER_ID),
-    )
-    if lesson.kind == CONFIRMATION:
-        url = confirm_link(settings.base_url, settings.secret_key, TEST_SUBSCRIBER_ID)
-        email = renderer.render_confirmation(recipient, url)
-    else:
-        email = renderer.render(lesson.id, recipient)
+    recipient = signed_recipient(settings, TEST_SUBSCRIBER_ID, first_name, address)
+    confirm_url = confirm_link(settings.base_url, settings.secret_key, TEST_SUBSCRIBER_ID)
+    email = render_sample(renderer, lesson, recipient, confirm_url)
     note = NOTE.format(lesson=lesson.id)
     domain = email.from_email.rpartition("@")[2] or "localhost"
     return dataclasses.replace(

@@ -1,11 +1,33 @@
-"""An outgoing email, independent of how it is delivered."""
+"""An outgoing email, independent of how it is delivered, and the recipient it is made for."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from course.models.subscriber import Subscriber
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one email goes to, with the links signed for them."""
+
+    subscriber_id: str
+    email: str
+    first_name: str | None
+    unsubscribe_url: str
+    pause_url: str
+
+    @classmethod
+    def for_subscriber(cls, sub: Subscriber, links: Mapping[str, str]) -> Recipient:
+        """The recipient of an email to ``sub``, with ``links`` signed for them
+        (:func:`course.tokens.subscriber_links`: ``unsubscribe_url``, ``pause_url``)."""
+        return cls(subscriber_id=sub.id, email=sub.email, first_name=sub.first_name, **links)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from course.models.schedule import Schedule
 from course.models.subscriber import Subscriber, to_instant
 from course.progress import next_lesson, next_send, progress_after, resumed_at
-from course.schedule import Schedule
 from course.schedule.diff import (
     ScheduleDiff,
     change_lines,

@@ -3,9 +3,9 @@ lesson, as plain data (``course subscribers show --json`` and the admin's subscr
 
 from __future__ import annotations
 
+from course.models.schedule import Schedule
 from course.models.subscriber import Subscriber, to_instant
 from course.progress import next_lesson
-from course.schedule import Schedule
 from course.store import Store
 
 

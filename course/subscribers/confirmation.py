@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from course.mail.render import Recipient, Renderer
-from course.schedule import CONFIRMATION_ID
+from course.models.schedule import CONFIRMATION_ID
 from course.settings import Settings
 from course.store import Store
 from course.tokens import confirm_link, subscriber_links

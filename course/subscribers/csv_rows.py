@@ -30,9 +30,9 @@ from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
+from course.models.schedule import LESSON, Schedule
 from course.models.subscriber import STATUSES, SUPPRESSED, Subscriber, to_instant
 from course.progress import due_at, next_lesson
-from course.schedule import LESSON, Schedule
 from course.store import Store
 from course.subscribers.signup import MAX_ZONE, InvalidSignup, clean_name, known_zones
 

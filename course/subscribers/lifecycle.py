@@ -12,9 +12,9 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber
 from course.progress import due_at, next_lesson, resumed_at
-from course.schedule import Schedule
 from course.store import Store
 from course.transport import SEND_TIMEOUT
 

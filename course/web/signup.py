@@ -11,8 +11,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course.logs import log_event
+from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED
-from course.schedule import Schedule
 from course.settings import Settings
 from course.store import DuplicateSubscriber, ErasedAddress, Store
 from course.subscribers.lifecycle import SubscriptionError, enrol

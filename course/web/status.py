@@ -6,9 +6,9 @@ from datetime import datetime
 
 from fastapi.responses import HTMLResponse
 
+from course.models.schedule import Lesson
 from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
 from course.progress import due_at, next_lesson, resumed_at
-from course.schedule import Lesson
 from course.web.state import Unavailable, WebState
 
 

@@ -19,8 +19,8 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
+from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber
-from course.schedule import Schedule
 from course.settings import SettingsError
 from course.store import Store
 from course.subscribers.lifecycle import unsubscribe

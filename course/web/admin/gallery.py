@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from course.mail.samples import sample_email
-from course.schedule import CONFIRMATION, LESSON, Lesson
+from course.models.schedule import CONFIRMATION, LESSON, Lesson
 from course.web.admin.auth import Denied, Gate, guarded
 from course.web.admin.pages import EMAIL_CSP, admin_page
 from course.web.state import WebState

@@ -1,0 +1,150 @@
+"""Loading ``schedule.yaml``: the file read, validated and built into a frozen :class:`Schedule`.
+
+Pure: reads only the schedule file and checks that the lesson template files exist.
+
+Every mistake in the file is reported at once, one line each, with the file, line and field::
+
+    schedule.yaml:14: phases[1].lessons[2].day: must be >= 0
+
+How: the YAML is read with the line of every field (``yaml_lines``); pydantic models check each
+field and a second pass checks what spans lessons (``rules``); both kinds of problem are mapped
+back to lines.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from course.models.schedule import (
+    COMPLETION,
+    COMPLETION_ID,
+    CONFIRMATION,
+    CONFIRMATION_ID,
+    WEEKDAY_NAMES,
+    CallToAction,
+    ContentChecks,
+    CourseSettings,
+    Lesson,
+    Phase,
+    Schedule,
+)
+from course.schedule.errors import Problem, ScheduleError
+from course.schedule.rules import ChecksModel, EmailModel, ScheduleModel, validate
+from course.schedule.yaml_lines import dotted, read_yaml
+
+
+def load_schedule(path: Path | str, templates_dir: Path | None = None) -> Schedule:
+    """Read and validate a schedule file.
+
+    ``templates_dir`` defaults to the ``templates`` folder beside the file. Errors name the file
+    as ``path`` was given. Raises :class:`ScheduleError` for a missing or unreadable file and for
+    every problem in its content.
+    """
+    filename = str(path)
+    path = Path(path)
+    if templates_dir is None:
+        templates_dir = path.parent / "templates"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScheduleError([Problem(filename, None, "", "file not found")]) from None
+    except UnicodeDecodeError:
+        raise ScheduleError([Problem(filename, None, "", "not valid UTF-8 text")]) from None
+    except OSError as exc:
+        problem = Problem(filename, None, "", f"cannot read the file: {exc.strerror}")
+        raise ScheduleError([problem]) from None
+    return parse_schedule(text, filename, templates_dir, path=path)
+
+
+def parse_schedule(
+    text: str, filename: str, templates_dir: Path, *, path: Path | None = None
+) -> Schedule:
+    """Validate the schedule YAML in ``text``; ``filename`` names it in error messages.
+
+    ``Schedule.path`` is ``path`` if given, else ``Path(filename)``. Raises :class:`ScheduleError`.
+    """
+    tree = read_yaml(text, filename)
+    model, found = validate(tree, templates_dir)
+    found = tree.problems + found
+    if found or model is None:
+        raise ScheduleError(
+            Problem(filename, line, dotted(p), message) for p, line, message in found
+        )
+    return _build(model, path if path is not None else Path(filename), templates_dir)
+
+
+def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
+    settings = model.course
+    hour, minute = settings.send_time.split(":")
+    course = CourseSettings(
+        name=settings.name,
+        from_email=settings.from_.email,
+        from_name=settings.from_.name,
+        reply_to=settings.reply_to or settings.from_.email,
+        postal_address=settings.postal_address,
+        send_time=time(int(hour), int(minute)),
+        timezone=ZoneInfo(settings.timezone),
+        weekdays=frozenset(WEEKDAY_NAMES.index(day) for day in settings.weekdays),
+        max_lessons_per_day=settings.max_lessons_per_day,
+        call_to_action=(
+            CallToAction(cta.text, cta.label, cta.url) if (cta := settings.call_to_action) else None
+        ),
+    )
+    phases = []
+    number = 0
+    for phase_number, phase in enumerate(model.phases, start=1):
+        lessons = []
+        for lesson in phase.lessons:
+            number += 1
+            lessons.append(
+                Lesson(
+                    id=lesson.id,
+                    day=lesson.day,
+                    subject=lesson.subject,
+                    preheader=lesson.preheader,
+                    template=lesson.template,
+                    phase_id=phase.id,
+                    number=number,
+                    backfill=lesson.backfill,
+                    call_to_action=lesson.call_to_action,
+                )
+            )
+        phases.append(Phase(phase.id, phase.title, phase_number, tuple(lessons)))
+    last = phases[-1].lessons[-1]
+    confirmation = completion = None
+    if model.confirmation:
+        confirmation = _email(model.confirmation, CONFIRMATION_ID, CONFIRMATION, 0, "", 0)
+    if model.completion:
+        day = last.day + model.completion.after_days
+        completion = _email(
+            model.completion, COMPLETION_ID, COMPLETION, day, last.phase_id, number + 1
+        )
+    checks = model.checks or ChecksModel()
+    words = checks.words or (None, None)
+    return Schedule(
+        course,
+        tuple(phases),
+        path,
+        templates_dir,
+        confirmation=confirmation,
+        completion=completion,
+        checks=ContentChecks(words[0], words[1], checks.must_include),
+    )
+
+
+def _email(
+    model: EmailModel, email_id: str, kind: str, day: int, phase_id: str, number: int
+) -> Lesson:
+    """One of the course's own emails, as a lesson the renderer and the engine understand."""
+    return Lesson(
+        id=email_id,
+        day=day,
+        subject=model.subject,
+        preheader=model.preheader,
+        template=model.template,
+        phase_id=phase_id,
+        number=number,
+        kind=kind,
+    )

@@ -1,0 +1,277 @@
+"""Schedule hot reload: a running process keeps the last valid schedule and its compiled
+templates, reloads them when the files change, and goes on with the last valid one (loudly)
+after an invalid edit.
+
+:class:`ScheduleHolder` is the reload itself. :class:`ScheduleSnapshot` (the last valid
+schedule's files, kept so a process starting on a broken file still sends) and
+:class:`ScheduleStatusBoard` (which schedule each process runs) are its two Redis-backed
+helpers: they speak Redis directly for now and move behind the store with the store's split
+(``course/store/``), which is why this module still imports ``redis``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from course.mail.render import Renderer, RenderError
+from course.models.schedule import Schedule
+from course.schedule.errors import ScheduleError
+from course.schedule.load import load_schedule
+
+log = logging.getLogger("course.runtime")  # its name from before it moved here
+
+
+def _fingerprint(schedule_path: Path, templates_dir: Path) -> tuple:
+    """What changes when a marketer edits the schedule or a template."""
+    files = [schedule_path, *sorted(p for p in templates_dir.rglob("*") if p.is_file())]
+    stamps = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+class ScheduleSnapshot:
+    """The files of the last valid schedule, kept in Redis (a hash: relative path -> bytes),
+    so that a process starting while ``schedule.yaml`` is broken still sends with the last
+    valid schedule, as a running one does."""
+
+    SCHEDULE_NAME = "schedule.yaml"
+
+    def __init__(self, client: redis.Redis, key: str):
+        self.client = client
+        self.key = key
+        self.lessons_key = f"{key}:lessons"  # every lesson id any valid schedule had
+
+    @classmethod
+    def files(cls, schedule: Schedule) -> dict[str, Path]:
+        """What a schedule is made of: the file itself, its emails' templates and the layouts."""
+        found = {cls.SCHEDULE_NAME: schedule.path}
+        layouts = schedule.templates_dir / "layouts"
+        paths = [schedule.templates_dir / lesson.template for lesson in schedule.emails]
+        paths += [p for p in layouts.rglob("*") if p.is_file()] if layouts.is_dir() else []
+        for path in paths:
+            found[f"templates/{path.relative_to(schedule.templates_dir).as_posix()}"] = path
+        return found
+
+    @staticmethod
+    def read(files: dict[str, Path]) -> dict[str, bytes]:
+        return {name: path.read_bytes() for name, path in files.items()}
+
+    def save(self, contents: dict[str, bytes], lesson_ids: Iterable[str] = ()) -> None:
+        """Keep ``contents``; remember ``lesson_ids`` (so ``course stats`` can find the
+        figures of lessons later removed without scanning every key)."""
+        pipe = self.client.pipeline()
+        pipe.delete(self.key)
+        pipe.hset(self.key, mapping=contents)
+        ids = list(lesson_ids)
+        if ids:
+            pipe.sadd(self.lessons_key, *ids)
+        pipe.execute()
+
+    def restore(self) -> Path | None:
+        """The snapshot written to a new folder of this process's own; its schedule's path."""
+        contents = self.client.hgetall(self.key)
+        if not contents:
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="course-schedule-"))
+        for raw_name, data in contents.items():
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder.resolve()):
+                continue  # never write outside the snapshot folder
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data if isinstance(data, bytes) else data.encode())
+        return folder / self.SCHEDULE_NAME
+
+
+def fingerprint(contents: dict[str, bytes]) -> str:
+    """A short name for a schedule's exact files: equal files, equal fingerprint."""
+    digest = hashlib.sha256()
+    for name in sorted(contents):
+        data = contents[name]
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:12]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ScheduleStatusBoard:
+    """Where a process says which schedule it runs: one field of the hash
+    ``P schedule:status`` per process (``role@host:pid``), a JSON object with the
+    fingerprint, loaded_at, the error of the latest invalid edit and when, and seen_at.
+
+    ``course stats`` and the web app's ``/healthz`` read it. Reporting never stops sending:
+    a Redis error is logged and the next report tries again."""
+
+    HEARTBEAT = 60.0  # seconds between reports when nothing changed
+    FORGET_AFTER = 7 * 24 * 3600  # a process not heard of for this long is dropped
+
+    def __init__(self, client: redis.Redis, key: str, role: str, process: str | None = None):
+        self.client = client
+        self.key = key
+        self.role = role
+        self.process = process or f"{role}@{socket.gethostname()}:{os.getpid()}"
+        self._last: tuple[dict, float] | None = None
+
+    def report(self, state: dict[str, str | None], now: datetime) -> None:
+        """Record ``state`` (fingerprint, loaded_at, error, error_at) if it changed or the
+        last report is a heartbeat old."""
+        ts = now.timestamp()
+        if self._last and self._last[0] == state and ts - self._last[1] < self.HEARTBEAT:
+            return
+        body = {"role": self.role, **state, "seen_at": now.isoformat()}
+        try:
+            pipe = self.client.pipeline()
+            pipe.hset(self.key, self.process, json.dumps(body))
+            for raw, text in self.client.hgetall(self.key).items():
+                name = raw.decode() if isinstance(raw, bytes) else raw
+                if name != self.process and _seen(text) < ts - self.FORGET_AFTER:
+                    pipe.hdel(self.key, name)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not record the schedule status: %s", exc)
+            return
+        self._last = (dict(state), ts)
+
+
+def _seen(text: str) -> float:
+    try:
+        return datetime.fromisoformat(json.loads(text)["seen_at"]).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
+class ScheduleHolder:
+    """The last valid schedule and its compiled templates, reloaded when the files change.
+
+    An invalid edit is logged loudly and kept in :attr:`error`; sending goes on with the
+    last valid schedule. With a :class:`ScheduleSnapshot`, that holds across restarts too.
+    With a :class:`ScheduleStatusBoard`, every load, rejected edit and (once a minute) the
+    fact that the process is still running are recorded in Redis.
+    """
+
+    def __init__(
+        self,
+        schedule_path: Path,
+        templates_dir: Path | None = None,
+        snapshot: ScheduleSnapshot | None = None,
+        board: ScheduleStatusBoard | None = None,
+        clock: Callable[[], datetime] = _now,
+        check_every: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.path = Path(schedule_path)
+        self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
+        self.snapshot = snapshot
+        self.board = board
+        self.clock = clock
+        self.error: str | None = None
+        self.error_at: datetime | None = None
+        self.fingerprint = ""
+        self.loaded_at = clock()
+        # Looking for edits stats every template (about a millisecond): a caller on a hot
+        # path (the web app) looks at most once per ``check_every`` seconds of ``monotonic``.
+        self.check_every = check_every
+        self._monotonic = monotonic
+        self._checked = monotonic()
+        self._stamp = _fingerprint(self.path, self.templates_dir)
+        try:
+            self.schedule, self.renderer = self._load()
+        except (ScheduleError, RenderError) as exc:
+            restored = snapshot.restore() if snapshot else None
+            if restored is None:
+                raise
+            self.error, self.error_at = str(exc), self.loaded_at
+            schedule = load_schedule(restored, restored.parent / "templates")
+            self.schedule, self.renderer = schedule, Renderer(schedule)
+            self.fingerprint = fingerprint(ScheduleSnapshot.read(ScheduleSnapshot.files(schedule)))
+            log.error(
+                "invalid schedule at start, sending with the last valid one: %s",
+                exc,
+                extra={"event": "schedule_invalid"},
+            )
+        self._report()
+
+    def _load(self) -> tuple[Schedule, Renderer]:
+        schedule = load_schedule(self.path, self.templates_dir)
+        renderer = Renderer(schedule)
+        try:
+            contents = ScheduleSnapshot.read(ScheduleSnapshot.files(schedule))
+        except OSError as exc:
+            log.warning("could not read the valid schedule's files back: %s", exc)
+            contents = None
+        if contents is not None:
+            self.fingerprint = fingerprint(contents)
+            if self.snapshot is not None:
+                self._save_snapshot(contents, [lesson.id for lesson in schedule.emails])
+        self.loaded_at = self.clock()
+        return schedule, renderer
+
+    def _save_snapshot(self, contents: dict[str, bytes], lesson_ids: list[str]) -> None:
+        """Keep what was just validated; skip it if a file changed while it was checked."""
+        try:
+            if _fingerprint(self.path, self.templates_dir) != self._stamp:
+                return  # edited meanwhile: the next reload validates and saves it
+            self.snapshot.save(contents, lesson_ids)
+        except (OSError, redis.RedisError) as exc:
+            log.warning("could not keep a copy of the valid schedule: %s", exc)
+
+    def status(self) -> dict[str, str | None]:
+        """The schedule this process runs and the latest invalid edit, as plain data."""
+        return {
+            "fingerprint": self.fingerprint,
+            "loaded_at": self.loaded_at.isoformat(),
+            "error": self.error,
+            "error_at": self.error_at.isoformat() if self.error_at else None,
+        }
+
+    def _report(self) -> None:
+        if self.board is not None:
+            self.board.report(self.status(), self.clock())
+
+    def current(self, fresh: bool = False) -> tuple[Schedule, Renderer]:
+        """The last valid schedule, reloaded first if its files changed (looked at no more
+        than once per ``check_every`` seconds unless ``fresh``)."""
+        now = self._monotonic()
+        if not fresh and now - self._checked < self.check_every:
+            return self.schedule, self.renderer
+        self._checked = now
+        stamp = _fingerprint(self.path, self.templates_dir)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.schedule, self.renderer = self._load()
+            except (ScheduleError, RenderError) as exc:
+                self.error, self.error_at = str(exc), self.clock()
+                log.error(
+                    "invalid schedule, still sending with the last valid one: %s",
+                    exc,
+                    extra={"event": "schedule_invalid"},
+                )
+            else:
+                self.error = self.error_at = None
+                log.info(
+                    "schedule reloaded: %s",
+                    self.fingerprint,
+                    extra={"event": "schedule_reloaded"},
+                )
+        self._report()
+        return self.schedule, self.renderer
