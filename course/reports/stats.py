@@ -282,7 +282,7 @@ def _with_funnel(stats: CourseStats) -> CourseStats:
 def read_processes(store: Store, now: datetime) -> tuple[ProcessSchedule, ...]:
     """What every process that loads the schedule last reported, newest first."""
     found = []
-    for name, text in store.redis.hgetall(store.schedule_status_key).items():
+    for name, text in store.schedule_statuses().items():
         try:
             data = json.loads(text)
         except ValueError:

@@ -3,7 +3,8 @@
 :mod:`course.store.keys` documents every key; :class:`Store` (:mod:`course.store.facade`)
 is the one object callers use, made of one part per concept: subscriber records
 (:mod:`.subscribers`), the due index (:mod:`.due`), the ledger (:mod:`.ledger`), counters
-(:mod:`.counters`) and the web app's state (:mod:`.web_state`). Records are encoded in
+(:mod:`.counters`), the web app's state (:mod:`.web_state`) and the schedule's snapshot
+and status board (:mod:`.snapshot`). Records are encoded in
 :mod:`.codec`; errors to catch are in :mod:`.errors`.
 """
 
@@ -14,7 +15,7 @@ from course.store.errors import (
     StoreConnectionError,
     StoreError,
 )
-from course.store.facade import Store
+from course.store.facade import Client, Store, connect
 from course.store.keys import DEFAULT_PREFIX, member, split_member
 from course.store.ledger import FINISH_FROM, Claim, Outcome
 
@@ -22,12 +23,14 @@ __all__ = [
     "DEFAULT_PREFIX",
     "FINISH_FROM",
     "Claim",
+    "Client",
     "DuplicateSubscriber",
     "ErasedAddress",
     "Outcome",
     "Store",
     "StoreConnectionError",
     "StoreError",
+    "connect",
     "encode_subscriber",
     "member",
     "normalise_address",

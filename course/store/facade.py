@@ -1,8 +1,11 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, web state), so callers write ``store.method(...)`` whatever part it is in.
+ledger, counters, web state, schedule state), so callers write ``store.method(...)``
+whatever part it is in; and :func:`connect`, which makes the Redis client it is given.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import redis
 
@@ -11,6 +14,7 @@ from course.store.due import DueIndex
 from course.store.errors import StoreError
 from course.store.keys import DEFAULT_PREFIX
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
+from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
     ADD_SCRIPT,
@@ -21,8 +25,15 @@ from course.store.subscribers import (
 )
 from course.store.web_state import WebState
 
+Client = redis.Redis  # what :func:`connect` returns, for annotations outside the store
 
-class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState):
+
+def connect(url: str, **options: Any) -> Client:
+    """A client for the Redis at ``url``; ``options`` are redis-py's (timeouts, decoding)."""
+    return redis.Redis.from_url(url, **options)
+
+
+class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleState):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
     Error = StoreError  # ``except store.Error`` without importing redis

@@ -31,7 +31,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
                               record); they are out of the due index until an operator looks.
 ``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
-                              (see course.runtime.ScheduleSnapshot).
+                              (see course.store.snapshot.ScheduleSnapshot).
 ``P schedule:snapshot:lessons`` set  every email id any valid schedule kept there had:
                               where ``course stats`` finds the figures of removed lessons.
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
@@ -59,7 +59,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               mailable status, so a repeated unsubscribe counts once.
 ``P schedule:status`` hash   ``{role}@{host}:{pid}`` -> JSON of the schedule that process
                               runs: fingerprint, loaded_at, error and error_at of the latest
-                              invalid edit, seen_at (see course.runtime.ScheduleStatusBoard).
+                              invalid edit, seen_at (see course.store.snapshot.ScheduleStatusBoard).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request

@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -37,10 +36,10 @@ from course.models.subscriber import (
     to_instant,
 )
 from course.reports.metrics import build_registry
-from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
+from course.runtime import ScheduleHolder
 from course.schedule import Lesson, Schedule, ScheduleError
 from course.settings import Settings
-from course.store import Store
+from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.lifecycle import (
     SubscriptionError,
@@ -211,7 +210,7 @@ class WebState:
         self.settings = settings
         self._clock = clock  # paces the looks for schedule edits
         url = resolve_redis_url(settings.redis_url, settings.var_dir)
-        self.client = redis.Redis.from_url(
+        self.client = connect(
             url,
             decode_responses=True,
             socket_timeout=10,
@@ -264,12 +263,12 @@ class WebState:
                     self._holder = ScheduleHolder(
                         self.settings.schedule_path,
                         self.settings.templates_dir,
-                        ScheduleSnapshot(self.client, self.store.snapshot_key),
-                        ScheduleStatusBoard(self.client, self.store.schedule_status_key, "web"),
+                        self.store.schedule_snapshot(),
+                        self.store.status_board("web"),
                         check_every=SCHEDULE_CHECK_EVERY,
                         monotonic=self._clock,
                     )
-                except (ScheduleError, RenderError, OSError, redis.RedisError) as exc:
+                except (ScheduleError, RenderError, OSError, StoreError) as exc:
                     self._load_error = str(exc)
                     raise Unavailable(f"no valid schedule: {exc}") from None
                 self._load_error = None
@@ -723,7 +722,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         try:
             state.client.ping()
             redis_ok, last_tick = True, state.store.last_tick()
-        except (redis.RedisError, OSError):
+        except (StoreError, OSError):
             redis_ok, last_tick = False, None
         schedule = state.schedule_status() if redis_ok else {"loaded": False, "error": None}
         if redis_ok:
@@ -978,8 +977,8 @@ def _install_handlers(app: FastAPI, state: WebState) -> None:
             headers={"Retry-After": "60"},
         )
 
-    @app.exception_handler(redis.RedisError)
-    async def redis_down(request: Request, exc: redis.RedisError) -> Response:
+    @app.exception_handler(StoreError)
+    async def redis_down(request: Request, exc: StoreError) -> Response:
         log.error("redis: %s", exc)
         return state.pages.render(
             "message",
