@@ -3,9 +3,9 @@
 :mod:`course.store.keys` documents every key; :class:`Store` (:mod:`course.store.facade`)
 is the one object callers use, made of one part per concept: subscriber records
 (:mod:`.subscribers`), the due index (:mod:`.due`), the ledger (:mod:`.ledger`), counters
-(:mod:`.counters`), the web app's state (:mod:`.web_state`) and the schedule's snapshot
-and status board (:mod:`.snapshot`). Records are encoded in
-:mod:`.codec`; errors to catch are in :mod:`.errors`.
+(:mod:`.counters`), the web app's state (:mod:`.web_state`), the schedule's snapshot and
+status board (:mod:`.snapshot`) and what an erase needs (:mod:`.privacy`). Records are
+encoded in :mod:`.codec`; the errors to catch are in :mod:`.errors`.
 """
 
 from course.store.codec import encode_subscriber, normalise_address, suppression_hash
@@ -18,8 +18,10 @@ from course.store.errors import (
 from course.store.facade import Client, Store, connect
 from course.store.keys import DEFAULT_PREFIX, member, split_member
 from course.store.ledger import FINISH_FROM, Claim, Outcome
+from course.store.web_state import ADDRESS_WINDOW
 
 __all__ = [
+    "ADDRESS_WINDOW",
     "DEFAULT_PREFIX",
     "FINISH_FROM",
     "Claim",

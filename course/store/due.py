@@ -34,6 +34,10 @@ class DueIndex(Keys):
         first = self.redis.zrange(self.due_key, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
+    def drop_due(self, sub_id: str) -> None:
+        """Take a subscriber out of the due index (their record is gone)."""
+        self.redis.zrem(self.due_key, sub_id)
+
     def due_count(self, now: float | None = None) -> int:
         return int(self.redis.zcount(self.due_key, "-inf", "+inf" if now is None else now))
 
@@ -43,6 +47,11 @@ class DueIndex(Keys):
         pipe.hset(self.quarantine_key, sub_id, reason)
         pipe.zrem(self.due_key, sub_id)
         pipe.execute()
+
+    def quarantine_reason(self, sub_id: str) -> str | None:
+        """Why the subscriber is in quarantine, or None when they are not."""
+        reason = self.redis.hget(self.quarantine_key, sub_id)
+        return as_str(reason) if reason else None
 
     def quarantine_count(self) -> int:
         return int(self.redis.hlen(self.quarantine_key))

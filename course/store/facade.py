@@ -1,5 +1,5 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, web state, schedule state), so callers write ``store.method(...)``
+ledger, counters, web state, schedule state, privacy), so callers write ``store.method(...)``
 whatever part it is in; and :func:`connect`, which makes the Redis client it is given.
 """
 
@@ -14,6 +14,7 @@ from course.store.due import DueIndex
 from course.store.errors import StoreError
 from course.store.keys import DEFAULT_PREFIX
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
+from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
@@ -33,7 +34,7 @@ def connect(url: str, **options: Any) -> Client:
     return redis.Redis.from_url(url, **options)
 
 
-class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleState):
+class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleState, PrivacyRecords):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
     Error = StoreError  # ``except store.Error`` without importing redis
@@ -49,3 +50,8 @@ class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleSta
         self._add = client.register_script(ADD_SCRIPT)
         self._suppress = client.register_script(SUPPRESS_SCRIPT)
         self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
+        self._erase = client.register_script(ERASE_SCRIPT)
+
+    def ping(self) -> None:
+        """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""
+        self.redis.ping()

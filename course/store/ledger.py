@@ -235,6 +235,12 @@ class Ledger(Keys):
             return int(self.redis.zcard(self.pending_key))
         return int(self.redis.zcount(self.pending_key, "-inf", due_by))
 
+    def pending_scores(self, sub_id: str, lesson_ids: list[str]) -> list[float | None]:
+        """When each of the subscriber's entries is looked at again (None: not pending)."""
+        if not lesson_ids:
+            return []
+        return self.redis.zmscore(self.pending_key, [member(sub_id, les) for les in lesson_ids])
+
     def drop_pending(self, sub_id: str, lesson_id: str) -> None:
         self.redis.zrem(self.pending_key, member(sub_id, lesson_id))
 
