@@ -11,14 +11,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
-import redis
 from rich.console import Console
 from rich.table import Table
 
 from course.mail.render import Renderer, RenderError
 from course.schedule import ScheduleError, load_schedule
 from course.settings import Settings, SettingsError
-from course.store import DuplicateSubscriber
+from course.store import DuplicateSubscriber, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError
 from course.timeline import calendar
@@ -517,13 +516,13 @@ def health() -> None:
 @pass_ctx
 def health_beat(ctx: Context, max_age: int) -> None:
     """Whether beat runs: it records in Redis when it starts and each time it sends a tick."""
-    from course.store import Store
+    from course.store import Store, connect
     from course.store.embedded import running_url
 
     url = ctx.settings.redis_url or running_url(ctx.settings.var_dir)
     if url is None:
         raise Failed("no Redis: REDIS_URL is unset and no embedded server runs")
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    client = connect(url, socket_connect_timeout=5, socket_timeout=5)
     try:
         seen = Store(client).beat_seen()
     finally:
@@ -892,7 +891,7 @@ def subscribers_quarantine(ctx: Context, release: str | None) -> None:
     for column in ("id", "email", "reason"):
         table.add_column(column)
     for sub_id, reason in held.items():
-        email = store.redis.hget(store.sub_key(sub_id), "email") or ""
+        email = store.email_of(sub_id) or ""
         table.add_row(sub_id, email, reason)
     console.print(table)
     console.print(f"{len(held)} in quarantine")
@@ -916,7 +915,7 @@ def main(argv: list[str] | None = None) -> None:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"course: {line}" if not line.startswith(("/", ".")) else line, err=True)
         raise SystemExit(1) from None
-    except redis.RedisError as exc:
+    except StoreError as exc:
         click.echo(f"course: Redis: {exc}", err=True)
         raise SystemExit(1) from None
     except OSError as exc:

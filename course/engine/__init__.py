@@ -23,8 +23,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-import redis
-
 from course.logs import log_event
 from course.mail.grouping import EmailGroup, Member, Tags, group_emails
 from course.mail.render import Recipient, Renderer
@@ -38,7 +36,7 @@ from course.models.subscriber import (
     to_instant,
 )
 from course.schedule import Lesson, Schedule
-from course.store import Claim, Outcome, Store
+from course.store import Claim, Outcome, Store, StoreError
 from course.subscribers.lifecycle import SubscriptionError, resume
 from course.timeline import DAY0_GRACE, LATE_GRACE, catch_up, local_date
 from course.transport import (
@@ -147,7 +145,7 @@ def tick(
             for sub_id, (sub, done) in zip(part, store.get_many(part), strict=True):
                 try:
                     claim = _plan(store, schedule, now, sub_id, sub, done, result)
-                except redis.RedisError:
+                except StoreError:
                     raise  # Redis trouble is not the record's fault
                 except Exception as exc:  # one broken record must not stop everyone else
                     store.quarantine(sub_id, f"{type(exc).__name__}: {exc}")
@@ -186,7 +184,7 @@ def _plan(
     """The claim to try for one due subscriber, or None after fixing their index entry."""
     ts = now.timestamp()
     if sub is None:
-        store.redis.zrem(store.due_key, sub_id)
+        store.drop_due(sub_id)
         return None
     if sub.status == "paused" and sub.paused_until:
         if sub.paused_until > ts:  # read before a pause was set: keep its resume time

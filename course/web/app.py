@@ -720,7 +720,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     )
     def healthz() -> JSONResponse:
         try:
-            state.client.ping()
+            state.store.ping()
             redis_ok, last_tick = True, state.store.last_tick()
         except (StoreError, OSError):
             redis_ok, last_tick = False, None
