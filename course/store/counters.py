@@ -96,9 +96,6 @@ class Counters(Keys):
         return {as_str(k): int(v) for k, v in raw.items()}
 
     # housekeeping
-    def set_last_tick(self, iso: str) -> None:
-        self.redis.set(self.tick_last_key, iso)
-
     def record_tick(self, now: datetime, duration: float, due: int, claimed: int) -> None:
         """What a tick at ``now`` did and how long it took (``tick:last`` and ``tick:stats``)."""
         key = self.tick_stats_key

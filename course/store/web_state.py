@@ -27,10 +27,6 @@ class WebState(Keys):
         count, _ = pipe.execute()
         return int(count), window - (now % window)
 
-    def hits(self, scope: str, key: str, window: int, now: float) -> int:
-        value = self.redis.get(self.rate_key(scope, key, window, now))
-        return int(value) if value else 0
-
     def unhit(self, scope: str, key: str, window: int, now: float) -> None:
         """Take one hit of the current window back (keeping the expiry :meth:`hit` sets)."""
         name = self.rate_key(scope, key, window, now)
