@@ -174,7 +174,7 @@ def collect(
     exits = store.exit_stats()
     exited = {lesson for lesson, _ in exits} - {BEFORE_FIRST}
     candidates = sorted((store.stats_lesson_ids() | exited) - set(known))
-    raw = store.many_lesson_stats(known + candidates)
+    raw = store.lesson_counts(known + candidates)
     removed_ids = [i for i in candidates if raw[i][0] or raw[i][1] or i in exited]
 
     def stats_of(lesson: Lesson | None, lesson_id: str, kind: str) -> LessonStats:

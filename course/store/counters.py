@@ -48,22 +48,6 @@ class Counters(Keys):
                 found.add(as_str(key)[len(pattern) - 1 :])
         return found
 
-    def many_lesson_stats(self, lesson_ids: list[str]) -> dict[str, tuple[dict, dict]]:
-        """Each lesson's (send stats, provider event counts), in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        for lesson_id in lesson_ids:
-            pipe.hgetall(self.send_stats_key(lesson_id))
-            pipe.hgetall(self.lesson_stats_key(lesson_id))
-        replies = pipe.execute()
-        result = {}
-        for i, lesson_id in enumerate(lesson_ids):
-            sends, events = replies[2 * i], replies[2 * i + 1]
-            result[lesson_id] = (
-                {as_str(k): int(v) for k, v in sends.items()},
-                {as_str(k): int(v) for k, v in events.items()},
-            )
-        return result
-
     def count_lesson_event(self, lesson_id: str, event: str) -> None:
         self.redis.hincrby(self.lesson_stats_key(lesson_id), event, 1)
 
