@@ -78,10 +78,12 @@ DEFAULT_PREFIX = "hr:"
 
 
 def member(sub_id: str, lesson_id: str) -> str:
+    """The pending index's member for one ledger entry (``{id}|{lesson}``)."""
     return f"{sub_id}|{lesson_id}"
 
 
 def split_member(value: str) -> tuple[str, str]:
+    """A pending index member back into (subscriber id, lesson id)."""
     sub_id, _, lesson_id = value.partition("|")
     return sub_id, lesson_id
 
