@@ -12,16 +12,13 @@ import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import redis
 
+from course.schedule import Schedule
 from course.store.codec import as_str
 from course.store.errors import StoreError
 from course.store.keys import Keys
-
-if TYPE_CHECKING:
-    from course.schedule import Schedule
 
 log = logging.getLogger("course.runtime")  # its name from before it moved here
 
