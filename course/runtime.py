@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis
-
 from course.schedule.reload import (
     ScheduleHolder,
     ScheduleSnapshot,
@@ -15,7 +13,8 @@ from course.schedule.reload import (
     fingerprint,
 )
 from course.settings import Settings
-from course.store import Store
+from course.store import Client, Store
+from course.store import connect as connect_redis
 from course.store.embedded import check_server_version, resolve_redis_url
 from course.tokens import subscriber_links
 from course.transport import Transport, make_transport
@@ -36,7 +35,7 @@ __all__ = [
 class Runtime:
     settings: Settings
     redis_url: str
-    client: redis.Redis
+    client: Client
     store: Store
     schedules: ScheduleHolder
     _transport: Transport | None = field(default=None, repr=False)
@@ -57,10 +56,10 @@ class Runtime:
         self.client.close()
 
 
-def connect(settings: Settings) -> tuple[str, redis.Redis]:
+def connect(settings: Settings) -> tuple[str, Client]:
     """The Redis URL in use (embedded when ``REDIS_URL`` is unset) and a client for it."""
     url = resolve_redis_url(settings.redis_url, settings.var_dir)
-    client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    client = connect_redis(url, decode_responses=True, health_check_interval=30)
     check_server_version(client)
     return url, client
 
@@ -70,7 +69,7 @@ def build_runtime(settings: Settings, role: str | None = None) -> Runtime:
     schedule it runs in Redis (short-lived CLI commands do not)."""
     url, client = connect(settings)
     store = Store(client)
-    board = ScheduleStatusBoard(client, store.schedule_status_key, role) if role else None
+    board = store.status_board(role) if role else None
     return Runtime(
         settings=settings,
         redis_url=url,
@@ -79,7 +78,7 @@ def build_runtime(settings: Settings, role: str | None = None) -> Runtime:
         schedules=ScheduleHolder(
             settings.schedule_path,
             settings.templates_dir,
-            ScheduleSnapshot(client, store.snapshot_key),
+            store.schedule_snapshot(),
             board,
         ),
     )

@@ -12,7 +12,6 @@ import logging
 import time
 from datetime import UTC, datetime
 
-import redis
 from celery import Celery, current_app, shared_task
 from celery.signals import after_task_publish, beat_init
 
@@ -21,7 +20,7 @@ from course.logs import log_event
 from course.models.schedule import CONFIRMATION_ID
 from course.runtime import Runtime, build_runtime
 from course.settings import Settings
-from course.store import Store
+from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.confirmation import send_confirmation
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
@@ -100,12 +99,12 @@ def _beat_started(sender, **_: object) -> None:
     """Beat records in Redis that it runs, now and each time it sends a tick, for its
     health check (``course health beat``); only the beat process does this."""
     settings = sender.app.conf.course_settings
-    store = Store(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+    store = Store(connect(settings.redis_url, socket_timeout=5))
 
     def seen() -> None:
         try:
             store.set_beat_seen(time.time())
-        except redis.RedisError as exc:  # the health check will say so; beat carries on
+        except StoreError as exc:  # the health check will say so; beat carries on
             log.warning("beat could not record that it runs: %s", exc)
 
     def on_publish(sender=None, **_: object) -> None:

@@ -16,7 +16,7 @@ from course.models.subscriber import LedgerEntry
 from course.progress import due_at, next_lesson
 from course.schedule import load_schedule
 from course.store import Store
-from course.subscribers.csv_rows import (
+from course.subscribers.csv_import import (
     START_AT_SIGNUP,
     BadRow,
     CsvFileError,

@@ -7,13 +7,12 @@ The commands live one noun to a module beside this one and register on ``cli`` w
 from __future__ import annotations
 
 import click
-import redis
 
 from course.cli.context import Context
 from course.mail.render import RenderError
 from course.schedule import ScheduleError
 from course.settings import Settings, SettingsError
-from course.store import DuplicateSubscriber
+from course.store import DuplicateSubscriber, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError
 
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"course: {line}" if not line.startswith(("/", ".")) else line, err=True)
         raise SystemExit(1) from None
-    except redis.RedisError as exc:
+    except StoreError as exc:
         click.echo(f"course: Redis: {exc}", err=True)
         raise SystemExit(1) from None
     except OSError as exc:

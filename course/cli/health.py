@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import click
-import redis
 
 from course.cli.context import Context, Failed, pass_ctx
 from course.cli.group import cli
@@ -24,13 +23,13 @@ def health() -> None:
 @pass_ctx
 def health_beat(ctx: Context, max_age: int) -> None:
     """Whether beat runs: it records in Redis when it starts and each time it sends a tick."""
-    from course.store import Store
+    from course.store import Store, connect
     from course.store.embedded import running_url
 
     url = ctx.settings.redis_url or running_url(ctx.settings.var_dir)
     if url is None:
         raise Failed("no Redis: REDIS_URL is unset and no embedded server runs")
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    client = connect(url, socket_connect_timeout=5, socket_timeout=5)
     try:
         seen = Store(client).beat_seen()
     finally:

@@ -165,7 +165,7 @@ def subscribers_import(
     consent_source). Bad rows go to the errors file; the valid ones are imported."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from course.subscribers.csv_rows import CsvFileError, import_rows, read_rows, write_errors
+    from course.subscribers.csv_import import CsvFileError, import_rows, read_rows, write_errors
 
     now = instant_or_now(now_text, "--now")
     schedule, _ = ctx.runtime.schedules.current()
@@ -222,7 +222,7 @@ def subscribers_export(ctx: Context, file: Path, status: str | None) -> None:
     standard output (-)."""
     import csv
 
-    from course.subscribers.csv_rows import export_rows
+    from course.subscribers.csv_export import export_rows
 
     schedule, _ = ctx.runtime.schedules.current()
     rows = export_rows(ctx.runtime.store, schedule, status)
@@ -303,7 +303,7 @@ def subscribers_quarantine(ctx: Context, release: str | None) -> None:
     for column in ("id", "email", "reason"):
         table.add_column(column)
     for sub_id, reason in held.items():
-        email = store.redis.hget(store.sub_key(sub_id), "email") or ""
+        email = store.email_of(sub_id) or ""
         table.add_row(sub_id, email, reason)
     console.print(table)
     console.print(f"{len(held)} in quarantine")

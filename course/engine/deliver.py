@@ -24,8 +24,8 @@ from course.logs import log_event
 from course.mail.grouping import EmailGroup, Member, Tags, group_emails
 from course.mail.render import Recipient, Renderer
 from course.models.email import Email
+from course.models.ledger import Outcome
 from course.models.subscriber import LedgerEntry
-from course.store import Outcome
 from course.transport import (
     PermanentSendError,
     SendResult,

@@ -14,18 +14,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
-import redis
-
 from course.mail.grouping import EmailGroup
 from course.models.email import Email
+from course.models.ledger import Claim, Outcome
 from course.models.subscriber import LedgerEntry, Subscriber
-from course.store import Claim, Outcome
 from course.transport import SendResult
-
-# The error a store raises when it cannot answer (its server is gone): not a record's fault.
-# The one place the engine names redis; it becomes ``course.store.StoreError`` once the store
-# exposes its own error type.
-StoreError = redis.RedisError
 
 Item = tuple[str, str]  # (subscriber id, lesson id)
 Enqueue = Callable[[list[Item], datetime], None]  # hands a batch of claimed items to workers
@@ -41,6 +34,10 @@ class LedgerStore(Protocol):
     finished; a send starts only from ``claimed`` or ``retry`` while the subscriber may still
     be mailed; an outcome replaces only the states it is allowed to.
     """
+
+    # What it raises when it cannot answer (its server is gone): never a record's fault, so
+    # a tick stops instead of quarantining the subscriber it was reading.
+    Error: type[Exception]
 
     # subscribers
     def get(self, sub_id: str) -> Subscriber | None: ...
@@ -61,6 +58,8 @@ class LedgerStore(Protocol):
 
     # the due index and the ledger
     def all_due_ids(self, now: float, page: int = 10_000) -> list[str]: ...
+
+    def drop_due(self, sub_id: str) -> None: ...
 
     def ledger(self, sub_id: str) -> dict[str, LedgerEntry]: ...
 

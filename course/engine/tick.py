@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
-from course.engine.ports import Enqueue, Item, LedgerStore, StoreError
+from course.engine.ports import Enqueue, Item, LedgerStore
 from course.logs import log_event
+from course.models.ledger import Claim
 from course.models.schedule import Schedule
 from course.models.subscriber import LedgerEntry, Subscriber, to_instant
 from course.progress import due_at, next_lesson, next_send, progress_after
-from course.store import Claim
 from course.subscribers.lifecycle import SubscriptionError, resume
 from course.timeline import local_date
 
@@ -96,7 +96,7 @@ def tick(
             for sub_id, (sub, done) in zip(part, store.get_many(part), strict=True):
                 try:
                     claim = _plan(store, schedule, now, sub_id, sub, done, result)
-                except StoreError:
+                except store.Error:
                     raise  # Redis trouble is not the record's fault
                 except Exception as exc:  # one broken record must not stop everyone else
                     store.quarantine(sub_id, f"{type(exc).__name__}: {exc}")
@@ -135,7 +135,7 @@ def _plan(
     """The claim to try for one due subscriber, or None after fixing their index entry."""
     ts = now.timestamp()
     if sub is None:
-        store.redis.zrem(store.due_key, sub_id)
+        store.drop_due(sub_id)
         return None
     if sub.status == "paused" and sub.paused_until:
         if sub.paused_until > ts:  # read before a pause was set: keep its resume time

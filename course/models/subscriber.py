@@ -13,8 +13,6 @@ from zoneinfo import ZoneInfo
 STATUSES = ("pending", "active", "paused", "completed", "unsubscribed", "bounced", "complained")
 # A subscriber in one of these never gets another email.
 SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
-# Ledger states of one (subscriber, lesson) pair.
-LEDGER_STATES = ("claimed", "sending", "retry", "sent", "failed", "uncertain", "skipped")
 
 
 @dataclass(frozen=True)

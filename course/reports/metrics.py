@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-import redis
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,7 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from course.store import Store
+from course.store import Store, StoreError
 
 # Ledger outcomes that only ever grow. ``uncertain`` is a gauge: a provider event settles
 # an uncertain send as sent or failed, and its count goes down.
@@ -55,7 +54,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             families = self._families(list(self.lesson_ids()), self.clock())
-        except (redis.RedisError, OSError):
+        except (StoreError, OSError):
             yield GaugeMetricFamily("course_redis_up", "Whether Redis answered the scrape.", 0)
             return
         yield GaugeMetricFamily("course_redis_up", "Whether Redis answered the scrape.", 1)

@@ -161,7 +161,7 @@ def collect(
     exits = store.exit_stats()
     exited = {lesson for lesson, _ in exits} - {BEFORE_FIRST}
     candidates = sorted((store.stats_lesson_ids() | exited) - set(known))
-    raw = store.many_lesson_stats(known + candidates)
+    raw = store.lesson_counts(known + candidates)
     removed_ids = [i for i in candidates if raw[i][0] or raw[i][1] or i in exited]
 
     def stats_of(lesson: Lesson | None, lesson_id: str, kind: str) -> LessonStats:
@@ -269,7 +269,7 @@ def _with_funnel(stats: CourseStats) -> CourseStats:
 def read_processes(store: Store, now: datetime) -> tuple[ProcessSchedule, ...]:
     """What every process that loads the schedule last reported, newest first."""
     found = []
-    for name, text in store.redis.hgetall(store.schedule_status_key).items():
+    for name, text in store.schedule_statuses().items():
         try:
             data = json.loads(text)
         except ValueError:

@@ -5,29 +5,24 @@ after an invalid edit.
 :class:`ScheduleHolder` is the reload itself. :class:`ScheduleSnapshot` (the last valid
 schedule's files, kept so a process starting on a broken file still sends) and
 :class:`ScheduleStatusBoard` (which schedule each process runs) are its two Redis-backed
-helpers: they speak Redis directly for now and move behind the store with the store's split
-(``course/store/``), which is why this module still imports ``redis``.
+helpers, kept behind the store (:mod:`course.store.snapshot`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
-import redis
 
 from course.mail.render import Renderer, RenderError
 from course.models.schedule import Schedule
 from course.schedule.errors import ScheduleError
 from course.schedule.load import load_schedule
+from course.store import StoreError
+from course.store.snapshot import ScheduleSnapshot, ScheduleStatusBoard
 
 log = logging.getLogger("course.runtime")  # its name from before it moved here
 
@@ -45,60 +40,6 @@ def _fingerprint(schedule_path: Path, templates_dir: Path) -> tuple:
     return tuple(stamps)
 
 
-class ScheduleSnapshot:
-    """The files of the last valid schedule, kept in Redis (a hash: relative path -> bytes),
-    so that a process starting while ``schedule.yaml`` is broken still sends with the last
-    valid schedule, as a running one does."""
-
-    SCHEDULE_NAME = "schedule.yaml"
-
-    def __init__(self, client: redis.Redis, key: str):
-        self.client = client
-        self.key = key
-        self.lessons_key = f"{key}:lessons"  # every lesson id any valid schedule had
-
-    @classmethod
-    def files(cls, schedule: Schedule) -> dict[str, Path]:
-        """What a schedule is made of: the file itself, its emails' templates and the layouts."""
-        found = {cls.SCHEDULE_NAME: schedule.path}
-        layouts = schedule.templates_dir / "layouts"
-        paths = [schedule.templates_dir / lesson.template for lesson in schedule.emails]
-        paths += [p for p in layouts.rglob("*") if p.is_file()] if layouts.is_dir() else []
-        for path in paths:
-            found[f"templates/{path.relative_to(schedule.templates_dir).as_posix()}"] = path
-        return found
-
-    @staticmethod
-    def read(files: dict[str, Path]) -> dict[str, bytes]:
-        return {name: path.read_bytes() for name, path in files.items()}
-
-    def save(self, contents: dict[str, bytes], lesson_ids: Iterable[str] = ()) -> None:
-        """Keep ``contents``; remember ``lesson_ids`` (so ``course stats`` can find the
-        figures of lessons later removed without scanning every key)."""
-        pipe = self.client.pipeline()
-        pipe.delete(self.key)
-        pipe.hset(self.key, mapping=contents)
-        ids = list(lesson_ids)
-        if ids:
-            pipe.sadd(self.lessons_key, *ids)
-        pipe.execute()
-
-    def restore(self) -> Path | None:
-        """The snapshot written to a new folder of this process's own; its schedule's path."""
-        contents = self.client.hgetall(self.key)
-        if not contents:
-            return None
-        folder = Path(tempfile.mkdtemp(prefix="course-schedule-"))
-        for raw_name, data in contents.items():
-            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
-            target = (folder / name).resolve()
-            if not target.is_relative_to(folder.resolve()):
-                continue  # never write outside the snapshot folder
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data if isinstance(data, bytes) else data.encode())
-        return folder / self.SCHEDULE_NAME
-
-
 def fingerprint(contents: dict[str, bytes]) -> str:
     """A short name for a schedule's exact files: equal files, equal fingerprint."""
     digest = hashlib.sha256()
@@ -111,52 +52,6 @@ def fingerprint(contents: dict[str, bytes]) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class ScheduleStatusBoard:
-    """Where a process says which schedule it runs: one field of the hash
-    ``P schedule:status`` per process (``role@host:pid``), a JSON object with the
-    fingerprint, loaded_at, the error of the latest invalid edit and when, and seen_at.
-
-    ``course stats`` and the web app's ``/healthz`` read it. Reporting never stops sending:
-    a Redis error is logged and the next report tries again."""
-
-    HEARTBEAT = 60.0  # seconds between reports when nothing changed
-    FORGET_AFTER = 7 * 24 * 3600  # a process not heard of for this long is dropped
-
-    def __init__(self, client: redis.Redis, key: str, role: str, process: str | None = None):
-        self.client = client
-        self.key = key
-        self.role = role
-        self.process = process or f"{role}@{socket.gethostname()}:{os.getpid()}"
-        self._last: tuple[dict, float] | None = None
-
-    def report(self, state: dict[str, str | None], now: datetime) -> None:
-        """Record ``state`` (fingerprint, loaded_at, error, error_at) if it changed or the
-        last report is a heartbeat old."""
-        ts = now.timestamp()
-        if self._last and self._last[0] == state and ts - self._last[1] < self.HEARTBEAT:
-            return
-        body = {"role": self.role, **state, "seen_at": now.isoformat()}
-        try:
-            pipe = self.client.pipeline()
-            pipe.hset(self.key, self.process, json.dumps(body))
-            for raw, text in self.client.hgetall(self.key).items():
-                name = raw.decode() if isinstance(raw, bytes) else raw
-                if name != self.process and _seen(text) < ts - self.FORGET_AFTER:
-                    pipe.hdel(self.key, name)
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            log.warning("could not record the schedule status: %s", exc)
-            return
-        self._last = (dict(state), ts)
-
-
-def _seen(text: str) -> float:
-    try:
-        return datetime.fromisoformat(json.loads(text)["seen_at"]).timestamp()
-    except (ValueError, KeyError, TypeError):
-        return 0.0
 
 
 class ScheduleHolder:
@@ -231,7 +126,7 @@ class ScheduleHolder:
             if _fingerprint(self.path, self.templates_dir) != self._stamp:
                 return  # edited meanwhile: the next reload validates and saves it
             self.snapshot.save(contents, lesson_ids)
-        except (OSError, redis.RedisError) as exc:
+        except (OSError, StoreError) as exc:
             log.warning("could not keep a copy of the valid schedule: %s", exc)
 
     def status(self) -> dict[str, str | None]:

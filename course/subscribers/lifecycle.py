@@ -10,13 +10,16 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber
 from course.progress import due_at, next_lesson, resumed_at
-from course.store import Store
 from course.transport import SEND_TIMEOUT
+
+if TYPE_CHECKING:
+    from course.store import Store
 
 
 class SubscriptionError(ValueError):

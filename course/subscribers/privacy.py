@@ -23,28 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from course.models.subscriber import LedgerEntry, to_instant
-from course.store import Store, member, normalise_address, suppression_hash
+from course.store import ADDRESS_WINDOW, Store, normalise_address
 from course.subscribers.lifecycle import SEND_SETTLE, wait_for_sends
 
 MAX_CHAIN = 1000  # records one address may have had; a guard against a damaged chain
 SCAN_BATCH = 1000
-ADDRESS_WINDOW = 24 * 3600  # the web app's per-address signup counter (course.web.signup)
-
-# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash
-# ARGV: id, address
-# Removes one record and every index entry of it in one step, so a tick or worker running
-# meanwhile sees either all of it or none. Returns the number of keys deleted (0 to 2).
-ERASE_SCRIPT = """
-for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
-  redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
-end
-local deleted = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('HDEL', KEYS[6], ARGV[1])
-if redis.call('HGET', KEYS[7], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[7], ARGV[2]) end
-return deleted
-"""
 
 
 @dataclass(frozen=True)
@@ -59,10 +42,6 @@ def _iso(epoch: float | None) -> str | None:
     return to_instant(epoch).isoformat() if epoch is not None else None
 
 
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def record_ids(store: Store, address: str, scan: bool = False) -> list[str]:
     """Every subscriber record that held ``address``, newest first.
 
@@ -71,15 +50,14 @@ def record_ids(store: Store, address: str, scan: bool = False) -> list[str]:
     made before the ``prior`` field existed)."""
     address = normalise_address(address)
     found: list[str] = []
-    current = store.redis.hget(store.email_key, address)
-    sub_id = _str(current) if current else ""
+    sub_id = store.address_holder(address)
     while sub_id and sub_id not in found and len(found) < MAX_CHAIN:
-        raw = store.redis.hmget(store.sub_key(sub_id), "email", "prior")
-        if raw[0] is None:  # vanished: the chain ends here
+        email, prior = store.email_and_prior(sub_id)
+        if email is None:  # vanished: the chain ends here
             break
-        if _str(raw[0]) == address:
+        if email == address:
             found.append(sub_id)
-        sub_id = _str(raw[1]) if raw[1] else ""
+        sub_id = prior
     if scan:
         batch: list[str] = []
         for sub_id in store.iter_ids(SCAN_BATCH):
@@ -92,14 +70,11 @@ def record_ids(store: Store, address: str, scan: bool = False) -> list[str]:
 
 
 def _matching(store: Store, ids: list[str], address: str, known: list[str]) -> list[str]:
-    pipe = store.redis.pipeline(transaction=False)
-    for sub_id in ids:
-        pipe.hget(store.sub_key(sub_id), "email")
-    emails = pipe.execute()
+    emails = store.emails_of(ids) if ids else []
     return [
         sub_id
         for sub_id, email in zip(ids, emails, strict=True)
-        if email is not None and _str(email) == address and sub_id not in known
+        if email is not None and email == address and sub_id not in known
     ]
 
 
@@ -123,9 +98,9 @@ def export_data(store: Store, address: str, now: datetime, scan: bool = False) -
     records = [_record(store, sub_id, address) for sub_id in record_ids(store, address, scan)]
     counters = []
     for key in rate_limit_keys(store, address, ts):
-        value = store.redis.get(key)
-        if value is not None:
-            counters.append({"key": key, "count": int(value), "ttl_seconds": store.redis.ttl(key)})
+        found = store.counter(key)
+        if found is not None:
+            counters.append({"key": key, "count": found[0], "ttl_seconds": found[1]})
     if not records and not counters:
         return None
     return {
@@ -146,23 +121,21 @@ def export_data(store: Store, address: str, now: datetime, scan: bool = False) -
 
 def _record(store: Store, sub_id: str, address: str) -> dict | None:
     sub = store.get(sub_id)
-    raw = store.redis.hgetall(store.sub_key(sub_id))
+    raw = store.raw_fields(sub_id)
     if sub is None or not raw:
         return None
     entries = sorted(store.ledger(sub_id).values(), key=lambda e: e.at)
-    members = [member(sub_id, e.lesson_id) for e in entries]
-    pending = store.redis.zmscore(store.pending_key, members) if members else []
-    quarantine = store.redis.hget(store.quarantine_key, sub_id)
+    pending = store.pending_scores(sub_id, [e.lesson_id for e in entries])
     return {
         "id": sub_id,
-        "current": _str(store.redis.hget(store.email_key, address) or "") == sub_id,
-        "fields": {_str(k): _str(v) for k, v in sorted(raw.items())},
+        "current": store.address_holder(address) == sub_id,
+        "fields": dict(sorted(raw.items())),
         "status": sub.status,
         "created_at": _iso(sub.created),
         "started_at": _iso(sub.start),
         "consent": {**sub.consent_record, "at": _iso(sub.created)},
         "due_at": _iso(store.due_score(sub_id)),
-        "quarantine": _str(quarantine) if quarantine else None,
+        "quarantine": store.quarantine_reason(sub_id),
         "ledger": [_entry(e, at) for e, at in zip(entries, pending, strict=True)],
     }
 
@@ -197,12 +170,11 @@ def erase(
     seconds: one that takes longer belongs to a worker that died), then the records go.
     Deliveries still queued for an erased record find no ledger entry and send nothing."""
     address = normalise_address(address)
-    already = not store.redis.sadd(store.suppressed_key, suppression_hash(address))
-    script = store.redis.register_script(ERASE_SCRIPT)
+    already = not store.suppress_address(address)
     ids = record_ids(store, address, scan)
     for sub_id in also:
-        held = store.redis.hget(store.sub_key(sub_id), "email")
-        if sub_id not in ids and held is not None and _str(held) == address:
+        held = store.email_of(sub_id)
+        if sub_id not in ids and held is not None and held == address:
             ids.append(sub_id)
     for sub_id in ids:  # no send can start from here on (a record already suppressed stays so)
         store.suppress(sub_id, "unsubscribed")
@@ -212,19 +184,8 @@ def erase(
         wait_for_sends(store, sub_id, timeout)
     deleted = 0
     for sub_id in ids:
-        keys = [
-            store.sub_key(sub_id),
-            store.ledger_key(sub_id),
-            store.subs_key,
-            store.due_key,
-            store.pending_key,
-            store.quarantine_key,
-            store.email_key,
-        ]
-        deleted += int(script(keys=keys, args=[sub_id, address]))
-    left = store.redis.hget(store.email_key, address)  # a mapping to a vanished record
-    if left and not store.redis.exists(store.sub_key(_str(left))):
-        store.redis.hdel(store.email_key, address)
+        deleted += store.erase_record(sub_id, address)
+    store.drop_vanished_holder(address)  # a mapping to a vanished record
     counters = rate_limit_keys(store, address, now.timestamp())
-    deleted += int(store.redis.delete(*counters))
+    deleted += store.drop_counters(counters)
     return Erased(address, ids, deleted, already)

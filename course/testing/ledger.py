@@ -27,8 +27,14 @@ def _whole(changes: dict[str, object]) -> dict[str, object]:
     return {k: float(int(v)) if isinstance(v, float) else v for k, v in changes.items()}
 
 
+class MemoryLedgerError(Exception):
+    """Never raised: a dict always answers. The port's ``Error`` for this ledger."""
+
+
 class MemoryLedger:
     """Subscribers, the due index, the ledger and the pending index, as plain dicts."""
+
+    Error = MemoryLedgerError
 
     def __init__(self) -> None:
         self.subs: dict[str, Subscriber] = {}
@@ -104,6 +110,9 @@ class MemoryLedger:
     # the due index and the ledger
     def all_due_ids(self, now: float, page: int = 10_000) -> list[str]:
         return [i for i, at in sorted(self.due.items(), key=lambda d: (d[1], d[0])) if at <= now]
+
+    def drop_due(self, sub_id: str) -> None:
+        self.due.pop(sub_id, None)
 
     def due_score(self, sub_id: str) -> float | None:
         return self.due.get(sub_id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from course.store import StoreError
 from course.web.state import Unavailable, WebState
 
 log = logging.getLogger("course.web")
@@ -54,8 +54,8 @@ def install_handlers(app: FastAPI, state: WebState) -> None:
             headers={"Retry-After": "60"},
         )
 
-    @app.exception_handler(redis.RedisError)
-    async def redis_down(request: Request, exc: redis.RedisError) -> Response:
+    @app.exception_handler(StoreError)
+    async def redis_down(request: Request, exc: StoreError) -> Response:
         log.error("redis: %s", exc)
         return state.pages.render(
             "message",

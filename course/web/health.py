@@ -6,12 +6,12 @@ from __future__ import annotations
 import hmac
 import time
 
-import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from course.reports.metrics import build_registry
+from course.store import StoreError
 from course.web.state import Unavailable, WebState, now
 
 
@@ -59,9 +59,9 @@ def router(state: WebState) -> APIRouter:
     )
     def healthz() -> JSONResponse:
         try:
-            state.client.ping()
+            state.store.ping()
             redis_ok, last_tick = True, state.store.last_tick()
-        except (redis.RedisError, OSError):
+        except (StoreError, OSError):
             redis_ok, last_tick = False, None
         schedule = state.schedule_status() if redis_ok else {"loaded": False, "error": None}
         if redis_ok:

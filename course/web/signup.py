@@ -14,7 +14,7 @@ from course.logs import log_event
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED
 from course.settings import Settings
-from course.store import DuplicateSubscriber, ErasedAddress, Store
+from course.store import ADDRESS_WINDOW, DuplicateSubscriber, ErasedAddress, Store
 from course.subscribers.lifecycle import SubscriptionError, enrol
 from course.subscribers.signup import (
     MAX_ZONE,
@@ -28,7 +28,6 @@ from course.subscribers.signup import (
 log = logging.getLogger("course.web")
 
 IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
-ADDRESS_WINDOW = 24 * 3600  # seconds: the per-address limit counts confirmations per day
 MAX_EMAIL = 254
 CONFIRMATION_TASK = "course.confirmation"
 

@@ -16,14 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from fastapi.responses import HTMLResponse
 
 from course.mail.render import Renderer, RenderError
-from course.runtime import ScheduleHolder, ScheduleSnapshot, ScheduleStatusBoard
 from course.schedule import Schedule, ScheduleError
+from course.schedule.reload import ScheduleHolder
 from course.settings import Settings
-from course.store import Store
+from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.web.pages import Pages
 from course.web.signup import SendTask, Signups
@@ -55,7 +54,7 @@ class WebState:
         self.settings = settings
         self._clock = clock  # paces the looks for schedule edits
         url = resolve_redis_url(settings.redis_url, settings.var_dir)
-        self.client = redis.Redis.from_url(
+        self.client = connect(
             url,
             decode_responses=True,
             socket_timeout=10,
@@ -103,12 +102,12 @@ class WebState:
                     self._holder = ScheduleHolder(
                         self.settings.schedule_path,
                         self.settings.templates_dir,
-                        ScheduleSnapshot(self.client, self.store.snapshot_key),
-                        ScheduleStatusBoard(self.client, self.store.schedule_status_key, "web"),
+                        self.store.schedule_snapshot(),
+                        self.store.status_board("web"),
                         check_every=SCHEDULE_CHECK_EVERY,
                         monotonic=self._clock,
                     )
-                except (ScheduleError, RenderError, OSError, redis.RedisError) as exc:
+                except (ScheduleError, RenderError, OSError, StoreError) as exc:
                     self._load_error = str(exc)
                     raise Unavailable(f"no valid schedule: {exc}") from None
                 self._load_error = None

@@ -56,7 +56,7 @@ class AdminAuth:
         """A cookie value and the CSRF token inside it; the session's id goes into Redis
         for as long as the cookie may last."""
         csrf, sid = secrets.token_urlsafe(24), secrets.token_urlsafe(16)
-        self._store.redis.set(self._store.admin_session_key(sid), "1", ex=SESSION_MAX_AGE)
+        self._store.open_admin_session(sid, SESSION_MAX_AGE)
         return self._serializer.dumps({"k": self._token_id, "csrf": csrf, "s": sid}), csrf
 
     def read_session(self, cookie: str) -> Session | None:
@@ -70,14 +70,14 @@ class AdminAuth:
         csrf, sid = data.get("csrf"), data.get("s")
         if not (isinstance(csrf, str) and csrf and isinstance(sid, str) and sid):
             return None  # a cookie from before sessions had ids: sign in again
-        if not self._store.redis.exists(self._store.admin_session_key(sid)):
+        if not self._store.admin_session_open(sid):
             return None  # signed out, or expired
         return Session(csrf, sid)
 
     def end_session(self, session: Session) -> None:
         """Sign out: the session's id goes, and with it every copy of its cookie."""
         if session.sid is not None:
-            self._store.redis.delete(self._store.admin_session_key(session.sid))
+            self._store.end_admin_session(session.sid)
 
 
 def ip(request: Request) -> str:
@@ -133,11 +133,7 @@ class Gate:
     def succeeded(self, request: Request, at: float) -> None:
         """A correct token gives its attempt back, so signing in (or a script's bearer
         requests) never locks the admin out; only failures stay counted."""
-        name = self.state.store.rate_key("admin", ip(request), FAILURE_WINDOW, at)  # hit's key
-        pipe = self.state.store.redis.pipeline()
-        pipe.decr(name)
-        pipe.expire(name, FAILURE_WINDOW + 60)  # as hit sets it: never a key without expiry
-        pipe.execute()
+        self.state.store.unhit("admin", ip(request), FAILURE_WINDOW, at)
 
     def failed(self, request: Request) -> None:
         log.warning("admin login failed ip=%s", ip(request))

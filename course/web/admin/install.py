@@ -12,6 +12,7 @@ from course.web.admin.auth import AdminAuth, Gate
 from course.web.admin.gallery import router as gallery_router
 from course.web.admin.login import router as login_router
 from course.web.admin.pages import iso_stamp, stamp
+from course.web.admin.privacy import router as privacy_router
 from course.web.admin.stats import router as stats_router
 from course.web.admin.subscribers import router as subscribers_router
 from course.web.state import WebState
@@ -35,5 +36,5 @@ def install_admin(app: FastAPI, state: WebState) -> None:
     state.pages.env.filters["iso_stamp"] = iso_stamp
     auth = AdminAuth(token, state.settings.secret_key, state.store)
     gate = Gate(state, auth)
-    for router in (login_router, subscribers_router, stats_router, gallery_router):
+    for router in (login_router, subscribers_router, privacy_router, stats_router, gallery_router):
         app.include_router(router(state, gate))

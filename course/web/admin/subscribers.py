@@ -1,5 +1,5 @@
 """The admin overview with its lookup by address, and one subscriber's page: where they stand,
-and pause, resume, unsubscribe, export and erase."""
+and pause, resume and unsubscribe (export and erase: :mod:`course.web.admin.privacy`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 import logging
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
@@ -19,7 +19,7 @@ from course.subscribers.lifecycle import (
     unsubscribe,
     wait_for_sends,
 )
-from course.subscribers.privacy import erase, export_data, record_ids
+from course.subscribers.privacy import record_ids
 from course.timeline import add_local_days
 from course.web.admin.auth import Denied, Gate, Session, guarded
 from course.web.admin.pages import admin_page
@@ -35,18 +35,24 @@ DONE = {  # what a finished action says (?done=... after the redirect)
 }
 
 
+def find_subscriber(state: WebState, sub_id: str) -> Subscriber:
+    """The subscriber of an admin URL, or a 404 page (an erased one is gone)."""
+    sub = state.store.get(sub_id) if len(sub_id) <= 64 else None
+    if sub is None:
+        raise Denied(
+            admin_page(
+                state, "message", 404, title="Not found", message="No such subscriber (erased?)."
+            )
+        )
+    return sub
+
+
 def router(state: WebState, gate: Gate) -> APIRouter:
     """The overview, the lookup and the subscriber pages."""
     router = APIRouter(prefix="/admin", include_in_schema=False)
     page = functools.partial(admin_page, state)
 
-    def subscriber(sub_id: str) -> Subscriber:
-        sub = state.store.get(sub_id) if len(sub_id) <= 64 else None
-        if sub is None:
-            raise Denied(
-                page("message", 404, title="Not found", message="No such subscriber (erased?).")
-            )
-        return sub
+    subscriber = functools.partial(find_subscriber, state)
 
     def sub_page(who: Session, sub: Subscriber, status_code: int = 200, **extra: object):
         extra.setdefault("message", None)
@@ -152,38 +158,5 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             wait_for_sends(state.store, sub.id)  # a lesson already on its way goes first
 
         return await run_in_threadpool(act, who, sub_id, "unsubscribed", change)
-
-    @router.get("/subscribers/{sub_id}/export")
-    @guarded
-    def export_sub(request: Request, sub_id: str) -> Response:
-        gate.session(request)
-        # scan: records of re-signups made before the chain of earlier records existed
-        data = export_data(state.store, subscriber(sub_id).email, now(), scan=True)
-        log.info("admin action=export subscriber=%s", sub_id)
-        disposition = f'attachment; filename="subscriber-{sub_id}.json"'
-        return JSONResponse(data, headers={"Content-Disposition": disposition})
-
-    @router.get("/subscribers/{sub_id}/erase")
-    @guarded
-    def erase_confirm(request: Request, sub_id: str) -> HTMLResponse:
-        who = gate.session(request)
-        sub = subscriber(sub_id)
-        count = len(record_ids(state.store, sub.email))
-        return page("erase", title="Erase?", csrf=who.csrf or "", sub=sub, count=count)
-
-    @router.post("/subscribers/{sub_id}/erase")
-    @guarded
-    async def erase_sub(request: Request, sub_id: str) -> Response:
-        who = gate.session(request)
-        fields = await gate.form(request, who)
-        sub = subscriber(sub_id)
-        if fields.get("confirm") != "erase":
-            return page("erase", 422, title="Erase?", csrf=who.csrf or "", sub=sub,
-                        count=len(record_ids(state.store, sub.email)),
-                        error="Tick the box to confirm.")  # fmt: skip
-        # scan=True: records of re-signups made before the chain of earlier records existed
-        result = await run_in_threadpool(erase, state.store, sub.email, now(), True, (sub.id,))
-        log.info("admin action=erase records=%d", len(result.records))
-        return page("erased", title="Erased", csrf=who.csrf or "", result=result)
 
     return router

@@ -1,4 +1,4 @@
-"""Subscribers in and out as CSV: ``course subscribers import`` and ``export``.
+"""Subscribers in as CSV, ``course subscribers import``, and the file format both ways.
 
 The file (UTF-8, with or without a BOM; LF or CRLF line ends; RFC 4180 quoting)::
 
@@ -13,8 +13,9 @@ imported elsewhere: ``status`` keeps suppressed, pending and completed people as
 (everyone else is active), ``last_lesson`` keeps their place (forward-only, so nothing is sent
 twice); the counts are only informative.
 
-Reading and checking rows (:func:`read_rows`) is pure; :func:`import_rows` and
-:func:`export_rows` are the thin edges that batch through the store.
+Reading and checking rows (:func:`read_rows`) is pure; :func:`import_rows` is the thin edge
+that batches them through the store, as :func:`course.subscribers.csv_export.export_rows` does
+the other way.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
-from course.models.schedule import LESSON, Schedule
-from course.models.subscriber import STATUSES, SUPPRESSED, Subscriber, to_instant
+from course.models.schedule import Schedule
+from course.models.subscriber import STATUSES, SUPPRESSED, Subscriber
 from course.progress import due_at, next_lesson
 from course.store import Store
 from course.subscribers.signup import MAX_ZONE, InvalidSignup, clean_name, known_zones
@@ -376,46 +377,3 @@ def write_errors(bad: list[BadRow], out: IO[str]) -> None:
             text = io.StringIO()
             csv.writer(text, lineterminator="").writerow(_shortened(row.raw))
             out.write(f"    {text.getvalue()}\n")
-
-
-def _iso(epoch: float | None) -> str:
-    return to_instant(epoch).isoformat().replace("+00:00", "Z") if epoch is not None else ""
-
-
-def export_rows(
-    store: Store, schedule: Schedule, status: str | None = None, chunk: int = BATCH
-) -> Iterator[list[str]]:
-    """The header, then one row per subscriber in signup order (``status``: only those).
-
-    ``signup_time`` is when their course clock started (their confirmation), or when they
-    signed up if they never confirmed; ``lessons_sent`` counts the schedule's lessons sent.
-    """
-    yield list(EXPORT_COLUMNS)
-    taught = {lesson.id for lesson in schedule.lessons if lesson.kind == LESSON}
-    total = str(schedule.lesson_count)
-
-    def rows(ids: list[str]) -> Iterator[list[str]]:
-        for sub, ledger in store.read_many(ids):
-            if sub is None or (status and sub.status != status):
-                continue
-            sent = sum(1 for k, e in ledger.items() if k in taught and e.state == "sent")
-            yield [
-                sub.email,
-                sub.first_name or "",
-                sub.tz,
-                _iso(sub.start if sub.start is not None else sub.created),
-                spreadsheet_safe(sub.source),
-                sub.status,
-                str(sent),
-                total,
-                sub.last_lesson or "",
-            ]
-
-    ids: list[str] = []
-    for sub_id in store.iter_ids(batch=chunk):
-        ids.append(sub_id)
-        if len(ids) >= chunk:
-            yield from rows(ids)
-            ids = []
-    if ids:
-        yield from rows(ids)

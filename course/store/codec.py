@@ -1,0 +1,87 @@
+"""How records are written to Redis and read back: subscriber hashes, hash values and
+sorted-set scores, and the normalised and suppression forms of an address.
+
+A subscriber field without a value (None, a zero counter) is not stored, "" or absent reads as
+"not set"; instants in hashes and ledger entries are whole epoch seconds (Redis keeps an
+integer string in a small hash as an integer), sorted-set scores keep milliseconds. Records
+written before kept every field and milliseconds; they read the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields
+
+from course.models.subscriber import Subscriber
+
+FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
+FLOAT_FIELDS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
+INT_FIELDS = {"sent_that_day", "last_day"}
+# Values that mean "not set" and are not stored: empty, or the default of a counter.
+UNSET = {"paused": ("", "0"), "sent_that_day": ("", "0"), "v": ("", "0")}
+
+
+SUPPRESSION_DOMAIN = "healing-roadmap:suppressed:"
+
+
+def normalise_address(email: str) -> str:
+    """The form every key and hash of an address uses."""
+    return email.strip().lower()
+
+
+def suppression_hash(email: str) -> str:
+    """Plain SHA-256 of the normalised address behind a fixed domain prefix.
+
+    Not keyed with the secret key: a keyed hash would stop matching after a key rotation,
+    and an erased person could then be mailed again. The prefix keeps it from matching the
+    lists of plain e-mail hashes that circulate; what a plain hash still allows (someone
+    holding the database can test an address they already know) is the price of a
+    suppression that never expires."""
+    return hashlib.sha256((SUPPRESSION_DOMAIN + normalise_address(email)).encode()).hexdigest()
+
+
+def encode_value(value: object) -> str:
+    """A hash field's value. Instants and durations are whole epoch seconds: nothing reads
+    them finer than a second, and Redis keeps an integer string in a hash as an integer
+    (5 bytes instead of 14). Records written before kept milliseconds; they decode alike."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return str(int(value))  # never negative: epochs and durations
+    return str(value)
+
+
+def encode_score(value: float) -> str:
+    """A sorted-set score (due, pending, signup order): precision costs nothing there."""
+    return f"{value:.3f}"
+
+
+def encode_subscriber(sub: Subscriber) -> dict[str, str]:
+    """The fields of ``sub``'s hash (``P sub:{id}``), version included, as the store writes
+    them: a field without a value (None, a zero counter) is left out, read back as unset."""
+    mapping = {name: encode_value(getattr(sub, name)) for name in FIELD_NAMES}
+    mapping["v"] = str(sub.version)
+    return {name: text for name, text in mapping.items() if text not in UNSET.get(name, ("",))}
+
+
+def decode_subscriber(sub_id: str, raw: dict[str, str]) -> Subscriber:
+    values: dict[str, object] = {}
+    for name in FIELD_NAMES:
+        text = raw.get(name, "")
+        if name in FLOAT_FIELDS:
+            values[name] = float(text) if text else (0.0 if name == "paused" else None)
+        elif name in INT_FIELDS:
+            values[name] = int(text) if text else (0 if name == "sent_that_day" else None)
+        elif name == "first_name":
+            values[name] = text or None
+        else:
+            values[name] = text
+    return Subscriber(id=sub_id, version=int(raw.get("v", 0)), **values)  # type: ignore[arg-type]
+
+
+def as_str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def as_text(raw: dict) -> dict[str, str]:
+    return {as_str(k): as_str(v) for k, v in raw.items()}

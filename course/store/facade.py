@@ -1,0 +1,57 @@
+"""The :class:`Store`: one object composed of the store's parts (subscribers, due index,
+ledger, counters, web state, schedule state, privacy), so callers write ``store.method(...)``
+whatever part it is in; and :func:`connect`, which makes the Redis client it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from course.store.counters import Counters
+from course.store.due import DueIndex
+from course.store.errors import StoreError
+from course.store.keys import DEFAULT_PREFIX
+from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
+from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
+from course.store.snapshot import ScheduleState
+from course.store.subscribers import (
+    ADD_MANY_SCRIPT,
+    ADD_SCRIPT,
+    COUNT_STATUSES_SCRIPT,
+    SUPPRESS_SCRIPT,
+    UPDATE_SCRIPT,
+    SubscriberRecords,
+)
+from course.store.web_state import WebState
+
+Client = redis.Redis  # what :func:`connect` returns, for annotations outside the store
+
+
+def connect(url: str, **options: Any) -> Client:
+    """A client for the Redis at ``url``; ``options`` are redis-py's (timeouts, decoding)."""
+    return redis.Redis.from_url(url, **options)
+
+
+class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleState, PrivacyRecords):
+    """Redis access for subscribers, the due index and the ledger. The client is passed in."""
+
+    Error = StoreError  # ``except store.Error`` without importing redis
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX):
+        self.redis = client
+        self.prefix = prefix
+        self._add_many = client.register_script(ADD_MANY_SCRIPT)
+        self._claim = client.register_script(CLAIM_SCRIPT)
+        self._start_send = client.register_script(START_SEND_SCRIPT)
+        self._finish = client.register_script(FINISH_SCRIPT)
+        self._update = client.register_script(UPDATE_SCRIPT)
+        self._add = client.register_script(ADD_SCRIPT)
+        self._suppress = client.register_script(SUPPRESS_SCRIPT)
+        self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
+        self._erase = client.register_script(ERASE_SCRIPT)
+
+    def ping(self) -> None:
+        """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""
+        self.redis.ping()

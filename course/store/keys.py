@@ -1,0 +1,175 @@
+"""The Redis key layout: every key the store uses, its type and what it holds, and the
+key templates (:class:`Keys`). Nothing outside this module builds a key string.
+
+Key layout (``P`` is the key prefix, ``hr:`` by default):
+
+``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
+                              paused, paused_at, paused_until, last_sent, sent_that_day,
+                              last_lesson, last_day, version (``v``), source, consent
+                              (``text version|IP`` of the signup), prior (the record
+                              that held the address before this one, set on a re-signup
+                              only). Empty string means "not set".
+``P email``          hash    lower-cased email address -> subscriber id
+``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
+``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
+                              active subscribers with a lesson left are in it, so a tick
+                              reads only what is due (``ZRANGEBYSCORE -inf now``).
+``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail`` (epoch in whole
+                              seconds; older entries have milliseconds); state is one of
+                              claimed, sending, retry, sent (detail: provider message id),
+                              failed (detail: reason), uncertain, skipped (detail: why).
+``P pending``        zset    ``{id}|{lesson}`` -> epoch at which that unfinished ledger entry
+                              needs attention: a retry falls due, or a claim or send has
+                              gone stale (its worker died) and the tick must look at it.
+``P tick:last``      string  ISO instant of the last tick, for health checks.
+``P tick:stats``     hash    every tick adds to it: count, seconds_total (time spent
+                              ticking), and sets last_at (epoch of its ``now``),
+                              last_duration (seconds), last_due (subscribers it found due),
+                              last_claimed. Read by ``/metrics``.
+``P beat:last``      string  epoch at which beat last showed it runs (started, or sent a
+                              tick), for beat's health check (``course health beat``).
+``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
+                              record); they are out of the due index until an operator looks.
+``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
+                              (see course.store.snapshot.ScheduleSnapshot).
+``P schedule:snapshot:lessons`` set  every email id any valid schedule kept there had:
+                              where ``course stats`` finds the figures of removed lessons.
+``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
+                              (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
+                              the address, ``admin`` admin sign-in attempts per IP per 15
+                              minutes, counted before the token is compared; a correct one
+                              is taken off again); expires with its window.
+``P admin:session:{id}`` string  a signed-in admin page session (value ``1``), expiring with
+                              it (12 hours); its id is in the signed session cookie and is
+                              checked on every request, and signing out deletes it, so a
+                              copied cookie stops working too (course.web.admin).
+``P sg:event:{sg_event_id}`` string  a SendGrid event already handled (kept 7 days), so a
+                              redelivered webhook batch is not counted twice.
+``P stats:lesson:{lesson}`` hash  event name (delivered, open, click, bounce, blocked,
+                              dropped, spamreport, unsubscribe, ...) -> count, from the
+                              SendGrid Event Webhook.
+``P stats:sends:{lesson}`` hash  ledger outcomes of that lesson, kept by the scripts that
+                              write them: sent, failed, uncertain (net of those settled
+                              later), skipped -> entries now in that state; retried -> every
+                              retry scheduled. Read by ``course stats`` and ``/metrics``.
+``P stats:exits``    hash    ``{lesson}|{status}`` -> how many subscribers left the course
+                              (status unsubscribed, bounced or complained) while that was
+                              their last lesson; lesson ``""`` before the first lesson.
+                              Counted by the suppress script, only on the change from a
+                              mailable status, so a repeated unsubscribe counts once.
+``P schedule:status`` hash   ``{role}@{host}:{pid}`` -> JSON of the schedule that process
+                              runs: fingerprint, loaded_at, error and error_at of the latest
+                              invalid edit, seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
+                              invalid, reconciled -> count (webhook bookkeeping).
+``P suppressed``     set     :func:`suppression_hash` of every address erased on request
+                              (course.subscribers.privacy): the only trace of them; no record can be
+                              added for such an address again.
+
+Encoding of the values: :mod:`course.store.codec`.
+
+Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
+tick or worker that read old state can never claim on top of a newer change.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "hr:"
+
+
+def member(sub_id: str, lesson_id: str) -> str:
+    """The pending index's member for one ledger entry (``{id}|{lesson}``)."""
+    return f"{sub_id}|{lesson_id}"
+
+
+def split_member(value: str) -> tuple[str, str]:
+    """A pending index member back into (subscriber id, lesson id)."""
+    sub_id, _, lesson_id = value.partition("|")
+    return sub_id, lesson_id
+
+
+class Keys:
+    """The key templates under one prefix; every part of the store builds its keys here."""
+
+    prefix: str
+
+    def sub_key(self, sub_id: str) -> str:
+        return f"{self.prefix}sub:{sub_id}"
+
+    def ledger_key(self, sub_id: str) -> str:
+        return f"{self.prefix}ledger:{sub_id}"
+
+    @property
+    def due_key(self) -> str:
+        return f"{self.prefix}due"
+
+    @property
+    def pending_key(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def email_key(self) -> str:
+        return f"{self.prefix}email"
+
+    @property
+    def subs_key(self) -> str:
+        return f"{self.prefix}subs"
+
+    @property
+    def quarantine_key(self) -> str:
+        return f"{self.prefix}quarantine"
+
+    @property
+    def suppressed_key(self) -> str:
+        return f"{self.prefix}suppressed"
+
+    @property
+    def snapshot_key(self) -> str:
+        return f"{self.prefix}schedule:snapshot"
+
+    def rate_key(self, scope: str, key: str, window: int, now: float) -> str:
+        return f"{self.prefix}rl:{scope}:{key}:{int(now // window)}"
+
+    def admin_session_key(self, session_id: str) -> str:
+        return f"{self.prefix}admin:session:{session_id}"
+
+    def event_key(self, event_id: str) -> str:
+        return f"{self.prefix}sg:event:{event_id}"
+
+    def lesson_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:lesson:{lesson_id}"
+
+    def send_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:sends:{lesson_id}"
+
+    @property
+    def exits_key(self) -> str:
+        return f"{self.prefix}stats:exits"
+
+    @property
+    def scheduled_lessons_key(self) -> str:
+        return f"{self.snapshot_key}:lessons"
+
+    @property
+    def schedule_status_key(self) -> str:
+        return f"{self.prefix}schedule:status"
+
+    @property
+    def webhook_stats_key(self) -> str:
+        return f"{self.prefix}stats:webhook"
+
+    @property
+    def tick_stats_key(self) -> str:
+        return f"{self.prefix}tick:stats"
+
+    def stats_key_pattern(self, kind: str) -> str:
+        """A SCAN pattern for every ``stats:{kind}:{lesson}`` key (``sends`` or ``lesson``)."""
+        return f"{self.prefix}stats:{kind}:*"
+
+    @property
+    def tick_last_key(self) -> str:
+        return f"{self.prefix}tick:last"
+
+    @property
+    def beat_last_key(self) -> str:
+        return f"{self.prefix}beat:last"

@@ -1,0 +1,229 @@
+"""The per-subscriber ledger: claiming a lesson, starting its send, recording its outcome,
+and the pending index of unfinished entries (retries, stale claims and sends).
+
+Every step is one Lua script, so a tick and any number of workers can race without a lesson
+ever being handed to the provider twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+
+import redis
+from redis.commands.core import Script
+
+from course.models.ledger import FINISH_FROM, Claim, Outcome
+from course.models.subscriber import LedgerEntry
+from course.store.codec import as_str, encode_score, encode_value
+from course.store.keys import Keys, member, split_member
+
+# KEYS: sub hash, ledger hash, due zset, pending zset
+# ARGV: id, lesson, expected version, now, next due ('' = none left: completed),
+#       sent_that_day, lesson day, pending deadline, previous lesson ('' = none)
+# Returns 1 claimed, 0 not active, -1 version moved on, -2 lesson already in the ledger,
+# -3 the previous lesson is still on its way (claimed, sending or retry): order first.
+CLAIM_SCRIPT = """
+local s = redis.call('HMGET', KEYS[1], 'status', 'v')
+if s[1] ~= 'active' then return 0 end
+local v = s[2] or '0'
+if v ~= ARGV[3] then return -1 end
+if ARGV[9] ~= '' then
+  local prev = redis.call('HGET', KEYS[2], ARGV[9])
+  if prev then
+    local state = string.match(prev, '^([^|]*)')
+    if state == 'claimed' or state == 'sending' or state == 'retry' then return -3 end
+  end
+end
+if redis.call('HSETNX', KEYS[2], ARGV[2], 'claimed|' .. ARGV[4] .. '|0|') == 0 then return -2 end
+redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'last_sent', ARGV[4],
+           'sent_that_day', ARGV[6], 'last_lesson', ARGV[2], 'last_day', ARGV[7])
+if ARGV[5] == '' then
+  redis.call('HSET', KEYS[1], 'status', 'completed')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+end
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1] .. '|' .. ARGV[2])
+return 1
+"""
+
+# KEYS: sub hash, ledger hash, pending zset, the lesson's send stats hash
+# ARGV: id, lesson, now, stale deadline, this call's token
+# Moves a claimed or retry entry to sending, only while the subscriber may still be mailed.
+# The token is kept in the sending entry: the same call run again (a client that lost the
+# answer and retried the command) gets its attempt back instead of a refusal.
+# Returns the attempt number (>= 1), 0 no such entry, -1 subscriber suppressed (entry
+# becomes skipped), -2 entry is in another state (someone else sends or sent it).
+START_SEND_SCRIPT = """
+local raw = redis.call('HGET', KEYS[2], ARGV[2])
+if not raw then return 0 end
+local state, at, attempt, detail = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|?(.*)')
+if state == 'sending' and detail == ARGV[5] then return tonumber(attempt) end
+if state ~= 'claimed' and state ~= 'retry' then return -2 end
+local member = ARGV[1] .. '|' .. ARGV[2]
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
+  local why = status or 'erased'
+  redis.call('HSET', KEYS[2], ARGV[2], 'skipped|' .. ARGV[3] .. '|' .. attempt .. '|' .. why)
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('HINCRBY', KEYS[4], 'skipped', 1)
+  return -1
+end
+local n = tonumber(attempt) + 1
+redis.call('HSET', KEYS[2], ARGV[2], 'sending|' .. ARGV[3] .. '|' .. n .. '|' .. ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], member)
+return n
+"""
+
+# KEYS: ledger hash, pending zset, the lesson's send stats hash
+# ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list)
+# Returns 1 written, 0 the entry was in a state not allowed. The stats count entries by
+# final state (an uncertain entry settled later moves from one count to the other) and
+# every retry scheduled.
+FINISH_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+local state = raw and string.match(raw, '^([^|]*)') or ''
+if not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local new = string.match(ARGV[3], '^([^|]*)')
+if new == 'retry' then redis.call('HINCRBY', KEYS[3], 'retried', 1)
+elseif new ~= state and (new == 'sent' or new == 'failed' or new == 'uncertain'
+                         or new == 'skipped') then
+  redis.call('HINCRBY', KEYS[3], new, 1)
+  if state == 'uncertain' then redis.call('HINCRBY', KEYS[3], 'uncertain', -1) end
+end
+local member = ARGV[1] .. '|' .. ARGV[2]
+if ARGV[4] == '' then redis.call('ZREM', KEYS[2], member)
+else redis.call('ZADD', KEYS[2], ARGV[4], member) end
+return 1
+"""
+
+
+class Ledger(Keys):
+    """Claims, sends and their outcomes (``P ledger:{id}``, ``P pending``)."""
+
+    redis: redis.Redis
+    _claim: Script
+    _start_send: Script
+    _finish: Script
+
+    def ledger(self, sub_id: str) -> dict[str, LedgerEntry]:
+        raw = self.redis.hgetall(self.ledger_key(sub_id))
+        return {as_str(k): LedgerEntry.decode(as_str(k), as_str(v)) for k, v in raw.items()}
+
+    def entry(self, sub_id: str, lesson_id: str) -> LedgerEntry | None:
+        raw = self.redis.hget(self.ledger_key(sub_id), lesson_id)
+        return LedgerEntry.decode(lesson_id, as_str(raw)) if raw else None
+
+    # claims and sends
+    def claim_many(self, claims: Iterable[Claim]) -> list[int]:
+        """Run the claim script for each claim, in one round trip; the script's answers."""
+        pipe = self.redis.pipeline(transaction=False)
+        for c in claims:
+            self._claim(
+                keys=[
+                    self.sub_key(c.sub_id),
+                    self.ledger_key(c.sub_id),
+                    self.due_key,
+                    self.pending_key,
+                ],
+                args=[
+                    c.sub_id,
+                    c.lesson_id,
+                    str(c.version),
+                    encode_value(float(c.now)),
+                    "" if c.next_due is None else encode_score(float(c.next_due)),
+                    str(c.sent_that_day),
+                    str(c.lesson_day),
+                    encode_score(float(c.deadline)),
+                    c.previous or "",
+                ],
+                client=pipe,
+            )
+        return [int(r) for r in pipe.execute()]
+
+    def start_send(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> int:
+        """Move a claimed (or retry) entry to ``sending``; the script's answer (see there)."""
+        return int(self._start_send(**self._start_send_call(sub_id, lesson_id, now, stale_at)))
+
+    def start_send_many(
+        self, items: list[tuple[str, str]], now: float, stale_at: float
+    ) -> list[int]:
+        """:meth:`start_send` for each (subscriber, lesson), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id, lesson_id in items:
+            self._start_send(**self._start_send_call(sub_id, lesson_id, now, stale_at), client=pipe)
+        return [int(answer) for answer in pipe.execute()] if items else []
+
+    def _start_send_call(self, sub_id: str, lesson_id: str, now: float, stale_at: float) -> dict:
+        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.pending_key,
+                self.send_stats_key(lesson_id)]  # fmt: skip
+        token = secrets.token_hex(4)  # this call's, so that a retried command is recognised
+        args = [sub_id, lesson_id, encode_value(float(now)), encode_score(stale_at), token]
+        return {"keys": keys, "args": args}
+
+    def finish(
+        self,
+        sub_id: str,
+        entry: LedgerEntry,
+        pending_at: float | None = None,
+        allowed: tuple[str, ...] = FINISH_FROM,
+    ) -> bool:
+        """Record the outcome of a send; ``pending_at`` keeps it pending (a retry)."""
+        outcome = Outcome(sub_id, entry, pending_at, allowed)
+        return bool(self._finish(**self._finish_call(outcome)))
+
+    def finish_many(self, outcomes: list[Outcome]) -> list[bool]:
+        """:meth:`finish` for each outcome, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for outcome in outcomes:
+            self._finish(**self._finish_call(outcome), client=pipe)
+        return [bool(answer) for answer in pipe.execute()] if outcomes else []
+
+    def _finish_call(self, outcome: Outcome) -> dict:
+        sub_id, entry = outcome.sub_id, outcome.entry
+        keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id)]
+        args = [
+            sub_id,
+            entry.lesson_id,
+            entry.encode(),
+            "" if outcome.pending_at is None else encode_score(outcome.pending_at),
+            ",".join(outcome.allowed),
+        ]
+        return {"keys": keys, "args": args}
+
+    def pending_due(self, now: float, limit: int = 1000) -> list[tuple[str, str]]:
+        found = self.redis.zrangebyscore(self.pending_key, "-inf", now, 0, limit)
+        return [split_member(as_str(m)) for m in found]
+
+    def pending_count(self, due_by: float | None = None) -> int:
+        """Unfinished ledger entries; with ``due_by``, those whose time has come by then."""
+        if due_by is None:
+            return int(self.redis.zcard(self.pending_key))
+        return int(self.redis.zcount(self.pending_key, "-inf", due_by))
+
+    def pending_scores(self, sub_id: str, lesson_ids: list[str]) -> list[float | None]:
+        """When each of the subscriber's entries is looked at again (None: not pending)."""
+        if not lesson_ids:
+            return []
+        return self.redis.zmscore(self.pending_key, [member(sub_id, les) for les in lesson_ids])
+
+    def drop_pending(self, sub_id: str, lesson_id: str) -> None:
+        self.redis.zrem(self.pending_key, member(sub_id, lesson_id))
+
+    def touch_pending(self, items: list[tuple[str, str]], at: float) -> None:
+        if items:
+            self.redis.zadd(self.pending_key, {member(s, les): at for s, les in items}, xx=True)
+
+    def resolve_uncertain(self, sub_id: str, lesson_id: str, state: str, detail: str,
+                          now: float) -> bool:  # fmt: skip
+        """Settle an ``uncertain`` entry with what the provider reported (``sent`` or
+        ``failed``); any other state is left alone. True when it was settled."""
+        if state not in ("sent", "failed"):
+            raise ValueError(state)
+        entry = self.entry(sub_id, lesson_id)
+        if entry is None or entry.state != "uncertain":
+            return False
+        settled = LedgerEntry(lesson_id, state, now, entry.attempt, detail)
+        return self.finish(sub_id, settled, None, allowed=("uncertain",))

@@ -1,0 +1,77 @@
+"""What erasing an address needs from Redis: the chain of records that held it, their raw
+fields, the suppression set (``P suppressed``) and the erase script that removes one record
+with every index entry of it. The rules (what is exported, the order of an erase) are in
+:mod:`course.subscribers.privacy`."""
+
+from __future__ import annotations
+
+import redis
+from redis.commands.core import Script
+
+from course.store.codec import as_str, suppression_hash
+from course.store.keys import Keys
+
+# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash
+# ARGV: id, address
+# Removes one record and every index entry of it in one step, so a tick or worker running
+# meanwhile sees either all of it or none. Returns the number of keys deleted (0 to 2).
+ERASE_SCRIPT = """
+for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
+  redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
+end
+local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+if redis.call('HGET', KEYS[7], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[7], ARGV[2]) end
+return deleted
+"""
+
+
+class PrivacyRecords(Keys):
+    """Reads and deletes for a person's data export and erasure."""
+
+    redis: redis.Redis
+    _erase: Script
+
+    def address_holder(self, address: str) -> str:
+        """The id the address maps to now (``P email``), or "" when none."""
+        current = self.redis.hget(self.email_key, address)
+        return as_str(current) if current else ""
+
+    def email_and_prior(self, sub_id: str) -> tuple[str | None, str]:
+        """A record's address (None: no such record) and the record it replaced ("" none)."""
+        email, prior = self.redis.hmget(self.sub_key(sub_id), "email", "prior")
+        return (None if email is None else as_str(email)), (as_str(prior) if prior else "")
+
+    def email_of(self, sub_id: str) -> str | None:
+        """A record's address, or None when there is no such record."""
+        email = self.redis.hget(self.sub_key(sub_id), "email")
+        return None if email is None else as_str(email)
+
+    def emails_of(self, sub_ids: list[str]) -> list[str | None]:
+        """:meth:`email_of` for each record, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hget(self.sub_key(sub_id), "email")
+        return [None if email is None else as_str(email) for email in pipe.execute()]
+
+    def raw_fields(self, sub_id: str) -> dict[str, str]:
+        """A record's hash exactly as stored (empty when there is none)."""
+        return {as_str(k): as_str(v) for k, v in self.redis.hgetall(self.sub_key(sub_id)).items()}
+
+    def suppress_address(self, address: str) -> bool:
+        """Add the address to ``P suppressed`` for good; False when it was there already."""
+        return bool(self.redis.sadd(self.suppressed_key, suppression_hash(address)))
+
+    def erase_record(self, sub_id: str, address: str) -> int:
+        """Remove one record and its index entries (:data:`ERASE_SCRIPT`); keys deleted."""
+        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
+                self.pending_key, self.quarantine_key, self.email_key]  # fmt: skip
+        return int(self._erase(keys=keys, args=[sub_id, address]))
+
+    def drop_vanished_holder(self, address: str) -> None:
+        """Remove the address's mapping if the record it names no longer exists."""
+        left = self.redis.hget(self.email_key, address)
+        if left and not self.redis.exists(self.sub_key(as_str(left))):
+            self.redis.hdel(self.email_key, address)

@@ -1,0 +1,357 @@
+"""Subscriber records: adding (one, or an import), reading, finding by address, updating
+with a version check, suppressing for good, and counting by status.
+
+The records are ``P sub:{id}`` hashes, indexed by address (``P email``), signup order
+(``P subs``) and the due index (``P due``); see :mod:`course.store.keys`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import redis
+from redis.commands.core import Script
+
+from course.models.subscriber import LedgerEntry, Subscriber
+from course.store.codec import (
+    FIELD_NAMES,
+    as_str,
+    as_text,
+    decode_subscriber,
+    encode_score,
+    encode_subscriber,
+    encode_value,
+    normalise_address,
+    suppression_hash,
+)
+from course.store.errors import DuplicateSubscriber, ErasedAddress
+from course.store.keys import Keys
+
+# KEYS: sub hash, due zset
+# ARGV: id, expected version ('' = any), due score ('' = remove from due, '=' = leave),
+#       then field, value pairs to set ('' = unset: the field is removed).
+# Returns 1 updated, -1 version moved on, -3 no such subscriber.
+UPDATE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if ARGV[2] ~= '' and v ~= ARGV[2] then return -1 end
+for i = 4, #ARGV - 1, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+  else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
+elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+# KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash,
+#       suppressed set
+# ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
+#       the address's suppression hash, then field, value pairs of the new subscriber.
+# A suppressed (or vanished) holder of the address gives way to a new record: a new signup is
+# a new consent record, never a silent resume; the new record names the one it replaced
+# (``prior``), so every record that ever held the address can be found. Returns 1 added,
+# 0 the address is taken, -1 the address changed hands meanwhile, -2 the address was erased
+# on request (suppressed for good).
+ADD_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[6], ARGV[6]) == 1 then return -2 end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (cur or '') ~= ARGV[5] then return -1 end
+if cur then
+  local st = redis.call('HGET', KEYS[5], 'status')
+  if st and st ~= 'unsubscribed' and st ~= 'bounced' and st ~= 'complained' then return 0 end
+end
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+if cur then redis.call('HSET', KEYS[3], 'prior', cur) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
+return 1
+"""
+
+# KEYS: sub hash, due zset, exits stats hash
+# ARGV: id, new status (unsubscribed, bounced or complained)
+# Suppresses a subscriber who may still be mailed and counts the exit against their last
+# lesson. Returns 1 suppressed, 0 already suppressed (left as it is), -3 no such subscriber.
+SUPPRESS_SCRIPT = """
+local s = redis.call('HMGET', KEYS[1], 'status', 'last_lesson')
+if not s[1] then return -3 end
+if s[1] == 'unsubscribed' or s[1] == 'bounced' or s[1] == 'complained' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], (s[2] or '') .. '|' .. ARGV[2], 1)
+return 1
+"""
+
+# KEYS: subs zset
+# ARGV: first rank, last rank, key prefix
+# Counts the status of each subscriber in that slice of the signup index (their hashes are
+# ``prefix .. 'sub:' .. id``, read here rather than declared: a statistic, not a write).
+# Returns {ids seen, status, count, status, count, ...}.
+COUNT_STATUSES_SCRIPT = """
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+local counts = {}
+for _, id in ipairs(ids) do
+  local status = redis.call('HGET', ARGV[3] .. 'sub:' .. id, 'status')
+  if status then counts[status] = (counts[status] or 0) + 1 end
+end
+local out = {#ids}
+for status, n in pairs(counts) do
+  out[#out + 1] = status
+  out[#out + 1] = n
+end
+return out
+"""
+
+# KEYS: email hash, subs zset, due zset, suppressed set, then one new subscriber hash each
+# ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
+#       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
+#       left out of the hash).
+# An import: each subscriber is added only while nobody holds the address, not even someone
+# suppressed (never a silent re-enrolment), and never an address erased on request.
+# Returns per subscriber 1 added, 0 address taken, -1 address erased.
+ADD_MANY_SCRIPT = """
+local f = tonumber(ARGV[1])
+local out = {}
+local i = f + 2
+for k = 5, #KEYS do
+  local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if redis.call('SISMEMBER', KEYS[4], ARGV[i + 4]) == 1 then
+    out[#out + 1] = -1
+  elseif redis.call('HEXISTS', KEYS[1], email) == 1 then
+    out[#out + 1] = 0
+  else
+    local pairs = {'v', '0'}
+    for j = 1, f do
+      local value = ARGV[i + 4 + j]
+      if value ~= '' then
+        pairs[#pairs + 1] = ARGV[1 + j]
+        pairs[#pairs + 1] = value
+      end
+    end
+    redis.call('HSET', KEYS[k], unpack(pairs))
+    redis.call('HSET', KEYS[1], email, id)
+    redis.call('ZADD', KEYS[2], created, id)
+    if due ~= '' then redis.call('ZADD', KEYS[3], due, id) end
+    out[#out + 1] = 1
+  end
+  i = i + 5 + f
+end
+return out
+"""
+
+
+class SubscriberRecords(Keys):
+    """Subscriber records and their address index."""
+
+    redis: redis.Redis
+    _add: Script
+    _add_many: Script
+    _update: Script
+    _suppress: Script
+    _count_statuses: Script
+
+    def add(
+        self,
+        email: str,
+        first_name: str | None,
+        tz: str,
+        now: float,
+        status: str = "pending",
+        start: float | None = None,
+        due: float | None = None,
+        source: str = "",
+        consent: str = "",
+    ) -> Subscriber:
+        """Create a subscriber; ``due`` puts them in the due index at once.
+
+        An address that unsubscribed, bounced or complained before gets a new record; one
+        erased on request raises :class:`ErasedAddress`."""
+        address = normalise_address(email)
+        sub_id = secrets.token_hex(6)
+        sub = Subscriber(
+            id=sub_id,
+            email=address,
+            first_name=first_name or None,
+            tz=tz,
+            status=status,
+            created=now,
+            start=start,
+            source=source,
+            consent=consent,
+        )
+        pairs = [item for pair in encode_subscriber(sub).items() for item in pair]
+        for _ in range(5):
+            current = self.redis.hget(self.email_key, address)
+            current = as_str(current) if current else ""
+            keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
+                    self.sub_key(current or sub_id), self.suppressed_key]  # fmt: skip
+            args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
+                    current, suppression_hash(address)]  # fmt: skip
+            outcome = int(self._add(keys=keys, args=args + pairs))
+            if outcome == 1:
+                return sub
+            if outcome == -2:
+                raise ErasedAddress(f"{address}: erased on request; it is never mailed again")
+            if outcome == 0:
+                raise DuplicateSubscriber(f"{address}: already subscribed")
+        raise DuplicateSubscriber(f"{address}: being changed by someone else, try again")
+
+    def add_many(self, subs: list[Subscriber], dues: list[float | None]) -> list[int]:
+        """Create new subscribers (an import) in one step, each as :meth:`add` would, but only
+        where the address is free: an address held by anyone, even someone who unsubscribed,
+        is left alone, and an address erased on request is refused. Per subscriber: 1 added,
+        0 the address is taken, -1 the address was erased."""
+        if not subs:
+            return []
+        names = sorted(FIELD_NAMES)
+        args: list[str] = [str(len(names)), *names]
+        for sub, due in zip(subs, dues, strict=True):
+            due_score = "" if due is None else encode_score(due)
+            args += [sub.email, sub.id, encode_score(sub.created), due_score,
+                     suppression_hash(sub.email)]  # fmt: skip
+            stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
+            args += [stored.get(name, "") for name in names]
+        keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
+                *(self.sub_key(s.id) for s in subs)]  # fmt: skip
+        return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
+
+    def find_many(self, emails: list[str]) -> list[Subscriber | None]:
+        """The subscriber holding each address (or None), in two round trips."""
+        if not emails:
+            return []
+        found = self.redis.hmget(self.email_key, [email.strip().lower() for email in emails])
+        ids = [as_str(i) if i else None for i in found]
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in ids:
+            if sub_id:
+                pipe.hgetall(self.sub_key(sub_id))
+        raws = iter(pipe.execute() if any(ids) else [])
+        return [
+            decode_subscriber(i, as_text(raw)) if i and (raw := next(raws)) else None for i in ids
+        ]
+
+    def read_many(
+        self, sub_ids: list[str]
+    ) -> list[tuple[Subscriber | None, dict[str, LedgerEntry]]]:
+        """Each subscriber with their whole ledger, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hgetall(self.sub_key(sub_id))
+            pipe.hgetall(self.ledger_key(sub_id))
+        replies = pipe.execute()
+        result = []
+        for i, sub_id in enumerate(sub_ids):
+            raw, ledger = replies[2 * i], replies[2 * i + 1]
+            sub = decode_subscriber(sub_id, as_text(raw)) if raw else None
+            entries = {
+                as_str(k): LedgerEntry.decode(as_str(k), as_str(v)) for k, v in ledger.items()
+            }
+            result.append((sub, entries))
+        return result
+
+    def new_id(self) -> str:
+        """A fresh subscriber id."""
+        return secrets.token_hex(6)
+
+    def get(self, sub_id: str) -> Subscriber | None:
+        raw = self.redis.hgetall(self.sub_key(sub_id))
+        return decode_subscriber(sub_id, as_text(raw)) if raw else None
+
+    def get_many(self, sub_ids: list[str]) -> list[tuple[Subscriber | None, set[str]]]:
+        """Each subscriber with the lesson ids in their ledger, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hgetall(self.sub_key(sub_id))
+            pipe.hkeys(self.ledger_key(sub_id))
+        replies = pipe.execute()
+        result = []
+        for i, sub_id in enumerate(sub_ids):
+            raw, done = replies[2 * i], replies[2 * i + 1]
+            sub = decode_subscriber(sub_id, as_text(raw)) if raw else None
+            result.append((sub, {as_str(k) for k in done}))
+        return result
+
+    def get_each(self, sub_ids: list[str]) -> list[Subscriber | None]:
+        """Each subscriber (None where there is none), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in sub_ids:
+            pipe.hgetall(self.sub_key(sub_id))
+        raws = pipe.execute() if sub_ids else []
+        return [
+            decode_subscriber(i, as_text(raw)) if raw else None
+            for i, raw in zip(sub_ids, raws, strict=True)
+        ]
+
+    def find(self, email: str) -> Subscriber | None:
+        sub_id = self.redis.hget(self.email_key, email.strip().lower())
+        return self.get(as_str(sub_id)) if sub_id else None
+
+    def is_erased(self, email: str) -> bool:
+        """Whether the address was erased on request (and so may never be mailed)."""
+        return bool(self.redis.sismember(self.suppressed_key, suppression_hash(email)))
+
+    def erased_many(self, emails: list[str]) -> list[bool]:
+        """:meth:`is_erased` for each address, in one round trip."""
+        if not emails:
+            return []
+        hashes = [suppression_hash(email) for email in emails]
+        return [bool(found) for found in self.redis.smismember(self.suppressed_key, hashes)]
+
+    def iter_ids(self, batch: int = 1000) -> Iterator[str]:
+        """Subscriber ids in signup order."""
+        start = 0
+        while True:
+            ids = self.redis.zrange(self.subs_key, start, start + batch - 1)
+            if not ids:
+                return
+            yield from (as_str(i) for i in ids)
+            start += batch
+
+    def count(self) -> int:
+        return int(self.redis.zcard(self.subs_key))
+
+    def update(
+        self,
+        sub_id: str,
+        changes: dict[str, object],
+        due: float | str | None = "=",
+        expected_version: int | None = None,
+    ) -> int:
+        """Set fields and the due score in one step; ``due=None`` removes from the index."""
+        args: list[str] = [
+            sub_id,
+            "" if expected_version is None else str(expected_version),
+            "" if due is None else ("=" if due == "=" else encode_score(float(due))),  # type: ignore[arg-type]
+        ]
+        for name, value in changes.items():
+            if name not in FIELD_NAMES:
+                raise KeyError(name)
+            args += [name, encode_value(value)]
+        return int(self._update(keys=[self.sub_key(sub_id), self.due_key], args=args))
+
+    def suppress(self, sub_id: str, status: str) -> int:
+        """Suppress for good (no version check) and count the exit after their last lesson;
+        1 done, 0 already suppressed, -3 no such subscriber."""
+        keys = [self.sub_key(sub_id), self.due_key, self.exits_key]
+        return int(self._suppress(keys=keys, args=[sub_id, status]))
+
+    def status_counts(self, batch: int = 1000) -> dict[str, int]:
+        """Subscribers by status: every record's ``status`` counted inside Redis, a batch of
+        the signup index per call (each call holds the server for a few milliseconds)."""
+        counts: dict[str, int] = {}
+        start = 0
+        while True:
+            reply = self._count_statuses(
+                keys=[self.subs_key], args=[start, start + batch - 1, self.prefix]
+            )
+            seen, pairs = int(reply[0]), reply[1:]
+            for i in range(0, len(pairs), 2):
+                name = as_str(pairs[i])
+                counts[name] = counts.get(name, 0) + int(pairs[i + 1])
+            if seen < batch:
+                return counts
+            start += batch
