@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from celery import Celery, current_app, shared_task
 from celery.signals import after_task_publish, beat_init
 
 from course import engine
+from course.clock import utc_now
 from course.logs import log_event
 from course.models.schedule import CONFIRMATION_ID
 from course.runtime import Runtime, build_runtime
@@ -23,11 +24,11 @@ from course.settings import Settings
 from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.confirmation import send_confirmation
+from course.task_names import CONFIRMATION_TASK, DELIVER_TASK, TICK_TASK
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
 log = logging.getLogger("course.tasks")
 
-TICK_TASK = "course.tick"
 TICK_EVERY = 60.0  # seconds
 # Longer than any delivery batch can take (TASK_BATCH_SIZE sends with their timeouts), so Redis
 # does not hand a message that is still being worked on to a second worker.
@@ -67,7 +68,7 @@ def enqueuer(app: Celery) -> engine.Enqueue:
     """The engine's ``enqueue``: one ``course.deliver`` message per batch."""
 
     def enqueue(items: list[engine.Item], now: datetime) -> None:
-        app.send_task("course.deliver", args=[[list(i) for i in items], now.isoformat()])
+        app.send_task(DELIVER_TASK, args=[[list(i) for i in items], now.isoformat()])
 
     return enqueue
 
@@ -84,14 +85,14 @@ def runtime() -> Runtime:
 
 
 def _parse(now: str | None) -> datetime:
-    return datetime.now(UTC) if now is None else datetime.fromisoformat(now)
+    return utc_now() if now is None else datetime.fromisoformat(now)
 
 
 def _wall_clock() -> datetime:
     """Deliveries are stamped with the tick's instant or the wall clock, whichever is later:
     a batch that waited in a backed-up queue records when it really went and sets retry
     deadlines from then. (A simulated run ahead of the wall clock keeps its own clock.)"""
-    return datetime.now(UTC)
+    return utc_now()
 
 
 @beat_init.connect
@@ -123,7 +124,7 @@ def tick_task(now: str | None = None) -> dict:
     return result.__dict__
 
 
-@shared_task(name="course.deliver")
+@shared_task(name=DELIVER_TASK)
 def deliver_task(items: list[list[str]], now: str) -> dict:
     rt = runtime()
     _, renderer = rt.schedules.current()
@@ -142,7 +143,7 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
     return result.__dict__
 
 
-@shared_task(name="course.confirmation", bind=True, max_retries=engine.MAX_ATTEMPTS - 1)
+@shared_task(name=CONFIRMATION_TASK, bind=True, max_retries=engine.MAX_ATTEMPTS - 1)
 def confirmation_task(self, sub_id: str) -> dict:
     """The double opt-in email for a pending subscriber (enqueued by the web app).
 

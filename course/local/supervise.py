@@ -20,6 +20,7 @@ from course.store.embedded import (
     running_url,
     stop_embedded_redis,
 )
+from course.task_names import TICK_TASK
 from course.tasks import create_app
 
 STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch
@@ -154,7 +155,7 @@ def run_services(
             console.print(f"{name}: started (pid {procs[name].pid})")
         # Tick once now rather than a minute from now; beat takes over from here.
         app = create_app(settings, url)
-        app.send_task("course.tick")
+        app.send_task(TICK_TASK)
         app.close()
         if web is not None:
             console.print(f"web: http://{web[0]}:{web[1]}/")

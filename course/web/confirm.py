@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from course.logs import log_event
 from course.subscribers.lifecycle import SubscriptionError, confirm
+from course.task_names import TICK_TASK
 from course.tokens import ExpiredToken, InvalidToken
 from course.web.links import invalid_link, links, read_confirm
 from course.web.openapi import HTML, INVALID_LINK, UNAVAILABLE
@@ -18,8 +19,6 @@ from course.web.status import status_page
 from course.web.subscribe import NEUTRAL
 
 log = logging.getLogger("course.web")
-
-TICK_TASK = "course.tick"
 
 
 def router(state: WebState) -> APIRouter:

@@ -24,12 +24,12 @@ from course.subscribers.signup import (
     clean_name,
     known_zones,
 )
+from course.task_names import CONFIRMATION_TASK
 
 log = logging.getLogger("course.web")
 
 IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
 MAX_EMAIL = 254
-CONFIRMATION_TASK = "course.confirmation"
 
 SendTask = Callable[..., object]  # Celery's ``send_task(name, args=..., kwargs=...)``
 
