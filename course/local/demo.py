@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from course import engine
+from course.clock import utc_now
 from course.local.supervise import (
     WorkerError,
     start_process,
@@ -137,7 +138,7 @@ def run_demo(settings: Settings, days: int | None, count: int, console: Console)
     worker = start_worker(settings, url, log_path)
     try:
         wait_for_worker(app, worker)
-        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        start = utc_now().replace(minute=0, second=0, microsecond=0)
         people = samples(count, start)
         paused = _simulate(store, schedule, app, worker, people, start, days, console)
         full = days >= course_days(schedule)

@@ -14,9 +14,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from course.clock import utc_now
 from course.mail.render import Renderer, RenderError
 from course.models.schedule import Schedule
 from course.schedule.errors import ScheduleError
@@ -51,7 +52,7 @@ def fingerprint(contents: dict[str, bytes]) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return utc_now()
 
 
 class ScheduleHolder:

@@ -25,6 +25,7 @@ from datetime import datetime
 from course.models.subscriber import LedgerEntry, to_instant
 from course.store import ADDRESS_WINDOW, Store, normalise_address
 from course.subscribers.lifecycle import SEND_SETTLE, wait_for_sends
+from course.subscribers.signup import address_key
 
 MAX_CHAIN = 1000  # records one address may have had; a guard against a damaged chain
 SCAN_BATCH = 1000
@@ -81,7 +82,6 @@ def _matching(store: Store, ids: list[str], address: str, known: list[str]) -> l
 def rate_limit_keys(store: Store, address: str, now: float) -> list[str]:
     """The web app's per-address signup counters that may exist now (this window and the
     last: they expire a minute after their window)."""
-    from course.web.signup import address_key
 
     key = address_key(normalise_address(address))
     return [store.rate_key("addr", key, ADDRESS_WINDOW, now - back) for back in (0, ADDRESS_WINDOW)]

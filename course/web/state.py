@@ -13,11 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi.responses import HTMLResponse
 
+from course.clock import utc_now
 from course.mail.render import Renderer, RenderError
 from course.schedule import Schedule, ScheduleError
 from course.schedule.reload import ScheduleHolder
@@ -34,7 +35,7 @@ SCHEDULE_CHECK_EVERY = 1.0  # seconds between looks for schedule edits (a stat p
 
 def now() -> datetime:
     """The time of a request, in UTC."""
-    return datetime.now(UTC)
+    return utc_now()
 
 
 class Unavailable(Exception):
