@@ -89,6 +89,9 @@ def test_an_unsafe_call_found_only_when_filling_is_reported_with_its_line(course
         ('{{{{ cycler.__init__.__globals__.os.popen("touch {marker}").read() }}}}', "html"),
         ('[[ cycler.__init__.__globals__.os.popen("touch {marker}").read() ]]', "html"),
         ('[[ lipsum.__globals__.os.popen("touch {marker}").read() ]]', "txt"),
+        # Found only by running: at compile time ([[ ]]) and at fill time ({{ }}).
+        ("[% set seen = [] %][[ seen.append(1) ]]", "txt"),
+        ("{{% set seen = [] %}}{{{{ seen.append(1) }}}}", "html"),
     ],
 )
 def test_an_unsafe_layout_is_reported_with_file_and_line(course, run, tag, layout):
