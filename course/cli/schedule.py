@@ -39,9 +39,11 @@ def validate(
     Reports every problem, one line each with its file and line, and exits 1 if there is any.
     """
     from course.mail.checks import check_content
+    from course.web.pages import check_pages
 
     schedule = ctx.schedule(schedule_path)
     problems = check_content(schedule, Renderer(schedule))
+    problems += check_pages(schedule.templates_dir, schedule.display)
     for problem in problems:
         click.echo(problem, err=True)
     if problems:

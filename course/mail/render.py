@@ -32,6 +32,8 @@ import jinja2
 from jinja2 import meta, nodes
 from markupsafe import Markup
 
+from course import sandbox
+from course.mail.environments import compile_environment, fill_environment
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
 from course.mail.plaintext import MARKDOWN, markdown_to_text
 from course.mail.samples import sample_recipient
@@ -53,7 +55,8 @@ _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fal
 
 
 class RenderError(Exception):
-    """A lesson or layout template cannot be compiled or filled; the message names file and line."""
+    """A lesson or layout template cannot be compiled or filled, or does what the sandbox
+    (``course.sandbox``) refuses; the message names file and line."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,19 @@ class CompiledLesson:
 
     def context(self, recipient: Recipient, confirm_url: str = "") -> dict[str, object]:
         """The variables the final templates are filled with for ``recipient``."""
-        return {
-            "first_name": recipient.first_name,
-            "progress": self.progress,
-            "unsubscribe_url": recipient.unsubscribe_url,
-            "pause_url": recipient.pause_url,
-            "email": recipient.email,
-            "confirm_url": confirm_url,
-        }
+        return fill_context(recipient, self.progress, confirm_url)
+
+
+def fill_context(recipient: Recipient, progress: str, confirm_url: str) -> dict[str, object]:
+    """The variables a lesson's templates are filled with for ``recipient``."""
+    return {
+        "first_name": recipient.first_name,
+        "progress": progress,
+        "unsubscribe_url": recipient.unsubscribe_url,
+        "pause_url": recipient.pause_url,
+        "email": recipient.email,
+        "confirm_url": confirm_url,
+    }
 
 
 class Renderer:
@@ -101,8 +109,8 @@ class Renderer:
 
     def __init__(self, schedule: Schedule):
         self._schedule = schedule
-        self._fill_html = _fill_environment(autoescape=True)
-        self._fill_text = _fill_environment(autoescape=False)
+        self._fill_html = fill_environment(autoescape=True)
+        self._fill_text = fill_environment(autoescape=False)
         html_layout = self._read_layout(HTML_LAYOUT)
         text_layout = self._read_layout(TEXT_LAYOUT)
         self._check_layout(HTML_LAYOUT, html_layout, self._fill_html)
@@ -160,7 +168,7 @@ class Renderer:
         try:
             html, text = compiled.fill(context)
         except jinja2.TemplateError as exc:
-            raise RenderError(f"{compiled.source_name}: {_one_line(exc)}") from None
+            raise RenderError(f"{compiled.source_name}: {_reason(exc)}") from None
         course = self._schedule.course
         return Email(
             to_email=recipient.email,
@@ -187,6 +195,7 @@ class Renderer:
         source = _read(path, name)
         allowed = CONFIRMATION_VARIABLES if lesson.kind == CONFIRMATION else RECIPIENT_VARIABLES
         _check_template(name, source, self._fill_html, allowed)
+        _trial_source(name, source, self._fill_html, progress)
 
         slots = Placeholders()
         protected = slots.protect(source)
@@ -236,14 +245,14 @@ class Renderer:
     ) -> str:
         # The layout's own recipient tags become placeholders too, so css-inline cannot touch
         # them and course constants filled in here are never read as Jinja.
-        env = _compile_environment(autoescape=layout.endswith(".html.j2"))
+        env = compile_environment(autoescape=layout.endswith(".html.j2"))
         try:
             template = env.from_string(slots.protect(layout_source))
             return template.render(constants, body=body)
         except jinja2.TemplateError as exc:
             line = _template_line(exc.__traceback__, "<template>")
             name = self._schedule.display(self._schedule.templates_dir / layout)
-            raise RenderError(f"{name}:{line or '?'}: {_one_line(exc)}") from None
+            raise RenderError(f"{name}:{line or '?'}: {_reason(exc)}") from None
 
     def _final_template(self, name: str, source: str, env: jinja2.Environment) -> jinja2.Template:
         try:
@@ -257,52 +266,26 @@ class Renderer:
 
     def _check_layout(self, layout: str, source: str, fill_env: jinja2.Environment) -> None:
         name = self._schedule.display(self._schedule.templates_dir / layout)
-        compile_env = _compile_environment(autoescape=False)
+        compile_env = compile_environment(autoescape=False)
         _check_template(name, source, compile_env, COMPILE_VARIABLES)
         _check_template(name, source, fill_env, CONFIRMATION_VARIABLES)
+        _trial_source(name, source, fill_env, "")
 
 
 # -- Jinja ------------------------------------------------------------------------------------
 
 
-def _fill_environment(autoescape: bool) -> jinja2.Environment:
-    """The environment of the final templates, filled per recipient."""
-    return jinja2.Environment(
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        # Statement lines ({% if first_name %}) vanish instead of leaving blank lines in text.
-        # HTML gets the same whitespace rules so both parts can share one template.
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
-def _compile_environment(autoescape: bool) -> jinja2.Environment:
-    """The environment of a layout's compile-time tags: ``[[ ... ]]``, ``[% ... %]``."""
-    return jinja2.Environment(
-        block_start_string="[%",
-        block_end_string="%]",
-        variable_start_string="[[",
-        variable_end_string="]]",
-        comment_start_string="[#",
-        comment_end_string="#]",
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
 def _check_template(
     name: str, source: str, env: jinja2.Environment, allowed: Iterable[str]
 ) -> None:
-    """Syntax errors and unknown variables, reported with the line of the source file."""
+    """Syntax errors, unsafe access and unknown variables, with the line of the source file."""
     try:
         ast = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(f"{name}:{exc.lineno}: {exc.message}") from None
+    unsafe = sandbox.unsafe_access(ast)
+    if unsafe:
+        raise RenderError(f"{name}:{unsafe[0]}: {unsafe[1]}")
     unknown = meta.find_undeclared_variables(ast) - set(allowed) - set(env.globals)
     if unknown:
         first = min(
@@ -318,13 +301,36 @@ def _check_template(
 _TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test"}
 
 
+def _trial_contexts(progress: str) -> list[dict[str, object]]:
+    """The self-check's fills: a reader with and without a first name."""
+    return [
+        fill_context(
+            sample_recipient("trial", name, address="trial@example.com", links=_TRIAL_LINKS),
+            progress,
+            "https://c.test",
+        )
+        for name in (None, "Sam")
+    ]
+
+
+def _trial_source(name: str, source: str, env: jinja2.Environment, progress: str) -> None:
+    """Fill a template's own source as the trial fill will: what the sandbox refuses only
+    when it runs (``list.append``) is reported with the line of the file, which the compiled
+    template (Markdown and layout applied) no longer has."""
+    template = env.from_string(source)
+    for context in _trial_contexts(progress):
+        try:
+            template.render(context)
+        except sandbox.SecurityError as exc:
+            line = _template_line(exc.__traceback__, "<template>")
+            raise RenderError(f"{name}:{line or '?'}: {sandbox.unsafe_message(exc)}") from None
+        except Exception:  # any other mistake: the trial fill reports it, in its own words
+            return
+
+
 def _trial_fill(compiled: CompiledLesson) -> None:
     """Fill once with and without a first name, so runtime mistakes show at load, not at send."""
-    for first_name in (None, "Sam"):
-        sample = sample_recipient(
-            "trial", first_name, address="trial@example.com", links=_TRIAL_LINKS
-        )
-        context = compiled.context(sample, "https://c.test")
+    for context in _trial_contexts(compiled.progress):
         try:
             if compiled.fill(context) != (
                 compiled.html.render(context),
@@ -332,7 +338,7 @@ def _trial_fill(compiled: CompiledLesson) -> None:
             ):
                 raise RenderError(f"{compiled.source_name}: HTML and text parts do not separate")
         except jinja2.TemplateError as exc:
-            raise RenderError(f"{compiled.source_name}: {_one_line(exc)}") from None
+            raise RenderError(f"{compiled.source_name}: {_reason(exc)}") from None
 
 
 def _template_line(tb: TracebackType | None, filename: str) -> int | None:
@@ -347,6 +353,12 @@ def _template_line(tb: TracebackType | None, filename: str) -> int | None:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(getattr(exc, "message", None) or exc).split())
+
+
+def _reason(exc: jinja2.TemplateError) -> str:
+    if isinstance(exc, sandbox.SecurityError):
+        return sandbox.unsafe_message(exc)
+    return _one_line(exc)
 
 
 def _read(path: Path, name: str) -> str:

@@ -1,14 +1,18 @@
-"""The subscriber pages: Jinja2 templates in ``templates/web/`` (autoescaped), in the
-course's look, with plain-language dates in the subscriber's own time zone."""
+"""The subscriber pages: Jinja2 templates in ``templates/web/`` (autoescaped and sandboxed,
+as a course may override them), in the course's look, with plain-language dates in the
+subscriber's own time zone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
 from starlette.responses import HTMLResponse
+
+from course import sandbox
 
 # The project's own page templates; a course may override any of them with a file of the
 # same name in ``templates/web/`` beside its schedule.
@@ -34,19 +38,40 @@ PAGE_DEFAULTS: dict[str, object] = {
 
 
 def environment(templates_dir: Path) -> jinja2.Environment:
+    """The pages' (sandboxed) environment: the course's own pages first, then the project's."""
     loaders = [jinja2.FileSystemLoader(str(templates_dir / "web"))]
     if BUILTIN_TEMPLATES.is_dir():
         loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
-    env = jinja2.Environment(
+    env = sandbox.environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters["when"] = when
     env.filters["day"] = day
     return env
+
+
+def check_pages(templates_dir: Path, display: Callable[[Path], str] = str) -> list[str]:
+    """The course's own page templates (``templates/web/``) read for syntax errors and unsafe
+    access, one line each with file and line; ``display`` names a file as the marketer knows it.
+    """
+    env = environment(templates_dir)
+    problems = []
+    for path in sorted((templates_dir / "web").rglob("*.j2")):
+        try:
+            ast = env.parse(path.read_text(encoding="utf-8"))
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"{display(path)}:{exc.lineno}: {exc.message}")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{display(path)}: cannot read template: {exc}")
+            continue
+        unsafe = sandbox.unsafe_access(ast)
+        if unsafe:
+            problems.append(f"{display(path)}:{unsafe[0]}: {unsafe[1]}")
+    return problems
 
 
 def when(instant: datetime | None, tz: str | ZoneInfo) -> str:
