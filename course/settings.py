@@ -254,6 +254,18 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+def require_schedule_file(settings: Settings) -> None:
+    """At the start of a process that runs the course (``run``, ``serve``, the worker, beat):
+    its schedule file must be there. The copy of the last valid schedule kept in Redis is for
+    a broken edit, never for a file that is not there, which would quietly send an old course
+    (COURSE_SCHEDULE=nope.yaml)."""
+    if not settings.schedule_path.is_file():
+        raise SettingsError(
+            f"COURSE_SCHEDULE: {str(settings.schedule_path)!r}: no such file (set "
+            "COURSE_SCHEDULE to the course's schedule.yaml, or run where it is)"
+        )
+
+
 def dev_warning(settings: Settings) -> str | None:
     """In dev mode with a base URL others can reach, the one line to print loudly at start:
     dev accepts unsigned webhook events and, without COURSE_SECRET_KEY, signs links with a

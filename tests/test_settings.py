@@ -224,3 +224,24 @@ def test_serve_and_the_worker_warn_at_start_in_dev_on_a_public_base_url(tmp_path
     assert worker.stderr.startswith("course: WARNING: COURSE_ENV is 'dev'"), worker.stderr
     quiet = run_entry_point(["-m", "course", "validate"], env)
     assert "WARNING" not in quiet.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "course", "run", "--port", "1"],
+        ["-m", "course", "serve", "--port", "1"],
+        ["-m", "celery", "-A", "worker", "worker"],
+        ["-m", "celery", "-A", "worker", "beat"],
+    ],
+    ids=["run", "serve", "worker", "beat"],
+)
+def test_every_entry_point_refuses_to_start_without_its_schedule_file(args, tmp_path):
+    """Not even on the copy of the last valid schedule kept in Redis: that copy is for a
+    broken edit, and COURSE_SCHEDULE=nope.yaml would otherwise quietly send an old course."""
+    env = {"COURSE_SCHEDULE": "nope.yaml", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "COURSE_VAR_DIR": str(tmp_path)}  # fmt: skip
+    result = run_entry_point(args, env)
+    assert result.returncode == 2, result
+    assert result.stderr == "course: COURSE_SCHEDULE: 'nope.yaml': no such file (set " \
+        "COURSE_SCHEDULE to the course's schedule.yaml, or run where it is)\n"  # fmt: skip

@@ -11,7 +11,7 @@ import click
 from course.cli.context import Context
 from course.mail.render import RenderError
 from course.schedule import ScheduleError
-from course.settings import Settings, SettingsError, dev_warning
+from course.settings import Settings, SettingsError, dev_warning, require_schedule_file
 from course.store import DuplicateSubscriber, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError
@@ -26,7 +26,8 @@ USER_ERRORS = (
     EmbeddedRedisError,
 )
 
-# The commands that start a site (said once, as they start, rather than on every command).
+# The commands that start a site: they need the schedule file, and a dev-mode warning is
+# said once, as they start, rather than on every command.
 LONG_RUNNING = ("run", "serve")
 
 
@@ -36,9 +37,10 @@ LONG_RUNNING = ("run", "serve")
 def cli(ctx: click.Context) -> None:
     """The Fibromyalgia Healing Roadmap email course."""
     settings = Settings.from_env()
-    warning = dev_warning(settings)
-    if warning and ctx.invoked_subcommand in LONG_RUNNING:
-        click.echo(f"course: {warning}", err=True)
+    if ctx.invoked_subcommand in LONG_RUNNING:
+        require_schedule_file(settings)
+        if warning := dev_warning(settings):
+            click.echo(f"course: {warning}", err=True)
     ctx.obj = Context(settings)
 
 
