@@ -6,15 +6,38 @@ Nothing else in the project reads ``os.environ``: build a :class:`Settings` with
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
 LOG_FORMATS = ("json", "text")
 DEV_SECRET_KEY = "dev-only-not-secret"
 DEFAULT_BASE_URL = "http://localhost:8000"
+# Outside dev: secrets and tokens at least this long (32 characters: ~190 bits from
+# secrets.token_urlsafe), and none of the placeholders .env.example ships with (a copied
+# .env.example would otherwise run with a secret everyone knows). tests/test_settings.py
+# reads .env.example and checks that every placeholder in it is refused.
+MIN_SECRET = 32
+MAKE_SECRET = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+PLACEHOLDERS = frozenset(
+    {
+        "change-me-to-a-long-random-string",  # COURSE_SECRET_KEY
+        "the-previous-key",  # COURSE_SECRET_KEY_FALLBACKS
+        "https://course.example.com",  # COURSE_BASE_URL
+        "SG.replace-me",  # SENDGRID_API_KEY
+        "smtp://user:password@smtp.example.com:587?starttls=true",  # SMTP_URL
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...",  # SENDGRID_WEBHOOK_PUBLIC_KEY
+        "replace-with-python-c-import-secrets-print-secrets-token_urlsafe-32",  # ADMIN_TOKEN
+        "a-long-random-string",  # COURSE_METRICS_TOKEN
+        "admin:change-me",  # FLOWER_BASIC_AUTH (read by Flower, checked here)
+    }
+)
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+RESERVED_TLDS = (".example", ".test", ".invalid")
 
 
 class SettingsError(ValueError):
@@ -111,7 +134,7 @@ class Settings:
             raise SettingsError("SENDGRID_API_KEY: required when COURSE_TRANSPORT=sendgrid")
         if transport == "smtp" and not env.get("SMTP_URL"):
             raise SettingsError("SMTP_URL: required when COURSE_TRANSPORT=smtp")
-        return cls(
+        settings = cls(
             redis_url=_verified_tls(env.get("REDIS_URL") or None),
             transport=transport,
             outbox_dir=Path(env.get("COURSE_OUTBOX_DIR") or var_dir / "outbox"),
@@ -139,6 +162,125 @@ class Settings:
             send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
             sendgrid_batch=_sendgrid_batch(env),
         )
+        if mode != "dev":
+            _refuse_unsafe(settings, env)
+        return settings
+
+
+def _refuse_unsafe(settings: Settings, env: Mapping[str, str]) -> None:
+    """Outside dev: a SettingsError naming the first setting that would make the site unsafe
+    (a guessable secret, links to nowhere or over plain http, unsigned provider events)."""
+    _check_secret("COURSE_SECRET_KEY", settings.secret_key)
+    for key in settings.secret_key_fallbacks:
+        _check_secret("COURSE_SECRET_KEY_FALLBACKS", key, "an entry")
+    if not (env.get("COURSE_BASE_URL") or "").strip():
+        raise SettingsError(
+            "COURSE_BASE_URL: required outside dev: the public https address of the web app "
+            "(e.g. https://course.your-domain.org), which every link in every email uses"
+        )
+    _check_base_url(settings.base_url)
+    if settings.transport == "sendgrid" and settings.sendgrid_webhook_public_key is None:
+        raise SettingsError(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY: required with COURSE_TRANSPORT=sendgrid outside dev "
+            "(without it every bounce and complaint is refused): copy the verification key "
+            "from SendGrid's Mail Settings -> Event Webhook"
+        )
+    for name, token in (
+        ("COURSE_ADMIN_TOKEN", settings.admin_token),
+        ("COURSE_METRICS_TOKEN", settings.metrics_token),
+    ):
+        if token is not None:
+            _check_secret(name, token)
+    for name, value in (
+        ("SENDGRID_API_KEY", settings.sendgrid_api_key),
+        ("SMTP_URL", settings.smtp_url),
+        ("SENDGRID_WEBHOOK_PUBLIC_KEY", settings.sendgrid_webhook_public_key),
+        ("FLOWER_BASIC_AUTH", env.get("FLOWER_BASIC_AUTH")),
+    ):
+        if value and _is_placeholder(value):
+            raise SettingsError(f"{name}: still the placeholder from .env.example")
+
+
+def _check_secret(name: str, value: str, what: str = "") -> None:
+    """A secret or token: not the dev key, not a placeholder, at least MIN_SECRET long."""
+    which = f"{what} is " if what else ""
+    if value == DEV_SECRET_KEY:
+        raise SettingsError(f"{name}: {which}the dev key, which everyone knows; {MAKE_SECRET}")
+    if _is_placeholder(value):
+        raise SettingsError(f"{name}: {which}the placeholder from .env.example; {MAKE_SECRET}")
+    if len(value) < MIN_SECRET:
+        raise SettingsError(
+            f"{name}: {which}{len(value)} characters; at least {MIN_SECRET} outside dev "
+            f"({MAKE_SECRET})"
+        )
+
+
+def _is_placeholder(value: str) -> bool:
+    text = value.strip()
+    return text in PLACEHOLDERS or any(
+        marker in text.lower() for marker in ("change-me", "replace-me", "replace-with")
+    )
+
+
+def _check_base_url(url: str) -> None:
+    if _is_placeholder(url):
+        raise SettingsError(
+            f"COURSE_BASE_URL: {url!r} is the placeholder from .env.example; give the web "
+            "app's public https address"
+        )
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise SettingsError(
+            f"COURSE_BASE_URL: {url!r} is not https; links in emails carry tokens, so they "
+            "must use https outside dev (put a TLS proxy in front of the web app)"
+        )
+    if not parts.hostname or is_loopback_host(parts.hostname):
+        raise SettingsError(
+            f"COURSE_BASE_URL: {url!r} is not a public address (readers cannot reach "
+            "localhost); give the web app's public https address"
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, a loopback address (127.0.0.0/8, ::1) or the unspecified one
+    (0.0.0.0, ::): a host name that only reaches the machine it is typed on."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def require_schedule_file(settings: Settings) -> None:
+    """At the start of a process that runs the course (``run``, ``serve``, the worker, beat):
+    its schedule file must be there. The copy of the last valid schedule kept in Redis is for
+    a broken edit, never for a file that is not there, which would quietly send an old course
+    (COURSE_SCHEDULE=nope.yaml)."""
+    if not settings.schedule_path.is_file():
+        raise SettingsError(
+            f"COURSE_SCHEDULE: {str(settings.schedule_path)!r}: no such file (set "
+            "COURSE_SCHEDULE to the course's schedule.yaml, or run where it is)"
+        )
+
+
+def dev_warning(settings: Settings) -> str | None:
+    """In dev mode with a base URL others can reach, the one line to print loudly at start:
+    dev accepts unsigned webhook events and, without COURSE_SECRET_KEY, signs links with a
+    key everyone knows. None otherwise."""
+    host = (urlsplit(settings.base_url).hostname or "").rstrip(".")
+    if settings.env != "dev" or not host or is_loopback_host(host):
+        return None
+    if host.endswith(RESERVED_TLDS):  # names no one can reach (RFC 2606): tests, examples
+        return None
+    keys = " and signs links with the dev key" if settings.secret_key == DEV_SECRET_KEY else ""
+    return (
+        f"WARNING: COURSE_ENV is 'dev' but COURSE_BASE_URL ({settings.base_url}) is a public "
+        f"address: dev accepts unsigned webhook events{keys}; set COURSE_ENV=production on "
+        "a site others reach"
+    )
 
 
 MIN_ADMIN_TOKEN = 16

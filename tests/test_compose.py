@@ -9,6 +9,7 @@ host name (``-n``, as ``--scale`` gives each container its own), and the env fil
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -26,6 +27,8 @@ import pytest
 import redis
 import yaml
 from conftest import ROOT
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kombu import Connection
 
 from course.cli.health import beat_health
@@ -38,10 +41,22 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("worker", "beat", "web", "flower")
 WORKERS = ("worker-1", "worker-2")  # as `docker compose up --scale worker=2` would run
+PUBLIC_URL = "https://course.example.org"  # the TLS proxy's address, in every link
+
+
+def webhook_public_key() -> str:
+    """An EC P-256 public key as SendGrid's Event Webhook settings show it (base64 DER)."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
 SECRET_ENV = {  # what .env holds in production, with this test's values
-    "COURSE_SECRET_KEY": "compose-test-secret",
+    "COURSE_SECRET_KEY": "compose-test-secret-of-at-least-32-characters",
+    "COURSE_BASE_URL": PUBLIC_URL,
     "COURSE_TRANSPORT": "sendgrid",
     "SENDGRID_API_KEY": "SG.compose-test",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_public_key(),
     "FLOWER_BASIC_AUTH": "admin:compose-test",
 }
 
@@ -261,7 +276,6 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
             env.update(  # stand-ins for the container network and the image's ENV lines
                 REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                 SENDGRID_HOST=standin.url,
-                COURSE_BASE_URL=web_url,
                 COURSE_SCHEDULE=str(course_path),
                 COURSE_VAR_DIR=str(tmp_path / f"{name}-data"),
                 **extra,
@@ -319,9 +333,11 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
             assert httpx.post(f"{web_url}/subscribe", data=form, timeout=30).status_code == 200
             (confirmation,) = wait_until("confirmation", lambda: sent_to(standin, reader),
                                          services)  # fmt: skip
-            link = re.search(rf"{re.escape(web_url)}/confirm/[\w.\-]+", plain_text(confirmation))
+            link = re.search(rf"{re.escape(PUBLIC_URL)}(/confirm/[\w.\-]+)",
+                             plain_text(confirmation))  # fmt: skip
             assert link, plain_text(confirmation)
-            assert httpx.get(link.group(0), timeout=30).status_code == 200
+            # The proxy would pass the public address on to the web service.
+            assert httpx.get(f"{web_url}{link.group(1)}", timeout=30).status_code == 200
 
             def lesson_zero() -> list[dict]:
                 return [p for p in sent_to(standin, reader)

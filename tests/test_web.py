@@ -793,8 +793,8 @@ def test_tokens_never_reach_the_access_log():
 def test_believing_any_forwarded_for_is_refused_outside_dev():
     with pytest.raises(SettingsError, match="COURSE_FORWARDED_ALLOW_IPS"):
         Settings.from_env(
-            {"COURSE_ENV": "production", "COURSE_SECRET_KEY": "k",
-             "COURSE_FORWARDED_ALLOW_IPS": "*"}
+            {"COURSE_ENV": "production", "COURSE_SECRET_KEY": "k" * 32,
+             "COURSE_BASE_URL": "https://course.example", "COURSE_FORWARDED_ALLOW_IPS": "*"}
         )  # fmt: skip
     assert Settings.from_env({"COURSE_FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == "*"
 

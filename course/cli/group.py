@@ -11,7 +11,7 @@ import click
 from course.cli.context import Context
 from course.mail.render import RenderError
 from course.schedule import ScheduleError
-from course.settings import Settings, SettingsError
+from course.settings import Settings, SettingsError, dev_warning, require_schedule_file
 from course.store import DuplicateSubscriber, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError
@@ -26,13 +26,22 @@ USER_ERRORS = (
     EmbeddedRedisError,
 )
 
+# The commands that start a site: they need the schedule file, and a dev-mode warning is
+# said once, as they start, rather than on every command.
+LONG_RUNNING = ("run", "serve")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="healing-roadmap-course")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """The Fibromyalgia Healing Roadmap email course."""
-    ctx.obj = Context(Settings.from_env())
+    settings = Settings.from_env()
+    if ctx.invoked_subcommand in LONG_RUNNING:
+        require_schedule_file(settings)
+        if warning := dev_warning(settings):
+            click.echo(f"course: {warning}", err=True)
+    ctx.obj = Context(settings)
 
 
 def main(argv: list[str] | None = None) -> None:
