@@ -323,3 +323,19 @@ def test_a_bad_event_is_skipped_and_the_rest_of_the_signed_batch_is_applied(
     skipped = [r.getMessage() for r in caplog.records if "webhook_event_skipped" in r.getMessage()]
     assert skipped[0] == "webhook_event_skipped index=0 reason=email: not valid Unicode text"
     assert len(skipped) == 5
+
+
+def test_an_event_naming_an_international_domain_in_punycode_finds_the_subscriber(
+    client, store, schedule
+):
+    """Lessons go to ``xn--`` domains (see test_transport); SendGrid's events name them so."""
+    anna = enrol(store, schedule, "anna@bücher.example", "Anna", "UTC", datetime.now(UTC))
+    bruno = enrol(store, schedule, "bruno@bücher.example", "Bruno", "UTC", datetime.now(UTC))
+    batch = [
+        event("bounce", anna, "hello", 1, email="anna@xn--bcher-kva.example", type="bounce"),
+        {"event": "spamreport", "email": "Bruno@XN--BCHER-KVA.example", "sg_event_id": "s-1"},
+    ]
+    answer = post(client, batch)
+    assert answer.status_code == 200 and answer.json()["suppressed"] == 2
+    assert store.get(anna.id).status == "bounced"
+    assert store.get(bruno.id).status == "complained"

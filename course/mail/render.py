@@ -32,6 +32,7 @@ import jinja2
 from jinja2 import meta, nodes
 from markupsafe import Markup
 
+from course.mail.addresses import ascii_address
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
 from course.mail.plaintext import MARKDOWN, markdown_to_text
 from course.mail.samples import sample_recipient
@@ -163,9 +164,9 @@ class Renderer:
             raise RenderError(f"{compiled.source_name}: {_one_line(exc)}") from None
         course = self._schedule.course
         return Email(
-            to_email=recipient.email,
+            to_email=ascii_address(recipient.email),  # an international domain as punycode
             to_name=recipient.first_name,
-            from_email=course.from_email,
+            from_email=ascii_address(course.from_email),
             from_name=course.from_name,
             reply_to=course.reply_to,
             subject=compiled.lesson.subject,

@@ -19,6 +19,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
+from course.mail.addresses import stored_address
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber
 from course.settings import SettingsError
@@ -156,7 +157,8 @@ def read_event(raw: object) -> Event:
         values[name] = value.strip()[:limit]
     if not values.get("event"):
         raise BadEvent("no event name")
-    values["email"] = values.get("email", "").lower()
+    # SendGrid names an international domain in punycode, as it was sent: kept in Unicode
+    values["email"] = stored_address(values.get("email", ""))
     return Event(**values)
 
 
