@@ -147,6 +147,19 @@ def test_subscribers_add_rejects_a_bad_address_and_zone(run):
     assert zone.returncode == 2 and "unknown time zone" in zone.stderr
 
 
+def test_subscribers_add_checks_the_name_as_the_web_form_does(run):
+    for name in ("Ann\r\nBcc: x@example.org", "visit evil.example", "<b>Ann</b>"):
+        result = run("subscribers", "add", "n@example.com", "--name", name)
+        assert result.returncode == 2, result.stdout
+        assert "Invalid value for --name: not a first name" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert run("subscribers", "show", "n@example.com").returncode == 1  # nothing stored
+    fine = run("subscribers", "add", "n@example.com", "--name", "  Anne-Marie  O'Neil ")
+    assert fine.returncode == 0, fine.stderr
+    shown = run("subscribers", "show", "n@example.com", "--json")
+    assert json.loads(shown.stdout)["first_name"] == "Anne-Marie O'Neil"
+
+
 def test_show_unknown_subscriber_exits_1(run):
     result = run("subscribers", "show", "nobody@example.com")
     assert result.returncode == 1

@@ -108,9 +108,9 @@ def test_schedule_edits_reach_the_running_worker_and_an_invalid_one_is_reported(
     assert f"runs schedule {running.fingerprint}" in result.stdout
     assert "rejected an invalid edit" in result.stdout
 
-    settings = Settings.from_env(world["env"])
-    with TestClient(create_web_app(settings, send_task=print)) as client:
-        health = client.get("/healthz").json()
+    settings = Settings.from_env(world["env"]).with_(metrics_token="t" * 40)
+    with TestClient(create_web_app(settings, send_task=print)) as client:  # details: the token
+        health = client.get("/healthz", headers={"Authorization": f"Bearer {'t' * 40}"}).json()
     assert health["schedule"]["error"] == line  # the web app's own view of the file
     [view] = health["schedule"]["workers"]
     assert view["fingerprint"] == running.fingerprint and view["error"] == line

@@ -234,6 +234,46 @@ def test_export_then_import_into_an_empty_store_gives_the_same_people(run, tmp_p
     assert len(piped.stdout.splitlines()) == 2
 
 
+def test_every_exported_cell_is_spreadsheet_safe_and_imports_back_unchanged(
+    run, tmp_path, course_path
+):
+    """``=1+2@…``, ``-ann@…`` and ``-Ann`` are valid data that a spreadsheet would run as a
+    formula: each is written with a leading ``'``, and the import takes it off again."""
+    schedule = load_schedule(course_path)
+    store = run.store
+    start = NOW - timedelta(days=1)
+    people_in = [
+        ("=1+2@example.org", "Ann", "@SUM(A1)"),
+        ("-ann@example.org", "-Ann", "-list"),
+        ("+c@example.org", "Cy", "+tab"),
+        ("'=b@example.org", "'Bo", "'=already quoted"),
+        ("'d@example.org", None, "'plain"),
+    ]
+    for email, name, source in people_in:
+        enrol(store, schedule, email, name, "UTC", start, source=source)
+
+    exported = tmp_path / "people.csv"
+    result = run("subscribers", "export", str(exported))
+    assert result.returncode == 0, result.stderr
+    with exported.open(newline="") as file:
+        cells = [cell for row in csv.reader(file) for cell in row]
+    assert "'=1+2@example.org" in cells and "'-ann@example.org" in cells
+    assert "'-Ann" in cells and "'@SUM(A1)" in cells and "''=b@example.org" in cells
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+
+    def people() -> set:
+        subs = (store.get(sub_id) for sub_id in store.iter_ids())
+        return {(s.email, s.first_name, s.tz, s.status, s.start, s.source) for s in subs}
+
+    before = people()
+    assert {(e, n, src) for e, n, _, _, _, src in before} == set(people_in)
+    store.redis.flushdb()
+    result = run("subscribers", "import", str(exported), "--now", NOW.isoformat())
+    assert result.returncode == 0, result.stderr
+    assert "imported 5;" in result.stdout
+    assert people() == before
+
+
 def test_import_never_brings_back_an_address_erased_on_request(run, tmp_path, course_path):
     schedule = load_schedule(course_path)
     store = run.store

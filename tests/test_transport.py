@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from conftest import write_course
 
-from course.models.email import Email
+from course.mail.render import Renderer
+from course.models.email import Email, Recipient
+from course.schedule import load_schedule
 from course.settings import Settings, SettingsError
 from course.testing.sendgrid_standin import Reply, SendGridStandIn
 from course.transport import (
@@ -126,6 +129,7 @@ class RecordingHandler:
                 "peer": session.peer,
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
+                "raw": envelope.content,
                 "message": email.message_from_bytes(envelope.content, policy=policy.default),
             }
         )
@@ -444,3 +448,43 @@ def test_outbox_directory_given_as_path_is_created(tmp_path: Path):
     OutboxTransport(tmp_path / "a" / "b")
 
     assert (tmp_path / "a" / "b").is_dir()
+
+
+# --------------------------------------------------------------------------------------------
+# International domains: sent in punycode, never as an encoded-word no server delivers
+
+IDNA_ADDRESS, PUNYCODE_ADDRESS = "anna@bücher.example", b"anna@xn--bcher-kva.example"
+
+
+def rendered_for(tmp_path: Path, address: str) -> Email:
+    """A lesson rendered for ``address`` as the engine renders it (the address as stored)."""
+    renderer = Renderer(load_schedule(write_course(tmp_path / "course")))
+    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t"}
+    return renderer.render("hello", Recipient("42", address, "Anna", **links))
+
+
+def test_an_international_domain_is_sent_as_punycode_in_the_outbox_and_over_smtp(
+    tmp_path, smtp, smtp_server
+):
+    message = rendered_for(tmp_path, IDNA_ADDRESS)
+    OutboxTransport(tmp_path / "outbox").send(message)
+    [eml] = (tmp_path / "outbox").iterdir()
+    raw = eml.read_bytes()
+    assert b"\nTo: Anna <" + PUNYCODE_ADDRESS + b">\n" in raw
+    assert b"=?utf-8?" not in raw.split(b"\n\n", 1)[0].lower()  # no encoded-word in a header
+
+    smtp.send(message)
+    [delivered] = smtp_server.handler.messages
+    assert delivered["rcpt_tos"] == [PUNYCODE_ADDRESS.decode()]
+    assert b"\r\nTo: Anna <" + PUNYCODE_ADDRESS + b">\r\n" in delivered["raw"]
+
+
+def test_an_international_domain_is_sent_as_punycode_to_sendgrid(tmp_path, sendgrid, standin):
+    sendgrid.send(rendered_for(tmp_path, IDNA_ADDRESS))
+    [payload] = standin.accepted
+    [personalization] = payload["personalizations"]
+    assert personalization["to"] == [{"email": PUNYCODE_ADDRESS.decode(), "name": "Anna"}]
+
+
+def test_an_ascii_address_is_sent_as_it_is(tmp_path):
+    assert rendered_for(tmp_path, "reader@example.com").to_email == "reader@example.com"

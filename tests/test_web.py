@@ -4,6 +4,7 @@ signup, confirmation, tokens, one-click unsubscribe, flare pause and resume, hea
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import re
@@ -22,6 +23,7 @@ from fastapi.testclient import TestClient
 from course import engine
 from course.mail.render import Renderer
 from course.models.subscriber import LedgerEntry
+from course.runtime import ScheduleStatusBoard
 from course.settings import Settings, SettingsError
 from course.store import Store
 from course.subscribers.confirmation import send_confirmation
@@ -618,21 +620,55 @@ def test_pending_and_unsubscribed_subscribers_cannot_pause(web, schedule):
 # -- health -----------------------------------------------------------------------------------
 
 
-def test_healthz_reports_redis_the_schedule_and_the_last_tick(web, schedule):
-    body = web.client.get("/healthz").json()
+METRICS_TOKEN = "m" * 40
+DETAILS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+@pytest.fixture
+def health(settings, store):
+    """A client of an app with a metrics token: /healthz shows its details to that token."""
+    app = create_app(settings.with_(metrics_token=METRICS_TOKEN), send_task=print)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_healthz_in_public_is_the_bare_status_and_the_details_need_the_metrics_token(
+    health, store, settings
+):
+    board = ScheduleStatusBoard(
+        store.redis, store.schedule_status_key, "worker", "worker@host-a:4242"
+    )
+    board.report({"fingerprint": "abc", "loaded_at": None, "error": None, "error_at": None},
+                 datetime.now(UTC))  # fmt: skip
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
+        answer = health.get("/healthz", headers=headers)
+        assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+    detailed = health.get("/healthz", headers=DETAILS).json()
+    assert detailed["redis"] == "ok" and "host-a" in json.dumps(detailed)
+    # Without a metrics token configured there is no way to the details at all.
+    with TestClient(create_app(settings, send_task=print)) as client:
+        assert client.get("/healthz", headers=DETAILS).json() == {"status": "ok"}
+
+
+def test_healthz_reports_redis_the_schedule_and_the_last_tick(health, store, schedule):
+    body = health.get("/healthz", headers=DETAILS).json()
     fingerprint = body["schedule"].pop("fingerprint")
     assert body == {"status": "ok", "redis": "ok", "last_tick": None,
                     "schedule": {"loaded": True, "error": None, "signups": True,
                                  "workers": []}}  # fmt: skip
     assert len(fingerprint) == 12
-    engine.tick(web.store, schedule, datetime(2026, 3, 1, tzinfo=UTC), lambda *a: None)
-    assert web.client.get("/healthz").json()["last_tick"] == "2026-03-01T00:00:00+00:00"
+    engine.tick(store, schedule, datetime(2026, 3, 1, tzinfo=UTC), lambda *a: None)
+    assert health.get("/healthz", headers=DETAILS).json()["last_tick"] == (
+        "2026-03-01T00:00:00+00:00"
+    )
 
 
 def test_healthz_is_503_when_redis_is_unreachable(settings):
-    app = create_app(settings.with_(redis_url="redis://127.0.0.1:1/0"), send_task=print)
-    with TestClient(app) as client:
+    down = settings.with_(redis_url="redis://127.0.0.1:1/0", metrics_token=METRICS_TOKEN)
+    with TestClient(create_app(down, send_task=print)) as client:
         answer = client.get("/healthz")
+        assert answer.status_code == 503 and answer.json() == {"status": "error"}
+        answer = client.get("/healthz", headers=DETAILS)
         assert answer.status_code == 503 and answer.json()["redis"] == "error"
         page = client.post("/subscribe", data={"email": "ann@example.com"})
         assert page.status_code == 503 and "try again" in page.text
@@ -641,9 +677,12 @@ def test_healthz_is_503_when_redis_is_unreachable(settings):
 def test_healthz_is_503_without_a_valid_schedule_and_names_the_error(settings, store, tmp_path):
     broken = write_course(tmp_path / "broken")
     broken.write_text(broken.read_text().replace("day: 2", "day: -2"))
-    app = create_app(settings.with_(schedule_path=broken), send_task=print)
+    app = create_app(settings.with_(schedule_path=broken, metrics_token=METRICS_TOKEN),
+                     send_task=print)  # fmt: skip
     with TestClient(app) as client:
-        answer = client.get("/healthz")
+        public = client.get("/healthz")
+        assert public.status_code == 503 and public.json() == {"status": "error"}
+        answer = client.get("/healthz", headers=DETAILS)
         assert answer.status_code == 503
         assert answer.json()["schedule"]["loaded"] is False
         assert "schedule.yaml" in answer.json()["schedule"]["error"]
@@ -651,10 +690,10 @@ def test_healthz_is_503_without_a_valid_schedule_and_names_the_error(settings, s
         assert client.post("/subscribe", data={"email": "a@example.com"}).status_code == 503
 
 
-def test_healthz_names_an_invalid_edit_while_the_last_valid_schedule_serves(web, course_path):
-    assert web.client.get("/healthz").status_code == 200
+def test_healthz_names_an_invalid_edit_while_the_last_valid_schedule_serves(health, course_path):
+    assert health.get("/healthz").status_code == 200
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
-    answer = web.client.get("/healthz")
+    answer = health.get("/healthz", headers=DETAILS)
     assert answer.status_code == 200
     assert "must be" in answer.json()["schedule"]["error"]
 
@@ -708,10 +747,11 @@ def test_without_a_confirmation_email_signups_are_refused_and_healthz_says_why(
     folder = write_course(tmp_path / "bare")
     text = folder.read_text()
     folder.write_text(text[: text.index("confirmation:")])
-    app = create_app(settings.with_(schedule_path=folder), send_task=print)
+    app = create_app(settings.with_(schedule_path=folder, metrics_token=METRICS_TOKEN),
+                     send_task=print)  # fmt: skip
     with TestClient(app) as client:
         assert client.post("/subscribe", data={"email": "a@example.com"}).status_code == 503
-        health = client.get("/healthz")
+        health = client.get("/healthz", headers=DETAILS)
         assert health.status_code == 503 and health.json()["schedule"]["signups"] is False
         assert "no confirmation email" in health.json()["schedule"]["error"]
     assert store.find("a@example.com") is None

@@ -294,3 +294,48 @@ def test_an_event_whose_handling_failed_is_handled_when_sendgrid_retries(
     again = client.post("/webhooks/sendgrid", json=[event])
     assert again.status_code == 200 and again.json()["duplicate"] == 0
     assert store.get(sub.id).status == "unsubscribed"
+
+
+# -- one bad event never costs the others -----------------------------------------------------
+
+
+def test_a_bad_event_is_skipped_and_the_rest_of_the_signed_batch_is_applied(
+    signed_client, signer, store, schedule, ann, caplog
+):
+    bob = enrol(store, schedule, "bob@example.com", "Bob", "UTC", datetime.now(UTC))
+    batch = [
+        event("delivered", ann, "hello", 1, email="ann\ud800@example.com"),
+        {**event("open", ann, "hello", 2), "sg_event_id": "ev-\ud800"},
+        event("dropped", ann, "hello\udfff", 3, reason="\ud800"),
+        event("bounce", None, None, 4, email=["not", "text"], subscriber_id={"a": 1}),
+        event("delivered", ann, "hello", 5, timestamp="x", sg_message_id=7),
+        event("bounce", bob, "hello", 6, type="bounce", reason="550 unknown user"),
+    ]
+    body = json.dumps(batch).encode()  # "\ud800" goes over the wire as the escape \\ud800
+    assert b"\\ud800" in body
+    answer = signed_client.post("/webhooks/sendgrid", content=body, headers=signer.headers(body))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["received"] == 6 and answer.json()["suppressed"] == 1
+    assert store.get(bob.id).status == "bounced"
+    assert store.get(ann.id).status == "active"
+    assert store.lesson_stats("hello") == {"bounce": 1}  # nothing of the bad events counted
+    assert store.webhook_stats()["invalid"] == 5
+    skipped = [r.getMessage() for r in caplog.records if "webhook_event_skipped" in r.getMessage()]
+    assert skipped[0] == "webhook_event_skipped index=0 reason=email: not valid Unicode text"
+    assert len(skipped) == 5
+
+
+def test_an_event_naming_an_international_domain_in_punycode_finds_the_subscriber(
+    client, store, schedule
+):
+    """Lessons go to ``xn--`` domains (see test_transport); SendGrid's events name them so."""
+    anna = enrol(store, schedule, "anna@bücher.example", "Anna", "UTC", datetime.now(UTC))
+    bruno = enrol(store, schedule, "bruno@bücher.example", "Bruno", "UTC", datetime.now(UTC))
+    batch = [
+        event("bounce", anna, "hello", 1, email="anna@xn--bcher-kva.example", type="bounce"),
+        {"event": "spamreport", "email": "Bruno@XN--BCHER-KVA.example", "sg_event_id": "s-1"},
+    ]
+    answer = post(client, batch)
+    assert answer.status_code == 200 and answer.json()["suppressed"] == 2
+    assert store.get(anna.id).status == "bounced"
+    assert store.get(bruno.id).status == "complained"

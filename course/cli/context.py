@@ -1,5 +1,5 @@
 """What every command shares: the context object (settings, the runtime built lazily), the
-consoles, the ``Failed`` exit, and the parsers for instants and time zones."""
+consoles, the ``Failed`` exit, and the parsers for instants, time zones and first names."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ def parse_zone(value: str, param: str = "--tz") -> ZoneInfo:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise click.BadParameter(f"unknown time zone {value!r}", param_hint=param) from None
+
+
+def parse_name(value: str | None, param: str = "--name") -> str | None:
+    """A first name as the web form takes it (:func:`course.subscribers.signup.clean_name`),
+    or a usage error: a name with a line break or a link would break every later send."""
+    from course.subscribers.signup import InvalidSignup, clean_name
+
+    if value is None:
+        return None
+    try:
+        return clean_name(value)
+    except InvalidSignup:
+        reason = "not a first name (letters, at most 3 words and 40 characters)"
+        raise click.BadParameter(f"{reason}: {value!r}", param_hint=param) from None
 
 
 def instant_or_now(text: str | None, param: str) -> datetime:

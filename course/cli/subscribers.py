@@ -19,6 +19,7 @@ from course.cli.context import (
     console,
     err_console,
     instant_or_now,
+    parse_name,
     parse_zone,
     pass_ctx,
 )
@@ -47,6 +48,7 @@ def subscribers_add(
     from course.subscribers.signup import check_email
 
     address = check_email(email)
+    first_name = parse_name(first_name)
     if tz:
         parse_zone(tz)
     now = instant_or_now(start, "--start")

@@ -33,6 +33,7 @@ from jinja2 import meta, nodes
 from markupsafe import Markup
 
 from course import sandbox
+from course.mail.addresses import ascii_address
 from course.mail.environments import compile_environment, fill_environment
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
 from course.mail.plaintext import MARKDOWN, markdown_to_text
@@ -171,9 +172,9 @@ class Renderer:
             raise RenderError(f"{compiled.source_name}: {_reason(exc)}") from None
         course = self._schedule.course
         return Email(
-            to_email=recipient.email,
+            to_email=ascii_address(recipient.email),  # an international domain as punycode
             to_name=recipient.first_name,
-            from_email=course.from_email,
+            from_email=ascii_address(course.from_email),
             from_name=course.from_name,
             reply_to=course.reply_to,
             subject=compiled.lesson.subject,

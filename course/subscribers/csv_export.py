@@ -1,6 +1,6 @@
 """Subscribers out as CSV: ``course subscribers export``, in the format that
-:mod:`course.subscribers.csv_import` describes and reads back (free text made
-spreadsheet-safe)."""
+:mod:`course.subscribers.csv_import` describes and reads back (every cell made
+spreadsheet-safe: a leading ``'`` before ``= + - @``, TAB, CR or ``'``)."""
 
 from __future__ import annotations
 
@@ -33,17 +33,20 @@ def export_rows(
             if sub is None or (status and sub.status != status):
                 continue
             sent = sum(1 for k, e in ledger.items() if k in taught and e.state == "sent")
-            yield [
+            row = [
                 sub.email,
                 sub.first_name or "",
                 sub.tz,
                 _iso(sub.start if sub.start is not None else sub.created),
-                spreadsheet_safe(sub.source),
+                sub.source,
                 sub.status,
                 str(sent),
                 total,
                 sub.last_lesson or "",
             ]
+            # Every cell, not only the free text: "-ann@example.org" and "-Ann" are valid
+            # data that a spreadsheet would otherwise read as a formula.
+            yield [spreadsheet_safe(cell) for cell in row]
 
     ids: list[str] = []
     for sub_id in store.iter_ids(batch=chunk):

@@ -11,7 +11,9 @@ left empty (no name; the course's zone). An export adds ``status``, ``lessons_se
 ``lessons_total`` and ``last_lesson``; an import understands them too, so an export can be
 imported elsewhere: ``status`` keeps suppressed, pending and completed people as they were
 (everyone else is active), ``last_lesson`` keeps their place (forward-only, so nothing is sent
-twice); the counts are only informative.
+twice); the counts are only informative. An export writes a cell that starts with ``=``,
+``+``, ``-``, ``@``, TAB, CR or ``'`` with one ``'`` before it, so that a spreadsheet shows
+it as text instead of running it as a formula; an import takes that ``'`` off again.
 
 Reading and checking rows (:func:`read_rows`) is pure; :func:`import_rows` is the thin edge
 that batches them through the store, as :func:`course.subscribers.csv_export.export_rows` does
@@ -202,7 +204,8 @@ def read_rows(
                 reason = f"{len(raw)} fields, the header has {len(columns)}"
                 yield BadRow(line, "row", reason, row)
                 continue
-            values = dict(zip(columns, (value.strip() for value in raw), strict=True))
+            cells = (from_spreadsheet(value.strip()) for value in raw)
+            values = dict(zip(columns, cells, strict=True))
             problem = _first_problem(values)
             if problem:
                 yield BadRow(line, problem[0], problem[1], row)
@@ -228,16 +231,21 @@ class _FieldError(ValueError):
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
+# A value that itself starts with ' is escaped too, so that taking one ' off on import is never
+# ambiguous: "'=a@example.org" (a valid address) comes back as itself, not as "=a@example.org".
+_ESCAPED = (*FORMULA_START, "'")
 
 
 def spreadsheet_safe(text: str) -> str:
-    """Free text for an exported cell: a leading ``'`` keeps a spreadsheet from running it
-    as a formula (``=HYPERLINK(...)``); :func:`from_spreadsheet` takes it off on import."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """A value for an exported cell: a leading ``'`` keeps a spreadsheet from running it
+    as a formula (``=HYPERLINK(...)``, ``-Ann``); :func:`from_spreadsheet` takes it off."""
+    return "'" + text if text.startswith(_ESCAPED) else text
 
 
 def from_spreadsheet(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+    """The value :func:`spreadsheet_safe` was given (a ``'`` is taken off only where it put
+    one, so a hand-written ``'Ann`` stays as it is)."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_ESCAPED) else text
 
 
 def _first_problem(values: dict[str, str]) -> tuple[str, str] | None:
@@ -269,7 +277,7 @@ def _check_row(values: dict[str, str], lessons: dict, default_zone: str, now: da
         "first_name": check("first_name", lambda: _check_name(values.get("first_name", ""))),
         "tz": check("timezone", lambda: _check_zone(values.get("timezone", ""), default_zone)),
         "signup": check("signup_time", lambda: _check_time(values["signup_time"], now)),
-        "consent_source": from_spreadsheet(values["consent_source"]),
+        "consent_source": values["consent_source"],
         "status": check("status", lambda: _status(values.get("status", ""))),
         "last_lesson": last,
     }

@@ -1,5 +1,12 @@
-"""``/healthz`` (Redis, the schedule each process runs, the last tick) and ``/metrics``
-(Prometheus text, read from Redis at each scrape, behind ``COURSE_METRICS_TOKEN`` if set)."""
+"""``/healthz`` and ``/metrics`` (Prometheus text, read from Redis at each scrape, behind
+``COURSE_METRICS_TOKEN`` if set).
+
+``/healthz`` answers anyone with its status code and ``{"status": "ok"}`` (200) or
+``{"status": "error"}`` (503): enough for a load balancer or a compose health check. The
+details (Redis, the schedule each process runs with its host and PID, the schedule's error
+with its path, the last tick) go only to a request with ``Authorization: Bearer`` and the
+metrics token: they map the deployment for an attacker.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,11 @@ def router(state: WebState) -> APIRouter:
 
     registry = build_registry(state.store, lesson_ids, time.time)
 
+    def has_metrics_token(request: Request) -> bool:
+        return bool(settings.metrics_token) and _bearer_matches(
+            request.headers.get("authorization", ""), settings.metrics_token
+        )
+
     @router.get(
         "/metrics",
         response_class=PlainTextResponse,
@@ -40,9 +52,7 @@ def router(state: WebState) -> APIRouter:
         },
     )
     def metrics(request: Request) -> Response:
-        if settings.metrics_token and not _bearer_matches(
-            request.headers.get("authorization", ""), settings.metrics_token
-        ):
+        if settings.metrics_token and not has_metrics_token(request):
             return PlainTextResponse(
                 "a bearer token is required\n",
                 401,
@@ -53,30 +63,29 @@ def router(state: WebState) -> APIRouter:
     @router.get(
         "/healthz",
         responses={
-            200: {"description": "Redis reachable and a schedule loaded"},
+            200: {"description": "Redis reachable and a schedule loaded (details only with "
+                  "the metrics token as bearer token)"},
             503: {"description": "Redis unreachable or no valid schedule"},
         },
-    )
-    def healthz() -> JSONResponse:
+    )  # fmt: skip
+    def healthz(request: Request) -> JSONResponse:
         try:
             state.store.ping()
             redis_ok, last_tick = True, state.store.last_tick()
         except (StoreError, OSError):
             redis_ok, last_tick = False, None
+        detailed = has_metrics_token(request)
         schedule = state.schedule_status() if redis_ok else {"loaded": False, "error": None}
-        if redis_ok:
+        if redis_ok and detailed:
             schedule["workers"] = state.workers_schedule(now())
         if not redis_ok and state._holder is not None:
             schedule = {"loaded": True, "error": state._holder.error}
         # Loaded but without a confirmation email, signups are refused: not healthy either.
         # An invalid edit is reported while the last valid schedule keeps running.
         healthy = redis_ok and bool(schedule["loaded"]) and schedule.get("signups", True)
-        body = {
-            "status": "ok" if healthy else "error",
-            "redis": "ok" if redis_ok else "error",
-            "schedule": schedule,
-            "last_tick": last_tick,
-        }
+        body: dict = {"status": "ok" if healthy else "error"}
+        if detailed:
+            body.update(redis="ok" if redis_ok else "error", schedule=schedule, last_tick=last_tick)
         return JSONResponse(body, 200 if healthy else 503)
 
     return router

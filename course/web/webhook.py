@@ -19,6 +19,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
+from course.mail.addresses import stored_address
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber
 from course.settings import SettingsError
@@ -100,54 +101,104 @@ class Report:
         return asdict(self)
 
 
-def _text(event: dict, name: str) -> str:
-    value = event.get(name)
-    if value is None and isinstance(event.get("custom_args"), dict):
-        value = event["custom_args"].get(name)
-    return value.strip() if isinstance(value, str) else ""
+class BadEvent(ValueError):
+    """One event of a batch cannot be read (not an object, no name, a field that is not text
+    or holds a lone surrogate): it is logged and skipped, the rest of the batch is applied."""
 
 
-def _message_id(event: dict) -> str:
-    """SendGrid's ``sg_message_id`` is the ``X-Message-Id`` of the send plus a suffix."""
-    return _text(event, "sg_message_id").split(".filter", 1)[0][:200]
+# The fields an event is read by; each is text or absent, at most this many characters.
+FIELDS = {"event": 64, "type": 64, "send_test": 64, "subscriber_id": 64, "lesson_id": 200,
+          "email": 320, "sg_event_id": 200, "sg_message_id": 400, "reason": 200}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Event:
+    """The fields of one SendGrid event that this module uses, checked and trimmed."""
+
+    event: str
+    type: str = ""
+    send_test: str = ""
+    subscriber_id: str = ""
+    lesson_id: str = ""
+    email: str = ""
+    sg_event_id: str = ""
+    sg_message_id: str = ""
+    reason: str = ""
+
+    @property
+    def message_id(self) -> str:
+        """SendGrid's ``sg_message_id`` is the ``X-Message-Id`` of the send plus a suffix."""
+        return self.sg_message_id.split(".filter", 1)[0][:200]
+
+
+def read_event(raw: object) -> Event:
+    """An :class:`Event` from one item of the posted array, or :class:`BadEvent`.
+
+    Custom args are echoed as top-level fields; an event that nests them in ``custom_args``
+    is read too. Every value is checked before anything is applied, so a bad event changes
+    nothing (Redis refuses text that is not valid UTF-8, as a lone surrogate is).
+    """
+    if not isinstance(raw, dict):
+        raise BadEvent("not an object")
+    nested = raw.get("custom_args")
+    values: dict[str, str] = {}
+    for name, limit in FIELDS.items():
+        value = raw.get(name)
+        if value is None and isinstance(nested, dict):
+            value = nested.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise BadEvent(f"{name}: not text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadEvent(f"{name}: not valid Unicode text") from None
+        values[name] = value.strip()[:limit]
+    if not values.get("event"):
+        raise BadEvent("no event name")
+    # SendGrid names an international domain in punycode, as it was sent: kept in Unicode
+    values["email"] = stored_address(values.get("email", ""))
+    return Event(**values)
 
 
 def handle_events(store: Store, schedule: Schedule, events: list, now: float) -> Report:
-    """Apply a batch of events; nothing in an event can make this fail (a Redis outage can)."""
+    """Apply a batch of events; nothing in an event can make this fail (a Redis outage can,
+    so that SendGrid sends the batch again). A bad event is logged, counted and skipped."""
     report = Report()
     lessons = {email.id for email in schedule.emails}  # the confirmation and completion too
-    for event in events:
+    for index, raw in enumerate(events):
         report.received += 1
-        if not isinstance(event, dict) or not _text(event, "event"):
+        try:
+            event = read_event(raw)
+        except BadEvent as exc:
             store.count_webhook("invalid")
             report.ignored += 1
+            log_event(log, logging.WARNING, "webhook_event_skipped", index=index, reason=str(exc))
             continue
-        event_id = _text(event, "sg_event_id")[:200]
-        if event_id and store.event_seen(event_id):
+        if event.sg_event_id and store.event_seen(event.sg_event_id):
             report.duplicate += 1
             store.count_webhook("duplicate")
             continue
         _handle(store, lessons, event, now, report)
         # Marked only once handled: a process killed mid-batch leaves the rest to SendGrid's
         # retry (suppressing and reconciling twice changes nothing; a count may go up twice).
-        if event_id:
-            store.mark_event(event_id)
+        if event.sg_event_id:
+            store.mark_event(event.sg_event_id)
     store.count_webhook("received", report.received)
     return report
 
 
-def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Report) -> None:
-    name = _text(event, "event").lower()
-    if _text(event, "send_test"):  # a marketer's ``course send-test``: nobody's, not counted
+def _handle(store: Store, lessons: set[str], event: Event, now: float, report: Report) -> None:
+    name = event.event.lower()
+    if event.send_test:  # a marketer's ``course send-test``: nobody's, not counted
         store.count_webhook("send_test")
         report.ignored += 1
         return
-    if name == "bounce" and _text(event, "type").lower() == "blocked":
+    if name == "bounce" and event.type.lower() == "blocked":
         name = "blocked"  # a temporary refusal, not a dead address
     counted = name if name in KNOWN_EVENTS else "other"
-    sub_id = _text(event, "subscriber_id")[:64]
-    lesson_id = _text(event, "lesson_id")[:200]
-    email = _text(event, "email").lower()
+    sub_id, lesson_id, email = event.subscriber_id, event.lesson_id, event.email
 
     if lesson_id:
         if lesson_id in lessons:
@@ -171,9 +222,9 @@ def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Re
     if lesson_id and lesson_id in lessons:
         settled: tuple[str, str] | None = None
         if name in ("processed", "delivered"):
-            settled = ("sent", _message_id(event))
+            settled = ("sent", event.message_id)
         elif name in ("bounce", "dropped"):
-            settled = ("failed", f"{name}: {_text(event, 'reason')[:200]}".rstrip(": "))
+            settled = ("failed", f"{name}: {event.reason}".rstrip(": "))
         if settled and store.resolve_uncertain(sub.id, lesson_id, *settled, now):
             report.reconciled += 1
             store.count_webhook("reconciled")
@@ -182,7 +233,7 @@ def _handle(store: Store, lessons: set[str], event: dict, now: float, report: Re
 
     status = SUPPRESSING.get(name)
     if name == "dropped":
-        status = DROP_REASONS.get(_text(event, "reason").lower(), status)
+        status = DROP_REASONS.get(event.reason.lower(), status)
     if status and sub.status not in SUPPRESSED:
         unsubscribe(store, sub, status)
         report.suppressed += 1
