@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -49,6 +50,23 @@ def test_validate_names_file_line_and_field_and_exits_1(run, course_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (f"{course_path}:15: phases[0].lessons[1].day: must be >= 0")
     assert "Traceback" not in result.stderr
+
+
+def test_validate_refuses_a_yaml_alias_bomb_at_once_with_one_line(run, course_path):
+    bomb = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        bomb += f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+    course_path.write_text(bomb)
+
+    started = time.monotonic()
+    result = run("validate")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{course_path}:6: this value expands to more than 100,000 YAML values "
+        "(each alias repeats what it names); a schedule needs a few thousand"
+    )
+    assert time.monotonic() - started < 15  # a cap, start-up included; it took 40 s and 3 GB
 
 
 def test_validate_shipped_schedule(run):

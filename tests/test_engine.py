@@ -89,9 +89,14 @@ def test_day_zero_lesson_is_due_at_confirmation_and_sent_by_the_next_tick(harnes
     assert harness.sent(sub.id) == [("hello", start)]
     emails = list((harness.transport.directory).glob("*.eml"))
     assert len(emails) == 1
-    msg = message_from_bytes(emails[0].read_bytes(), policy=policy.default)
+    raw = emails[0].read_bytes()
+    msg = message_from_bytes(raw, policy=policy.default)
     assert msg["List-Unsubscribe"].startswith("<https://course.example/unsubscribe/")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # Written raw on one line (about 100 columns), as mailbox providers read it: not folded
+    # into an RFC 2047 encoded-word, which they would not decode.
+    header = f"List-Unsubscribe: {msg['List-Unsubscribe']}"
+    assert len(header) > 78 and header in raw.decode("ascii").splitlines()
 
 
 def test_whole_course_arrives_in_order_at_the_send_hour(harness, store, schedule):

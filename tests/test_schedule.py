@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import time as time_module
+import tracemalloc
 from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,6 +19,7 @@ from course.schedule import (
     load_schedule,
     parse_schedule,
 )
+from course.schedule.yaml_limits import MAX_DEPTH, MAX_FILE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,6 +254,123 @@ def test_merge_keys_fill_in_shared_fields(templates: Path) -> None:
     text = edit(VALID, "        preheader: Next\n", "        <<: {preheader: Shared}\n")
 
     assert parse_schedule(text, "schedule.yaml", templates).lesson("second").preheader == "Shared"
+
+
+# --- Limits: size, depth, aliases ---------------------------------------------------------------
+
+# The "billion laughs" file of issue 14: 342 bytes that expand to 9^9 values. Reading it took
+# 40 s and 3 GB before the limits.
+YAML_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+TOO_MANY = (
+    "this value expands to more than 100,000 YAML values (each alias repeats what it names); "
+    "a schedule needs a few thousand"
+)
+
+
+def test_a_yaml_alias_bomb_is_refused_at_the_line_where_it_grows_too_large(
+    templates: Path,
+) -> None:
+    assert len(YAML_BOMB.encode()) == 342
+    tracemalloc.start()
+    started = time_module.monotonic()
+    try:
+        found = errors(YAML_BOMB, templates)
+        elapsed = time_module.monotonic() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # Line 6 is the first value over the limit: 9^5 strings and the lists holding them.
+    assert found == [f"schedule.yaml:6: {TOO_MANY}"]
+    assert elapsed < 5  # a safety cap; it takes milliseconds
+    assert peak < 20 * 1024 * 1024
+
+
+def test_an_alias_inside_itself_cannot_grow_past_the_limit(templates: Path) -> None:
+    text = "a: &a [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    for level, name in enumerate("bcdef"):
+        previous = "abcdef"[level]
+        text += f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]\n"
+
+    assert errors(text, templates)[0] == f"schedule.yaml:5: {TOO_MANY}"
+
+
+def test_anchors_and_merge_keys_for_shared_settings_still_work(templates: Path) -> None:
+    text = edit(VALID, "        preheader: Start here\n", "        preheader: &shared Shared\n")
+    text = edit(text, "        preheader: Next\n", "        <<: {preheader: *shared}\n")
+
+    schedule = parse_schedule(text, "schedule.yaml", templates)
+
+    assert schedule.lesson("hello").preheader == schedule.lesson("second").preheader == "Shared"
+
+
+def test_nesting_deeper_than_the_limit_is_refused_with_its_line(templates: Path) -> None:
+    deep = "[" * 60 + "]" * 60
+    assert errors(f"course:\n  name: {deep}\n", templates) == [
+        f"schedule.yaml:2: nested more than {MAX_DEPTH} levels deep (aliases included)"
+    ]
+    # Far deeper than Python's recursion limit: still one line, no RecursionError.
+    deep = "[" * 5000 + "]" * 5000
+    assert errors(f"course:\n  name: {deep}\n", templates) == [
+        f"schedule.yaml:2: nested more than {MAX_DEPTH} levels deep (aliases included)"
+    ]
+
+
+def test_nesting_through_aliases_counts_too(templates: Path) -> None:
+    text = ""
+    for level in range(10):
+        inner = f"*l{level - 1}" if level else "1"
+        text += f"l{level}: &l{level} {'[' * 10}{inner}{']' * 10}\n"
+
+    assert errors(text, templates) == [
+        f"schedule.yaml:5: nested more than {MAX_DEPTH} levels deep (aliases included)"
+    ]
+
+
+def test_a_number_too_long_to_read_is_an_error_with_its_line(templates: Path) -> None:
+    found = error_for(
+        "  max_lessons_per_day: 1\n", f"  max_lessons_per_day: {'9' * 5000}\n", templates
+    )
+
+    assert found[0] == (
+        "schedule.yaml:9: course.max_lessons_per_day: cannot read this value: "
+        "Exceeds the limit (4300 digits) for integer string conversion"
+    )
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(
+    tmp_path: Path, templates: Path
+) -> None:
+    path = tmp_path / "schedule.yaml"
+    # Valid YAML, but a comment makes it one byte too large.
+    path.write_text(VALID + "#" * (MAX_FILE_BYTES - len(VALID)) + "\n", encoding="utf-8")
+
+    with pytest.raises(ScheduleError) as caught:
+        load_schedule(path)
+
+    assert str(caught.value) == (
+        f"{path}: the file is larger than 256 KiB (262,144 bytes); "
+        "a schedule is a few kilobytes (lesson text belongs in the templates)"
+    )
+    path.write_text(VALID + "#" * (MAX_FILE_BYTES - len(VALID) - 2) + "\n", encoding="utf-8")
+    assert load_schedule(path).lesson("hello").subject == "Hello"
+
+
+def test_an_endless_file_is_refused_after_reading_just_past_the_limit() -> None:
+    with pytest.raises(ScheduleError) as caught:
+        load_schedule("/dev/zero")
+
+    assert "the file is larger than 256 KiB" in str(caught.value)
 
 
 # --- Field rules --------------------------------------------------------------------------------

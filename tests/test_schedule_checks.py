@@ -4,6 +4,7 @@ web app looks at most once a second (a health check looks at once)."""
 from __future__ import annotations
 
 from course.schedule.reload import ScheduleHolder
+from course.schedule.yaml_limits import MAX_NODES
 from course.web.state import SCHEDULE_CHECK_EVERY, WebState
 
 
@@ -46,6 +47,21 @@ def test_a_holder_without_check_every_looks_every_time(course_path):
     edit(course_path)
     schedule, _ = holder.current()
     assert schedule.lesson("second").day == 1
+
+
+def test_a_yaml_bomb_edit_is_rejected_at_once_and_the_last_valid_schedule_kept(course_path):
+    holder = ScheduleHolder(course_path)
+    bomb = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        bomb += f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+    course_path.write_text(bomb)
+
+    schedule, _ = holder.current()
+
+    assert schedule.lesson("second").day == 2
+    assert holder.error.startswith(
+        f"{course_path}:6: this value expands to more than {MAX_NODES:,}"
+    )
 
 
 def test_the_web_app_looks_for_edits_once_a_second_and_health_checks_at_once(

@@ -21,6 +21,7 @@ from course.models.email import Email, Recipient
 from course.schedule import load_schedule
 from course.settings import Settings, SettingsError
 from course.testing.sendgrid_standin import Reply, SendGridStandIn
+from course.tokens import subscriber_links
 from course.transport import (
     OutboxTransport,
     PermanentSendError,
@@ -33,6 +34,14 @@ from course.transport import (
 )
 
 UNSUBSCRIBE = "<https://course.example.org/unsubscribe/tok-42>"
+# A real signed link for a subscriber id as the store makes them (12 hex digits) under a course
+# path: 118 characters, so "List-Unsubscribe: <...>" is far over the 78 columns of folding
+# (with the bare https://healingroadmap.example it is 110 columns: over them too).
+LONG_URL = subscriber_links(
+    "https://lessons.healingroadmap.example/fibromyalgia-course",
+    "k" * 40,
+    "5f1c0a9e3b7d",
+)["unsubscribe_url"]
 
 
 def make_email(n: int = 1, **changes: Any) -> Email:
@@ -84,6 +93,56 @@ def test_outbox_writes_one_parseable_eml_with_plain_then_html_and_unsubscribe_he
     assert "<p>HTML lesson 1." in msg.get_body(("html",)).get_content()
 
 
+def long_unsubscribe_email() -> Email:
+    return make_email(
+        subject="Grüße: a lesson with a non-ASCII subject",
+        headers={
+            "List-Unsubscribe": f"<{LONG_URL}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+
+
+def assert_unsubscribe_written_raw(raw: bytes) -> None:
+    """The header is one line, exactly as a mailbox provider must read it, and parses back."""
+    lines = raw.decode("ascii").splitlines()
+    assert len(LONG_URL) == 118
+    index = lines.index(f"List-Unsubscribe: <{LONG_URL}>")
+    assert lines[index + 1] == "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    assert not any(line.startswith("List-Unsubscribe") and "=?" in line for line in lines)
+    # Other headers are still encoded by the usual rules.
+    assert any(line.startswith("Subject: =?utf-8?") for line in lines)
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg["List-Unsubscribe"] == f"<{LONG_URL}>"
+    assert msg["Subject"] == "Grüße: a lesson with a non-ASCII subject"
+
+
+def test_outbox_writes_a_long_list_unsubscribe_raw_not_as_an_encoded_word(tmp_path):
+    OutboxTransport(tmp_path).send(long_unsubscribe_email())
+
+    [path] = tmp_path.iterdir()
+    assert_unsubscribe_written_raw(path.read_bytes())
+
+
+def test_a_list_unsubscribe_with_two_addresses_is_folded_only_at_whitespace(tmp_path):
+    mailto = "<mailto:unsubscribe@healingroadmap.example?subject=unsubscribe>"
+    header = f"{mailto}, <{LONG_URL}>"
+    OutboxTransport(tmp_path).send(make_email(headers={"List-Unsubscribe": header}))
+
+    [path] = tmp_path.iterdir()
+    raw = path.read_bytes().decode("ascii")
+    assert f"\nList-Unsubscribe: {mailto},\n <{LONG_URL}>\n" in raw
+    assert email.message_from_string(raw, policy=policy.default)["List-Unsubscribe"] == header
+
+
+def test_a_line_break_in_list_unsubscribe_is_still_refused(tmp_path):
+    bad = make_email(headers={"List-Unsubscribe": "<https://x.example/u>\r\nBcc: all@example.org"})
+
+    with pytest.raises(PermanentSendError, match="linefeed or carriage return"):
+        OutboxTransport(tmp_path).send(bad)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_outbox_writes_one_file_per_email_in_send_order_and_no_temporary_files(tmp_path):
     transport = OutboxTransport(tmp_path)
 
@@ -131,6 +190,7 @@ class RecordingHandler:
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "raw": envelope.content,
                 "message": email.message_from_bytes(envelope.content, policy=policy.default),
+                "raw": envelope.original_content,
             }
         )
         return "250 Message accepted for delivery"
@@ -185,6 +245,14 @@ def test_smtp_delivers_both_parts_and_headers_with_the_envelope_from_the_email(s
     assert msg["List-Unsubscribe"] == UNSUBSCRIBE
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_smtp_sends_a_long_list_unsubscribe_raw_not_as_an_encoded_word(smtp, smtp_server):
+    smtp.send(long_unsubscribe_email())
+
+    [delivered] = smtp_server.handler.messages
+    assert b"\r\nList-Unsubscribe: <" in delivered["raw"]  # the bytes on the wire, CRLF and all
+    assert_unsubscribe_written_raw(delivered["raw"])
 
 
 def test_smtp_reuses_one_connection_across_sends(smtp, smtp_server):

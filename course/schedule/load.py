@@ -32,6 +32,7 @@ from course.models.schedule import (
 )
 from course.schedule.errors import Problem, ScheduleError
 from course.schedule.rules import ChecksModel, EmailModel, ScheduleModel, validate
+from course.schedule.yaml_limits import MAX_FILE_BYTES
 from course.schedule.yaml_lines import dotted, read_yaml
 
 
@@ -47,7 +48,10 @@ def load_schedule(path: Path | str, templates_dir: Path | None = None) -> Schedu
     if templates_dir is None:
         templates_dir = path.parent / "templates"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            # One character more than the limit allows is enough to refuse the file (in
+            # ``read_yaml``) without reading all of a huge one, or an endless one like /dev/zero.
+            text = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ScheduleError([Problem(filename, None, "", "file not found")]) from None
     except UnicodeDecodeError:

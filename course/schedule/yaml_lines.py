@@ -1,7 +1,8 @@
 """YAML with line numbers: ``schedule.yaml`` as plain data plus the line of every field.
 
 ``yaml.compose`` keeps each node's line, so the YAML is turned into plain data together with a
-map from field path to line; problems found later are reported at those lines.
+map from field path to line; problems found later are reported at those lines. The file's size,
+depth and alias expansion are limited (``yaml_limits``) before any of that work is done.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from course.schedule.errors import Problem, ScheduleError
+from course.schedule.yaml_limits import BoundedLoader, LimitExceeded, check_size
 
 FieldPath = tuple[str | int, ...]
 
@@ -66,8 +68,14 @@ class Tree:
 
 
 def read_yaml(text: str, filename: str) -> Tree:
+    """``text`` as a :class:`Tree`; raises :class:`ScheduleError` for a YAML syntax error and
+    for a file over the limits of ``yaml_limits`` (too large, too deep, aliases expanding too far).
+    """
     try:
-        loader = yaml.SafeLoader(text)  # checks for unprintable characters right away
+        check_size(text)
+        loader = BoundedLoader(text)  # checks for unprintable characters right away
+    except LimitExceeded as exc:
+        raise ScheduleError([Problem(filename, exc.line, "", exc.message)]) from None
     except yaml.YAMLError as exc:
         raise ScheduleError([_syntax_problem(exc, filename, text)]) from None
     try:
@@ -77,6 +85,8 @@ def read_yaml(text: str, filename: str) -> Tree:
         tree = Tree(lines={(): root.start_mark.line + 1})
         tree.data = _to_python(root, (), loader, tree, frozenset())
         return tree
+    except LimitExceeded as exc:
+        raise ScheduleError([Problem(filename, exc.line, "", exc.message)]) from None
     except yaml.YAMLError as exc:
         raise ScheduleError([_syntax_problem(exc, filename, text)]) from None
     finally:
@@ -113,7 +123,15 @@ def _to_python(
         shape = tuple(int if isinstance(part, int) else part for part in path)
         if shape in _TEXT_FIELDS and node.style is None:
             return "" if node.tag == _NULL_TAG else node.value
-        return loader.construct_object(node)
+        try:
+            return loader.construct_object(node)
+        except ValueError as exc:  # an integer of more than 4300 digits, say
+            loader.recursive_objects.pop(node, None)  # PyYAML leaves it marked as in progress
+            reason = str(exc).split(":")[0]
+            tree.problems.append(
+                (path, node.start_mark.line + 1, f"cannot read this value: {reason}")
+            )
+            return None
     parents = parents | {id(node)}
     if isinstance(node, yaml.SequenceNode):
         items = []
