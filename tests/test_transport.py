@@ -188,9 +188,8 @@ class RecordingHandler:
                 "peer": session.peer,
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
-                "raw": envelope.content,
                 "message": email.message_from_bytes(envelope.content, policy=policy.default),
-                "raw": envelope.original_content,
+                "raw": envelope.original_content,  # the bytes as they came over the wire
             }
         )
         return "250 Message accepted for delivery"
