@@ -62,7 +62,9 @@ class Settings:
     # The web app (course serve)
     sendgrid_webhook_public_key: str | None = None  # set: the Event Webhook must be signed
     signup_limit_per_ip: int = 10  # signups per IP address per hour
-    signup_limit_per_address: int = 3  # confirmation emails per address per day
+    signup_limit_per_address: int = 3  # confirmation emails per mailbox per day
+    signup_limit_per_domain: int = 50  # confirmation emails per recipient domain per hour
+    allowed_origins: tuple[str, ...] = ()  # other sites whose pages may post the signup form
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     admin_token: str | None = None  # set: the admin page at /admin; unset: /admin is a 404
     # Operations
@@ -107,6 +109,8 @@ class Settings:
             "SENDGRID_WEBHOOK_PUBLIC_KEY": self.sendgrid_webhook_public_key or "",
             "COURSE_SIGNUP_LIMIT_PER_IP": str(self.signup_limit_per_ip),
             "COURSE_SIGNUP_LIMIT_PER_ADDRESS": str(self.signup_limit_per_address),
+            "COURSE_SIGNUP_LIMIT_PER_DOMAIN": str(self.signup_limit_per_domain),
+            "COURSE_ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "COURSE_FORWARDED_ALLOW_IPS": self.forwarded_allow_ips,
             "COURSE_ADMIN_TOKEN": self.admin_token or "",
             "COURSE_SECRET_KEY_FALLBACKS": ",".join(self.secret_key_fallbacks),
@@ -150,6 +154,8 @@ class Settings:
             or None,
             signup_limit_per_ip=_count(env, "COURSE_SIGNUP_LIMIT_PER_IP", 10),
             signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
+            signup_limit_per_domain=_count(env, "COURSE_SIGNUP_LIMIT_PER_DOMAIN", 50),
+            allowed_origins=_origins(env),
             forwarded_allow_ips=_forwarded(env, mode),
             admin_token=_admin_token(env),
             secret_key_fallbacks=tuple(
@@ -322,6 +328,39 @@ def _forwarded(env: Mapping[str, str], mode: str) -> str:
             "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
         )
     return value
+
+
+def web_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-cased and without a default port (as
+    browsers write the ``Origin`` header); None for anything else."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != {"http": 80, "https": 443}[parts.scheme.lower()]:
+        host = f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{host}"
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    origins = []
+    for entry in (env.get("COURSE_ALLOWED_ORIGINS") or "").split(","):
+        if not entry.strip():
+            continue
+        origin = web_origin(entry)
+        if origin is None or urlsplit(entry.strip()).path.strip("/"):
+            raise SettingsError(
+                f"COURSE_ALLOWED_ORIGINS: {entry.strip()!r} is not an origin; give the site "
+                "that embeds the form as https://host[:port], comma-separated"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _sendgrid_batch(env: Mapping[str, str]) -> int:

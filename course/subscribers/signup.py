@@ -1,5 +1,6 @@
 """Checks of user input shared by the CLI, the CSV import and the web app: the email address,
-the first name, the time zone, and the hash the per-address signup counter is keyed by."""
+the first name, the time zone, and the hashes the signup counters are keyed by (per mailbox,
+per domain)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,31 @@ def known_zones() -> frozenset[str]:
     return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
 
 
+# Providers that ignore dots in the local part: a.n.n@gmail.com is ann@gmail.com.
+DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox(address: str) -> str:
+    """The mailbox an address delivers to, as a rate limit must count it: lower-cased, a
+    ``+tag`` removed from the local part, dots ignored at Gmail. Only for counting: the
+    address stored and mailed stays as typed (``victim+1@`` .. ``victim+80@`` are one inbox,
+    and would otherwise each get their own confirmation emails)."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0] or local  # "+tag@": nothing before the tag, keep it
+    if domain in DOTLESS_DOMAINS:
+        local = local.replace(".", "") or local
+        domain = DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"
+
+
 def address_key(address: str) -> str:
-    """What the per-address counter is keyed by: a hash, not the address itself."""
-    return hashlib.sha256(address.encode()).hexdigest()[:24]
+    """What the per-address counter is keyed by: a hash of the :func:`mailbox`, not the
+    address itself (course.subscribers.privacy erases the counter by the same key)."""
+    return hashlib.sha256(mailbox(address).encode()).hexdigest()[:24]
+
+
+def domain_key(address: str) -> str:
+    """What the per-domain counter is keyed by: a hash of the mailbox's domain (a personal
+    domain names its owner as well as an address does)."""
+    domain = mailbox(address).rpartition("@")[2]
+    return hashlib.sha256(domain.encode()).hexdigest()[:24]

@@ -4,6 +4,7 @@ Redis, a consent record on every new subscriber, and the confirmation email left
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from course.subscribers.signup import (
     address_key,
     check_email,
     clean_name,
+    domain_key,
     known_zones,
 )
 from course.task_names import CONFIRMATION_TASK
@@ -29,6 +31,7 @@ from course.task_names import CONFIRMATION_TASK
 log = logging.getLogger("course.web")
 
 IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
+DOMAIN_WINDOW = 3600  # seconds: the per-domain cap counts confirmation emails per hour
 MAX_EMAIL = 254
 
 SendTask = Callable[..., object]  # Celery's ``send_task(name, args=..., kwargs=...)``
@@ -79,6 +82,20 @@ def zone_or_default(name: str | None, schedule: Schedule) -> str:
     return schedule.course.timezone.key
 
 
+def ip_key(ip: str) -> str:
+    """What the per-IP limit counts by: an IPv4 address itself, an IPv6 client by its /64
+    (one household or host is given a whole /64, and picks a new address in it at will)."""
+    try:
+        address = ipaddress.ip_address(ip.partition("%")[0])
+    except ValueError:
+        return ip or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def masked(address: str) -> str:
     """``a…@example.com``: enough to follow a log, not enough to read it aloud."""
     local, _, domain = address.partition("@")
@@ -101,7 +118,7 @@ class Signups:
 
     def check_ip(self, ip: str, now: datetime) -> None:
         """Count one signup from ``ip``; :class:`TooManySignups` past the hourly limit."""
-        count, left = self.store.hit("ip", ip or "unknown", IP_WINDOW, now.timestamp())
+        count, left = self.store.hit("ip", ip_key(ip), IP_WINDOW, now.timestamp())
         if count > self.settings.signup_limit_per_ip:
             raise TooManySignups(max(1, int(left + 0.999)))
 
@@ -173,9 +190,26 @@ class Signups:
         return True
 
     def _address_allowed(self, address: str, now: datetime) -> bool:
-        """Count one confirmation email to ``address``; False past the daily limit."""
-        count, _ = self.store.hit("addr", address_key(address), ADDRESS_WINDOW, now.timestamp())
-        return count <= self.settings.signup_limit_per_address
+        """Count one confirmation email to ``address``: False past the daily limit of its
+        mailbox (``+tags`` and Gmail dots are one inbox) or the hourly cap of its domain."""
+        ts = now.timestamp()
+        key = address_key(address)
+        count, _ = self.store.hit("addr", key, ADDRESS_WINDOW, ts)
+        if count > self.settings.signup_limit_per_address:
+            return False
+        count, _ = self.store.hit("domain", domain_key(address), DOMAIN_WINDOW, ts)
+        if count > self.settings.signup_limit_per_domain:
+            # Nothing goes to this mailbox: its own daily allowance is not spent on it.
+            self.store.unhit("addr", key, ADDRESS_WINDOW, ts)
+            log_event(
+                log,
+                logging.WARNING,
+                "signup_domain_cap",
+                domain=address.rpartition("@")[2],
+                limit=self.settings.signup_limit_per_domain,
+            )
+            return False
+        return True
 
     def _send_confirmation(self, sub_id: str) -> None:
         self.send_task(CONFIRMATION_TASK, args=[sub_id])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from course.subscribers.signup import InvalidSignup
 from course.web.bodies import BadBody, problem, read_body
 from course.web.openapi import UNAVAILABLE
+from course.web.origins import allowed_origins, foreign_origin
 from course.web.pages import CONSENT_TEXT, CONSENT_VERSION
 from course.web.signup import SignupForm, TooManySignups
 from course.web.state import Unavailable, WebState, now
@@ -73,6 +75,11 @@ def router(state: WebState) -> APIRouter:
                 "content": {"text/html": {}, "application/json": {"schema": _MESSAGE}},
             },
             400: {"description": "a body that cannot be read"},
+            403: {
+                "description": "posted from a page of another site (Origin or Referer) that "
+                "COURSE_ALLOWED_ORIGINS does not list",
+                "content": {"text/html": {}, "application/json": {"schema": _MESSAGE}},
+            },
             415: {"description": "neither a form nor JSON"},
             422: {"description": "not a valid email address (the form, shown again)"},
             429: {"description": "too many signups from this IP address (Retry-After)"},
@@ -85,6 +92,10 @@ def router(state: WebState) -> APIRouter:
             "application/json" in request.headers.get("accept", "")
             and "text/html" not in request.headers.get("accept", "")
         )
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        foreign = foreign_origin(request.headers, allowed_origins(state.settings, own))
+        if foreign is not None:
+            return _cross_site(state, foreign, wants_json)
         try:
             data = await read_body(request, content_type)
         except BadBody as exc:
@@ -95,17 +106,31 @@ def router(state: WebState) -> APIRouter:
     return router
 
 
+# The signup pages carry no token, and the form must send its Origin to POST /subscribe:
+# under "no-referrer" a browser sends "Origin: null" with a form post.
+SIGNUP_REFERRER_POLICY = "same-origin"
+
+
+def _cross_site(state: WebState, origin: str, as_json: bool) -> Response:
+    log.warning("signup refused: posted from %s, not an allowed origin", origin)
+    message = "Signups from this page are not accepted. Please sign up on the course's own page."
+    if as_json:
+        return JSONResponse({"status": "error", "message": message}, 403)
+    return state.page("message", 403, title="Sign up on the course's page", message=message)
+
+
 def _signup_form(
     state: WebState,
     status_code: int = 200,
     error: str | None = None,
     values: dict[str, str] | None = None,
+    error_field: str | None = None,
 ) -> HTMLResponse:
     try:
         default_zone = state.schedule().course.timezone.key
     except Unavailable:
         default_zone = ""
-    return state.page(
+    page = state.page(
         "signup",
         status_code,
         title="",
@@ -113,8 +138,11 @@ def _signup_form(
         honeypot=HONEYPOT,
         default_zone=default_zone,
         error=error,
+        error_field=error_field,
         values=values or {},
     )
+    page.headers["Referrer-Policy"] = SIGNUP_REFERRER_POLICY
+    return page
 
 
 def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) -> Response:
@@ -141,8 +169,20 @@ def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) 
             )
         values = {k: v for k, v in data.items() if k in ("email", "first_name", "timezone")}
         values = {k: v for k, v in values.items() if isinstance(v, str)}
-        return _signup_form(state, 422, exc.message, values)
+        return _signup_form(state, 422, exc.message, values, exc.field)
     del result  # every outcome gets the same answer: no enumeration of addresses
     if as_json:
         return JSONResponse({"status": "ok", "message": NEUTRAL})
-    return state.page("check_inbox", title="Check your inbox", message=NEUTRAL)
+    page = state.page(
+        "check_inbox",
+        title="Check your inbox",
+        message=NEUTRAL,
+        email=form.email,
+        # "Not you? Fix it" links back to the form with the typed values in the fragment,
+        # which the page's script fills in: never sent to the server, so never in its logs.
+        fix_fragment=urlencode(
+            {"email": form.email, "first_name": form.first_name or ""}, safe="@"
+        ),
+    )
+    page.headers["Referrer-Policy"] = SIGNUP_REFERRER_POLICY
+    return page
