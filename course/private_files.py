@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 PRIVATE_DIR = 0o700
@@ -18,7 +19,7 @@ PRIVATE_UMASK = 0o077  # for child processes that create files of their own (red
 
 def private_dir(path: Path) -> Path:
     """``path`` as a folder only its owner can enter: missing folders on the way are made
-    0700, and ``path`` itself is closed to others if it was open."""
+    0700, and ``path`` itself, if it is ours, is closed to others if it was open."""
     path = Path(path)
     missing = []
     folder = path
@@ -28,7 +29,9 @@ def private_dir(path: Path) -> Path:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another process made it meanwhile
             folder.mkdir(mode=PRIVATE_DIR)
-    if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+    mode = path.stat().st_mode
+    # A shared folder such as /tmp (sticky bit) given as the var dir is left as it is.
+    if mode & 0o077 and not mode & stat.S_ISVTX and path.stat().st_uid == os.getuid():
         path.chmod(PRIVATE_DIR)
     return path
 
