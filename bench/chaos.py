@@ -66,7 +66,12 @@ from course.progress import due_at  # noqa: E402
 from course.schedule import Schedule, load_schedule  # noqa: E402
 from course.settings import Settings  # noqa: E402
 from course.store import Store, split_member  # noqa: E402
-from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.store.embedded import (  # noqa: E402
+    ensure_embedded_redis,
+    redact_url,
+    running_url,
+    stop_embedded_redis,
+)
 from course.subscribers.lifecycle import enrol  # noqa: E402
 from course.tasks import create_app, enqueuer  # noqa: E402
 from course.testing.sendgrid_standin import Faults, SendGridStandIn  # noqa: E402
@@ -335,14 +340,16 @@ def crash_redis(var: Path) -> None:
     same port from its AOF."""
     folder = var / "redis"
     pid = int((folder / "redis.pid").read_text().strip())
-    url = f"redis://127.0.0.1:{(folder / 'port').read_text().strip()}/0"
+    url = running_url(var)
     os.kill(pid, signal.SIGKILL)
     while Path(f"/proc/{pid}").exists():
         time.sleep(0.02)
     time.sleep(0.3)  # the workers notice
     again = ensure_embedded_redis(var)
     if again != url:
-        raise ChaosError(f"redis-server came back on {again}, not {url}")
+        raise ChaosError(
+            f"redis-server came back on {redact_url(again)}, not {redact_url(url or '?')}"
+        )
 
 
 # ------------------------------------------------------------------------------------------

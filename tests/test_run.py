@@ -13,7 +13,7 @@ import redis
 
 from course.local.supervise import service_env
 from course.settings import Settings
-from course.store.embedded import running_url, stop_embedded_redis
+from course.store.embedded import redact_url, running_url, stop_embedded_redis
 from course.tasks import create_app
 
 
@@ -85,8 +85,15 @@ def test_run_starts_embedded_redis_worker_beat_restarts_redis_and_ctrl_c_stops_a
     assert proc.returncode == 0, output
     assert b"Traceback" not in log_path.read_bytes()[:healthy_output]
     assert "redis: the embedded server stopped; restarting it" in output
-    assert f"redis: restarted at {url}" in output and output.rstrip().endswith("stopped")
+    assert f"redis: restarted at {redact_url(url)}" in output and output.rstrip().endswith(
+        "stopped"
+    )
     assert running_url(var) is None  # the embedded server it started is stopped too
+    password = (var / "redis" / "password").read_text().strip()
+    assert f"redis: {redact_url(url)} (embedded)" in output and password not in output
+    # Beat's schedule and the server's files: the app's user only.
+    assert (var / "celerybeat-schedule").exists() or list(var.glob("celerybeat-schedule*"))
+    assert [p for p in [var, *var.rglob("*")] if p.stat().st_mode & 0o077] == []
 
 
 def test_run_gives_its_children_links_that_reach_its_web_app():

@@ -511,6 +511,16 @@ def test_make_transport_with_a_bad_sendgrid_host_says_so():
         make_transport(Settings(transport="sendgrid", sendgrid_api_key="k", sendgrid_host="ftp:x"))
 
 
+def test_outbox_folder_and_emails_are_the_app_users_only(tmp_path: Path):
+    """The .eml files carry each person's unsubscribe and pause links."""
+    transport = OutboxTransport(tmp_path / "var" / "outbox")
+    transport.send(make_email())
+    (eml,) = (tmp_path / "var" / "outbox").glob("*.eml")
+    assert oct(eml.stat().st_mode & 0o777) == oct(0o600)
+    assert oct((tmp_path / "var" / "outbox").stat().st_mode & 0o777) == oct(0o700)
+    assert oct((tmp_path / "var").stat().st_mode & 0o777) == oct(0o700)
+
+
 def test_outbox_directory_given_as_path_is_created(tmp_path: Path):
     OutboxTransport(tmp_path / "a" / "b")
 

@@ -34,11 +34,12 @@ from course.local.supervise import (
     wait_for_worker,
     worker_command,
 )
+from course.private_files import private_dir, write_private
 from course.runtime import connect
 from course.schedule import Schedule, load_schedule
 from course.settings import Settings
 from course.store import Store
-from course.store.embedded import ensure_embedded_redis, stop_embedded_redis
+from course.store.embedded import ensure_embedded_redis, redact_url, stop_embedded_redis
 from course.subscribers.lifecycle import enrol, pause
 from course.tasks import create_app, enqueuer
 from course.timeline import add_local_days
@@ -124,16 +125,16 @@ def run_demo(settings: Settings, days: int | None, count: int, console: Console)
     settings = demo_settings(settings)
     schedule = load_schedule(settings.schedule_path)
     days = days or course_days(schedule)
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.var_dir)
     stop_embedded_redis(settings.var_dir)
     shutil.rmtree(settings.var_dir / "redis", ignore_errors=True)
     shutil.rmtree(settings.outbox_dir, ignore_errors=True)
-    settings.outbox_dir.mkdir(parents=True)
+    private_dir(settings.outbox_dir)
     url = ensure_embedded_redis(settings.var_dir)
     _, client = connect(settings.with_(redis_url=url))
     store = Store(client)
     app = create_app(settings, url)
-    console.print(f"demo: embedded Redis at {url}, outbox {settings.outbox_dir}")
+    console.print(f"demo: embedded Redis at {redact_url(url)}, outbox {settings.outbox_dir}")
     log_path = settings.var_dir / "worker.log"
     worker = start_worker(settings, url, log_path)
     try:
@@ -280,8 +281,8 @@ def write_index(outbox: Path, schedule: Schedule, problems: list[str]) -> tuple[
             problems.append(f"{eml.name}: missing List-Unsubscribe headers")
         html_part = msg.get_body(("html",))
         text_part = msg.get_body(("plain",))
-        (outbox / f"{eml.stem}.html").write_text(html_part.get_content(), encoding="utf-8")
-        (outbox / f"{eml.stem}.txt").write_text(text_part.get_content(), encoding="utf-8")
+        write_private(outbox / f"{eml.stem}.html", html_part.get_content())
+        write_private(outbox / f"{eml.stem}.txt", text_part.get_content())
         rows.append(
             f"<tr><td>{html.escape(str(msg['To']))}</td><td>{html.escape(key[1])}</td>"
             f"<td>{html.escape(str(msg['Subject']))}</td>"
@@ -289,7 +290,8 @@ def write_index(outbox: Path, schedule: Schedule, problems: list[str]) -> tuple[
             f'<a href="{eml.name}">.eml</a></td></tr>'
         )
     index = outbox / "index.html"
-    index.write_text(
+    write_private(
+        index,
         "<!doctype html><meta charset=utf-8>"
         f"<title>{html.escape(schedule.course.name)} — demo outbox</title>"
         "<style>body{font:16px system-ui;margin:2rem}td,th{padding:.3rem .6rem;"
@@ -298,6 +300,5 @@ def write_index(outbox: Path, schedule: Schedule, problems: list[str]) -> tuple[
         "<table><tr><th>To</th><th>Lesson</th><th>Subject</th><th>Open</th></tr>"
         + "".join(rows)
         + "</table>",
-        encoding="utf-8",
     )
     return index, seen

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from course.private_files import PRIVATE_UMASK, open_private, private_dir
 from course.runtime import connect
 from course.settings import DEFAULT_BASE_URL, Settings
 from course.store.embedded import (
     EmbeddedRedisError,
     ensure_embedded_redis,
+    redact_url,
     running_url,
     stop_embedded_redis,
 )
@@ -36,10 +38,16 @@ def worker_command(concurrency: int = 2, loglevel: str = "INFO", alone: bool = F
 
 
 def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Run ``cmd`` in a session of its own, its output appended to ``log_path``."""
-    with open(log_path, "ab") as log:  # the child has its own copy of the descriptor
+    """Run ``cmd`` in a session of its own, its output appended to ``log_path`` (0600)."""
+    fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(fd, "ab") as log:  # the child has its own copy of the descriptor
         return subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
 
 
@@ -95,9 +103,9 @@ def _embedded_redis_alive(settings: Settings, url: str, console: Console) -> boo
         console.print(f"redis: {exc}; stopping")
         return False
     if again != url:
-        console.print(f"redis: came back on {again}, not {url}; stopping")
+        console.print(f"redis: came back on {redact_url(again)}, not {redact_url(url)}; stopping")
         return False
-    console.print(f"redis: restarted at {url}")
+    console.print(f"redis: restarted at {redact_url(url)}")
     return True
 
 
@@ -134,10 +142,11 @@ def run_services(
     web: tuple[str, int] | None = None,
 ) -> int:
     embedded = settings.redis_url is None
+    private_dir(settings.var_dir)  # beat keeps its schedule file here
     was_running = embedded and running_url(settings.var_dir) is not None
     url, client = connect(settings)
     client.close()
-    console.print(f"redis: {url}" + (" (embedded)" if embedded else ""))
+    console.print(f"redis: {redact_url(url)}" + (" (embedded)" if embedded else ""))
     env = service_env(settings, url, web)
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -150,8 +159,11 @@ def run_services(
     status = 0
     try:
         for name, cmd in service_commands(concurrency, settings.var_dir, web).items():
-            # Own session: Ctrl-C reaches only us, and we stop the children in order.
-            procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+            # Own session: Ctrl-C reaches only us, and we stop the children in order. The
+            # umask keeps what they write (beat's schedule, the outbox) to the app's user.
+            procs[name] = subprocess.Popen(
+                cmd, env=env, start_new_session=True, umask=PRIVATE_UMASK
+            )
             console.print(f"{name}: started (pid {procs[name].pid})")
         # Tick once now rather than a minute from now; beat takes over from here.
         app = create_app(settings, url)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from course.models.email import Email
+from course.private_files import open_private, private_dir
 from course.transport.errors import PermanentSendError, TransientSendError
 from course.transport.protocol import SendResult
 
@@ -19,7 +20,8 @@ class OutboxTransport:
     """Writes each email as one RFC 5322 ``.eml`` file into ``directory`` (for dev and demos).
 
     File names start with a nanosecond timestamp, so a directory listing sorts in send order;
-    the file appears atomically (written to a hidden temporary file, then renamed).
+    the file appears atomically (written to a hidden temporary file, then renamed). Emails
+    carry personal links (unsubscribe, pause): the folder is 0700 and each file 0600.
     """
 
     name = "outbox"
@@ -28,7 +30,7 @@ class OutboxTransport:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._lock = threading.Lock()
         self._last_ns = 0
 
@@ -46,7 +48,8 @@ class OutboxTransport:
         final = self.directory / f"{stem}.eml"
         temporary = self.directory / f".{stem}.eml.tmp"
         try:
-            with open(temporary, "wb") as fh:
+            fd = open_private(temporary, os.O_WRONLY | os.O_TRUNC)
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
