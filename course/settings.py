@@ -139,7 +139,7 @@ class Settings:
         if transport == "smtp" and not env.get("SMTP_URL"):
             raise SettingsError("SMTP_URL: required when COURSE_TRANSPORT=smtp")
         settings = cls(
-            redis_url=_verified_tls(env.get("REDIS_URL") or None),
+            redis_url=_verified_tls(_redis_url(env)),
             transport=transport,
             outbox_dir=Path(env.get("COURSE_OUTBOX_DIR") or var_dir / "outbox"),
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
@@ -300,6 +300,26 @@ def _admin_token(env: Mapping[str, str]) -> str | None:
             "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """``REDIS_URL`` as given, or None when unset; one line naming it when it has no scheme
+    redis-py knows (``localhost:6379`` would otherwise fail deep inside the client)."""
+    url = (env.get("REDIS_URL") or "").strip()
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        shown = url.rsplit("@", 1)[-1]  # never echo a password
+        problem = f"has an unknown scheme {scheme + '://'!r}" if scheme else "has no scheme"
+        raise SettingsError(
+            f"REDIS_URL: {shown!r} {problem} (redis://, rediss:// or unix://), "
+            "e.g. redis://localhost:6379/0"
+        )
+    return url
 
 
 def _verified_tls(url: str | None) -> str | None:

@@ -21,7 +21,7 @@ from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app
-from course.web.admin.auth import COOKIE, MAX_FAILURES, SESSION_MAX_AGE
+from course.web.admin.auth import COOKIE, DEVICE_COOKIE, MAX_FAILURES, SESSION_MAX_AGE
 
 TOKEN = "admin-token-for-the-tests-0123456789"
 
@@ -153,6 +153,34 @@ def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how):
     assert statuses.count(429) == 2 * MAX_FAILURES
     answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
     assert answer.status_code == 429  # the right token too, until the window ends
+
+
+def test_guesses_from_the_admins_address_do_not_lock_out_a_browser_that_signed_in_before(
+    admin, caplog
+):
+    """Everyone behind one address (an attacker beside the admin, or every visitor behind an
+    unlisted proxy) shares its budget; a browser that once signed in has a budget of its own."""
+    signed = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert signed.status_code == 303 and admin.cookies.get(DEVICE_COOKIE)
+    assert TOKEN not in signed.headers.get_list("set-cookie")[-1]
+    admin.cookies.delete(COOKIE, path="/admin")  # the session is over; the device is known
+    stranger = TestClient(admin.app)  # same address ("testclient"), no device cookie
+    with caplog.at_level(logging.WARNING, logger="course.web.admin"):
+        statuses = guess_in_parallel(stranger, "form", 3 * MAX_FAILURES)
+    assert statuses.count(401) == MAX_FAILURES  # the address's guesses are still capped
+    assert "admin sign-in refused: 10 failures" in caplog.text
+    fresh = stranger.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert fresh.status_code == 429  # a browser never seen: the address's budget
+    stranger.cookies.set(DEVICE_COOKIE, "forged.device.cookie", path="/admin")
+    assert stranger.post("/admin/login", data={"token": TOKEN}).status_code == 429
+    again = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    assert again.status_code == 303  # the admin's browser gets in
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert admin.get("/admin", headers=bearer).status_code == 200
+    # A known device's own wrong guesses are capped too, by the same limit.
+    for _ in range(MAX_FAILURES):
+        assert admin.post("/admin/login", data={"token": "wrong-wrong-wrong"}).status_code == 401
+    assert admin.post("/admin/login", data={"token": TOKEN}).status_code == 429
 
 
 def test_successful_sign_ins_do_not_count_towards_the_limit(admin):

@@ -131,10 +131,15 @@ def test_subscribers_add_show_list_unsubscribe(run):
     assert gone.returncode == 0 and "unsubscribed" in gone.stdout
     later = run("tick", "--now", "2026-04-10T10:00:00Z", "--inline")
     assert "claimed 0" in later.stdout
-    assert (
-        json.loads(run("subscribers", "show", "ann@example.com", "--json").stdout)["status"]
-        == "unsubscribed"
-    )
+    data = json.loads(run("subscribers", "show", "ann@example.com", "--json").stdout)
+    assert data["status"] == "unsubscribed"
+    # Someone who left has no "waiting" or "due" next lesson: nothing more goes to them.
+    assert [le["state"] for le in data["lessons"]] == ["sent"] + 3 * [
+        "not to be sent (unsubscribed)"
+    ]
+    assert not any("due_at" in le for le in data["lessons"])
+    table = run("subscribers", "show", "ann@example.com").stdout
+    assert "waiting" not in table and "not yet" not in table and "not to be sent" in table
 
 
 def test_tick_inline_stamps_each_send_when_it_starts(run, redis_url, schedule):

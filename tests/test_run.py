@@ -108,3 +108,29 @@ def test_run_gives_its_children_links_that_reach_its_web_app():
     env = service_env(own, "redis://r/0", ("127.0.0.1", 9000))
     assert env.get("COURSE_BASE_URL") != "http://localhost:9000"  # the operator's own wins
     assert env["REDIS_URL"] == "redis://r/0"
+
+
+def test_run_on_a_port_in_use_says_so_in_one_line_and_starts_nothing(tmp_path, course_path):
+    """Found before Redis, a worker or beat start: a second run must not join the first
+    one's Redis and take its tasks only to fail on the web port at the end."""
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(COURSE_VAR_DIR=str(var), COURSE_SCHEDULE=str(course_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "course", "run", "-c", "1", "--port", str(port)],
+                env=env, capture_output=True, text=True, timeout=90,
+            )  # fmt: skip
+        finally:
+            stop_embedded_redis(var)  # if it did start one, leave nothing behind
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"course: port {port} is in use (127.0.0.1:{port}: another course run or server is "
+        "listening there); stop it or pick another with --port\n"
+    )
+    assert result.stdout == ""  # no "redis: ...", no "worker: started"
+    assert not (var / "redis").exists()

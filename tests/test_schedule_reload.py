@@ -128,8 +128,15 @@ def test_a_process_reports_changes_at_once_and_otherwise_once_a_minute(redis_cli
     board.report({**state, "error": "schedule.yaml:3: bad"}, START + timedelta(seconds=31))
     [changed] = read_processes(store, START + timedelta(seconds=31))
     assert changed.error == "schedule.yaml:3: bad"
-    later = START + timedelta(minutes=20)
-    assert read_processes(store, later)[0].stale  # silent for 15 minutes: probably stopped
+    # Three missed heartbeats: stopped, and no longer listed (course stats, /healthz).
+    assert [p.process for p in read_processes(store, START + timedelta(minutes=3))] == [
+        "worker@a:1"
+    ]
+    assert read_processes(store, START + timedelta(minutes=4)) == ()
+    other = ScheduleStatusBoard(redis_client, store.schedule_status_key, "beat", "beat@a:2")
+    other.report(state, START + timedelta(minutes=20))
+    [live] = read_processes(store, START + timedelta(minutes=20, seconds=5))
+    assert live.process == "beat@a:2" and not live.stale
 
 
 def test_a_process_silent_for_a_week_is_forgotten_by_the_next_report(redis_client, store):

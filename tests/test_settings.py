@@ -247,3 +247,37 @@ def test_every_entry_point_refuses_to_start_without_its_schedule_file(args, tmp_
     assert result.returncode == 2, result
     assert result.stderr == "course: COURSE_SCHEDULE: 'nope.yaml': no such file (set " \
         "COURSE_SCHEDULE to the course's schedule.yaml, or run where it is)\n"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("localhost:6379", "'localhost:6379' has no scheme"),
+        ("  127.0.0.1:6379/0 ", "'127.0.0.1:6379/0' has no scheme"),
+        (
+            "http://:secret@redis.example:6379",
+            "'redis.example:6379' has an unknown scheme 'http://'",
+        ),
+    ],
+)
+def test_a_redis_url_without_a_known_scheme_is_one_line_naming_it(url, problem):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"REDIS_URL": url})
+    assert str(caught.value) == (
+        f"REDIS_URL: {problem} (redis://, rediss:// or unix://), e.g. redis://localhost:6379/0"
+    )
+    assert "secret" not in str(caught.value)
+    for good in ("redis://r:6379/0", "REDIS://r", "unix:///tmp/redis.sock?db=1"):
+        assert Settings.from_env({"REDIS_URL": good}).redis_url == good
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-m", "course", "run", "--port", "1"], ["-m", "celery", "-A", "worker", "worker"]],
+    ids=["run", "worker"],
+)
+def test_a_redis_url_without_a_scheme_stops_an_entry_point_with_one_line(args, tmp_path):
+    result = run_entry_point(args, {"REDIS_URL": "localhost:6379", "COURSE_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("course: REDIS_URL: 'localhost:6379' has no scheme")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

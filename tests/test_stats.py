@@ -144,7 +144,7 @@ def test_an_empty_store_gives_zeros_and_an_empty_funnel_without_dividing_by_zero
     assert stats.totals == Counts() and stats.subscribers == 0 and stats.removed == ()
     assert [(s.sent, s.share) for s in stats.funnel] == [(0, None)] * 4
     assert all(cell == "0" for row in table_rows(stats) for cell in row.cells)
-    assert "no process has reported a schedule yet" in html_report(stats)
+    assert "no process has reported a schedule in the last 3 minutes" in html_report(stats)
     assert to_json(stats)["totals"]["sent"] == 0
 
 

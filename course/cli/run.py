@@ -78,9 +78,11 @@ def demo(ctx: Context, days: int | None, count: int) -> None:
 def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool) -> None:
     """Run Redis (embedded unless REDIS_URL is set), a worker, beat and the web app until
     Ctrl-C."""
-    from course.local.supervise import run_services
+    from course.local.supervise import port_problem, run_services
 
     web = None if no_web else (host, port)
+    if web is not None and (problem := port_problem(host, port)):
+        raise Failed(problem)  # before Redis, the worker or beat start
     raise SystemExit(run_services(ctx.settings, concurrency=concurrency, console=console, web=web))
 
 

@@ -3,8 +3,10 @@ app in the foreground, stopped cleanly together on Ctrl-C or when one of them di
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,6 +70,31 @@ def wait_for_worker(app, proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 def web_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "course", "serve", "--host", host, "--port", str(port)]
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the web app could not listen on ``host:port``, or None when it can: checked before
+    anything starts, so a second ``course run`` never joins the first one's Redis with its
+    worker and beat only to find the port taken at the end."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"--host {host!r}: cannot be resolved ({exc.strerror})"
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            # As uvicorn binds: a port in TIME_WAIT after the last run is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                where = f"{host}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    return (
+                        f"port {port} is in use ({where}: another course run or server is "
+                        "listening there); stop it or pick another with --port"
+                    )
+                return f"cannot listen on {where} ({exc.strerror or exc})"
+    return None
 
 
 def service_commands(

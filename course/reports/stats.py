@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from course.mail.render import Renderer, RenderError
@@ -32,7 +32,9 @@ from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, Schedule
 from course.store import Store
 
 BEFORE_FIRST = ""  # the lesson id under which exits before any lesson are counted
-STALE_AFTER = 15 * 60  # seconds without news from a process before it is shown as stale
+# Seconds without news from a process before it is taken as stopped and no longer listed:
+# three of the heartbeats it sends while running (ScheduleStatusBoard.HEARTBEAT, 60 s).
+STALE_AFTER = 3 * 60
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ def _with_funnel(stats: CourseStats) -> CourseStats:
 
 
 def read_processes(store: Store, now: datetime) -> tuple[ProcessSchedule, ...]:
-    """What every process that loads the schedule last reported, newest first."""
+    """What every live process that loads the schedule last reported, newest first: one
+    not heard of for STALE_AFTER seconds has stopped and is left out."""
     found = []
     for name, text in store.schedule_statuses().items():
         try:
@@ -287,8 +290,8 @@ def read_processes(store: Store, now: datetime) -> tuple[ProcessSchedule, ...]:
                 stale=seen is None or (now - seen).total_seconds() > STALE_AFTER,
             )
         )
-    epoch = datetime.fromtimestamp(0, UTC)
-    return tuple(sorted(found, key=lambda p: (p.stale, -(p.seen_at or epoch).timestamp())))
+    live = [p for p in found if not p.stale and p.seen_at is not None]
+    return tuple(sorted(live, key=lambda p: -(p.seen_at.timestamp() if p.seen_at else 0)))
 
 
 def _instant(value: object) -> datetime | None:

@@ -80,7 +80,7 @@ def schedule_lines(stats: CourseStats) -> list[str]:
             lines.append(f"the file on disk is valid ({disk.path}, {disk.fingerprint})")
     live = [p for p in stats.processes if not p.stale]
     if not stats.processes:
-        lines.append("no process has reported a schedule yet")
+        lines.append(f"no process has reported a schedule in the last {STALE_AFTER // 60} minutes")
     for p in live:
         loaded = utc_text(p.loaded_at)
         state = f"{p.process} runs schedule {p.fingerprint} loaded at {loaded}"
@@ -89,9 +89,6 @@ def schedule_lines(stats: CourseStats) -> list[str]:
         if p.error:
             state += f"; rejected an invalid edit at {utc_text(p.error_at)}"
         lines.append(state)
-    stale = len(stats.processes) - len(live)
-    if stale:
-        lines.append(f"{stale} process(es) not heard of for {STALE_AFTER // 60} minutes or more")
     return lines
 
 

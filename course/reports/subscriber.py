@@ -4,7 +4,7 @@ lesson, as plain data (``course subscribers show --json`` and the admin's subscr
 from __future__ import annotations
 
 from course.models.schedule import Schedule
-from course.models.subscriber import Subscriber, to_instant
+from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
 from course.progress import next_lesson
 from course.store import Store
 
@@ -28,6 +28,11 @@ def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber) -> dict
             row.update(state=entry.state, at=_iso(entry.at), attempt=entry.attempt)
             if entry.detail:
                 row["detail"] = entry.detail
+        elif sub.status in SUPPRESSED:  # left: nothing more is ever sent to them
+            row["state"] = f"not to be sent ({sub.status})"
+        elif upcoming is not None and lesson.id == upcoming.id and sub.status == "completed":
+            row["state"] = "not to be sent (completed)"
+            passed = False
         elif upcoming is not None and lesson.id == upcoming.id:
             row["state"] = "due" if sub.status == "active" else "waiting"
             if sub.status == "active" and due is not None:

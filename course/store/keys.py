@@ -37,8 +37,10 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
                               (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
                               the address, ``admin`` admin sign-in attempts per IP per 15
-                              minutes, counted before the token is compared; a correct one
-                              is taken off again); expires with its window.
+                              minutes, ``admin-device`` the same per browser that signed in
+                              before (its signed device cookie), counted before the token is
+                              compared; a correct one is taken off again); expires with its
+                              window.
 ``P admin:session:{id}`` string  a signed-in admin page session (value ``1``), expiring with
                               it (12 hours); its id is in the signed session cookie and is
                               checked on every request, and signing out deletes it, so a

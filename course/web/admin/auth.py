@@ -28,6 +28,11 @@ log = logging.getLogger("course.web.admin")
 
 COOKIE = "hr_admin"
 SESSION_MAX_AGE = 12 * 3600  # seconds a login lasts
+# A browser that has signed in before carries a signed device cookie; its attempts are
+# counted against its own budget, not its IP address's, so failures from others behind the
+# same address (an attacker, or every visitor behind an unlisted proxy) never lock it out.
+DEVICE_COOKIE = "hr_admin_device"
+DEVICE_MAX_AGE = 180 * 86400  # seconds a browser stays known
 FAILURE_WINDOW = 900  # seconds: failed logins are counted per IP address per 15 minutes
 MAX_FAILURES = 10  # wrong tokens compared per IP address per window; then 429 without comparing
 
@@ -46,6 +51,7 @@ class AdminAuth:
         # Sessions name the token they came from: changing the token ends every session.
         self._token_id = hmac.new(secret_key.encode(), self._digest, "sha256").hexdigest()[:16]
         self._serializer = URLSafeTimedSerializer(secret_key, salt="course.admin")
+        self._devices = URLSafeTimedSerializer(secret_key, salt="course.admin.device")
         self._store = store
 
     def token_ok(self, given: str) -> bool:
@@ -73,6 +79,25 @@ class AdminAuth:
         if not self._store.admin_session_open(sid):
             return None  # signed out, or expired
         return Session(csrf, sid)
+
+    def device_cookie(self, known: str | None) -> str:
+        """The device cookie for a browser that has just signed in: its known id kept (its
+        failures stay counted), else a new one; signed afresh, so it lasts from now."""
+        device = known or secrets.token_urlsafe(12)
+        return self._devices.dumps({"k": self._token_id, "d": device})
+
+    def read_device(self, cookie: str) -> str | None:
+        """The id of a known device (signed by us, for the current token), or None."""
+        if not cookie:
+            return None
+        try:
+            data = self._devices.loads(cookie, max_age=DEVICE_MAX_AGE)
+        except (BadSignature, UnicodeError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("k") != self._token_id:
+            return None
+        device = data.get("d")
+        return device if isinstance(device, str) and device else None
 
     def end_session(self, session: Session) -> None:
         """Sign out: the session's id goes, and with it every copy of its cookie."""
@@ -122,18 +147,31 @@ class Gate:
         self.state = state
         self.auth = auth
 
+    def _budget(self, request: Request) -> tuple[str, str]:
+        """Whose failures an attempt counts against: a known device's own, else its IP's."""
+        device = self.auth.read_device(request.cookies.get(DEVICE_COOKIE, ""))
+        return ("admin-device", device) if device else ("admin", ip(request))
+
     def attempt(self, request: Request, at: float) -> bool:
         """Count a sign-in attempt, then say whether its token may be compared.
 
         Counting first (one atomic INCR) is what holds under parallel guesses: each gets
-        its own count, so at most MAX_FAILURES of them in a window are ever compared."""
-        count, _ = self.state.store.hit("admin", ip(request), FAILURE_WINDOW, at)
+        its own count, so at most MAX_FAILURES of them in a window are ever compared, per
+        IP address, or per known device (whose cookie only a correct token earns)."""
+        scope, key = self._budget(request)
+        count, _ = self.state.store.hit(scope, key, FAILURE_WINDOW, at)
+        if count == MAX_FAILURES + 1:
+            log.warning(
+                "admin sign-in refused: %d failures in %d s ip=%s known_device=%s",
+                MAX_FAILURES, FAILURE_WINDOW, ip(request), scope == "admin-device",
+            )  # fmt: skip
         return count <= MAX_FAILURES
 
     def succeeded(self, request: Request, at: float) -> None:
         """A correct token gives its attempt back, so signing in (or a script's bearer
         requests) never locks the admin out; only failures stay counted."""
-        self.state.store.unhit("admin", ip(request), FAILURE_WINDOW, at)
+        scope, key = self._budget(request)
+        self.state.store.unhit(scope, key, FAILURE_WINDOW, at)
 
     def failed(self, request: Request) -> None:
         log.warning("admin login failed ip=%s", ip(request))

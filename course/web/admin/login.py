@@ -10,7 +10,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from course.web.admin.auth import COOKIE, SESSION_MAX_AGE, Gate, guarded, ip
+from course.web.admin.auth import (
+    COOKIE,
+    DEVICE_COOKIE,
+    DEVICE_MAX_AGE,
+    SESSION_MAX_AGE,
+    Gate,
+    guarded,
+    ip,
+)
 from course.web.state import WebState, now
 
 log = logging.getLogger("course.web.admin")
@@ -42,11 +50,21 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             return gate.login_page(401, "That is not the admin token.")
         await run_in_threadpool(gate.succeeded, request, at)
         cookie, _ = await run_in_threadpool(gate.auth.new_session)
+        known = gate.auth.read_device(request.cookies.get(DEVICE_COOKIE, ""))
         response = RedirectResponse("/admin", 303)
         response.set_cookie(
             COOKIE,
             cookie,
             max_age=SESSION_MAX_AGE,
+            path="/admin",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        response.set_cookie(
+            DEVICE_COOKIE,
+            gate.auth.device_cookie(known),
+            max_age=DEVICE_MAX_AGE,
             path="/admin",
             httponly=True,
             samesite="strict",

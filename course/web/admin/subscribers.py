@@ -59,7 +59,9 @@ def router(state: WebState, gate: Gate) -> APIRouter:
         schedule = state.schedule()
         report = subscriber_report(state.store, schedule, sub)
         others = [i for i in record_ids(state.store, sub.email) if i != sub.id]
-        due = state.store.due_score(sub.id)
+        # Someone who left or completed has nothing due, whatever an index still holds.
+        ended = sub.status in SUPPRESSED or sub.status == "completed"
+        due = None if ended else state.store.due_score(sub.id)
         return page(
             "subscriber",
             status_code,
