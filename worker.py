@@ -3,7 +3,8 @@
 import sys
 
 from course.logs import configure_celery_logging
-from course.settings import Settings, SettingsError, dev_warning, require_schedule_file
+from course.settings import Settings, SettingsError
+from course.startup import dev_warning, require_schedule_file
 from course.tasks import create_app
 
 try:

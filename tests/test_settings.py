@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from course.settings import DEV_SECRET_KEY, Settings, SettingsError, dev_warning
+from course.settings import DEV_SECRET_KEY, Settings, SettingsError
+from course.startup import dev_warning
 
 SECRET = "bu0xanmXjgQGYWUaHBeUs9pfAl-VEL-9Zf9kMBkbd_E"  # secrets.token_urlsafe(32)
 

@@ -11,7 +11,8 @@ import click
 from course.cli.context import Context
 from course.mail.render import RenderError
 from course.schedule import ScheduleError
-from course.settings import Settings, SettingsError, dev_warning, require_schedule_file
+from course.settings import Settings, SettingsError
+from course.startup import dev_warning, require_schedule_file
 from course.store import DuplicateSubscriber, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError

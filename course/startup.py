@@ -1,0 +1,44 @@
+"""What every process that runs the course checks as it starts (``course run``, ``serve``, the
+worker, beat), after its settings are read: the schedule file is there, and dev mode on a public
+address is said out loud."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from course.settings import (
+    DEV_SECRET_KEY,
+    RESERVED_TLDS,
+    Settings,
+    SettingsError,
+    is_loopback_host,
+)
+
+
+def require_schedule_file(settings: Settings) -> None:
+    """At the start of a process that runs the course (``run``, ``serve``, the worker, beat):
+    its schedule file must be there. The copy of the last valid schedule kept in Redis is for
+    a broken edit, never for a file that is not there, which would quietly send an old course
+    (COURSE_SCHEDULE=nope.yaml)."""
+    if not settings.schedule_path.is_file():
+        raise SettingsError(
+            f"COURSE_SCHEDULE: {str(settings.schedule_path)!r}: no such file (set "
+            "COURSE_SCHEDULE to the course's schedule.yaml, or run where it is)"
+        )
+
+
+def dev_warning(settings: Settings) -> str | None:
+    """In dev mode with a base URL others can reach, the one line to print loudly at start:
+    dev accepts unsigned webhook events and, without COURSE_SECRET_KEY, signs links with a
+    key everyone knows. None otherwise."""
+    host = (urlsplit(settings.base_url).hostname or "").rstrip(".")
+    if settings.env != "dev" or not host or is_loopback_host(host):
+        return None
+    if host.endswith(RESERVED_TLDS):  # names no one can reach (RFC 2606): tests, examples
+        return None
+    keys = " and signs links with the dev key" if settings.secret_key == DEV_SECRET_KEY else ""
+    return (
+        f"WARNING: COURSE_ENV is 'dev' but COURSE_BASE_URL ({settings.base_url}) is a public "
+        f"address: dev accepts unsigned webhook events{keys}; set COURSE_ENV=production on "
+        "a site others reach"
+    )
