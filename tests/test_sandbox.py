@@ -84,6 +84,20 @@ def test_an_unsafe_call_found_only_when_filling_is_reported_with_its_line(course
 
 
 @pytest.mark.parametrize(
+    ("payload", "reason"),
+    [("{{ 1/0 }}", "ZeroDivisionError: division by zero"),
+     ("{{ '%d' % 'x' }}", "TypeError: %d format: a real number is required, not str")],
+)  # fmt: skip
+def test_a_lesson_that_fails_in_python_when_filled_is_one_line_not_a_traceback(
+    course, run, payload, reason
+):
+    with_payload(course["folder"] / LESSON, payload)
+    result = run("validate")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"course: {LESSON}:3: {reason}"]
+
+
+@pytest.mark.parametrize(
     ("tag", "layout"),
     [
         ('{{{{ cycler.__init__.__globals__.os.popen("touch {marker}").read() }}}}', "html"),

@@ -325,8 +325,12 @@ def _trial_source(name: str, source: str, env: jinja2.Environment, progress: str
         except sandbox.SecurityError as exc:
             line = _template_line(exc.__traceback__, "<template>")
             raise RenderError(f"{name}:{line or '?'}: {sandbox.unsafe_message(exc)}") from None
-        except Exception:  # any other mistake: the trial fill reports it, in its own words
+        except jinja2.TemplateError:  # the trial fill reports it, in its own words
             return
+        except Exception as exc:  # Python's own ({{ 1/0 }}): one line, never a traceback
+            line = _template_line(exc.__traceback__, "<template>")
+            reason = f"{type(exc).__name__}: {_one_line(exc)}"
+            raise RenderError(f"{name}:{line or '?'}: {reason}") from None
 
 
 def _trial_fill(compiled: CompiledLesson) -> None:
