@@ -29,12 +29,8 @@ Run it by hand with ``python -m course.testing.sendgrid_standin --port 8090 --la
 (``--rate-429 0.1 --rate-500 0.05 --rate-hang 0.01 --seed 7`` for random faults).
 """
 
-from course.testing.sendgrid_standin.contract import (
-    MAIL_SEND_PATH,
-    Message,
-    messages,
-    validate_mail_send,
-)
+from course.testing.sendgrid_standin.contract import MAIL_SEND_PATH, validate_mail_send
+from course.testing.sendgrid_standin.messages import Message, messages
 from course.testing.sendgrid_standin.replies import Faults, Reply
 from course.testing.sendgrid_standin.server import Acceptance, SendGridStandIn
 

@@ -1,19 +1,14 @@
 """SendGrid's v3 Mail Send contract, as its own OpenAPI description states it (repository
 ``twilio/sendgrid-oai``, ``spec/json/tsg_mail_v3.json``): what a request body must be
-(:func:`validate_mail_send`, every problem with its field, in SendGrid's error shape) and what
-the provider makes of an accepted one (:func:`messages`, one email per personalization). Where
-the spec types message-level ``custom_args`` as a string, this follows the live API: an object
-of strings. Pure: no I/O.
-
-One piece on purpose (a little over 400 lines): it is one endpoint's request rules, read top to
-bottom beside the spec, and splitting the field checks from the shape they check would scatter
-one contract over several files.
+(:func:`validate_mail_send`, every problem with its field, in SendGrid's error shape); what the
+provider makes of an accepted one is in :mod:`.messages`. Where the spec types message-level
+``custom_args`` as a string, this follows the live API: an object of strings. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 MAIL_SEND_PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000
@@ -375,48 +370,3 @@ def validate_mail_send(payload: object) -> list[dict[str, Any]]:
                 )
             )
     return errors
-
-
-class Message(NamedTuple):
-    """One email as SendGrid makes it from an accepted payload: one per personalization."""
-
-    to: list[dict[str, str]]
-    subject: str
-    headers: dict[str, str]
-    custom_args: dict[str, str]
-    text: str
-    html: str
-
-
-def messages(payload: dict[str, Any]) -> list[Message]:
-    """The emails a valid payload asks for, as the provider builds them: a personalization's
-    subject, headers and ``custom_args`` over the message's own, and its ``substitutions``
-    replaced in the subject and the content, each occurrence once (a value put in is not
-    searched again)."""
-    content = {block["type"].lower(): block["value"] for block in payload.get("content", [])}
-    out = []
-    for item in payload["personalizations"]:
-        subs = item.get("substitutions") or {}
-        pattern = (
-            re.compile("|".join(re.escape(k) for k in sorted(subs, key=len, reverse=True)))
-            if subs
-            else None
-        )
-
-        def fill(text: str, pattern: re.Pattern[str] | None = pattern, subs: dict = subs) -> str:
-            return pattern.sub(lambda m: subs[m.group(0)], text) if pattern else text
-
-        out.append(
-            Message(
-                to=list(item["to"]),
-                subject=fill(item.get("subject") or payload.get("subject") or ""),
-                headers={**(payload.get("headers") or {}), **(item.get("headers") or {})},
-                custom_args={
-                    **(payload.get("custom_args") or {}),
-                    **(item.get("custom_args") or {}),
-                },
-                text=fill(content.get("text/plain", "")),
-                html=fill(content.get("text/html", "")),
-            )
-        )
-    return out
