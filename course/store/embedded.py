@@ -136,6 +136,13 @@ def running_url(var_dir: Path) -> str | None:
     return url if _ping(url) else None
 
 
+def _wait_gone(url: str, timeout: float) -> None:
+    """Until the server at ``url`` stops answering (or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while _ping(url) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _retire_unprotected(folder: Path, timeout: float = 10.0) -> bool:
     """Shut down a server of ours from before passwords (an upgrade), so that it starts
     again with one; True if there was one. A server on that port whose pid is not in our
@@ -154,9 +161,7 @@ def _retire_unprotected(folder: Path, timeout: float = 10.0) -> bool:
         return False
     finally:
         client.close()
-    deadline = time.monotonic() + timeout
-    while _ping(url) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_gone(url, timeout)
     return True
 
 
@@ -239,9 +244,7 @@ def stop_embedded_redis(var_dir: Path, timeout: float = 10.0) -> bool:
             os.kill(pid, signal.SIGTERM)
     finally:
         client.close()
-    deadline = time.monotonic() + timeout
-    while _ping(url) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_gone(url, timeout)
     return True
 
 
