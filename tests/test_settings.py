@@ -194,7 +194,8 @@ def run_entry_point(args: list[str], env: dict[str, str]) -> subprocess.Complete
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(
+# The four processes that run the course, each started as a user starts it.
+ENTRY_POINTS = pytest.mark.parametrize(
     "args",
     [
         ["-m", "course", "run", "--port", "1"],
@@ -204,6 +205,9 @@ def run_entry_point(args: list[str], env: dict[str, str]) -> subprocess.Complete
     ],
     ids=["run", "serve", "worker", "beat"],
 )
+
+
+@ENTRY_POINTS
 def test_every_entry_point_refuses_an_unsafe_production_with_one_line(args, tmp_path):
     env = production(COURSE_SECRET_KEY="change-me-to-a-long-random-string",
                      REDIS_URL="redis://127.0.0.1:1/0", COURSE_VAR_DIR=str(tmp_path))  # fmt: skip
@@ -229,16 +233,7 @@ def test_serve_and_the_worker_warn_at_start_in_dev_on_a_public_base_url(tmp_path
     assert "WARNING" not in quiet.stderr
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["-m", "course", "run", "--port", "1"],
-        ["-m", "course", "serve", "--port", "1"],
-        ["-m", "celery", "-A", "worker", "worker"],
-        ["-m", "celery", "-A", "worker", "beat"],
-    ],
-    ids=["run", "serve", "worker", "beat"],
-)
+@ENTRY_POINTS
 def test_every_entry_point_refuses_to_start_without_its_schedule_file(args, tmp_path):
     """Not even on the copy of the last valid schedule kept in Redis: that copy is for a
     broken edit, and COURSE_SCHEDULE=nope.yaml would otherwise quietly send an old course."""
