@@ -67,11 +67,8 @@ class AdminAuth:
 
     def read_session(self, cookie: str) -> Session | None:
         """The session of a signed cookie, while its token is current and its id is held."""
-        try:
-            data = self._serializer.loads(cookie, max_age=SESSION_MAX_AGE)
-        except (BadSignature, UnicodeError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("k") != self._token_id:
+        data = self._signed(self._serializer, cookie, SESSION_MAX_AGE)
+        if data is None:
             return None
         csrf, sid = data.get("csrf"), data.get("s")
         if not (isinstance(csrf, str) and csrf and isinstance(sid, str) and sid):
@@ -79,6 +76,17 @@ class AdminAuth:
         if not self._store.admin_session_open(sid):
             return None  # signed out, or expired
         return Session(csrf, sid)
+
+    def _signed(self, serializer, cookie: str, max_age: int) -> dict | None:
+        """What a cookie signed by ``serializer`` holds, while young enough and made for the
+        current token; None for anything else."""
+        try:
+            data = serializer.loads(cookie, max_age=max_age)
+        except (BadSignature, UnicodeError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("k") != self._token_id:
+            return None
+        return data
 
     def device_cookie(self, known: str | None) -> str:
         """The device cookie for a browser that has just signed in: its known id kept (its
@@ -88,13 +96,8 @@ class AdminAuth:
 
     def read_device(self, cookie: str) -> str | None:
         """The id of a known device (signed by us, for the current token), or None."""
-        if not cookie:
-            return None
-        try:
-            data = self._devices.loads(cookie, max_age=DEVICE_MAX_AGE)
-        except (BadSignature, UnicodeError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("k") != self._token_id:
+        data = self._signed(self._devices, cookie, DEVICE_MAX_AGE) if cookie else None
+        if data is None:
             return None
         device = data.get("d")
         return device if isinstance(device, str) and device else None
