@@ -14,6 +14,7 @@ from course.mail.render import Renderer
 from course.settings import Settings
 from course.subscribers.confirmation import send_confirmation
 from course.subscribers.lifecycle import enrol
+from course.subscribers.privacy import erase
 from course.tokens import ExpiredToken, InvalidToken, make_token, read_token
 from course.transport import OutboxTransport
 from course.web import create_app
@@ -37,6 +38,22 @@ def test_a_link_signed_with_the_old_key_still_unsubscribes_after_rotation(rotate
         response = client.post(old_link, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
     assert store.get(sub.id).status == "unsubscribed"
+
+
+def test_an_erased_persons_old_one_click_link_is_still_answered_as_done(rotated, store, schedule):
+    sub = enrol(store, schedule, "eve@example.com", None, "UTC", datetime.now(UTC))
+    old_link = f"/unsubscribe/{make_token(OLD, sub.id, 'unsubscribe')}"  # in last year's email
+    erase(store, "eve@example.com", datetime.now(UTC))
+    with client_for(rotated) as client:
+        one_click = client.post(old_link, data={"List-Unsubscribe": "One-Click"})
+        page = client.get(old_link)
+        forged = client.post(
+            f"/unsubscribe/{make_token('not-a-key-of-ours', sub.id, 'unsubscribe')}",
+            data={"List-Unsubscribe": "One-Click"},
+        )
+    assert one_click.status_code == 200 and "erased" in one_click.text  # the provider's 200
+    assert page.status_code == 200 and "erased" in page.text
+    assert forged.status_code == 404
 
 
 def test_old_pause_and_confirm_links_work_too(rotated, store, schedule):

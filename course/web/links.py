@@ -39,8 +39,10 @@ def erased_or_invalid(state: WebState, token: str) -> HTMLResponse:
     sent again, so it is answered as done (a one-click POST from a mailbox provider
     gets its 200); any other token is not valid."""
     try:
-        read_token(
-            state.settings.secret_key, token if len(token) <= MAX_TOKEN else "", "unsubscribe"
+        read_token(  # every key links may carry, fallbacks too (a link of last year's email)
+            state.settings.verification_keys,
+            token if len(token) <= MAX_TOKEN else "",
+            "unsubscribe",
         )
     except InvalidToken:
         return invalid_link(state, "unsubscribe")
