@@ -247,6 +247,8 @@ def test_opening_the_link_shows_one_button_posting_to_it_and_changes_nothing(web
     assert f'<form method="post" action="/confirm/{token}">' in html
     assert '<button type="submit">Start my course</button>' in html
     assert "<script" not in html and "http-equiv" not in html  # nothing submits by itself
+    assert page.headers["x-frame-options"] == "DENY"  # a one-button page: no clickjacking
+    assert page.headers["cache-control"] == "no-store"
     assert "ann@example.com" in html
     assert redis_snapshot(web.store) == before  # no store write
     assert web.store.get(sub.id).status == "pending" and web.store.due_score(sub.id) is None
