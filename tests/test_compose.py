@@ -336,8 +336,10 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
             link = re.search(rf"{re.escape(PUBLIC_URL)}(/confirm/[\w.\-]+)",
                              plain_text(confirmation))  # fmt: skip
             assert link, plain_text(confirmation)
-            # The proxy would pass the public address on to the web service.
+            # The proxy would pass the public address on to the web service. Opening the
+            # link shows the button; pressing it (a POST) confirms.
             assert httpx.get(f"{web_url}{link.group(1)}", timeout=30).status_code == 200
+            assert httpx.post(f"{web_url}{link.group(1)}", timeout=30).status_code == 200
 
             def lesson_zero() -> list[dict]:
                 return [p for p in sent_to(standin, reader)
@@ -368,4 +370,5 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
     web = json_log(services, "web")
     assert {r["role"] for r in web} == {"web"}
     paths = {(r["method"], r["path"]) for r in web if r["event"] == "http"}
-    assert {("POST", "/subscribe"), ("GET", "/confirm/<token>")} <= paths
+    assert {("POST", "/subscribe"), ("GET", "/confirm/<token>"),
+            ("POST", "/confirm/<token>")} <= paths  # fmt: skip

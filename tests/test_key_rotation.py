@@ -62,7 +62,9 @@ def test_old_pause_and_confirm_links_work_too(rotated, store, schedule):
     )
     active = enrol(store, schedule, "cy@example.com", None, "UTC", datetime.now(UTC))
     with client_for(rotated) as client:
-        assert client.get(f"/confirm/{make_token(OLD, pending.id, 'confirm')}").status_code == 200
+        confirm_link = f"/confirm/{make_token(OLD, pending.id, 'confirm')}"
+        assert client.get(confirm_link).status_code == 200  # the page with its button
+        assert client.post(confirm_link).status_code == 200
         paused = client.post(f"/pause/{make_token(OLD, active.id, 'pause')}", data={"days": "7"})
         assert paused.status_code == 200
     assert store.get(pending.id).status == "active"

@@ -227,26 +227,95 @@ def test_rate_limit_counters_expire_and_do_not_hold_the_address(web, store):
 # -- confirmation -----------------------------------------------------------------------------
 
 
-def test_confirming_activates_queues_the_tick_and_a_second_click_is_harmless(web, schedule):
+def redis_snapshot(store: Store) -> dict[str, bytes]:
+    """Every key and its value: to show that a request wrote nothing."""
+    return {key: store.redis.dump(key) for key in store.redis.keys("*")}
+
+
+def test_opening_the_link_shows_one_button_posting_to_it_and_changes_nothing(web, schedule):
     signup(web, first_name="Ann", timezone="Asia/Tokyo")
     sub = web.store.find("ann@example.com")
     token = web.token(sub.id, "confirm")
-    first = web.client.get(f"/confirm/{token}")
+    web.tasks.clear()
+    before = redis_snapshot(web.store)
+    for _ in range(3):  # Safe Links, Mimecast and the like fetch every link, some twice
+        page = web.client.get(f"/confirm/{token}")
+        assert page.status_code == 200 and heading(page) == "Start your course, Ann?"
+        assert web.client.head(f"/confirm/{token}").status_code == 200
+    html = page.text
+    assert html.count("<form") == 1 and html.count("<button") == 1
+    assert f'<form method="post" action="/confirm/{token}">' in html
+    assert '<button type="submit">Start my course</button>' in html
+    assert "<script" not in html and "http-equiv" not in html  # nothing submits by itself
+    assert page.headers["x-frame-options"] == "DENY"  # a one-button page: no clickjacking
+    assert page.headers["cache-control"] == "no-store"
+    assert "ann@example.com" in html
+    assert redis_snapshot(web.store) == before  # no store write
+    assert web.store.get(sub.id).status == "pending" and web.store.due_score(sub.id) is None
+    assert web.tasks == []  # no tick, no email
+
+
+def test_confirming_activates_queues_the_tick_and_a_second_press_is_harmless(web, schedule):
+    signup(web, first_name="Ann", timezone="Asia/Tokyo")
+    sub = web.store.find("ann@example.com")
+    token = web.token(sub.id, "confirm")
+    first = web.client.post(f"/confirm/{token}")
     assert first.status_code == 200 and heading(first) == "You are in, Ann"
     active = web.store.get(sub.id)
     assert active.status == "active" and abs(active.start - time.time()) < 60
     assert web.store.due_score(sub.id) <= time.time()  # day 0 is due at once
     assert web.ticks() == 1
-    second = web.client.get(f"/confirm/{token}")
+    second = web.client.post(f"/confirm/{token}")
     assert second.status_code == 200 and heading(second) == "You are already confirmed"
     assert web.store.get(sub.id).start == active.start and web.ticks() == 1
+    page = web.client.get(f"/confirm/{token}")  # the link opened again later
+    assert page.status_code == 200 and heading(page) == "You are already confirmed"
+    assert "<form" not in page.text
+
+
+def empty_form() -> tuple[bytes, dict[str, str]]:  # what the page's own form sends
+    return b"", {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def empty_multipart() -> tuple[bytes, dict[str, str]]:
+    boundary = "----formdata-confirm"
+    return f"--{boundary}--\r\n".encode(), {
+        "Content-Type": f"multipart/form-data; boundary={boundary}"
+    }
+
+
+def no_body() -> tuple[bytes, dict[str, str]]:
+    return b"", {}
+
+
+@pytest.mark.parametrize("encoding", [empty_form, empty_multipart, no_body])
+@pytest.mark.parametrize("origin", [None, "null", "https://course.example"])
+def test_the_post_confirms_without_cookie_or_csrf_token_from_the_page_or_elsewhere(
+    web, encoding, origin
+):
+    # Under the page's "Referrer-Policy: no-referrer" a browser's post says "Origin: null".
+    signup(web)
+    sub = web.store.find("ann@example.com")
+    token = web.token(sub.id, "confirm")
+    page = web.client.get(f"/confirm/{token}")
+    assert page.headers["referrer-policy"] == "no-referrer"
+    body, headers = encoding()
+    if origin:
+        headers["Origin"] = origin
+    web.client.cookies.clear()
+    answer = web.client.post(
+        f"/confirm/{token}", content=body, headers=headers, follow_redirects=False
+    )
+    assert answer.status_code == 200 and heading(answer) == "You are in"
+    assert "set-cookie" not in answer.headers
+    assert web.store.get(sub.id).status == "active" and web.ticks() == 1
 
 
 def test_the_queued_tick_sends_lesson_zero_once(web, schedule, tmp_path):
     signup(web)
     sub = web.store.find("ann@example.com")
-    web.client.get(f"/confirm/{web.token(sub.id, 'confirm')}")
-    web.client.get(f"/confirm/{web.token(sub.id, 'confirm')}")
+    web.client.post(f"/confirm/{web.token(sub.id, 'confirm')}")
+    web.client.post(f"/confirm/{web.token(sub.id, 'confirm')}")
     queued = []
     now = datetime.now(UTC)
     for _ in range(web.ticks()):
@@ -263,16 +332,32 @@ def test_an_expired_link_offers_a_new_one_which_is_sent(web):
     assert page.status_code == 410 and heading(page) == "This link has expired"
     assert f'action="/confirm/{old}/renew"' in page.text
     assert web.store.get(sub.id).status == "pending"
+    pressed = web.client.post(f"/confirm/{old}")  # the page stood open for days
+    assert pressed.status_code == 410 and heading(pressed) == "This link has expired"
+    assert f'action="/confirm/{old}/renew"' in pressed.text
+    assert web.store.get(sub.id).status == "pending" and web.tasks == []
     renewed = web.client.post(f"/confirm/{old}/renew")
     assert renewed.status_code == 200 and heading(renewed) == "Check your inbox"
     assert web.confirmations() == [sub.id]
+
+
+def test_pressing_the_button_with_a_forged_or_unknown_link_is_a_not_valid_page(web, schedule):
+    signup(web)
+    sub = web.store.find("ann@example.com")
+    web.tasks.clear()
+    good = web.token(sub.id, "confirm")
+    for token in (make_token("someone-else's-key", sub.id, "confirm"), good[:-6],
+                  make_token(SECRET, "000000000000", "confirm")):  # fmt: skip
+        answer = web.client.post(f"/confirm/{token}")
+        assert answer.status_code == 404 and heading(answer) == "This link is not valid"
+    assert web.store.get(sub.id).status == "pending" and web.tasks == []
 
 
 def test_a_six_day_old_link_still_works(web):
     signup(web)
     sub = web.store.find("ann@example.com")
     token = web.token(sub.id, "confirm", issued_at=time.time() - 6 * 24 * 3600)
-    assert web.client.get(f"/confirm/{token}").status_code == 200
+    assert web.client.post(f"/confirm/{token}").status_code == 200
     assert web.store.get(sub.id).status == "active"
 
 
@@ -296,7 +381,11 @@ def test_the_confirmation_email_carries_a_link_that_confirms(web, schedule, tmp_
     assert message["To"].addresses[0].addr_spec == "ann@example.com"
     text = message.get_body(("plain",)).get_content()
     (url,) = re.findall(r"https://course\.example(/confirm/[^\s)>]+)", text)
-    assert web.client.get(url).status_code == 200
+    page = web.client.get(url)
+    assert page.status_code == 200 and web.store.get(sub.id).status == "pending"
+    (action,) = re.findall(r'<form method="post" action="([^"]+)">', page.text)
+    assert action == url
+    assert web.client.post(action).status_code == 200
     assert web.store.get(sub.id).status == "active"
     again = send_confirmation(web.store, Renderer(schedule), outbox, web.settings, sub.id)
     assert not again.sent and len(list((tmp_path / "mail").glob("*.eml"))) == 1
@@ -306,6 +395,8 @@ def test_the_confirmation_email_carries_a_link_that_confirms(web, schedule, tmp_
 
 ROUTES = [
     ("GET", "/confirm/{}"),
+    ("HEAD", "/confirm/{}"),
+    ("POST", "/confirm/{}"),
     ("POST", "/confirm/{}/renew"),
     ("GET", "/unsubscribe/{}"),
     ("POST", "/unsubscribe/{}"),
@@ -341,7 +432,7 @@ def test_forged_truncated_and_unknown_tokens_get_a_not_valid_page(web, schedule,
             assert answer.status_code == 200 and "erased at your request" in answer.text
             continue
         assert answer.status_code in (400, 404, 405), (name, answer.status_code)
-        assert "not valid" in answer.text, name
+        assert "not valid" in answer.text or method == "HEAD", name  # HEAD: no body
     assert web.store.get(sub.id).status == "active" and web.tasks == []
 
 
@@ -817,7 +908,7 @@ def test_when_the_broker_cannot_take_a_task_the_visitor_still_gets_the_normal_an
         answer = client.post("/subscribe", data={"email": "ann@example.com"})
         assert answer.status_code == 200 and heading(answer) == "Check your inbox"
         sub = store.find("ann@example.com")
-        confirmed = client.get(f"/confirm/{make_token(SECRET, sub.id, 'confirm')}")
+        confirmed = client.post(f"/confirm/{make_token(SECRET, sub.id, 'confirm')}")
         assert confirmed.status_code == 200 and store.get(sub.id).status == "active"
     # Nothing was lost: the confirm made day 0 due, and beat's next tick sends it.
     assert store.due_score(sub.id) is not None

@@ -1,7 +1,7 @@
 """The whole subscriber journey in headless Chromium against ``course run`` on the embedded
-default: sign up in the page, confirm from the email, get lesson 0, unsubscribe with the
-button, and a later tick sends nothing. Screenshots of every page at phone width go to
-var/test-artifacts/ (test output, not committed)."""
+default: sign up in the page, open the email's confirmation link and press its button, get
+lesson 0, unsubscribe with the button, and a later tick sends nothing. Screenshots of every
+page at phone width go to var/test-artifacts/ (test output, not committed)."""
 
 from __future__ import annotations
 
@@ -140,9 +140,16 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
     # The confirmation email, from the worker, through the outbox.
     (confirmation,) = wait_until("the confirmation email", lambda: emails(outbox), log=log)
     assert confirmation["To"].addresses[0].addr_spec == "robin@example.com"
-    page.goto(link(confirmation, base, "confirm"))
+    confirm_url = link(confirmation, base, "confirm")
+    page.goto(confirm_url)  # opening the link changes nothing (mail scanners open it too)
+    page.get_by_role("heading", name="Start your course, Robin?").wait_for()
+    shot("04-confirm")
+    shown = course(env, "subscribers", "show", "robin@example.com", "--json")
+    assert json.loads(shown.stdout)["status"] == "pending", shown.stderr
+    page.get_by_role("button", name="Start my course").click()
     page.get_by_role("heading", name="You are in, Robin").wait_for()
-    shot("04-confirmed")
+    assert page.url == confirm_url  # answered in place, no redirect
+    shot("05-confirmed")
 
     # Lesson 0 at once: the app queued a tick.
     _, lesson = wait_until("lesson 0", lambda: len(emails(outbox)) >= 2 and emails(outbox),
@@ -155,23 +162,23 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
     # A look at the pause page on the way (a GET changes nothing).
     page.goto(link(lesson, base, "pause"))
     page.get_by_role("heading", name="Pause the course").wait_for()
-    shot("05-pause")
+    shot("06-pause")
 
     # Unsubscribe: the page, then its one button.
     page.goto(unsubscribe_url)
     page.get_by_role("heading", name="Unsubscribe?").wait_for()
-    shot("06-unsubscribe")
+    shot("07-unsubscribe")
     page.get_by_role("button", name="Unsubscribe").click()
     page.get_by_role("heading", name="You are unsubscribed").wait_for()
     assert page.url == unsubscribe_url  # answered in place, no redirect
-    shot("07-unsubscribed")
+    shot("08-unsubscribed")
     context.close()
 
     dark = browser.new_page(viewport=PHONE, color_scheme="dark")
     dark.goto(f"{base}/")
     background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(27, 26, 25)"
-    dark.screenshot(path=str(artifacts / "08-signup-dark.png"), full_page=True)
+    dark.screenshot(path=str(artifacts / "09-signup-dark.png"), full_page=True)
     dark.close()
 
     shown = course(env, "subscribers", "show", "robin@example.com", "--json")
