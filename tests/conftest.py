@@ -214,6 +214,50 @@ def browser():
         instance.close()
 
 
+AXE_JS = Path(os.environ.get("AXE_CORE_JS") or ROOT / "node_modules" / "axe-core" / "axe.min.js")
+AXE_MISSING = (
+    "axe-core is not installed: `npm install --no-save axe-core` in the project folder "
+    "(.ci/run does), or set AXE_CORE_JS to its axe.min.js"
+)
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA violations on ``page`` as it is now, one line each (rule,
+    impact, what it asks, the first elements it found)."""
+    # Evaluated by the browser's debugging protocol, which the pages' Content-Security-Policy
+    # (no inline scripts) does not govern; a <script> tag would be refused.
+    page.evaluate(AXE_JS.read_text() + "\n;0")
+    found = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
+        ".then(r => r.violations.map(v => [v.id, v.impact, v.help,"
+        " v.nodes.slice(0, 3).map(n => n.target.join(' '))]))",
+        WCAG_21_AA,
+    )
+    return [
+        f"{rule} ({impact}): {text} at {', '.join(where)}" for rule, impact, text, where in found
+    ]
+
+
+@pytest.fixture
+def axe():
+    """``axe(page, name)``: checks the page with axe-core (WCAG 2.1 A and AA) and collects what
+    it finds; the test fails at its end with every page's violations. Where axe-core is not
+    installed nothing is checked (tests/test_web_browser.py's own axe test skips, saying so)."""
+    found: dict[str, list[str]] = {}
+
+    def check(page, name: str) -> None:
+        if AXE_JS.is_file():
+            violations = axe_violations(page)
+            if violations:
+                found[name] = violations
+
+    yield check
+    assert not found, "accessibility (axe-core, WCAG 2.1 AA):\n" + "\n".join(
+        f"{name}: {line}" for name, lines in found.items() for line in lines
+    )
+
+
 @pytest.fixture
 def artifacts(request) -> Path:
     """A folder for this test's screenshots under var/test-artifacts/."""

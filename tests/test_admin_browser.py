@@ -48,7 +48,7 @@ def served(settings, store):
 
 
 def test_admin_signs_in_and_pauses_resumes_unsubscribes_and_erases(
-    browser, served, store, schedule, settings, artifacts
+    browser, served, store, schedule, settings, artifacts, axe
 ):
     base = served
     now = datetime.now(UTC)
@@ -61,6 +61,7 @@ def test_admin_signs_in_and_pauses_resumes_unsubscribes_and_erases(
     def shot(name: str) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
         page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+        axe(page, name)
 
     def status() -> str:
         return page.locator("#status").inner_text()

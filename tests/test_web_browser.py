@@ -114,7 +114,7 @@ def course(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
+def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     base, env, outbox, log = course_run
     context = browser.new_context(viewport=PHONE, timezone_id="Asia/Tokyo")
     page = context.new_page()
@@ -122,6 +122,7 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
     def shot(name: str) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
         page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+        axe(page, name)
 
     # Sign up in the page; the browser's zone fills the hidden field.
     page.goto(f"{base}/")
@@ -159,6 +160,10 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
     unsubscribe_url = lesson["List-Unsubscribe"].strip("<>")
     assert unsubscribe_url == link(lesson, base, "unsubscribe")
 
+    # The email itself, as a mail client shows its HTML part.
+    page.set_content(lesson.get_body(("html",)).get_content())
+    shot("05b-lesson-email")
+
     # A look at the pause page on the way (a GET changes nothing).
     page.goto(link(lesson, base, "pause"))
     page.get_by_role("heading", name="Pause the course").wait_for()
@@ -179,6 +184,7 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
     background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(27, 26, 25)"
     dark.screenshot(path=str(artifacts / "09-signup-dark.png"), full_page=True)
+    axe(dark, "09-signup-dark")  # the dark colours keep their contrast
     dark.close()
 
     shown = course(env, "subscribers", "show", "robin@example.com", "--json")
@@ -195,3 +201,20 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts):
     assert "claimed 0" in ticked.stdout and "sent 0" in ticked.stdout
     time.sleep(1)
     assert len(emails(outbox)) == 2
+
+
+def test_the_accessibility_check_finds_what_it_should(browser):
+    """axe-core itself, on a page made to fail: the journeys' checks are only worth their
+    silence if the checker sees an unlabelled field and text without contrast."""
+    from conftest import AXE_JS, AXE_MISSING, axe_violations
+
+    if not AXE_JS.is_file():
+        pytest.skip(AXE_MISSING)
+    page = browser.new_page()
+    page.set_content(
+        '<html lang="en"><title>t</title><main><h1>t</h1><input type="text">'
+        '<p style="color:#eee;background:#fff">faint</p></main></html>'
+    )
+    rules = {line.split(" ", 1)[0] for line in axe_violations(page)}
+    page.close()
+    assert {"label", "color-contrast"} <= rules, rules
