@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ PLACEHOLDERS = frozenset(
         "change-me-to-a-long-random-string",  # COURSE_SECRET_KEY
         "the-previous-key",  # COURSE_SECRET_KEY_FALLBACKS
         "https://course.example.com",  # COURSE_BASE_URL
+        "course.example.com",  # COURSE_DOMAIN (read by docker compose, checked here)
         "SG.replace-me",  # SENDGRID_API_KEY
         "smtp://user:password@smtp.example.com:587?starttls=true",  # SMTP_URL
         "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...",  # SENDGRID_WEBHOOK_PUBLIC_KEY
@@ -197,11 +199,13 @@ def _refuse_unsafe(settings: Settings, env: Mapping[str, str]) -> None:
     ):
         if token is not None:
             _check_secret(name, token)
+    _check_redis_password(env.get("REDIS_PASSWORD") or "")
     for name, value in (
         ("SENDGRID_API_KEY", settings.sendgrid_api_key),
         ("SMTP_URL", settings.smtp_url),
         ("SENDGRID_WEBHOOK_PUBLIC_KEY", settings.sendgrid_webhook_public_key),
         ("FLOWER_BASIC_AUTH", env.get("FLOWER_BASIC_AUTH")),
+        ("COURSE_DOMAIN", env.get("COURSE_DOMAIN")),
     ):
         if value and _is_placeholder(value):
             raise SettingsError(f"{name}: still the placeholder from .env.example")
@@ -218,6 +222,19 @@ def _check_secret(name: str, value: str, what: str = "") -> None:
         raise SettingsError(
             f"{name}: {which}{len(value)} characters; at least {MIN_SECRET} outside dev "
             f"({MAKE_SECRET})"
+        )
+
+
+def _check_redis_password(password: str) -> None:
+    """docker compose's Redis password (``.env``), when set: a secret like the others, and
+    URL-safe, for compose writes it into every service's ``REDIS_URL`` unquoted."""
+    if not password:
+        return
+    _check_secret("REDIS_PASSWORD", password)
+    if re.fullmatch(r"[A-Za-z0-9_.~-]+", password) is None:
+        raise SettingsError(
+            "REDIS_PASSWORD: only letters, digits and - _ . ~ (it goes into REDIS_URL "
+            f"as it is); {MAKE_SECRET}"
         )
 
 

@@ -1,19 +1,25 @@
 """docker-compose.yml without Docker: every service's exact command and health check run as
-plain processes against a real Redis, then a signup delivered end to end through them.
+plain processes against a real Redis (with the compose file's password), then a signup
+delivered end to end through them; and the Caddyfile's proxy, run by a real Caddy, in front
+of the web service.
 
 Only what a container would give differently is changed: the port and data folder each
-service listens on and writes to (a free port, a temporary folder, 127.0.0.1), each worker's
-host name (``-n``, as ``--scale`` gives each container its own), and the env file's values
-(test stand-ins: this test's Redis, a SendGrid stand-in, a small course).
+service listens on and writes to (a free port, a temporary folder, 127.0.0.1), the host
+names of the compose network (``redis``, ``web``, the proxy's fixed address: 127.0.0.1),
+each worker's host name (``-n``, as ``--scale`` gives each container its own), the image's
+entrypoint (the redis-server binary itself), and the env file's values (test stand-ins:
+this test's Redis, a SendGrid stand-in, a small course).
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -41,7 +47,9 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("worker", "beat", "web", "flower")
 WORKERS = ("worker-1", "worker-2")  # as `docker compose up --scale worker=2` would run
-PUBLIC_URL = "https://course.example.org"  # the TLS proxy's address, in every link
+DOMAIN = "course.example.org"  # COURSE_DOMAIN: the proxy's name
+PUBLIC_URL = f"https://{DOMAIN}"  # in every link
+CADDY = shutil.which("caddy")
 
 
 def webhook_public_key() -> str:
@@ -53,7 +61,8 @@ def webhook_public_key() -> str:
 
 SECRET_ENV = {  # what .env holds in production, with this test's values
     "COURSE_SECRET_KEY": "compose-test-secret-of-at-least-32-characters",
-    "COURSE_BASE_URL": PUBLIC_URL,
+    "COURSE_DOMAIN": DOMAIN,
+    "REDIS_PASSWORD": "compose-test-redis-password-0123456789",
     "COURSE_TRANSPORT": "sendgrid",
     "SENDGRID_API_KEY": "SG.compose-test",
     "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_public_key(),
@@ -67,10 +76,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def interpolate(text: str, dotenv: dict[str, str] = SECRET_ENV) -> str:
+    """``text`` as compose reads it: ``${NAME}``, ``${NAME:?error}`` and ``${NAME:-default}``
+    from .env (here: ``dotenv``), and ``$$`` an escaped ``$`` (left for the container)."""
+
+    def value(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, kind, rest = match.group(1), match.group(2), match.group(3)
+        if dotenv.get(name):
+            return dotenv[name]
+        assert kind == ":-", f"compose would refuse to start: {name} unset ({rest})"
+        return rest
+
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:[?-])([^}]*))?\}", value, text)
+
+
 def compose_args(value: str | list[str]) -> list[str]:
-    """A command or health check as compose runs it (``$$`` is compose's escaped ``$``)."""
+    """A command or health check as compose runs it."""
     args = shlex.split(value) if isinstance(value, str) else list(value)
-    return [arg.replace("$$", "$") for arg in args]
+    return [interpolate(arg) for arg in args]
+
+
+def environment(name: str) -> dict[str, str]:
+    """The service's ``environment``, interpolated."""
+    return {k: interpolate(str(v)) for k, v in SERVICES[name].get("environment", {}).items()}
+
+
+def proxy_address() -> str:
+    return SERVICES["caddy"]["networks"]["course"]["ipv4_address"]
 
 
 def health_args(service: dict) -> list[str]:
@@ -98,14 +132,59 @@ def on_port(args: list[str], container_port: str, port: int) -> list[str]:
 # -- the file itself --------------------------------------------------------------------------
 
 
-def test_redis_keeps_everything_with_aof_everysec_noeviction_on_a_volume():
+def redis_script(port: int, folder: Path) -> str:
+    """The redis service's shell command, on ``port`` and ``folder``, with the redis-server
+    binary the tests have where the image has its entrypoint (which only drops to the redis
+    user and runs it)."""
+    shell, flag, script = compose_args(SERVICES["redis"]["command"])
+    assert (shell, flag) == ("sh", "-c")
+    entry = "docker-entrypoint.sh redis-server -"
+    assert script.count(entry) == 1, script
+    where = f"--port {port} --dir {shlex.quote(str(folder))} --bind 127.0.0.1"
+    return script.replace(entry, f"{shlex.quote(redis_binary())} - {where}")
+
+
+def test_redis_keeps_everything_with_aof_everysec_noeviction_on_a_volume_behind_a_password():
     store_service = SERVICES["redis"]
-    args = compose_args(store_service["command"])
-    assert args[0] == "redis-server" and store_service["image"] == "redis:7"
-    options = dict(zip(args[1::2], args[2::2], strict=False))
+    assert store_service["image"] == "redis:7"
+    script = compose_args(store_service["command"])[2]
+    command, _, config = script.partition("<<EOF\n")
+    args = shlex.split(command.replace("\\\n", " "))
+    assert args[:4] == ["exec", "docker-entrypoint.sh", "redis-server", "-"], args
+    options = dict(zip(args[4::2], args[5::2], strict=False))
     assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec"
     assert options["--maxmemory-policy"] == "noeviction"
     assert "redis-data:/data" in store_service["volumes"]
+    # The password comes on standard input (the heredoc), never on a command line `ps` shows.
+    assert config == "requirepass $REDIS_PASSWORD\nEOF\n" and "PASSWORD" not in command
+    assert store_service["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    assert "REDISCLI_AUTH" in health_args(store_service)[2]
+    for name in APP_SERVICES:
+        url = environment(name)["REDIS_URL"]
+        assert url == f"redis://:{SECRET_ENV['REDIS_PASSWORD']}@redis:6379/0", name
+
+
+def test_caddy_serves_https_for_the_domain_and_web_believes_only_its_fixed_address():
+    caddy = SERVICES["caddy"]
+    assert caddy["image"] == "caddy:2"
+    assert sorted(caddy["ports"]) == ["443:443", "443:443/udp", "80:80"]
+    assert {"./Caddyfile:/etc/caddy/Caddyfile:ro", "caddy-data:/data", "caddy-config:/config"} <= (
+        set(caddy["volumes"])
+    )
+    assert {"caddy-data", "caddy-config"} <= set(COMPOSE["volumes"])
+    assert environment("caddy")["COURSE_DOMAIN"] == DOMAIN
+    caddyfile = (ROOT / "Caddyfile").read_text()
+    assert re.search(r"^\{\$COURSE_DOMAIN\} \{$", caddyfile, re.M)
+    assert re.search(r"^\s+reverse_proxy web:8000$", caddyfile, re.M)
+    (subnet,) = (entry["subnet"] for entry in COMPOSE["networks"]["course"]["ipam"]["config"])
+    assert ipaddress.ip_address(proxy_address()) in ipaddress.ip_network(subnet)
+    for name in APP_SERVICES:
+        env = environment(name)
+        assert env["COURSE_FORWARDED_ALLOW_IPS"] == proxy_address(), name
+        assert env["COURSE_BASE_URL"] == PUBLIC_URL, name
+    # The web service is published to this host's loopback only (the operators' door).
+    assert [port.split(":")[0] for port in SERVICES["web"]["ports"]] == ["127.0.0.1"]
+    assert [port.split(":")[0] for port in SERVICES["flower"]["ports"]] == ["127.0.0.1"]
 
 
 def test_workers_scale_beat_is_one_and_every_service_is_health_checked():
@@ -258,46 +337,65 @@ def json_log(services: Services, name: str) -> list[dict]:
     return records
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without the project's settings; the image's PATH holds celery, course
+    and python: here they are in this virtualenv."""
+    ours = ("COURSE_", "SENDGRID_", "REDIS_", "FLOWER_", "SMTP_")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
+    return clean
+
+
+def service_env(name: str, redis_port: int, **extra: str) -> dict[str, str]:
+    """What the service's container holds: .env (``env_file``), then its ``environment``
+    (which wins, as in compose), the network's ``redis`` host being this machine."""
+    env = {**clean_env(), **SECRET_ENV, **environment(name)}
+    if "REDIS_URL" in env:
+        env["REDIS_URL"] = env["REDIS_URL"].replace("@redis:6379/", f"@127.0.0.1:{redis_port}/")
+    env.update(extra)
+    return env
+
+
+def start_redis(services: Services, folder: Path) -> int:
+    """The redis service's command and health check, with its password: its port."""
+    port = free_port()
+    data = folder / "redis-data"
+    data.mkdir()
+    env = service_env("redis", port)
+    services.start("redis", ["sh", "-c", redis_script(port, data)], env)
+    check = health_args(SERVICES["redis"])
+    assert check[:2] == ["sh", "-c"] and check[2].count("redis-cli ") == 1, check
+    cli = shlex.quote(str(Path(redis_binary()).with_name("redis-cli")))
+    check[2] = check[2].replace("redis-cli ", f"{cli} -p {port} ")
+    services.checks["redis"] = (check, env, seconds(SERVICES["redis"]["healthcheck"]["timeout"]))
+    services.wait_healthy(["redis"])
+    return port
+
+
 @pytest.mark.slow
 def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_path, make_course):
     course_path = make_course(tmp_path / "course")
-    redis_port, web_port, flower_port = free_port(), free_port(), free_port()
+    web_port, flower_port = free_port(), free_port()
     web_url = f"http://127.0.0.1:{web_port}"
-    ours = ("COURSE_", "SENDGRID_", "REDIS_", "FLOWER_", "SMTP_")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    # The image's PATH holds celery, course and python; here they are in this virtualenv.
-    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
 
     with SendGridStandIn(api_key=SECRET_ENV["SENDGRID_API_KEY"]) as standin:
+        services = Services(tmp_path, clean_env())
+        redis_port = 0
 
         def env_of(name: str, **extra: str) -> dict[str, str]:
-            env = {**clean, **{k: str(v) for k, v in SERVICES[name].get("environment", {}).items()}}
-            env.update(SECRET_ENV)
-            env.update(  # stand-ins for the container network and the image's ENV lines
-                REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                SENDGRID_HOST=standin.url,
-                COURSE_SCHEDULE=str(course_path),
-                COURSE_VAR_DIR=str(tmp_path / f"{name}-data"),
-                **extra,
-            )
-            return env
+            return service_env(name, redis_port, SENDGRID_HOST=standin.url,
+                               COURSE_SCHEDULE=str(course_path),
+                               COURSE_VAR_DIR=str(tmp_path / f"{name}-data"),
+                               **extra)  # fmt: skip
 
-        services = Services(tmp_path, env_of("web"))
         try:
-            store_service = SERVICES["redis"]
-            redis_dir = tmp_path / "redis-data"
-            redis_dir.mkdir()
-            args = compose_args(store_service["command"])
-            binary = redis_binary()
-            services.start("redis", [binary, *args[1:], "--port", str(redis_port),
-                                     "--dir", str(redis_dir), "--bind", "127.0.0.1"],
-                           clean)  # fmt: skip
-            check = health_args(store_service)
-            assert check[0] == "redis-cli"
-            cli = str(Path(binary).with_name("redis-cli"))
-            timeout = seconds(store_service["healthcheck"]["timeout"])
-            services.checks["redis"] = ([cli, "-p", str(redis_port), *check[1:]], clean, timeout)
-            services.wait_healthy(["redis"])
+            redis_port = start_redis(services, tmp_path)
+            # Without the password Redis answers nothing, and its health check fails.
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(port=redis_port).ping()
+            check, env, timeout = services.checks["redis"]
+            wrong = {**env, "REDIS_PASSWORD": "not-the-password"}
+            assert subprocess.run(check, env=wrong, capture_output=True, timeout=timeout).returncode
 
             worker = SERVICES["worker"]
             for host in WORKERS:
@@ -363,6 +461,8 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
     assert "Application shutdown complete." in services.log("web")
     assert 'course_emails_total{lesson="hello",outcome="sent"} 1.0' in metrics
 
+    for name in services.procs:  # the Redis password is in every app's REDIS_URL, never logged
+        assert SECRET_ENV["REDIS_PASSWORD"] not in services.log(name), name
     worker_events = {r["event"] for host in WORKERS for r in json_log(services, host)}
     assert {"confirmation", "tick", "claim", "send"} <= worker_events
     assert all(r["role"] == "worker" for host in WORKERS for r in json_log(services, host))
@@ -372,3 +472,110 @@ def test_every_compose_service_comes_up_healthy_and_delivers_a_signup_once(tmp_p
     paths = {(r["method"], r["path"]) for r in web if r["event"] == "http"}
     assert {("POST", "/subscribe"), ("GET", "/confirm/<token>"),
             ("POST", "/confirm/<token>")} <= paths  # fmt: skip
+
+
+# -- the proxy ---------------------------------------------------------------------------------
+
+
+def caddyfile_for_test(folder: Path, web_port: int, ports: dict[str, int]) -> Path:
+    """The compose Caddyfile with what a container gives differently: ``web`` is this
+    machine's web process, and Caddy's own ports (its admin API, the redirect port) are free
+    ones on 127.0.0.1 and its local CA is not installed into this machine's trust store."""
+    text = (ROOT / "Caddyfile").read_text()
+    assert text.count("web:8000") == 1 and text.startswith("#")
+    text = text.replace("web:8000", f"127.0.0.1:{web_port}")
+    head, brace, rest = text.partition("\n{\n")  # the global options block
+    assert brace, "the Caddyfile has a global options block"
+    ours = (f"\tadmin 127.0.0.1:{ports['admin']}\n\thttp_port {ports['http']}\n"
+            "\tdefault_bind 127.0.0.1\n\tskip_install_trust\n")  # fmt: skip
+    path = folder / "Caddyfile"
+    path.write_text(head + brace + ours + rest)
+    return path
+
+
+def visitor(address: str, root_ca: Path) -> httpx.Client:
+    """A client whose connections come from ``address`` (any of 127.0.0.0/8 is this
+    machine): a visitor other than the proxy, which connects from 127.0.0.1. It trusts the
+    certificates of Caddy's local CA (``root_ca``)."""
+    trust = ssl.create_default_context(cafile=str(root_ca))
+    transport = httpx.HTTPTransport(local_address=address, verify=trust)
+    return httpx.Client(transport=transport, timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CADDY is None, reason="caddy is not installed (Debian: apt-get install caddy)")
+def test_through_caddy_the_app_counts_the_visitors_address_not_the_proxys(tmp_path, make_course):
+    """Behind the proxy every connection to web comes from the proxy: unless web believes the
+    X-Forwarded-For Caddy sets (and only from Caddy), every visitor shares one rate limit and
+    one IP in the consent records, or picks their own."""
+    course_path = make_course(tmp_path / "course")
+    web_port = free_port()
+    ports = {"admin": free_port(), "http": free_port(), "https": free_port()}
+    site = f"https://127.0.0.1:{ports['https']}"  # COURSE_DOMAIN: an address, internal TLS
+    services = Services(tmp_path, clean_env())
+    try:
+        redis_port = start_redis(services, tmp_path)
+        env = service_env("web", redis_port, COURSE_SCHEDULE=str(course_path),
+                          COURSE_VAR_DIR=str(tmp_path / "web-data"),
+                          COURSE_SIGNUP_LIMIT_PER_IP="2")  # fmt: skip
+        assert env["COURSE_FORWARDED_ALLOW_IPS"] == proxy_address()
+        env["COURSE_FORWARDED_ALLOW_IPS"] = "127.0.0.1"  # the proxy's address here
+        web = SERVICES["web"]
+        inside = published_port(web)
+        services.start("web", [*on_port(compose_args(web["command"]), inside, web_port),
+                               "--host", "127.0.0.1"], env)  # fmt: skip
+        services.checks["web"] = (on_port(health_args(web), inside, web_port), env, 10.0)
+
+        caddy = SERVICES["caddy"]
+        caddy_env = {**clean_env(), **environment("caddy"),
+                     "COURSE_DOMAIN": site.removeprefix("https://"),
+                     # the caddy image's /data and /config (its volumes)
+                     "XDG_DATA_HOME": str(tmp_path / "caddy-data"),
+                     "XDG_CONFIG_HOME": str(tmp_path / "caddy-config")}  # fmt: skip
+        config = caddyfile_for_test(tmp_path, web_port, ports)
+        services.start("caddy", [CADDY, "run", "--config", str(config), "--adapter",
+                                 "caddyfile"], caddy_env)  # fmt: skip
+        timeout = seconds(caddy["healthcheck"]["timeout"])
+        services.checks["caddy"] = (on_port(health_args(caddy), "2019", ports["admin"]),
+                                    caddy_env, timeout)  # fmt: skip
+        services.wait_healthy(["web", "caddy"])
+        root_ca = tmp_path / "caddy-data/caddy/pki/authorities/local/root.crt"
+
+        def healthy() -> bool:
+            try:
+                with visitor("127.0.0.2", root_ca) as client:
+                    return client.get(f"{site}/healthz").status_code == 200
+            except (httpx.TransportError, OSError):
+                return False
+
+        wait_until("the proxy's certificate", healthy, services)
+        signups = iter(range(100))
+
+        def sign_up(address: str, through: str = site, **headers: str) -> httpx.Response:
+            # A form posted from the course's own page (COURSE_BASE_URL)
+            form = {"email": f"reader{next(signups)}@example.com", "timezone": "UTC"}
+            with visitor(address, root_ca) as client:
+                return client.post(f"{through}/subscribe", data=form,
+                                   headers={"Origin": PUBLIC_URL, **headers})  # fmt: skip
+
+        first = sign_up("127.0.0.2")
+        assert first.status_code == 200, first.text
+        assert first.headers["strict-transport-security"].startswith("max-age=")
+        assert "server" not in first.headers
+        assert sign_up("127.0.0.2").status_code == 200
+        assert sign_up("127.0.0.2").status_code == 429  # the limit is this visitor's
+        # ... which a header of their own does not lift: Caddy drops it.
+        assert sign_up("127.0.0.2", **{"X-Forwarded-For": "198.51.100.7"}).status_code == 429
+        assert sign_up("127.0.0.3").status_code == 200  # another visitor has their own
+        # Straight to web, X-Forwarded-For from anyone but the proxy is not believed.
+        direct = f"http://127.0.0.1:{web_port}"
+        spoofed = sign_up("127.0.0.4", direct, **{"X-Forwarded-For": "127.0.0.2"})
+        assert spoofed.status_code == 200, spoofed.text
+        with visitor("127.0.0.2", root_ca) as client:  # operators' pages stay off the proxy
+            assert client.get(f"{site}/metrics").status_code == 404
+            assert client.get(f"{site}/admin").status_code == 404
+    finally:
+        services.stop()
+    clients = {r["client"].rsplit(":", 1)[0] for r in json_log(services, "web")
+               if r["event"] == "http" and r["path"] == "/subscribe"}  # fmt: skip
+    assert clients == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}, clients

@@ -116,6 +116,13 @@ MAKE = "make one with: python -c"
         ({"COURSE_METRICS_TOKEN": "x"}, "COURSE_METRICS_TOKEN: 1 characters; at least 32"),
         ({"SENDGRID_API_KEY": "SG.replace-me"}, "SENDGRID_API_KEY: still the placeholder"),
         ({"FLOWER_BASIC_AUTH": "admin:change-me"}, "FLOWER_BASIC_AUTH: still the placeholder"),
+        ({"COURSE_DOMAIN": "course.example.com"}, "COURSE_DOMAIN: still the placeholder"),
+        ({"REDIS_PASSWORD": "hunter2"}, "REDIS_PASSWORD: 7 characters; at least 32"),
+        (
+            {"REDIS_PASSWORD": "change-me-to-another-long-random-string"},
+            "REDIS_PASSWORD: the placeholder from .env.example",
+        ),
+        ({"REDIS_PASSWORD": f"{SECRET}@/#"}, "REDIS_PASSWORD: only letters, digits and"),
     ],
 )
 def test_production_refuses_unsafe_settings_with_one_line_naming_the_setting(changes, message):
@@ -138,6 +145,7 @@ def test_production_refuses_unsafe_settings_with_one_line_naming_the_setting(cha
         {"COURSE_TRANSPORT": "smtp", "SMTP_URL": "smtp://mail.example:587", "SENDGRID_API_KEY": ""},
         {"COURSE_TRANSPORT": "outbox", "SENDGRID_WEBHOOK_PUBLIC_KEY": None},
         {"COURSE_ADMIN_TOKEN": None, "COURSE_METRICS_TOKEN": None},
+        {"REDIS_PASSWORD": SECRET, "COURSE_DOMAIN": "course.example"},  # compose's (.env)
         {"COURSE_SECRET_KEY_FALLBACKS": None, "FLOWER_BASIC_AUTH": "admin:" + SECRET},
     ],
 )
