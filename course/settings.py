@@ -40,6 +40,13 @@ LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 RESERVED_TLDS = (".example", ".test", ".invalid")
 
 
+def reserved_domain(domain: str) -> bool:
+    """A domain no one can receive mail from or send it as (RFC 2606 and 6761: ``.example``,
+    ``.test``, ``.invalid``, ``.localhost``): a sender there means a schedule never set up."""
+    name = "." + domain.strip().rstrip(".").lower()
+    return name.endswith((*RESERVED_TLDS, ".localhost"))
+
+
 class SettingsError(ValueError):
     """An environment variable has a value the project cannot use."""
 
