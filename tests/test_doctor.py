@@ -361,3 +361,12 @@ def test_the_dmarc_record_of_the_organizational_domain_counts_for_a_subdomain(na
     resolver = Dns(("127.0.0.1", server.port), timeout=float(DNS_TIMEOUT))
     name, found = dmarc_lookup(resolver, f"mail.{DOMAIN}")
     assert name == f"_dmarc.{DOMAIN}" and dmarc_line(name, found).ok
+
+
+def test_a_record_cannot_send_escape_sequences_to_the_terminal(name_server):
+    from course.doctor.probes import Dns
+
+    server = name_server({(DOMAIN, "TXT"): ['"v=spf1 \\027[2J-all"']})  # ESC [2J: clear screen
+    resolver = Dns(("127.0.0.1", server.port), timeout=float(DNS_TIMEOUT))
+    assert resolver.txt(DOMAIN).records == ("v=spf1 ?[2J-all",)
+    assert "is not a DNS name" in (resolver.txt(f"em..{DOMAIN}").error or "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 
 import dns.exception
+import dns.name
 import dns.resolver
 
 from course.doctor.checks import Lookup
@@ -35,7 +36,7 @@ class Dns:
 
     def txt(self, name: str) -> Lookup:
         """The TXT strings at ``name`` (a record's strings joined, as SPF and DKIM read them)."""
-        return self._ask(name, "TXT", lambda r: b"".join(r.strings).decode("utf-8", "replace"))
+        return self._ask(name, "TXT", lambda r: _printable(b"".join(r.strings)))
 
     def cname(self, name: str) -> Lookup:
         return self._ask(name, "CNAME", lambda r: r.target.to_text().rstrip(".").lower())
@@ -50,11 +51,19 @@ class Dns:
         except dns.exception.Timeout:
             self.down = f"{self.where} did not answer within {self.resolver.lifetime:g} s"
             return Lookup(error=self.down)
+        except (dns.exception.SyntaxError, dns.name.NameTooLong) as exc:
+            return Lookup(error=f"{name!r} is not a DNS name ({exc})")
         except dns.resolver.NoNameservers:
             return Lookup(error=f"{self.where} failed (SERVFAIL or refused)")
         except dns.exception.DNSException as exc:
             return Lookup(error=f"{self.where}: {exc}")
         return Lookup(records=tuple(text(record) for record in answer.rrset or ()))
+
+
+def _printable(data: bytes) -> str:
+    """A TXT record's bytes fit for a terminal: whoever writes the zone cannot send escape
+    sequences to the operator's screen through it."""
+    return "".join(c if c.isprintable() else "?" for c in data.decode("utf-8", "replace"))
 
 
 def parse_nameserver(value: str) -> tuple[str, int]:
