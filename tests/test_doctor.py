@@ -408,3 +408,12 @@ def test_redis_too_old_or_silent_fails_and_says_what_it_needs():
         "✗ Redis: redis://r:6379/0: does not answer (refused) — fix: start Redis, or correct "
         "REDIS_URL (redis://[:password@]host:port/db)"
     ]
+
+
+def test_a_redis_gone_before_the_ping_means_no_worker_answered_not_a_traceback():
+    from course.doctor.probes import ping_workers
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    assert ping_workers(Settings(), url, 0.2) == []

@@ -10,6 +10,7 @@ import socket
 import dns.exception
 import dns.name
 import dns.resolver
+from kombu.exceptions import OperationalError
 
 from course.doctor.checks import Lookup
 from course.mail.render import Renderer, RenderError
@@ -127,6 +128,8 @@ def ping_workers(settings: Settings, url: str, timeout: float) -> list[str]:
     app = create_app(settings, broker_url=url)
     try:
         replies = app.control.ping(timeout=timeout) or []
+    except (OperationalError, OSError):  # Redis went away since it answered: no one answered
+        replies = []
     finally:
         app.close()
     return [name for reply in replies for name in reply]
