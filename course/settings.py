@@ -42,6 +42,13 @@ LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 RESERVED_TLDS = (".example", ".test", ".invalid")
 
 
+def reserved_domain(domain: str) -> bool:
+    """A domain no one can receive mail from or send it as (RFC 2606 and 6761: ``.example``,
+    ``.test``, ``.invalid``, ``.localhost``): a sender there means a schedule never set up."""
+    name = "." + domain.strip().rstrip(".").lower()
+    return name.endswith((*RESERVED_TLDS, ".localhost"))
+
+
 class SettingsError(ValueError):
     """An environment variable has a value the project cannot use."""
 
@@ -123,7 +130,9 @@ class Settings:
         }
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, guard: bool = True) -> Settings:
+        """The settings in ``environ`` (default: the process's). Outside dev the guard refuses
+        the first of :func:`unsafe_settings`; ``guard=False`` reads them anyway (doctor)."""
         env = os.environ if environ is None else environ
         transport = env.get("COURSE_TRANSPORT", "outbox").strip().lower() or "outbox"
         if transport not in TRANSPORTS:
@@ -133,8 +142,6 @@ class Settings:
             )
         mode = env.get("COURSE_ENV", "dev").strip().lower() or "dev"
         secret = env.get("COURSE_SECRET_KEY") or None
-        if secret is None and mode != "dev":
-            raise SettingsError("COURSE_SECRET_KEY: required when COURSE_ENV is not 'dev'")
         var_dir = Path(env.get("COURSE_VAR_DIR") or "var")
         if transport == "sendgrid" and not env.get("SENDGRID_API_KEY"):
             raise SettingsError("SENDGRID_API_KEY: required when COURSE_TRANSPORT=sendgrid")
@@ -158,7 +165,7 @@ class Settings:
             signup_limit_per_address=_count(env, "COURSE_SIGNUP_LIMIT_PER_ADDRESS", 3),
             signup_limit_per_domain=_count(env, "COURSE_SIGNUP_LIMIT_PER_DOMAIN", 50),
             allowed_origins=_origins(env),
-            forwarded_allow_ips=_forwarded(env, mode),
+            forwarded_allow_ips=_forwarded(env),
             admin_token=_admin_token(env),
             secret_key_fallbacks=tuple(
                 key.strip()
@@ -170,25 +177,40 @@ class Settings:
             send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
             sendgrid_batch=_sendgrid_batch(env),
         )
-        if mode != "dev":
-            _refuse_unsafe(settings, env)
+        if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
+            raise SettingsError(problems[0])
         return settings
 
 
-def _refuse_unsafe(settings: Settings, env: Mapping[str, str]) -> None:
-    """Outside dev: a SettingsError naming the first setting that would make the site unsafe
-    (a guessable secret, links to nowhere or over plain http, unsigned provider events)."""
-    _check_secret("COURSE_SECRET_KEY", settings.secret_key)
+def audit_env(environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+    """For ``course doctor``: the settings in ``environ`` read without the guard, and every
+    problem the guard refuses in production (whatever COURSE_ENV says)."""
+    env = os.environ if environ is None else environ
+    settings = Settings.from_env(env, guard=False)
+    return settings, unsafe_settings(settings, env)
+
+
+def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """Every setting that would make a site outside dev unsafe (a guessable secret, links to
+    nowhere or over plain http, unsigned provider events), one line each naming the setting,
+    in the order the production guard reports them. ``env`` is what ``settings`` were read
+    from: whether a value was given at all is not in them."""
+    problems = []
+    if not env.get("COURSE_SECRET_KEY"):
+        problems.append("COURSE_SECRET_KEY: required when COURSE_ENV is not 'dev'; " + MAKE_SECRET)
+    else:
+        problems.append(_secret_problem("COURSE_SECRET_KEY", settings.secret_key))
     for key in settings.secret_key_fallbacks:
-        _check_secret("COURSE_SECRET_KEY_FALLBACKS", key, "an entry")
+        problems.append(_secret_problem("COURSE_SECRET_KEY_FALLBACKS", key, "an entry"))
     if not (env.get("COURSE_BASE_URL") or "").strip():
-        raise SettingsError(
+        problems.append(
             "COURSE_BASE_URL: required outside dev: the public https address of the web app "
             "(e.g. https://course.your-domain.org), which every link in every email uses"
         )
-    _check_base_url(settings.base_url)
+    else:
+        problems.append(_base_url_problem(settings.base_url))
     if settings.transport == "sendgrid" and settings.sendgrid_webhook_public_key is None:
-        raise SettingsError(
+        problems.append(
             "SENDGRID_WEBHOOK_PUBLIC_KEY: required with COURSE_TRANSPORT=sendgrid outside dev "
             "(without it every bounce and complaint is refused): copy the verification key "
             "from SendGrid's Mail Settings -> Event Webhook"
@@ -198,8 +220,8 @@ def _refuse_unsafe(settings: Settings, env: Mapping[str, str]) -> None:
         ("COURSE_METRICS_TOKEN", settings.metrics_token),
     ):
         if token is not None:
-            _check_secret(name, token)
-    _check_redis_password(env.get("REDIS_PASSWORD") or "")
+            problems.append(_secret_problem(name, token))
+    problems.append(_redis_password_problem(env.get("REDIS_PASSWORD") or ""))
     for name, value in (
         ("SENDGRID_API_KEY", settings.sendgrid_api_key),
         ("SMTP_URL", settings.smtp_url),
@@ -208,34 +230,42 @@ def _refuse_unsafe(settings: Settings, env: Mapping[str, str]) -> None:
         ("COURSE_DOMAIN", env.get("COURSE_DOMAIN")),
     ):
         if value and _is_placeholder(value):
-            raise SettingsError(f"{name}: still the placeholder from .env.example")
+            problems.append(f"{name}: still the placeholder from .env.example")
+    if "*" in settings.forwarded_allow_ips.split(","):
+        # With "*" the left-most X-Forwarded-For entry wins, and the client writes that one:
+        # anyone could pick the IP that rate limits count and consent records keep.
+        problems.append(
+            "COURSE_FORWARDED_ALLOW_IPS: '*' would believe any X-Forwarded-For; give your "
+            "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
+        )
+    return [problem for problem in problems if problem]
 
 
-def _check_secret(name: str, value: str, what: str = "") -> None:
+def _secret_problem(name: str, value: str, what: str = "") -> str | None:
     """A secret or token: not the dev key, not a placeholder, at least MIN_SECRET long."""
     which = f"{what} is " if what else ""
     if value == DEV_SECRET_KEY:
-        raise SettingsError(f"{name}: {which}the dev key, which everyone knows; {MAKE_SECRET}")
+        return f"{name}: {which}the dev key, which everyone knows; {MAKE_SECRET}"
     if _is_placeholder(value):
-        raise SettingsError(f"{name}: {which}the placeholder from .env.example; {MAKE_SECRET}")
+        return f"{name}: {which}the placeholder from .env.example; {MAKE_SECRET}"
     if len(value) < MIN_SECRET:
-        raise SettingsError(
-            f"{name}: {which}{len(value)} characters; at least {MIN_SECRET} outside dev "
-            f"({MAKE_SECRET})"
-        )
+        return f"{name}: {which}{len(value)} characters; at least {MIN_SECRET} ({MAKE_SECRET})"
+    return None
 
 
-def _check_redis_password(password: str) -> None:
+def _redis_password_problem(password: str) -> str | None:
     """docker compose's Redis password (``.env``), when set: a secret like the others, and
     URL-safe, for compose writes it into every service's ``REDIS_URL`` unquoted."""
     if not password:
-        return
-    _check_secret("REDIS_PASSWORD", password)
+        return None
+    if problem := _secret_problem("REDIS_PASSWORD", password):
+        return problem
     if re.fullmatch(r"[A-Za-z0-9_.~-]+", password) is None:
-        raise SettingsError(
+        return (
             "REDIS_PASSWORD: only letters, digits and - _ . ~ (it goes into REDIS_URL "
             f"as it is); {MAKE_SECRET}"
         )
+    return None
 
 
 def _is_placeholder(value: str) -> bool:
@@ -245,23 +275,24 @@ def _is_placeholder(value: str) -> bool:
     )
 
 
-def _check_base_url(url: str) -> None:
+def _base_url_problem(url: str) -> str | None:
     if _is_placeholder(url):
-        raise SettingsError(
+        return (
             f"COURSE_BASE_URL: {url!r} is the placeholder from .env.example; give the web "
             "app's public https address"
         )
     parts = urlsplit(url)
     if parts.scheme != "https":
-        raise SettingsError(
+        return (
             f"COURSE_BASE_URL: {url!r} is not https; links in emails carry tokens, so they "
             "must use https outside dev (put a TLS proxy in front of the web app)"
         )
     if not parts.hostname or is_loopback_host(parts.hostname):
-        raise SettingsError(
+        return (
             f"COURSE_BASE_URL: {url!r} is not a public address (readers cannot reach "
             "localhost); give the web app's public https address"
         )
+    return None
 
 
 def is_loopback_host(host: str) -> bool:
@@ -326,16 +357,8 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _forwarded(env: Mapping[str, str], mode: str) -> str:
-    value = (env.get("COURSE_FORWARDED_ALLOW_IPS") or "127.0.0.1").strip()
-    if mode != "dev" and "*" in value.split(","):
-        # With "*" the left-most X-Forwarded-For entry wins, and the client writes that one:
-        # anyone could pick the IP that rate limits count and consent records keep.
-        raise SettingsError(
-            "COURSE_FORWARDED_ALLOW_IPS: '*' would believe any X-Forwarded-For; give your "
-            "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
-        )
-    return value
+def _forwarded(env: Mapping[str, str]) -> str:
+    return (env.get("COURSE_FORWARDED_ALLOW_IPS") or "127.0.0.1").strip()
 
 
 def web_origin(url: str) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from course.settings import DEV_SECRET_KEY, Settings, SettingsError
+from course.settings import DEV_SECRET_KEY, Settings, SettingsError, audit_env, unsafe_settings
 from course.startup import dev_warning
 
 SECRET = "bu0xanmXjgQGYWUaHBeUs9pfAl-VEL-9Zf9kMBkbd_E"  # secrets.token_urlsafe(32)
@@ -134,6 +134,28 @@ def test_production_refuses_unsafe_settings_with_one_line_naming_the_setting(cha
     assert SECRET not in text  # a secret is never echoed into a log
     # Dev mode accepts all of it (the admin token still needs its dev minimum of 16).
     assert Settings.from_env(production(**changes, COURSE_ENV="dev")).env == "dev"
+
+
+def test_every_unsafe_setting_is_listed_and_the_guard_refuses_the_first():
+    env = production(
+        COURSE_SECRET_KEY=None, COURSE_BASE_URL="http://course.example",
+        SENDGRID_WEBHOOK_PUBLIC_KEY=None, COURSE_METRICS_TOKEN="x",
+        FLOWER_BASIC_AUTH="admin:change-me", COURSE_FORWARDED_ALLOW_IPS="*",
+    )  # fmt: skip
+    settings, problems = audit_env(env)  # read as the guard would refuse, without raising
+    names = [problem.split(":", 1)[0] for problem in problems]
+    assert names == [
+        "COURSE_SECRET_KEY", "COURSE_BASE_URL", "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "COURSE_METRICS_TOKEN", "FLOWER_BASIC_AUTH", "COURSE_FORWARDED_ALLOW_IPS",
+    ]  # fmt: skip
+    assert all("\n" not in problem for problem in problems)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+    assert str(refused.value) == problems[0]
+    # COURSE_ENV=dev starts, and the list still says what production would refuse.
+    dev = {**env, "COURSE_ENV": "dev"}
+    assert unsafe_settings(Settings.from_env(dev), dev) == problems
+    assert settings.env == "production" and unsafe_settings(settings, env) == problems
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,23 @@
 every command shares in ``context.py``, then one module per noun; importing a command module
 adds its commands to the group."""
 
-from course.cli import health, preview, privacy, run, schedule, send_test, stats, subscribers
+from course.cli import (
+    doctor,
+    health,
+    preview,
+    privacy,
+    run,
+    schedule,
+    send_test,
+    stats,
+    subscribers,
+)
 from course.cli.group import cli, main
 
 # The command modules are listed so that importing them (which registers them) reads as used.
 __all__ = [
     "cli",
+    "doctor",
     "health",
     "main",
     "preview",

@@ -30,6 +30,9 @@ USER_ERRORS = (
 # The commands that start a site: they need the schedule file, and a dev-mode warning is
 # said once, as they start, rather than on every command.
 LONG_RUNNING = ("run", "serve")
+# Commands that read the settings themselves: ``doctor`` lists every fault the production
+# guard would refuse, so the group must not stop at the first.
+READS_OWN_SETTINGS = ("doctor",)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,6 +40,8 @@ LONG_RUNNING = ("run", "serve")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """The Fibromyalgia Healing Roadmap email course."""
+    if ctx.invoked_subcommand in READS_OWN_SETTINGS:
+        return
     settings = Settings.from_env()
     if ctx.invoked_subcommand in LONG_RUNNING:
         require_schedule_file(settings)

@@ -55,3 +55,12 @@ class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleSta
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""
         self.redis.ping()
+
+    def server_facts(self) -> dict[str, str]:
+        """What ``course doctor`` checks of the server, read from INFO (a hardened server,
+        the embedded one included, refuses CONFIG): ``redis_version``, ``aof_enabled``
+        (``"1"`` or ``"0"``) and ``maxmemory_policy``."""
+        info = {**self.redis.info("server"), **self.redis.info("persistence")}
+        info.update(self.redis.info("memory"))
+        names = ("redis_version", "aof_enabled", "maxmemory_policy")
+        return {name: str(info.get(name, "")) for name in names}
