@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
+from course.guard import DEV_SECRET_KEY  # noqa: E402
 from course.local.supervise import start_process, stop_all, web_command  # noqa: E402
-from course.settings import DEV_SECRET_KEY  # noqa: E402
 from course.store import Store  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.tokens import link  # noqa: E402

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from course.settings import (
-    DEV_SECRET_KEY,
-    RESERVED_TLDS,
-    Settings,
-    SettingsError,
-    is_loopback_host,
-)
+from course.guard import DEV_SECRET_KEY, RESERVED_TLDS, is_loopback_host
+from course.settings import Settings, SettingsError
 
 
 def require_schedule_file(settings: Settings) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from course.settings import DEV_SECRET_KEY, Settings, SettingsError, audit_env, unsafe_settings
+from course.guard import DEV_SECRET_KEY, unsafe_settings
+from course.settings import Settings, SettingsError, audit_env
 from course.startup import dev_warning
 
 SECRET = "bu0xanmXjgQGYWUaHBeUs9pfAl-VEL-9Zf9kMBkbd_E"  # secrets.token_urlsafe(32)

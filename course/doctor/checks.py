@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from course.settings import reserved_domain
+from course.guard import reserved_domain
 
 SENDGRID_HOST = "sendgrid.net"
 SENDGRID_SELECTORS = ("s1", "s2")  # the DKIM CNAMEs of SendGrid's domain authentication
