@@ -195,6 +195,14 @@ def failed(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("✗")]
 
 
+def test_the_outbox_transport_is_named_as_sending_nothing():
+    from course.doctor.checks import transport_line
+
+    outbox = transport_line("outbox")
+    assert not outbox.ok and "nothing reaches a reader" in outbox.render()
+    assert transport_line("sendgrid").ok and transport_line("smtp").ok
+
+
 def test_a_correct_production_passes_every_check(site, name_server):
     server = name_server(GOOD_ZONE)
     beat_seen(site["url"], ago=20)
@@ -203,9 +211,9 @@ def test_a_correct_production_passes_every_check(site, name_server):
     assert failed(lines) == [] and status == 0, "\n".join(lines)
     checks = [line.split(":", 1)[0] for line in lines]
     assert checks == [
-        "✓ settings", "✓ base URL", "✓ webhook key", "✓ schedule", "✓ Redis", "✓ Redis AOF",
-        "✓ Redis eviction", "✓ beat", "✓ workers", "✓ sender", "✓ SPF", "✓ DKIM", "✓ DKIM",
-        "✓ DMARC",
+        "✓ settings", "✓ base URL", "✓ transport", "✓ webhook key", "✓ schedule", "✓ Redis",
+        "✓ Redis AOF", "✓ Redis eviction", "✓ beat", "✓ workers", "✓ sender", "✓ SPF", "✓ DKIM",
+        "✓ DKIM", "✓ DMARC",
     ], lines  # fmt: skip
     text = "\n".join(lines)
     assert f"return path em1234.{DOMAIN} → u1234.wl001.sendgrid.net" in text

@@ -77,6 +77,7 @@ def gather(settings: Settings, problems: list[str], resolver: probes.Dns,
     """Every check's line, in the order an operator fixes them."""
     lines = checks.settings_lines(settings.env, problems)
     lines.append(checks.base_url_line(settings.base_url, problems))
+    lines.append(checks.transport_line(settings.transport))
     key = settings.sendgrid_webhook_public_key
     lines.append(checks.webhook_line(settings.transport, key, probes.webhook_key_error(key),
                                      problems))  # fmt: skip

@@ -70,6 +70,18 @@ def base_url_line(base_url: str, problems: list[str]) -> Line:
     return Line(True, "base URL", f"{base_url} is https and public")
 
 
+def transport_line(transport: str) -> Line:
+    """How email leaves: the outbox only writes files, which no reader ever gets."""
+    if transport == "outbox":
+        return Line(
+            False,
+            "transport",
+            "COURSE_TRANSPORT=outbox writes every email to a folder: nothing reaches a reader",
+            "set COURSE_TRANSPORT=sendgrid (with SENDGRID_API_KEY) or smtp (with SMTP_URL)",
+        )
+    return Line(True, "transport", f"COURSE_TRANSPORT={transport}")
+
+
 def webhook_line(
     transport: str, key: str | None, parse_error: str | None, problems: list[str]
 ) -> Line:
