@@ -37,7 +37,16 @@ PLACEHOLDERS = frozenset(
     }
 )
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
-RESERVED_TLDS = (".example", ".test", ".invalid")
+# Top-level names reserved for examples, tests and local use (RFC 2606, RFC 6761): no one
+# can own a mailbox domain under them, and no mailbox provider accepts mail sent from one.
+RESERVED_TLDS = (".example", ".test", ".invalid", ".localhost")
+
+
+def reserved_domain(domain: str) -> bool:
+    """Whether ``domain`` (``healingroadmap.example``, ``x.test.``, ``example``) is, or lies
+    under, one of the RESERVED_TLDS: a name no real mail can come from."""
+    name = domain.strip().rstrip(".").lower()
+    return bool(name) and f".{name}".endswith(RESERVED_TLDS)
 
 
 class SettingsError(ValueError):

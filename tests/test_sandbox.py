@@ -65,7 +65,7 @@ def test_validate_reports_an_unsafe_lesson_with_file_and_line_and_never_runs_it(
     with_payload(course["folder"] / LESSON, PAYLOADS[kind].format(marker=course["marker"]))
     result = run("validate")
     assert result.returncode == 1
-    # A template the renderer refuses is printed as the command's error: "course: FILE:LINE: ..."
+    # One line per problem, "FILE:LINE: ...", then the count.
     [line] = [line for line in result.stderr.splitlines() if "unsafe template" in line]
     assert f"{LESSON}:3: unsafe template: access to attribute '_" in line
     assert "Traceback" not in result.stderr + result.stdout
@@ -78,8 +78,8 @@ def test_an_unsafe_call_found_only_when_filling_is_reported_with_its_line(course
     result = run("validate")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"course: {LESSON}:3: unsafe template: "
-        "access to attribute 'append' of 'list' object is unsafe."
+        f"{LESSON}:3: unsafe template: access to attribute 'append' of 'list' object is unsafe.",
+        "course: 1 problem(s) in the course's content",
     ]
 
 
@@ -94,7 +94,10 @@ def test_a_lesson_that_fails_in_python_when_filled_is_one_line_not_a_traceback(
     with_payload(course["folder"] / LESSON, payload)
     result = run("validate")
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"course: {LESSON}:3: {reason}"]
+    assert result.stderr.splitlines() == [
+        f"{LESSON}:3: {reason}",
+        "course: 1 problem(s) in the course's content",
+    ]
 
 
 @pytest.mark.parametrize(
