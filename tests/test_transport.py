@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import write_course
+from conftest import SMALL_SCHEDULE, write_course
 
 from course.mail.render import Renderer
 from course.models.email import Email, Recipient
@@ -565,3 +565,23 @@ def test_an_international_domain_is_sent_as_punycode_to_sendgrid(tmp_path, sendg
 
 def test_an_ascii_address_is_sent_as_it_is(tmp_path):
     assert rendered_for(tmp_path, "reader@example.com").to_email == "reader@example.com"
+
+
+def test_an_international_sender_and_reply_to_are_sent_as_punycode(tmp_path, sendgrid, standin):
+    """The from address was already; Reply-To went out as an encoded-word no one can answer."""
+    schedule = SMALL_SCHEDULE.replace("course.example.org", "bücher.example.org")
+    renderer = Renderer(load_schedule(write_course(tmp_path / "course", schedule)))
+    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t"}
+    message = renderer.render("hello", Recipient("42", "reader@example.com", "Anna", **links))
+    OutboxTransport(tmp_path / "outbox").send(message)
+    [eml] = (tmp_path / "outbox").iterdir()
+    headers = eml.read_bytes().split(b"\n\n", 1)[0]
+    assert b"\nReply-To: hello@xn--bcher-kva.example.org\n" in headers
+    assert b"<lessons@xn--bcher-kva.example.org>" in headers
+    assert b"\nMessage-ID: <42.hello@xn--bcher-kva.example.org>\n" in headers
+    assert b"=?utf-8?" not in headers.lower()
+
+    sendgrid.send(message)
+    [payload] = standin.accepted
+    assert payload["reply_to"] == {"email": "hello@xn--bcher-kva.example.org"}
+    assert payload["from"]["email"] == "lessons@xn--bcher-kva.example.org"

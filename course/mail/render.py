@@ -122,7 +122,7 @@ class Renderer:
         self._html_layout = html_layout
         self._text_layout = text_layout
         course = schedule.course
-        self._from_domain = course.from_email.rpartition("@")[2]
+        self._from_domain = ascii_address(course.from_email).rpartition("@")[2]
         self._lessons: dict[str, CompiledLesson] = {}
         phase_count = len(schedule.phases)
         for phase in schedule.phases:
@@ -179,7 +179,7 @@ class Renderer:
             to_name=recipient.first_name,
             from_email=ascii_address(course.from_email),
             from_name=course.from_name,
-            reply_to=course.reply_to,
+            reply_to=ascii_address(course.reply_to),
             subject=compiled.lesson.subject,
             text=text,
             html=html,
