@@ -205,6 +205,11 @@ def test_tick_inline_stamps_each_send_when_it_starts(run, redis_url, schedule):
 def test_subscribers_add_rejects_a_bad_address_and_zone(run):
     bad = run("subscribers", "add", "not-an-address")
     assert bad.returncode == 1 and "not a valid email address" in bad.stderr
+    jorg = run("subscribers", "add", "jörg@example.org")
+    assert jorg.returncode == 1 and jorg.stderr == (
+        "course: 'jörg@example.org' cannot be mailed: a non-ASCII name before the @ needs "
+        "SMTPUTF8, which the course does not use (SendGrid does not offer it)\n"
+    )
     zone = run("subscribers", "add", "b@example.com", "--tz", "Nowhere/Land")
     assert zone.returncode == 2 and "unknown time zone" in zone.stderr
 

@@ -585,3 +585,24 @@ def test_an_international_sender_and_reply_to_are_sent_as_punycode(tmp_path, sen
     [payload] = standin.accepted
     assert payload["reply_to"] == {"email": "hello@xn--bcher-kva.example.org"}
     assert payload["from"]["email"] == "lessons@xn--bcher-kva.example.org"
+
+
+# A local part in Unicode needs SMTPUTF8, which SendGrid does not offer and the course does not
+# ask an SMTP server for: refused at signup and import; one stored before is a permanent failure
+# of its own send, with the reason, never a crash or a refused batch.
+UNICODE_LOCAL = "jörg@example.org"
+UNDELIVERABLE = "'jörg@example.org': a non-ASCII name before the @ needs SMTPUTF8, which the course"
+
+
+def test_a_stored_non_ascii_local_part_fails_its_own_send_on_every_transport(
+    tmp_path, smtp, smtp_server, sendgrid, standin
+):
+    email = make_email(to_email=UNICODE_LOCAL)
+    for transport in (OutboxTransport(tmp_path / "outbox"), smtp, sendgrid):
+        with pytest.raises(PermanentSendError) as refused:
+            transport.send(email)
+        assert refused.value.reason.startswith(UNDELIVERABLE), (transport.name, refused.value)
+    assert not list((tmp_path / "outbox").iterdir())
+    assert smtp_server.handler.messages == [] and standin.accepted == []
+    smtp.send(make_email())  # the connection is still good for the next one
+    assert len(smtp_server.handler.messages) == 1
