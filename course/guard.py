@@ -37,14 +37,16 @@ PLACEHOLDERS = frozenset(
     }
 )
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
-RESERVED_TLDS = (".example", ".test", ".invalid")
+# Top-level names reserved for examples, tests and local use (RFC 2606, RFC 6761): no one
+# can own a mailbox domain under them, and no mailbox provider accepts mail sent from one.
+RESERVED_TLDS = (".example", ".test", ".invalid", ".localhost")
 
 
 def reserved_domain(domain: str) -> bool:
-    """A domain no one can receive mail from or send it as (RFC 2606 and 6761: ``.example``,
-    ``.test``, ``.invalid``, ``.localhost``): a sender there means a schedule never set up."""
-    name = "." + domain.strip().rstrip(".").lower()
-    return name.endswith((*RESERVED_TLDS, ".localhost"))
+    """Whether ``domain`` (``healingroadmap.example``, ``x.test.``, ``example``) is, or lies
+    under, one of the RESERVED_TLDS: a name no real mail can come from."""
+    name = domain.strip().rstrip(".").lower()
+    return bool(name) and f".{name}".endswith(RESERVED_TLDS)
 
 
 def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:

@@ -80,5 +80,6 @@ def build_runtime(settings: Settings, role: str | None = None) -> Runtime:
             settings.templates_dir,
             store.schedule_snapshot(),
             board,
+            reserved_sender=settings.env == "dev",
         ),
     )

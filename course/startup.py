@@ -1,12 +1,13 @@
 """What every process that runs the course checks as it starts (``course run``, ``serve``, the
-worker, beat), after its settings are read: the schedule file is there, and dev mode on a public
-address is said out loud."""
+worker, beat), after its settings are read: the schedule file is there, outside dev it sends
+from a domain that can receive mail, and dev mode on a public address is said out loud."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from course.guard import DEV_SECRET_KEY, RESERVED_TLDS, is_loopback_host
+from course.schedule.load import sender_problems
 from course.settings import Settings, SettingsError
 
 
@@ -20,6 +21,18 @@ def require_schedule_file(settings: Settings) -> None:
             f"COURSE_SCHEDULE: {str(settings.schedule_path)!r}: no such file (set "
             "COURSE_SCHEDULE to the course's schedule.yaml, or run where it is)"
         )
+
+
+def refuse_reserved_sender(settings: Settings) -> None:
+    """Outside dev, a schedule whose ``from.email`` or ``reply_to`` is on a domain reserved for
+    examples and tests (``healingroadmap.example``) stops the process with one line naming the
+    field and its line: every email would be refused or lost. A file that is not YAML at all
+    is left to the schedule's loader (which keeps the last valid schedule)."""
+    if settings.env == "dev":
+        return
+    problems = sender_problems(settings.schedule_path)
+    if problems:
+        raise SettingsError(f"{problems[0]} (refused outside COURSE_ENV=dev)")
 
 
 def dev_warning(settings: Settings) -> str | None:

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL_SCHEDULE = """\
 course:
   name: Test Course
-  from: {name: "Test Course", email: "lessons@course.example"}
-  reply_to: "hello@course.example"
+  from: {name: "Test Course", email: "lessons@course.example.org"}
+  reply_to: "hello@course.example.org"
   postal_address: "1 Test Street, Testville"
   send_time: "08:00"
   timezone: America/New_York

@@ -48,8 +48,46 @@ def test_validate_names_file_line_and_field_and_exits_1(run, course_path):
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
     result = run("validate")
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"{course_path}:15: phases[0].lessons[1].day: must be >= 0")
+    assert result.stderr.splitlines() == [
+        f"{course_path}:15: phases[0].lessons[1].day: must be >= 0",
+        "course: 1 problem(s) in the course's content",
+    ]
     assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_the_schedules_and_the_templates_problems_in_one_run(run, course_path):
+    """A template mistake used to show only once the schedule was fixed: now both at once,
+    for every template an entry names, broken entry or not, and the layouts and pages."""
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    lessons = course_path.parent / "templates" / "lessons"
+    (lessons / "second.md").write_text("Hi,\n\n{% if %}\n")  # its own entry is the broken one
+    (lessons / "fourth.md").write_text("Hi {{ nmae }},\n")
+    pages = course_path.parent / "templates" / "web"
+    pages.mkdir()
+    (pages / "invalid_link.html.j2").write_text("<p>\n{{ 1 + }}\n")
+    result = run("validate")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{course_path}:15: phases[0].lessons[1].day: must be >= 0",
+        "templates/lessons/second.md:3: Expected an expression, got 'end of statement block'",
+        "templates/lessons/fourth.md:1: unknown variable 'nmae' (known: email, first_name, "
+        "pause_url, progress, unsubscribe_url)",
+        "templates/web/invalid_link.html.j2:2: unexpected 'end of print statement'",
+        "course: 4 problem(s) in the course's content",
+    ]
+
+
+def test_validate_reports_every_broken_template_of_a_valid_schedule(run, course_path):
+    lessons = course_path.parent / "templates" / "lessons"
+    (lessons / "hello.md").write_text("Hi,\n\n{{ 1/0 }}\n")
+    (lessons / "third.md").write_text("{% for %}\n")
+    result = run("validate")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "templates/lessons/hello.md:3: ZeroDivisionError: division by zero",
+        "templates/lessons/third.md:1: Expected an expression, got 'end of statement block'",
+        "course: 2 problem(s) in the course's content",
+    ]
 
 
 def test_validate_refuses_a_yaml_alias_bomb_at_once_with_one_line(run, course_path):
@@ -62,10 +100,11 @@ def test_validate_refuses_a_yaml_alias_bomb_at_once_with_one_line(run, course_pa
     result = run("validate")
 
     assert result.returncode == 1
-    assert result.stderr.strip() == (
+    assert result.stderr.splitlines() == [
         f"{course_path}:6: this value expands to more than 100,000 YAML values "
-        "(each alias repeats what it names); a schedule needs a few thousand"
-    )
+        "(each alias repeats what it names); a schedule needs a few thousand",
+        "course: 1 problem(s) in the course's content",
+    ]
     assert time.monotonic() - started < 15  # a cap, start-up included; it took 40 s and 3 GB
 
 
@@ -166,6 +205,11 @@ def test_tick_inline_stamps_each_send_when_it_starts(run, redis_url, schedule):
 def test_subscribers_add_rejects_a_bad_address_and_zone(run):
     bad = run("subscribers", "add", "not-an-address")
     assert bad.returncode == 1 and "not a valid email address" in bad.stderr
+    jorg = run("subscribers", "add", "jörg@example.org")
+    assert jorg.returncode == 1 and jorg.stderr == (
+        "course: 'jörg@example.org' cannot be mailed: a non-ASCII name before the @ needs "
+        "SMTPUTF8, which the course does not use (SendGrid does not offer it)\n"
+    )
     zone = run("subscribers", "add", "b@example.com", "--tz", "Nowhere/Land")
     assert zone.returncode == 2 and "unknown time zone" in zone.stderr
 

@@ -337,3 +337,23 @@ def test_sendgrid_batch_setting():
     for bad in ("0", "1001", "many"):
         with pytest.raises(SettingsError, match="COURSE_SENDGRID_BATCH"):
             Settings.from_env({**base, "COURSE_SENDGRID_BATCH": bad})
+
+
+def test_a_stored_address_that_needs_smtputf8_fails_alone_and_the_group_still_goes_whole(
+    store, schedule, standin, sender
+):
+    """Stored before signup refused it: its send fails with the reason, once, without a
+    request; the others' group is not refused or split because of it."""
+    subs = enrol_all(store, schedule)
+    jorg = enrol(store, schedule, "jörg@example.org", "Jörg", None, START)
+    sender.tick(START)
+    result = sender.deliver(START)
+    assert (result.sent, result.failed) == (len(subs), 1)
+    assert standin.requests_seen == 2  # the same two requests as without Jörg
+    assert_same_as_one_by_one(sender, subs, standin)
+    entry = store.ledger(jorg.id)["hello"]
+    assert entry.state == "failed" and entry.attempt == 1
+    assert entry.detail == (
+        "'jörg@example.org': a non-ASCII name before the @ needs SMTPUTF8, which the course "
+        "does not use (SendGrid does not offer it)"
+    )

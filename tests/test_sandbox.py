@@ -4,6 +4,7 @@ validate`` and by a running process (which keeps the last valid schedule), and n
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from course.mail.samples import SAMPLE
 from course.schedule import load_schedule
 from course.schedule.reload import ScheduleHolder
 from course.web import create_app
+from course.web.pages import Pages
 
 LESSON = "templates/lessons/second.md"
 
@@ -65,7 +67,7 @@ def test_validate_reports_an_unsafe_lesson_with_file_and_line_and_never_runs_it(
     with_payload(course["folder"] / LESSON, PAYLOADS[kind].format(marker=course["marker"]))
     result = run("validate")
     assert result.returncode == 1
-    # A template the renderer refuses is printed as the command's error: "course: FILE:LINE: ..."
+    # One line per problem, "FILE:LINE: ...", then the count.
     [line] = [line for line in result.stderr.splitlines() if "unsafe template" in line]
     assert f"{LESSON}:3: unsafe template: access to attribute '_" in line
     assert "Traceback" not in result.stderr + result.stdout
@@ -78,8 +80,8 @@ def test_an_unsafe_call_found_only_when_filling_is_reported_with_its_line(course
     result = run("validate")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"course: {LESSON}:3: unsafe template: "
-        "access to attribute 'append' of 'list' object is unsafe."
+        f"{LESSON}:3: unsafe template: access to attribute 'append' of 'list' object is unsafe.",
+        "course: 1 problem(s) in the course's content",
     ]
 
 
@@ -94,7 +96,10 @@ def test_a_lesson_that_fails_in_python_when_filled_is_one_line_not_a_traceback(
     with_payload(course["folder"] / LESSON, payload)
     result = run("validate")
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"course: {LESSON}:3: {reason}"]
+    assert result.stderr.splitlines() == [
+        f"{LESSON}:3: {reason}",
+        "course: 1 problem(s) in the course's content",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -163,8 +168,62 @@ def test_an_unsafe_page_template_is_reported_and_never_runs(course, run, setting
     app = create_app(settings.with_(schedule_path=course["path"]), send_task=print)
     with TestClient(app, raise_server_exceptions=False) as client:
         page = client.get("/unsubscribe/")
-    assert page.status_code == 500 and "uid=" not in page.text
+    # The project's own page instead of a bare 500; the refusal logged (see below).
+    assert page.status_code == 404 and "This link is not valid" in page.text
+    assert "uid=" not in page.text
     assert not course["marker"].exists()
+
+
+RUNTIME_ONLY = "{% set seen = [] %}{{ seen.append(1) }}"  # the sandbox refuses it only as it runs
+
+
+def test_a_page_refused_only_when_it_runs_is_found_by_validate_and_stops_serve(course, run):
+    pages = course["folder"] / "templates" / "web"
+    pages.mkdir()
+    (pages / "unsubscribed.html.j2").write_text("<p>Done.</p>\n" + RUNTIME_ONLY + "\n")
+    result = run("validate")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "templates/web/unsubscribed.html.j2:2: unsafe template: access to attribute 'append' "
+        "of 'list' object is unsafe.",
+        "course: 1 problem(s) in the course's content",
+    ]
+    for command in (["serve", "--port", "1"], ["run", "--port", "1"]):
+        started = run(*command, subprocess=True, REDIS_URL="redis://127.0.0.1:1/0")
+        assert started.returncode == 1, started
+        assert started.stderr == (
+            "course: templates/web/unsubscribed.html.j2:2: unsafe template: access to "
+            "attribute 'append' of 'list' object is unsafe.\n"
+        )
+
+
+def test_a_page_edited_to_fail_while_the_app_runs_is_a_log_line_not_a_traceback(
+    course, settings, caplog
+):
+    """Edited after start (the check at start passed): the visitor gets the project's own
+    page; the operator a log line with the file and line."""
+    app = create_app(settings.with_(schedule_path=course["path"]), send_task=print)
+    pages = course["folder"] / "templates" / "web"
+    pages.mkdir()
+    override = pages / "invalid_link.html.j2"
+    override.write_text("<p>Gone.</p>\n" + RUNTIME_ONLY + "\n")
+    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="course.web"):
+        page = client.get("/unsubscribe/")
+    assert page.status_code == 404 and "This link is not valid" in page.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"page invalid_link.html.j2 failed: {override}:2: unsafe template: access to "
+        "attribute 'append' of 'list' object is unsafe."
+    ]
+
+    # Not even the project's own page renders (here: there is none of that name): a bare 500.
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="course.web"):
+        page = Pages(course["folder"] / "templates").render("no_such_page")
+    assert page.status_code == 500 and b"Something went wrong" in page.body
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "page no_such_page.html.j2 failed",
+        "built-in page no_such_page.html.j2 failed",
+    ]
 
 
 def test_the_shipped_templates_pass_the_sandbox(run):

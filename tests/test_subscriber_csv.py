@@ -185,6 +185,15 @@ def test_line_numbers_count_quoted_line_breaks(schedule):
     assert isinstance(rows[1], BadRow) and rows[1].line == 4 and rows[1].field == "email"
 
 
+def test_an_address_that_needs_smtputf8_is_a_bad_row_saying_why(schedule):
+    row = "UTC,2026-03-01T00:00:00Z,x"
+    text = f"{HEADER}\njörg@example.org,Jörg,{row}\nanna@bücher.example,Anna,{row}\n"
+    jorg, anna = read_rows(io.StringIO(text, newline=""), "p.csv", schedule, NOW)
+    assert isinstance(jorg, BadRow) and (jorg.line, jorg.field) == (2, "email")
+    assert "cannot be mailed: a non-ASCII name before the @ needs SMTPUTF8" in str(jorg)
+    assert isinstance(anna, Row)  # an international domain goes out as punycode: fine
+
+
 def test_export_then_import_into_an_empty_store_gives_the_same_people(run, tmp_path, course_path):
     schedule = load_schedule(course_path)
     store = run.store

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import write_course
+from conftest import SMALL_SCHEDULE, write_course
 
 from course.mail.render import Renderer
 from course.models.email import Email, Recipient
@@ -565,3 +565,44 @@ def test_an_international_domain_is_sent_as_punycode_to_sendgrid(tmp_path, sendg
 
 def test_an_ascii_address_is_sent_as_it_is(tmp_path):
     assert rendered_for(tmp_path, "reader@example.com").to_email == "reader@example.com"
+
+
+def test_an_international_sender_and_reply_to_are_sent_as_punycode(tmp_path, sendgrid, standin):
+    """The from address was already; Reply-To went out as an encoded-word no one can answer."""
+    schedule = SMALL_SCHEDULE.replace("course.example.org", "bücher.example.org")
+    renderer = Renderer(load_schedule(write_course(tmp_path / "course", schedule)))
+    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t"}
+    message = renderer.render("hello", Recipient("42", "reader@example.com", "Anna", **links))
+    OutboxTransport(tmp_path / "outbox").send(message)
+    [eml] = (tmp_path / "outbox").iterdir()
+    headers = eml.read_bytes().split(b"\n\n", 1)[0]
+    assert b"\nReply-To: hello@xn--bcher-kva.example.org\n" in headers
+    assert b"<lessons@xn--bcher-kva.example.org>" in headers
+    assert b"\nMessage-ID: <42.hello@xn--bcher-kva.example.org>\n" in headers
+    assert b"=?utf-8?" not in headers.lower()
+
+    sendgrid.send(message)
+    [payload] = standin.accepted
+    assert payload["reply_to"] == {"email": "hello@xn--bcher-kva.example.org"}
+    assert payload["from"]["email"] == "lessons@xn--bcher-kva.example.org"
+
+
+# A local part in Unicode needs SMTPUTF8, which SendGrid does not offer and the course does not
+# ask an SMTP server for: refused at signup and import; one stored before is a permanent failure
+# of its own send, with the reason, never a crash or a refused batch.
+UNICODE_LOCAL = "jörg@example.org"
+UNDELIVERABLE = "'jörg@example.org': a non-ASCII name before the @ needs SMTPUTF8, which the course"
+
+
+def test_a_stored_non_ascii_local_part_fails_its_own_send_on_every_transport(
+    tmp_path, smtp, smtp_server, sendgrid, standin
+):
+    email = make_email(to_email=UNICODE_LOCAL)
+    for transport in (OutboxTransport(tmp_path / "outbox"), smtp, sendgrid):
+        with pytest.raises(PermanentSendError) as refused:
+            transport.send(email)
+        assert refused.value.reason.startswith(UNDELIVERABLE), (transport.name, refused.value)
+    assert not list((tmp_path / "outbox").iterdir())
+    assert smtp_server.handler.messages == [] and standin.accepted == []
+    smtp.send(make_email())  # the connection is still good for the next one
+    assert len(smtp_server.handler.messages) == 1

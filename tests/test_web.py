@@ -154,6 +154,13 @@ def test_every_known_address_gets_the_same_answer_as_a_new_one(web, schedule, st
         assert web.confirmations() == [current.id]
 
 
+def test_an_address_with_unicode_before_the_at_is_refused_with_a_message_saying_so(web):
+    answer = signup(web, email="jörg@example.org", first_name="Jörg")
+    assert answer.status_code == 422 and 'aria-invalid="true"' in answer.text
+    assert "We cannot send to an address with letters such as ö or é before" in answer.text
+    assert web.store.find("jörg@example.org") is None and web.tasks == []
+
+
 def test_a_filled_honeypot_gets_the_neutral_answer_and_nothing_happens(web):
     answer = signup(web, website="http://spam.example")
     assert answer.status_code == 200 and heading(answer) == "Check your inbox"

@@ -12,7 +12,7 @@ from course.cli.context import Context
 from course.mail.render import RenderError
 from course.schedule import ScheduleError
 from course.settings import Settings, SettingsError
-from course.startup import dev_warning, require_schedule_file
+from course.startup import dev_warning, refuse_reserved_sender, require_schedule_file
 from course.store import DuplicateSubscriber, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError
@@ -45,6 +45,7 @@ def cli(ctx: click.Context) -> None:
     settings = Settings.from_env()
     if ctx.invoked_subcommand in LONG_RUNNING:
         require_schedule_file(settings)
+        refuse_reserved_sender(settings)
         if warning := dev_warning(settings):
             click.echo(f"course: {warning}", err=True)
     ctx.obj = Context(settings)

@@ -10,6 +10,8 @@ import click
 
 from course.cli.context import Context, Failed, console, instant_or_now, pass_ctx
 from course.cli.group import cli
+from course.mail.render import RenderError
+from course.settings import Settings
 
 
 @cli.command()
@@ -83,6 +85,8 @@ def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool) -> N
     web = None if no_web else (host, port)
     if web is not None and (problem := port_problem(host, port)):
         raise Failed(problem)  # before Redis, the worker or beat start
+    if web is not None:
+        _refuse_broken_pages(ctx.settings)
     raise SystemExit(run_services(ctx.settings, concurrency=concurrency, console=console, web=web))
 
 
@@ -98,6 +102,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from course.logs import json_config
     from course.web import create_app
 
+    _refuse_broken_pages(ctx.settings)
     app = create_app(ctx.settings)
     uvicorn.run(
         app,
@@ -109,3 +114,14 @@ def serve(ctx: Context, host: str, port: int) -> None:
         log_level="info",
         log_config=json_config("web") if ctx.settings.log_format == "json" else LOGGING_CONFIG,
     )
+
+
+def _refuse_broken_pages(settings: Settings) -> None:
+    """The course's own pages (``templates/web/``) read before the web app starts: a syntax
+    error or an access the sandbox refuses stops it, one line each with file and line."""
+    from course.web.pages import check_pages
+
+    folder = settings.schedule_path.resolve().parent
+    problems = check_pages(settings.templates_dir, lambda path: str(path.relative_to(folder)))
+    if problems:
+        raise RenderError("\n".join(problems))

@@ -20,7 +20,10 @@ from course.cli.context import (
     pass_ctx,
 )
 from course.cli.group import cli
-from course.mail.render import Renderer
+from course.mail.render import Renderer, RenderError
+from course.models.schedule import Schedule
+from course.schedule import ScheduleError, load_schedule
+from course.schedule.load import named_templates, sender_problems
 from course.timeline import calendar
 
 
@@ -36,17 +39,19 @@ def validate(
 ) -> None:
     """Check schedule.yaml, compile every template and read every email for a sample subscriber.
 
-    Reports every problem, one line each with its file and line, and exits 1 if there is any.
+    Reports every problem, one line each with its file and line, and exits 1 if there is any:
+    the schedule's and its templates' together, even when the schedule itself has mistakes.
     """
-    from course.mail.checks import check_content
-    from course.web.pages import check_pages
-
-    schedule = ctx.schedule(schedule_path)
-    problems = check_content(schedule, Renderer(schedule))
-    problems += check_pages(schedule.templates_dir, schedule.display)
+    path = schedule_path or ctx.settings.schedule_path
+    schedule, problems = _check_course(path)
+    for problem in sender_problems(path):
+        if ctx.settings.env != "dev":
+            problems.append(f"{problem} (refused outside COURSE_ENV=dev)")
+        else:
+            click.echo(f"note: {problem} (fine in dev; production refuses to start)")
     for problem in problems:
         click.echo(problem, err=True)
-    if problems:
+    if problems or schedule is None:
         raise Failed(f"{len(problems)} problem(s) in the course's content")
     click.echo(
         f"{schedule.path}: ok — {len(schedule.phases)} phases, {schedule.lesson_count} lessons, "
@@ -55,6 +60,38 @@ def validate(
     if against:
         click.echo("")
         _print_diff(ctx, against, str(schedule.path), now_text, as_json=False, strict=False)
+
+
+def _check_course(path: Path) -> tuple[Schedule | None, list[str]]:
+    """The schedule (None if it has mistakes) and every problem of it and of its templates:
+    a template is checked whenever the schedule names it, valid or not."""
+    from course.mail.checks import check_content
+    from course.mail.template_checks import check_templates
+    from course.web.pages import check_pages
+
+    try:
+        schedule: Schedule | None = load_schedule(path)
+    except ScheduleError as exc:
+        schedule, problems = None, [str(problem) for problem in exc.problems]
+        if not Path(path).is_file():
+            return None, problems  # no file: no templates to look for
+    else:
+        problems = []
+    folder = Path(path).parent
+    templates_dir = folder / "templates"
+
+    def display(file: Path) -> str:  # as Schedule.display names a file
+        return str(file.relative_to(folder)) if file.is_relative_to(folder) else str(file)
+
+    named = [(e.template, e.kind) for e in schedule.emails] if schedule else named_templates(path)
+    template_problems = check_templates(templates_dir, named, display)
+    problems += template_problems
+    if schedule is not None and not template_problems:
+        try:
+            problems += check_content(schedule, Renderer(schedule))
+        except RenderError as exc:  # what only the whole compiled email shows
+            problems.append(str(exc))
+    return schedule, problems + check_pages(templates_dir, display)
 
 
 @cli.command()

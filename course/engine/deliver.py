@@ -21,6 +21,7 @@ from functools import partial
 from course.engine.ports import Item, LedgerStore, LinkMaker, Messenger
 from course.engine.tick import STALE_AFTER
 from course.logs import log_event
+from course.mail.addresses import needs_smtputf8
 from course.mail.grouping import EmailGroup, Member, Tags, group_emails
 from course.mail.render import Recipient, Renderer
 from course.models.email import Email
@@ -163,7 +164,7 @@ def _requests(
 ) -> list[Item | tuple[str, EmailGroup]]:
     """The batch as requests: ``(lesson, group)`` for emails that can share one, and the
     items the one-by-one path must handle (it says why each cannot go: erased, a lesson this
-    worker does not know, an email that does not render)."""
+    worker does not know, an email that does not render, an address that needs SMTPUTF8)."""
     singles: list[Item | tuple[str, EmailGroup]] = []
     by_lesson: dict[str, list[tuple[Recipient, Email]]] = {}
     for item, sub in zip(items, store.get_each([i[0] for i in items]), strict=True):
@@ -175,6 +176,9 @@ def _requests(
         try:
             email = renderer.render(lesson_id, recipient)
         except Exception:  # recorded as a failure, with its reason, by the one-by-one path
+            singles.append(item)
+            continue
+        if needs_smtputf8(email.to_email):  # refused alone, so its group is not refused
             singles.append(item)
             continue
         by_lesson.setdefault(lesson_id, []).append((recipient, email))

@@ -6,6 +6,10 @@ Unicode, ``anna@bücher.example``). A message header or an SMTP envelope carries
 without SMTPUTF8, and Python's ``email`` package would write the domain as an RFC 2047
 encoded-word, which no mail server delivers; so the domain goes out in its IDNA (punycode)
 form, ``anna@xn--bcher-kva.example``, and SendGrid's events name it that way.
+
+A name before the @ in Unicode (``jörg@example.org``) has no ASCII form: it needs SMTPUTF8,
+which SendGrid does not offer and the course does not ask an SMTP server for. Signup and import
+refuse such an address; one stored before fails its own send with :data:`SMTPUTF8_REASON`.
 """
 
 from __future__ import annotations
@@ -40,3 +44,14 @@ def stored_address(address: str) -> str:
         return validate_email(lowered, check_deliverability=False).normalized.lower()
     except EmailNotValidError:
         return lowered
+
+
+SMTPUTF8_REASON = (
+    "a non-ASCII name before the @ needs SMTPUTF8, which the course does not use "
+    "(SendGrid does not offer it)"
+)
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether ``address`` has non-ASCII characters before its @: undeliverable here."""
+    return not address.strip().rpartition("@")[0].isascii()

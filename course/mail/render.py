@@ -114,12 +114,15 @@ class Renderer:
         self._fill_text = fill_environment(autoescape=False)
         html_layout = self._read_layout(HTML_LAYOUT)
         text_layout = self._read_layout(TEXT_LAYOUT)
-        self._check_layout(HTML_LAYOUT, html_layout, self._fill_html)
-        self._check_layout(TEXT_LAYOUT, text_layout, self._fill_text)
+        for layout, source, env in (
+            (HTML_LAYOUT, html_layout, self._fill_html),
+            (TEXT_LAYOUT, text_layout, self._fill_text),
+        ):
+            check_layout(schedule.display(schedule.templates_dir / layout), source, env)
         self._html_layout = html_layout
         self._text_layout = text_layout
         course = schedule.course
-        self._from_domain = course.from_email.rpartition("@")[2]
+        self._from_domain = ascii_address(course.from_email).rpartition("@")[2]
         self._lessons: dict[str, CompiledLesson] = {}
         phase_count = len(schedule.phases)
         for phase in schedule.phases:
@@ -176,7 +179,7 @@ class Renderer:
             to_name=recipient.first_name,
             from_email=ascii_address(course.from_email),
             from_name=course.from_name,
-            reply_to=course.reply_to,
+            reply_to=ascii_address(course.reply_to),
             subject=compiled.lesson.subject,
             text=text,
             html=html,
@@ -193,10 +196,8 @@ class Renderer:
     def _compile(self, lesson: Lesson, phase: Phase | None, progress: str) -> CompiledLesson:
         path = self._schedule.templates_dir / lesson.template
         name = self._schedule.display(path)
-        source = _read(path, name)
-        allowed = CONFIRMATION_VARIABLES if lesson.kind == CONFIRMATION else RECIPIENT_VARIABLES
-        _check_template(name, source, self._fill_html, allowed)
-        _trial_source(name, source, self._fill_html, progress)
+        source = read_template(path, name)
+        check_source(name, source, self._fill_html, lesson.kind, progress)
 
         slots = Placeholders()
         protected = slots.protect(source)
@@ -263,17 +264,28 @@ class Renderer:
 
     def _read_layout(self, layout: str) -> str:
         path = self._schedule.templates_dir / layout
-        return _read(path, self._schedule.display(path))
-
-    def _check_layout(self, layout: str, source: str, fill_env: jinja2.Environment) -> None:
-        name = self._schedule.display(self._schedule.templates_dir / layout)
-        compile_env = compile_environment(autoescape=False)
-        _check_template(name, source, compile_env, COMPILE_VARIABLES)
-        _check_template(name, source, fill_env, CONFIRMATION_VARIABLES)
-        _trial_source(name, source, fill_env, "")
+        return read_template(path, self._schedule.display(path))
 
 
 # -- Jinja ------------------------------------------------------------------------------------
+
+
+def check_source(
+    name: str, source: str, fill_env: jinja2.Environment, kind: str, progress: str
+) -> None:
+    """A lesson's or an email's own template (``name`` in messages), on its own: raises
+    :class:`RenderError` for its first mistake, with its line."""
+    allowed = CONFIRMATION_VARIABLES if kind == CONFIRMATION else RECIPIENT_VARIABLES
+    _check_template(name, source, fill_env, allowed)
+    _trial_source(name, source, fill_env, progress)
+
+
+def check_layout(name: str, source: str, fill_env: jinja2.Environment) -> None:
+    """A layout's compile-time and recipient tags: raises :class:`RenderError` for the first
+    mistake, with its line."""
+    _check_template(name, source, compile_environment(autoescape=False), COMPILE_VARIABLES)
+    _check_template(name, source, fill_env, CONFIRMATION_VARIABLES)
+    _trial_source(name, source, fill_env, "")
 
 
 def _check_template(
@@ -366,7 +378,8 @@ def _reason(exc: jinja2.TemplateError) -> str:
     return _one_line(exc)
 
 
-def _read(path: Path, name: str) -> str:
+def read_template(path: Path, name: str) -> str:
+    """A template file's text; :class:`RenderError` naming ``name`` if it cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

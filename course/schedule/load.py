@@ -22,6 +22,7 @@ from course.models.schedule import (
     COMPLETION_ID,
     CONFIRMATION,
     CONFIRMATION_ID,
+    LESSON,
     WEEKDAY_NAMES,
     CallToAction,
     ContentChecks,
@@ -31,22 +32,39 @@ from course.models.schedule import (
     Schedule,
 )
 from course.schedule.errors import Problem, ScheduleError
-from course.schedule.rules import ChecksModel, EmailModel, ScheduleModel, validate
+from course.schedule.rules import (
+    ChecksModel,
+    EmailModel,
+    ScheduleModel,
+    reserved_senders,
+    template_path,
+    validate,
+)
 from course.schedule.yaml_limits import MAX_FILE_BYTES
 from course.schedule.yaml_lines import dotted, read_yaml
 
 
-def load_schedule(path: Path | str, templates_dir: Path | None = None) -> Schedule:
+def load_schedule(
+    path: Path | str, templates_dir: Path | None = None, *, reserved_sender: bool = True
+) -> Schedule:
     """Read and validate a schedule file.
 
     ``templates_dir`` defaults to the ``templates`` folder beside the file. Errors name the file
     as ``path`` was given. Raises :class:`ScheduleError` for a missing or unreadable file and for
-    every problem in its content.
+    every problem in its content; with ``reserved_sender=False`` (outside dev) also for a
+    sender on a domain reserved for examples and tests (``rules.reserved_senders``).
     """
     filename = str(path)
     path = Path(path)
     if templates_dir is None:
         templates_dir = path.parent / "templates"
+    text = read_schedule_text(path, filename)
+    return parse_schedule(text, filename, templates_dir, path=path, reserved_sender=reserved_sender)
+
+
+def read_schedule_text(path: Path, filename: str) -> str:
+    """The schedule file's text, at most one character over the size limit; raises
+    :class:`ScheduleError` (one problem) for a missing, unreadable or non-UTF-8 file."""
     try:
         with path.open(encoding="utf-8") as file:
             # One character more than the limit allows is enough to refuse the file (in
@@ -59,11 +77,16 @@ def load_schedule(path: Path | str, templates_dir: Path | None = None) -> Schedu
     except OSError as exc:
         problem = Problem(filename, None, "", f"cannot read the file: {exc.strerror}")
         raise ScheduleError([problem]) from None
-    return parse_schedule(text, filename, templates_dir, path=path)
+    return text
 
 
 def parse_schedule(
-    text: str, filename: str, templates_dir: Path, *, path: Path | None = None
+    text: str,
+    filename: str,
+    templates_dir: Path,
+    *,
+    path: Path | None = None,
+    reserved_sender: bool = True,
 ) -> Schedule:
     """Validate the schedule YAML in ``text``; ``filename`` names it in error messages.
 
@@ -72,6 +95,8 @@ def parse_schedule(
     tree = read_yaml(text, filename)
     model, found = validate(tree, templates_dir)
     found = tree.problems + found
+    if not reserved_sender:
+        found += reserved_senders(tree)
     if found or model is None:
         raise ScheduleError(
             Problem(filename, line, dotted(p), message) for p, line, message in found
@@ -152,3 +177,43 @@ def _email(
         number=number,
         kind=kind,
     )
+
+
+def sender_problems(path: Path | str) -> list[Problem]:
+    """The sender fields of a schedule file on a reserved domain, with their lines; none when
+    the file cannot be read as YAML (loading it reports that)."""
+    filename = str(path)
+    try:
+        tree = read_yaml(read_schedule_text(Path(path), filename), filename)
+    except ScheduleError:
+        return []
+    return [
+        Problem(filename, line, dotted(p), message) for p, line, message in reserved_senders(tree)
+    ]
+
+
+def named_templates(path: Path | str) -> list[tuple[str, str]]:
+    """The templates a schedule file names, as (path inside the templates folder, kind of
+    email), in course order, for every entry that parsed far enough to name one: what
+    ``course validate`` still checks when the schedule itself has mistakes. Paths that would
+    leave the templates folder are left out; none when the file is not YAML at all."""
+    filename = str(path)
+    try:
+        data = read_yaml(read_schedule_text(Path(path), filename), filename).data
+    except ScheduleError:
+        return []
+    data = data if isinstance(data, dict) else {}
+    entries: list[tuple[object, str]] = [(data.get("confirmation"), CONFIRMATION)]
+    phases = data.get("phases")
+    for phase in phases if isinstance(phases, list) else []:
+        lessons = phase.get("lessons") if isinstance(phase, dict) else None
+        if isinstance(lessons, list):
+            entries += [(lesson, LESSON) for lesson in lessons]
+    entries.append((data.get("completion"), COMPLETION))
+    found: list[tuple[str, str]] = []
+    for entry, kind in entries:
+        template = entry.get("template") if isinstance(entry, dict) else None
+        relative = template_path(template) if isinstance(template, str) else None
+        if relative is not None and (str(relative), kind) not in found:
+            found.append((str(relative), kind))
+    return found

@@ -61,7 +61,8 @@ class ScheduleHolder:
     An invalid edit is logged loudly and kept in :attr:`error`; sending goes on with the
     last valid schedule. With a :class:`ScheduleSnapshot`, that holds across restarts too.
     With a :class:`ScheduleStatusBoard`, every load, rejected edit and (once a minute) the
-    fact that the process is still running are recorded in Redis.
+    fact that the process is still running are recorded in Redis. With ``reserved_sender``
+    False (outside dev) a sender on a domain reserved for examples makes a schedule invalid.
     """
 
     def __init__(
@@ -73,8 +74,10 @@ class ScheduleHolder:
         clock: Callable[[], datetime] = _now,
         check_every: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
+        reserved_sender: bool = True,
     ):
         self.path = Path(schedule_path)
+        self.reserved_sender = reserved_sender
         self.templates_dir = templates_dir or self.path.resolve().parent / "templates"
         self.snapshot = snapshot
         self.board = board
@@ -96,7 +99,9 @@ class ScheduleHolder:
             if restored is None:
                 raise
             self.error, self.error_at = str(exc), self.loaded_at
-            schedule = load_schedule(restored, restored.parent / "templates")
+            schedule = load_schedule(
+                restored, restored.parent / "templates", reserved_sender=reserved_sender
+            )
             self.schedule, self.renderer = schedule, Renderer(schedule)
             self.fingerprint = fingerprint(ScheduleSnapshot.read(ScheduleSnapshot.files(schedule)))
             log.error(
@@ -107,7 +112,9 @@ class ScheduleHolder:
         self._report()
 
     def _load(self) -> tuple[Schedule, Renderer]:
-        schedule = load_schedule(self.path, self.templates_dir)
+        schedule = load_schedule(
+            self.path, self.templates_dir, reserved_sender=self.reserved_sender
+        )
         renderer = Renderer(schedule)
         try:
             contents = ScheduleSnapshot.read(ScheduleSnapshot.files(schedule))

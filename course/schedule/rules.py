@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from course.guard import reserved_domain
 from course.models.schedule import COMPLETION_ID, CONFIRMATION_ID, WEEKDAY_NAMES
 from course.schedule.yaml_lines import FieldPath, Tree, dotted
 
@@ -151,14 +152,23 @@ class EmailModel(_Model):
     @classmethod
     def _template_exists(cls, value: str, info: ValidationInfo) -> str:
         templates_dir: Path = info.context["templates_dir"]
-        relative = PurePosixPath(value.strip())
+        relative = template_path(value)
         if not value.strip():
             raise _fail("must not be empty")
-        if relative.is_absolute() or ".." in relative.parts or "\\" in value:
+        if relative is None:
             raise _fail(f"must be a path inside the templates folder, got {value!r}")
         if not (templates_dir / relative).is_file():
             raise _fail(f"template not found: {templates_dir / relative}")
         return str(relative)
+
+
+def template_path(value: str) -> PurePosixPath | None:
+    """A ``template:`` value as a path inside the templates folder; None for an empty one
+    or one that leaves the folder (absolute, ``..``, a backslash)."""
+    relative = PurePosixPath(value.strip())
+    if not value.strip() or relative.is_absolute() or ".." in relative.parts or "\\" in value:
+        return None
+    return relative
 
 
 class _CompletionModel(EmailModel):
@@ -231,6 +241,28 @@ def validate(
             problems.append((path, line, _message(error)))
     problems += _check_across_lessons(tree)
     return model, problems
+
+
+SENDER_FIELDS: tuple[FieldPath, ...] = (("course", "from", "email"), ("course", "reply_to"))
+
+
+def reserved_senders(tree: Tree) -> Iterator[tuple[FieldPath, int | None, str]]:
+    """The sender fields (``from.email``, ``reply_to``) whose domain is reserved for examples
+    and tests (RFC 2606/6761): fine on a laptop, refused outside dev, since no mailbox provider
+    accepts mail from such a domain. Reads the raw data, so it works on a broken file too."""
+    for path in SENDER_FIELDS:
+        value: Any = tree.data
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, str) or "@" not in value:
+            continue
+        domain = value.strip().rpartition("@")[2]
+        if reserved_domain(domain):
+            message = (
+                f"{domain!r} is a reserved domain (RFC 2606/6761) that no mailbox provider "
+                "accepts mail from; send from the course's own domain"
+            )
+            yield path, tree.line_of(path), message
 
 
 def _message(error: Any) -> str:

@@ -33,6 +33,7 @@ from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
+from course.mail.addresses import SMTPUTF8_REASON, needs_smtputf8
 from course.models.schedule import Schedule
 from course.models.subscriber import STATUSES, SUPPRESSED, Subscriber
 from course.progress import due_at, next_lesson
@@ -113,6 +114,8 @@ def _header(names: list[str], source: str) -> list[str]:
 
 
 def _check_email(text: str) -> str:
+    if needs_smtputf8(text):
+        raise ValueError(f"cannot be mailed: {SMTPUTF8_REASON}")
     try:
         return validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:

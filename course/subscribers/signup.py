@@ -12,6 +12,7 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
+from course.mail.addresses import SMTPUTF8_REASON, needs_smtputf8
 from course.subscribers.lifecycle import SubscriptionError
 
 MAX_NAME = 40
@@ -29,7 +30,10 @@ class InvalidSignup(ValueError):
 
 
 def check_email(address: str) -> str:
-    """The normalized address, or a one-line :class:`SubscriptionError`."""
+    """The normalized address, or a one-line :class:`SubscriptionError` (also for a name
+    before the @ in Unicode, which needs SMTPUTF8: no transport of the course can carry it)."""
+    if needs_smtputf8(address):
+        raise SubscriptionError(f"{address.strip()!r} cannot be mailed: {SMTPUTF8_REASON}")
     try:
         result = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError as exc:

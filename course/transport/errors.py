@@ -7,10 +7,13 @@ retries without knowing the provider:
 - :class:`UncertainSendError` - the email went out whole and no answer came back: recorded,
   never retried blindly.
 
-:func:`smtp_failure` and :func:`http_failure` apply these rules to a reply code.
+:func:`smtp_failure` and :func:`http_failure` apply these rules to a reply code;
+:func:`refuse_undeliverable` refuses, before any request, an address no transport can carry.
 """
 
 from __future__ import annotations
+
+from course.mail.addresses import SMTPUTF8_REASON, needs_smtputf8
 
 
 class TransientSendError(Exception):
@@ -58,3 +61,12 @@ def http_failure(status: int, reason: str, retry_after: float | None = None) -> 
     if status >= 500:
         return TransientSendError(reason)
     return PermanentSendError(reason)
+
+
+def refuse_undeliverable(*addresses: str) -> None:
+    """A :class:`PermanentSendError` naming the first address that needs SMTPUTF8 (a
+    non-ASCII name before the @, stored before signup refused it): no transport here can carry
+    it, so its send fails on its own, with a reason, before a request is made."""
+    for address in addresses:
+        if needs_smtputf8(address):
+            raise PermanentSendError(f"{address!r}: {SMTPUTF8_REASON}")

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from course.models.email import Email
 from course.private_files import open_private, private_dir
-from course.transport.errors import PermanentSendError, TransientSendError
+from course.transport.errors import (
+    PermanentSendError,
+    TransientSendError,
+    refuse_undeliverable,
+)
 from course.transport.protocol import SendResult
 
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -35,6 +39,7 @@ class OutboxTransport:
         self._last_ns = 0
 
     def send(self, email: Email) -> SendResult:
+        refuse_undeliverable(email.to_email)
         try:
             data = email.to_mime().as_bytes()
         except (ValueError, TypeError) as exc:

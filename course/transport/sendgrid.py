@@ -31,6 +31,7 @@ from course.transport.errors import (
     TransientSendError,
     UncertainSendError,
     http_failure,
+    refuse_undeliverable,
 )
 from course.transport.keepalive import ConnectionPool, NoAnswer
 from course.transport.protocol import SendResult
@@ -164,6 +165,7 @@ class SendGridTransport:
         }
 
     def send(self, email: Email) -> SendResult:
+        refuse_undeliverable(email.to_email)
         try:
             payload = build_sendgrid_mail(email).get()
         except Exception as exc:  # the helpers raise assorted types for bad input
@@ -171,6 +173,7 @@ class SendGridTransport:
         return self._post(payload, email.message_id)
 
     def send_group(self, group: EmailGroup) -> SendResult:
+        refuse_undeliverable(*(member.email.to_email for member in group.members))
         return self._post(build_sendgrid_group(group), group.members[0].email.message_id)
 
     def _post(self, payload: dict[str, Any], fallback_id: str) -> SendResult:

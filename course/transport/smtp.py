@@ -15,6 +15,7 @@ from course.transport.errors import (
     PermanentSendError,
     TransientSendError,
     UncertainSendError,
+    refuse_undeliverable,
     smtp_failure,
 )
 from course.transport.keepalive import socket_dropped
@@ -145,6 +146,7 @@ class SmtpTransport:
             self._conn = None
 
     def send(self, email: Email) -> SendResult:
+        refuse_undeliverable(email.to_email)
         with self._lock:
             try:
                 message = email.to_mime()

@@ -12,6 +12,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course.logs import log_event
+from course.mail.addresses import needs_smtputf8
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED
 from course.settings import Settings
@@ -33,6 +34,11 @@ log = logging.getLogger("course.web")
 IP_WINDOW = 3600  # seconds: the per-IP limit counts signups per hour
 DOMAIN_WINDOW = 3600  # seconds: the per-domain cap counts confirmation emails per hour
 MAX_EMAIL = 254
+# An address like jörg@example.org: valid, but no transport of the course can carry it.
+SMTPUTF8_MESSAGE = (
+    "We cannot send to an address with letters such as ö or é before the @. "
+    "Please use another address."
+)
 
 SendTask = Callable[..., object]  # Celery's ``send_task(name, args=..., kwargs=...)``
 
@@ -139,6 +145,8 @@ class Signups:
         try:
             address = check_email(form.email)
         except SubscriptionError:
+            if needs_smtputf8(form.email):
+                raise InvalidSignup("email", SMTPUTF8_MESSAGE) from None
             raise InvalidSignup("email", "Please enter a valid email address.") from None
         if form.honeypot:
             log_event(log, logging.INFO, "signup", outcome="honeypot", ip=ip)

@@ -107,6 +107,7 @@ class WebState:
                         self.store.status_board("web"),
                         check_every=SCHEDULE_CHECK_EVERY,
                         monotonic=self._clock,
+                        reserved_sender=self.settings.env == "dev",
                     )
                 except (ScheduleError, RenderError, OSError, StoreError) as exc:
                     self._load_error = str(exc)
