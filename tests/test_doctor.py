@@ -120,7 +120,7 @@ def name_server():
 def site(tmp_path_factory, redis_url):
     """A course sending from DOMAIN, its Redis database and a real worker answering pings."""
     folder = tmp_path_factory.mktemp("doctor")
-    schedule = write_course(folder / "course", SMALL_SCHEDULE.replace("course.example", DOMAIN))
+    schedule = write_course(folder / "course", SMALL_SCHEDULE.replace("course.example.org", DOMAIN))
     url = db_url(redis_url, DOCTOR_DB)
     redis.Redis.from_url(url).flushdb()
     env = production_env(url, schedule, folder)
@@ -260,7 +260,8 @@ def test_each_fault_of_a_wrong_production_is_named_with_its_fix(site, faulty_red
 def test_dev_mode_a_key_that_does_not_parse_and_an_example_sender_are_named(
     site, tmp_path, name_server
 ):
-    schedule = write_course(tmp_path / "course")  # sends from lessons@course.example
+    example = SMALL_SCHEDULE.replace("course.example.org", "course.example")
+    schedule = write_course(tmp_path / "course", example)  # sends from lessons@course.example
     beat_seen(site["url"], ago=5)
     env = production_env(site["url"], schedule, tmp_path, COURSE_ENV="dev",
                          SENDGRID_WEBHOOK_PUBLIC_KEY="not-a-key")  # fmt: skip
@@ -278,7 +279,7 @@ def test_dev_mode_a_key_that_does_not_parse_and_an_example_sender_are_named(
 
 
 def test_an_invalid_schedule_is_named_with_its_file_and_line(site, tmp_path, name_server):
-    text = SMALL_SCHEDULE.replace("course.example", DOMAIN).replace("day: 2,", "day: -2,")
+    text = SMALL_SCHEDULE.replace("course.example.org", DOMAIN).replace("day: 2,", "day: -2,")
     schedule = write_course(tmp_path / "course", text)
     beat_seen(site["url"], ago=5)
     env = production_env(site["url"], schedule, tmp_path)
