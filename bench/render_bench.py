@@ -86,6 +86,7 @@ def recipients(count: int) -> list[Recipient]:
             first_name=None if n % 3 == 0 else f"Reader {n}",
             unsubscribe_url=f"https://example.org/u/{n:08d}token",
             pause_url=f"https://example.org/pause/{n:08d}token",
+            roadmap_url=f"https://example.org/me/{n:08d}token",
         )
         for n in range(count)
     ]
@@ -114,6 +115,7 @@ def naive_pipeline(schedule: Schedule, lesson_id: str) -> Callable[[Recipient], 
             "progress": progress,
             "pause_url": recipient.pause_url,
             "unsubscribe_url": recipient.unsubscribe_url,
+            "roadmap_url": recipient.roadmap_url,
             "email": recipient.email,
         }
         body_html = render._markdown_to_html(body.render(variables))

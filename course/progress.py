@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from course.models.schedule import Lesson, Schedule
-from course.models.subscriber import Subscriber, to_instant
+from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
 from course.timeline import (
     DAY0_GRACE,
     LATE_GRACE,
@@ -93,3 +93,29 @@ def next_send(
     nominal = due_at(schedule, sub, lesson)
     grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
     return lesson, nominal, catch_up(nominal, now, schedule.course, sub.zone, grace)
+
+
+def upcoming(
+    schedule: Schedule, sub: Subscriber, done: set[str], due: float | None, now: datetime
+) -> tuple[Lesson, datetime] | None:
+    """The next lesson and when it comes, as the reader is told: for an active ``sub`` from
+    their due time ``due`` (epoch, from the due index; an overdue one waits for a sensible
+    hour, as the tick makes it); for a timed pause as if resumed at its end. None when no
+    lesson is left, the pause is open (it comes when they resume), they have not confirmed
+    (day 0 comes at confirmation) or they have left."""
+    if sub.status in SUPPRESSED or sub.start is None:
+        return None
+    if sub.status == "active":
+        lesson = next_lesson(schedule, sub, done)
+        if lesson is None or due is None:
+            return None
+        grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
+        return lesson, catch_up(to_instant(due), now, schedule.course, sub.zone, grace)
+    if sub.status == "paused" and sub.paused_until and sub.paused_at:
+        end = to_instant(sub.paused_until)
+        resumed = resumed_at(sub, end)
+        lesson = next_lesson(schedule, resumed, done)
+        if lesson is None:
+            return None
+        return lesson, max(due_at(schedule, resumed, lesson), end)
+    return None

@@ -2,7 +2,9 @@
 
 Each purpose signs with its own salt, so a token made for one purpose is refused for any
 other. Confirmation tokens also carry the instant they were made and expire after
-:data:`CONFIRM_MAX_AGE`; unsubscribe, pause and resume tokens never expire.
+:data:`CONFIRM_MAX_AGE`; unsubscribe, pause, resume and "me" tokens never expire. A "me"
+token opens the reader's own pages: their Roadmap (``/me/{token}``) and the online copy of
+each lesson they were sent (``/me/{token}/lessons/{lesson_id}``).
 
 Tokens are signed with one key and read with a list of keys, oldest first (itsdangerous's
 key rotation): after ``COURSE_SECRET_KEY`` changes, the links in emails already sent keep
@@ -21,7 +23,7 @@ from itsdangerous import (
     URLSafeTimedSerializer,
 )
 
-PURPOSES = ("confirm", "unsubscribe", "pause", "resume")
+PURPOSES = ("confirm", "unsubscribe", "pause", "resume", "me")
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # seconds a confirmation link stays valid
 
 
@@ -101,8 +103,10 @@ def confirm_link(base_url: str, secret_key: str, subscriber_id: str) -> str:
 
 
 def subscriber_links(base_url: str, secret_key: str, subscriber_id: str) -> dict[str, str]:
-    """The per-subscriber URLs every lesson email carries."""
+    """The per-subscriber URLs every lesson email carries: ``unsubscribe_url``, ``pause_url``
+    and ``roadmap_url`` (the reader's Roadmap page; a lesson's online copy is under it)."""
     return {
-        f"{purpose}_url": link(base_url, secret_key, subscriber_id, purpose)
-        for purpose in ("unsubscribe", "pause")
+        "unsubscribe_url": link(base_url, secret_key, subscriber_id, "unsubscribe"),
+        "pause_url": link(base_url, secret_key, subscriber_id, "pause"),
+        "roadmap_url": link(base_url, secret_key, subscriber_id, "me"),
     }

@@ -14,6 +14,7 @@ import pytest
 from course.mail import render
 from course.mail.render import Recipient, Renderer, RenderError
 from course.schedule import CourseSettings, Lesson, Phase, Schedule, load_schedule
+from course.tokens import InvalidToken
 
 LAYOUTS = Path(__file__).resolve().parents[1] / "templates" / "layouts"
 
@@ -88,6 +89,7 @@ def recipient(number: int = 1, first_name: str | None = "Maria") -> Recipient:
         first_name=first_name,
         unsubscribe_url=f"https://roadmap.example.org/u/tok{number}?x=1&y=2",
         pause_url=f"https://roadmap.example.org/pause/tok{number}",
+        roadmap_url=f"https://roadmap.example.org/me/tok{number}",
     )
 
 
@@ -388,7 +390,9 @@ def own_emails_course(course_path: Path) -> Schedule:
     return load_schedule(course_path)
 
 
-RECIPIENT = Recipient("s1", "sam@example.com", "Sam", "https://u.test/x", "https://p.test/y")
+RECIPIENT = Recipient(
+    "s1", "sam@example.com", "Sam", "https://u.test/x", "https://p.test/y", "https://m.test/z"
+)
 
 
 def test_confirmation_carries_its_link_but_no_progress_or_pause(course_path: Path) -> None:
@@ -440,3 +444,48 @@ def test_confirm_link_is_unknown_in_a_lesson(course_path: Path) -> None:
     lesson.write_text("Hi.\n\n[Confirm]({{ confirm_url }})\n")
     with pytest.raises(RenderError, match=r"lessons/second.md:3: unknown variable 'confirm_url'"):
         Renderer(load_schedule(course_path))
+
+
+# -- the reader's own pages: read online, Your Roadmap ---------------------------------------
+
+
+def test_every_lesson_links_to_its_online_copy_and_the_roadmap_with_a_valid_me_token(
+    course_path: Path,
+) -> None:
+    from course.tokens import read_token, subscriber_links
+
+    renderer = Renderer(own_emails_course(course_path))
+    links = subscriber_links("https://course.example", "secret", "sub42")
+    reader = Recipient("sub42", "sam@example.com", "Sam", **links)
+
+    for lesson_id in ("hello", "third", "course-complete"):
+        email = renderer.render(lesson_id, reader)
+        online_url = f"{links['roadmap_url']}/lessons/{lesson_id}"
+        assert f"Read this in your browser: {online_url}\n" in email.text
+        assert re.search(
+            rf'href="{re.escape(online_url)}"[^>]*>Read this in your browser<', email.html
+        )
+        assert f"{links['roadmap_url']}\n" in email.text.split("Your Roadmap")[1]
+        assert re.search(
+            rf'href="{re.escape(links["roadmap_url"])}"[^>]*>Your Roadmap<', email.html
+        )
+        tokens = set(
+            re.findall(r"https://course\.example/me/([^/\s\"<]+)", email.text + email.html)
+        )
+        assert len(tokens) == 1, tokens  # one token serves the Roadmap and its lesson pages
+        assert read_token("secret", tokens.pop(), "me") == "sub42"
+        with pytest.raises(InvalidToken):
+            read_token("secret", links["roadmap_url"].rsplit("/", 1)[1], "unsubscribe")
+    # The confirmation comes before anything was sent: no online copy, no Roadmap yet.
+    confirmation = renderer.render_confirmation(reader, "https://c.test/confirm/tok")
+    for part in (confirmation.html, confirmation.text):
+        assert "/me/" not in part and "Read this in your browser" not in part
+
+
+def test_the_online_body_is_the_emails_body_filled_for_the_reader(renderer: Renderer) -> None:
+    compiled = renderer.compiled("welcome")
+    body = compiled.body.render(compiled.context(recipient(3, "Maria")))
+
+    assert "<h1>Welcome, Maria</h1>" in body and "It is good to have you here, Maria." in body
+    assert 'href="https://roadmap.example.org/pause/tok3"' in body
+    assert "style=" not in body and "<body" not in body  # the body alone, the page's own look

@@ -536,7 +536,8 @@ IDNA_ADDRESS, PUNYCODE_ADDRESS = "anna@bücher.example", b"anna@xn--bcher-kva.ex
 def rendered_for(tmp_path: Path, address: str) -> Email:
     """A lesson rendered for ``address`` as the engine renders it (the address as stored)."""
     renderer = Renderer(load_schedule(write_course(tmp_path / "course")))
-    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t"}
+    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t",
+             "roadmap_url": "https://c.example/me/t"}  # fmt: skip
     return renderer.render("hello", Recipient("42", address, "Anna", **links))
 
 

@@ -1,6 +1,7 @@
 """The whole subscriber journey in headless Chromium against ``course run`` on the embedded
 default: sign up in the page, open the email's confirmation link and press its button, get
-lesson 0, unsubscribe with the button, and a later tick sends nothing. Screenshots of every
+lesson 0, read it online and open Your Roadmap from its links (light and dark), unsubscribe
+with the button, and a later tick sends nothing. Screenshots of every
 page at phone width go to var/test-artifacts/ (test output, not committed)."""
 
 from __future__ import annotations
@@ -169,6 +170,33 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     page.get_by_role("heading", name="Pause the course").wait_for()
     shot("06-pause")
 
+    # Read it online, then Your Roadmap, from the lesson's own links; light and dark.
+    online = link(lesson, base, "me")
+    assert online.endswith("/lessons/hello")
+    roadmap = online.removesuffix("/lessons/hello")
+    page.goto(online)
+    page.get_by_role("heading", name="Hello", exact=True).wait_for()
+    assert "Hi Robin," in page.locator(".lesson").inner_text()
+    shot("06a-lesson-online")
+    page.get_by_role("link", name="Your Roadmap").click()
+    page.get_by_role("heading", name="Your Roadmap").wait_for()
+    assert page.url == roadmap
+    assert "Tokyo (Asia/Tokyo)" in page.inner_text("main")
+    shot("06b-roadmap")
+    page.get_by_role("link", name="Hello").click()
+    page.get_by_role("heading", name="Hello", exact=True).wait_for()
+    dark_reader = browser.new_context(viewport=PHONE, color_scheme="dark")
+    for url, name in ((roadmap, "06c-roadmap-dark"), (online, "06d-lesson-online-dark")):
+        dark_page = dark_reader.new_page()
+        dark_page.goto(url)
+        assert dark_page.evaluate("getComputedStyle(document.body).backgroundColor") == (
+            "rgb(27, 26, 25)"
+        )
+        assert dark_page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        dark_page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+        axe(dark_page, name)
+    dark_reader.close()
+
     # Unsubscribe: the page, then its one button.
     page.goto(unsubscribe_url)
     page.get_by_role("heading", name="Unsubscribe?").wait_for()
@@ -177,6 +205,10 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     page.get_by_role("heading", name="You are unsubscribed").wait_for()
     assert page.url == unsubscribe_url  # answered in place, no redirect
     shot("08-unsubscribed")
+    page.goto(roadmap)  # the Roadmap now says only that they left
+    page.get_by_role("heading", name="You have left the course").wait_for()
+    assert page.locator(".lessons").count() == 0
+    shot("08a-roadmap-left")
     context.close()
 
     dark = browser.new_page(viewport=PHONE, color_scheme="dark")
@@ -193,6 +225,8 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     assert record["status"] == "unsubscribed" and record["timezone"] == "Asia/Tokyo"
     assert record["consent"]["source"] == "web" and record["consent"]["ip"] == "127.0.0.1"
     assert record["lessons"][0]["state"] == "sent"
+    assert record["pace"] == "standard" and record["send_time"] == "08:00"
+    assert record["next_lesson"] is None  # left: nothing more comes
 
     # Long after the whole course, a tick sends nothing more.
     later = (datetime.now(UTC) + timedelta(days=120)).isoformat()

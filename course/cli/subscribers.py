@@ -74,7 +74,7 @@ def subscribers_show(ctx: Context, email: str, as_json: bool) -> None:
 
     sub = _find(ctx, email)
     schedule, _ = ctx.runtime.schedules.current()
-    report = subscriber_report(ctx.runtime.store, schedule, sub)
+    report = subscriber_report(ctx.runtime.store, schedule, sub, utc_now())
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -29,7 +29,7 @@ from course.mail.render import CompiledLesson, Recipient
 from course.models.email import Email
 
 # The recipient's values a shared body leaves to the provider, by context variable.
-PERSONAL = ("first_name", "unsubscribe_url", "pause_url", "email")
+PERSONAL = ("first_name", "unsubscribe_url", "pause_url", "email", "roadmap_url")
 # SendGrid's limits per personalization.
 MAX_SUBSTITUTIONS_BYTES = 10_000
 MAX_PERSONALIZATIONS = 1000

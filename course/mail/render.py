@@ -15,7 +15,9 @@ text) in which only the per-recipient variables remain (see ``RECIPIENT_VARIABLE
    scheme cannot be inlined and stay in a ``<style>`` block).
 5. Placeholders are restored and the result is compiled by Jinja (autoescape on for HTML).
 
-Per recipient only step 5's templates are rendered; nothing else runs.
+Per recipient only step 5's templates are rendered; nothing else runs. The lesson's body
+alone (step 2's HTML, without the layout or inlined CSS) is kept as a template too, for the
+reader's online copy (``mail/online.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ DISCLAIMER = (
     "This course is educational and is not medical advice. "
     "Please talk with your clinician before changing any treatment."
 )
-RECIPIENT_VARIABLES = frozenset({"first_name", "progress", "unsubscribe_url", "pause_url", "email"})
+RECIPIENT_VARIABLES = frozenset(
+    {"first_name", "progress", "unsubscribe_url", "pause_url", "roadmap_url", "email"}
+)
 # The confirmation email also has the link that confirms the subscription.
 CONFIRMATION_VARIABLES = RECIPIENT_VARIABLES | {"confirm_url"}
 COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body", "call_to_action"})
@@ -75,6 +79,7 @@ class CompiledLesson:
     # two, which halves Jinja's fixed per-call cost (see bench/render_bench.py).
     both: jinja2.Template = field(repr=False)
     separator: str = field(repr=False)
+    body: jinja2.Template = field(repr=False)  # the lesson's body alone: its online copy
 
     def fill(self, context: Mapping[str, object]) -> tuple[str, str]:
         """The HTML and text parts for ``context`` (from :meth:`context`)."""
@@ -96,6 +101,7 @@ def fill_context(recipient: Recipient, progress: str, confirm_url: str) -> dict[
         "progress": progress,
         "unsubscribe_url": recipient.unsubscribe_url,
         "pause_url": recipient.pause_url,
+        "roadmap_url": recipient.roadmap_url,
         "email": recipient.email,
         "confirm_url": confirm_url,
     }
@@ -233,6 +239,9 @@ class Renderer:
             text_source=text_source,
             both=self._final_template(name, both_source, self._fill_html),
             separator=separator,
+            body=self._final_template(
+                name, slots.restore(escape_stray_openers(body_html)), self._fill_html
+            ),
         )
         _trial_fill(compiled)
         return compiled
@@ -311,7 +320,8 @@ def _check_template(
 
 
 # The self-check's reader: made by the one sample maker, with links of its own.
-_TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test"}
+_TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test",
+                "roadmap_url": "https://m.test"}  # fmt: skip
 
 
 def _trial_contexts(progress: str) -> list[dict[str, object]]:

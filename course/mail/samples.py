@@ -26,6 +26,7 @@ SAMPLE_FIRST_NAME = "Alex"
 SAMPLE_LINKS = {
     "unsubscribe_url": "https://course.invalid/unsubscribe/sample-token",
     "pause_url": "https://course.invalid/pause/sample-token",
+    "roadmap_url": "https://course.invalid/me/sample-token",
 }
 SAMPLE_CONFIRM_URL = "https://course.invalid/confirm/sample-token"
 
@@ -45,13 +46,15 @@ def sample_recipient(
     address: str = SAMPLE_ADDRESS,
     links: Mapping[str, str] = SAMPLE_LINKS,
 ) -> Recipient:
-    """A reader who does not exist; ``links`` holds ``unsubscribe_url`` and ``pause_url``."""
+    """A reader who does not exist; ``links`` holds ``unsubscribe_url``, ``pause_url`` and
+    ``roadmap_url``."""
     return Recipient(
         subscriber_id=subscriber_id,
         email=address,
         first_name=first_name or None,
         unsubscribe_url=links["unsubscribe_url"],
         pause_url=links["pause_url"],
+        roadmap_url=links["roadmap_url"],
     )
 
 

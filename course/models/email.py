@@ -67,11 +67,13 @@ class Recipient:
     first_name: str | None
     unsubscribe_url: str
     pause_url: str
+    roadmap_url: str  # the reader's Roadmap page; ``/lessons/{id}`` under it is a lesson online
 
     @classmethod
     def for_subscriber(cls, sub: Subscriber, links: Mapping[str, str]) -> Recipient:
         """The recipient of an email to ``sub``, with ``links`` signed for them
-        (:func:`course.tokens.subscriber_links`: ``unsubscribe_url``, ``pause_url``)."""
+        (:func:`course.tokens.subscriber_links`: ``unsubscribe_url``, ``pause_url``,
+        ``roadmap_url``)."""
         return cls(subscriber_id=sub.id, email=sub.email, first_name=sub.first_name, **links)
 
 

@@ -1,11 +1,19 @@
 """The subscriber report: what we hold about one subscriber and where they stand in each
-lesson, as plain data (``course subscribers show --json`` and the admin's subscriber page)."""
+lesson, as plain data (``course subscribers show --json`` and the admin's subscriber page).
+
+``next_lesson`` is what the reader's Roadmap page says comes next
+(:func:`course.progress.upcoming`): ``{"lesson_id", "send_at"}`` with ``send_at`` in the
+reader's zone, or null when nothing is coming on its own: not confirmed yet (day 0 goes at
+confirmation), paused until they resume, completed, or left."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
 from course.progress import next_lesson
+from course.progress import upcoming as coming_next
 from course.store import Store
 
 
@@ -13,13 +21,15 @@ def _iso(epoch: float | None) -> str | None:
     return to_instant(epoch).isoformat() if epoch is not None else None
 
 
-def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber) -> dict:
+def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> dict:
     """The subscriber, and every lesson of the schedule (plus any no longer in it) with
-    its ledger state; the next lesson carries its due instant."""
+    its ledger state; the next lesson carries its due instant. ``now`` decides when an
+    overdue next lesson goes (at a sensible hour)."""
     ledger = store.ledger(sub.id)
     due = store.due_score(sub.id)
     upcoming = next_lesson(schedule, sub, set(ledger))
     passed = True  # lessons before the upcoming one without an entry were added behind them
+    following = coming_next(schedule, sub, set(ledger), due, now)
     lessons = []
     for lesson in schedule.lessons:
         entry = ledger.pop(lesson.id, None)
@@ -54,6 +64,14 @@ def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber) -> dict
         "first_name": sub.first_name,
         "status": sub.status,
         "timezone": sub.tz,
+        "pace": "standard",  # the schedule as written (a gentler pace comes with issue 15)
+        "send_time": f"{schedule.course.send_time:%H:%M}",
+        "next_lesson": {
+            "lesson_id": following[0].id,
+            "send_at": following[1].astimezone(sub.zone).isoformat(),
+        }
+        if following
+        else None,
         "created_at": _iso(sub.created),
         "started_at": _iso(sub.start),
         "paused_seconds": sub.paused,

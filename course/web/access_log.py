@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 
-_TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|pause|resume)/[^/?#]+")
+_TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|pause|resume|me)/[^/?#]+")
 
 
 class RedactTokens(logging.Filter):
     """Keeps subscriber tokens out of the access log: they never expire and are the only key
-    to someone's unsubscribe and pause links."""
+    to someone's unsubscribe and pause links and their Roadmap (``/me/<token>/lessons/x``
+    keeps the lesson id)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args

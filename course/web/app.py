@@ -1,10 +1,11 @@
 """The subscriber web app: signup with double opt-in, confirmation, one-click unsubscribe,
-flare pause and resume, the SendGrid Event Webhook, a health check and Prometheus metrics.
+flare pause and resume, the reader's Roadmap and lessons online, the SendGrid Event Webhook,
+a health check and Prometheus metrics.
 
 :func:`create_app` builds the shared :class:`~course.web.state.WebState`, caps request bodies,
 installs the error handlers and the security headers, and includes one router per noun
-(``course.web.subscribe``, ``confirm``, ``unsubscribe``, ``pause``, ``webhook``, ``health``,
-and ``course.web.admin``).
+(``course.web.subscribe``, ``confirm``, ``unsubscribe``, ``pause``, ``roadmap`` (the reader's
+own pages), ``webhook``, ``health``, and ``course.web.admin``).
 
 Every state change goes through :mod:`course.subscribers.lifecycle`; nothing here writes subscriber
 fields itself. Emails are never sent inside a request: the app enqueues Celery tasks
@@ -25,6 +26,7 @@ from course.web.errors import install_handlers
 from course.web.health import router as health_router
 from course.web.limits import BodyLimit
 from course.web.pause import router as pause_router
+from course.web.roadmap import router as roadmap_router
 from course.web.signup import SendTask
 from course.web.state import WebState
 from course.web.subscribe import router as subscribe_router
@@ -39,6 +41,7 @@ ROUTERS = (
     confirm_router,
     unsubscribe_router,
     pause_router,
+    roadmap_router,
     webhook_router,
     health_router,
 )

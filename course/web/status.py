@@ -8,34 +8,21 @@ from fastapi.responses import HTMLResponse
 
 from course.models.schedule import Lesson
 from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
-from course.progress import due_at, next_lesson, resumed_at
+from course.progress import upcoming
 from course.web.state import Unavailable, WebState
 
 
 def upcoming_lesson(
     state: WebState, sub: Subscriber, now: datetime
 ) -> tuple[Lesson, datetime] | None:
-    """The next lesson and when it comes: for an active subscriber from the due index; for a
-    timed pause as if resumed at its end; None when none is left or the pause is open."""
+    """The next lesson and when it comes (:func:`course.progress.upcoming`); None when none
+    is left, the pause is open, or the schedule cannot be loaded."""
     try:
         schedule = state.schedule()
     except Unavailable:
         return None
     done = set(state.store.ledger(sub.id))
-    if sub.status == "active":
-        lesson = next_lesson(schedule, sub, done)
-        due = state.store.due_score(sub.id)
-        if lesson is None or due is None:
-            return None
-        return lesson, max(now, to_instant(due))
-    if sub.status == "paused" and sub.paused_until and sub.paused_at:
-        resumed = resumed_at(sub, to_instant(sub.paused_until))
-        lesson = next_lesson(schedule, resumed, done)
-        if lesson is None or resumed.start is None:
-            return None
-        due = max(due_at(schedule, resumed, lesson), to_instant(sub.paused_until))
-        return lesson, due
-    return None
+    return upcoming(schedule, sub, done, state.store.due_score(sub.id), now)
 
 
 def pause_info(sub: Subscriber) -> dict[str, object]:

@@ -57,7 +57,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
     def sub_page(who: Session, sub: Subscriber, status_code: int = 200, **extra: object):
         extra.setdefault("message", None)
         schedule = state.schedule()
-        report = subscriber_report(state.store, schedule, sub)
+        report = subscriber_report(state.store, schedule, sub, now())
         others = [i for i in record_ids(state.store, sub.email) if i != sub.id]
         # Someone who left or completed has nothing due, whatever an index still holds.
         ended = sub.status in SUPPRESSED or sub.status == "completed"
