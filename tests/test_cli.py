@@ -71,7 +71,7 @@ def test_validate_reports_the_schedules_and_the_templates_problems_in_one_run(ru
         f"{course_path}:15: phases[0].lessons[1].day: must be >= 0",
         "templates/lessons/second.md:3: Expected an expression, got 'end of statement block'",
         "templates/lessons/fourth.md:1: unknown variable 'nmae' (known: email, first_name, "
-        "pause_url, progress, unsubscribe_url)",
+        "pause_url, progress, roadmap_url, unsubscribe_url)",
         "templates/web/invalid_link.html.j2:2: unexpected 'end of print statement'",
         "course: 4 problem(s) in the course's content",
     ]

@@ -1,7 +1,7 @@
 """Lesson emails: compiled once per schedule load, filled once per recipient.
 
 Compiling a lesson turns its Markdown source into two final Jinja templates (HTML and plain
-text) in which only the per-recipient variables remain (see ``RECIPIENT_VARIABLES``):
+text) in which only the per-recipient variables remain (``mail/variables.py``):
 
 1. The lesson's Jinja tags are swapped for opaque placeholders (``mail/placeholders.py``),
    because Markdown would escape their quotes and could not parse ``[Pause]({{ pause_url }})``.
@@ -24,24 +24,29 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import css_inline
 import jinja2
-from jinja2 import meta, nodes
 from markupsafe import Markup
 
-from course import sandbox
 from course.mail.addresses import ascii_address
 from course.mail.environments import compile_environment, fill_environment
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
 from course.mail.plaintext import MARKDOWN, markdown_to_text
-from course.mail.samples import sample_recipient
+from course.mail.trial import (
+    check_layout,
+    check_source,
+    one_line,
+    reason,
+    template_line,
+    trial_contexts,
+)
+from course.mail.variables import RenderError, fill_context
 from course.models.email import Email, Recipient
-from course.models.schedule import CONFIRMATION, CONFIRMATION_ID, Lesson, Phase, Schedule
+from course.models.schedule import CONFIRMATION_ID, Lesson, Phase, Schedule
 
 HTML_LAYOUT = "layouts/lesson.html.j2"
 TEXT_LAYOUT = "layouts/lesson.txt.j2"
@@ -49,19 +54,7 @@ DISCLAIMER = (
     "This course is educational and is not medical advice. "
     "Please talk with your clinician before changing any treatment."
 )
-RECIPIENT_VARIABLES = frozenset(
-    {"first_name", "progress", "unsubscribe_url", "pause_url", "roadmap_url", "email"}
-)
-# The confirmation email also has the link that confirms the subscription.
-CONFIRMATION_VARIABLES = RECIPIENT_VARIABLES | {"confirm_url"}
-COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body", "call_to_action"})
-
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-
-
-class RenderError(Exception):
-    """A lesson or layout template cannot be compiled or filled, or does what the sandbox
-    (``course.sandbox``) refuses; the message names file and line."""
 
 
 @dataclass(frozen=True)
@@ -92,19 +85,6 @@ class CompiledLesson:
     def context(self, recipient: Recipient, confirm_url: str = "") -> dict[str, object]:
         """The variables the final templates are filled with for ``recipient``."""
         return fill_context(recipient, self.progress, confirm_url)
-
-
-def fill_context(recipient: Recipient, progress: str, confirm_url: str) -> dict[str, object]:
-    """The variables a lesson's templates are filled with for ``recipient``."""
-    return {
-        "first_name": recipient.first_name,
-        "progress": progress,
-        "unsubscribe_url": recipient.unsubscribe_url,
-        "pause_url": recipient.pause_url,
-        "roadmap_url": recipient.roadmap_url,
-        "email": recipient.email,
-        "confirm_url": confirm_url,
-    }
 
 
 class Renderer:
@@ -178,7 +158,7 @@ class Renderer:
         try:
             html, text = compiled.fill(context)
         except jinja2.TemplateError as exc:
-            raise RenderError(f"{compiled.source_name}: {_reason(exc)}") from None
+            raise RenderError(f"{compiled.source_name}: {reason(exc)}") from None
         course = self._schedule.course
         return Email(
             to_email=ascii_address(recipient.email),  # an international domain as punycode
@@ -261,15 +241,15 @@ class Renderer:
             template = env.from_string(slots.protect(layout_source))
             return template.render(constants, body=body)
         except jinja2.TemplateError as exc:
-            line = _template_line(exc.__traceback__, "<template>")
+            line = template_line(exc.__traceback__, "<template>")
             name = self._schedule.display(self._schedule.templates_dir / layout)
-            raise RenderError(f"{name}:{line or '?'}: {_reason(exc)}") from None
+            raise RenderError(f"{name}:{line or '?'}: {reason(exc)}") from None
 
     def _final_template(self, name: str, source: str, env: jinja2.Environment) -> jinja2.Template:
         try:
             return env.from_string(source)
         except jinja2.TemplateError as exc:  # the lesson itself was checked: a layout mistake
-            raise RenderError(f"{name}: compiled template is invalid: {_one_line(exc)}") from None
+            raise RenderError(f"{name}: compiled template is invalid: {one_line(exc)}") from None
 
     def _read_layout(self, layout: str) -> str:
         path = self._schedule.templates_dir / layout
@@ -279,85 +259,9 @@ class Renderer:
 # -- Jinja ------------------------------------------------------------------------------------
 
 
-def check_source(
-    name: str, source: str, fill_env: jinja2.Environment, kind: str, progress: str
-) -> None:
-    """A lesson's or an email's own template (``name`` in messages), on its own: raises
-    :class:`RenderError` for its first mistake, with its line."""
-    allowed = CONFIRMATION_VARIABLES if kind == CONFIRMATION else RECIPIENT_VARIABLES
-    _check_template(name, source, fill_env, allowed)
-    _trial_source(name, source, fill_env, progress)
-
-
-def check_layout(name: str, source: str, fill_env: jinja2.Environment) -> None:
-    """A layout's compile-time and recipient tags: raises :class:`RenderError` for the first
-    mistake, with its line."""
-    _check_template(name, source, compile_environment(autoescape=False), COMPILE_VARIABLES)
-    _check_template(name, source, fill_env, CONFIRMATION_VARIABLES)
-    _trial_source(name, source, fill_env, "")
-
-
-def _check_template(
-    name: str, source: str, env: jinja2.Environment, allowed: Iterable[str]
-) -> None:
-    """Syntax errors, unsafe access and unknown variables, with the line of the source file."""
-    try:
-        ast = env.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"{name}:{exc.lineno}: {exc.message}") from None
-    unsafe = sandbox.unsafe_access(ast)
-    if unsafe:
-        raise RenderError(f"{name}:{unsafe[0]}: {unsafe[1]}")
-    unknown = meta.find_undeclared_variables(ast) - set(allowed) - set(env.globals)
-    if unknown:
-        first = min(
-            (node.lineno, node.name)
-            for node in ast.find_all(nodes.Name)
-            if node.name in unknown and node.ctx == "load"
-        )
-        known = ", ".join(sorted(allowed))
-        raise RenderError(f"{name}:{first[0]}: unknown variable '{first[1]}' (known: {known})")
-
-
-# The self-check's reader: made by the one sample maker, with links of its own.
-_TRIAL_LINKS = {"unsubscribe_url": "https://u.test", "pause_url": "https://p.test",
-                "roadmap_url": "https://m.test"}  # fmt: skip
-
-
-def _trial_contexts(progress: str) -> list[dict[str, object]]:
-    """The self-check's fills: a reader with and without a first name."""
-    return [
-        fill_context(
-            sample_recipient("trial", name, address="trial@example.com", links=_TRIAL_LINKS),
-            progress,
-            "https://c.test",
-        )
-        for name in (None, "Sam")
-    ]
-
-
-def _trial_source(name: str, source: str, env: jinja2.Environment, progress: str) -> None:
-    """Fill a template's own source as the trial fill will: what the sandbox refuses only
-    when it runs (``list.append``) is reported with the line of the file, which the compiled
-    template (Markdown and layout applied) no longer has."""
-    template = env.from_string(source)
-    for context in _trial_contexts(progress):
-        try:
-            template.render(context)
-        except sandbox.SecurityError as exc:
-            line = _template_line(exc.__traceback__, "<template>")
-            raise RenderError(f"{name}:{line or '?'}: {sandbox.unsafe_message(exc)}") from None
-        except jinja2.TemplateError:  # the trial fill reports it, in its own words
-            return
-        except Exception as exc:  # Python's own ({{ 1/0 }}): one line, never a traceback
-            line = _template_line(exc.__traceback__, "<template>")
-            reason = f"{type(exc).__name__}: {_one_line(exc)}"
-            raise RenderError(f"{name}:{line or '?'}: {reason}") from None
-
-
 def _trial_fill(compiled: CompiledLesson) -> None:
     """Fill once with and without a first name, so runtime mistakes show at load, not at send."""
-    for context in _trial_contexts(compiled.progress):
+    for context in trial_contexts(compiled.progress):
         try:
             if compiled.fill(context) != (
                 compiled.html.render(context),
@@ -365,27 +269,7 @@ def _trial_fill(compiled: CompiledLesson) -> None:
             ):
                 raise RenderError(f"{compiled.source_name}: HTML and text parts do not separate")
         except jinja2.TemplateError as exc:
-            raise RenderError(f"{compiled.source_name}: {_reason(exc)}") from None
-
-
-def _template_line(tb: TracebackType | None, filename: str) -> int | None:
-    """The template line of the innermost frame Jinja attributed to ``filename``."""
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(getattr(exc, "message", None) or exc).split())
-
-
-def _reason(exc: jinja2.TemplateError) -> str:
-    if isinstance(exc, sandbox.SecurityError):
-        return sandbox.unsafe_message(exc)
-    return _one_line(exc)
+            raise RenderError(f"{compiled.source_name}: {reason(exc)}") from None
 
 
 def read_template(path: Path, name: str) -> str:

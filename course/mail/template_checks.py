@@ -13,14 +13,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from course.mail.environments import fill_environment
-from course.mail.render import (
-    HTML_LAYOUT,
-    TEXT_LAYOUT,
-    RenderError,
-    check_layout,
-    check_source,
-    read_template,
-)
+from course.mail.render import HTML_LAYOUT, TEXT_LAYOUT, read_template
+from course.mail.trial import check_layout, check_source
+from course.mail.variables import RenderError
 
 # The progress line a trial fill shows: its value never changes what a check finds.
 TRIAL_PROGRESS = "Phase 1 of 1 · lesson 1 of 1"
