@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import pytest
+from conftest import SentTasks
 from fastapi.testclient import TestClient
 
 from course.settings import Settings, SettingsError
@@ -20,28 +21,32 @@ from course.web.signup import ip_key
 
 
 class Web:
-    def __init__(self, settings, store, client=("testclient", 50000)):
+    def __init__(self, settings, store, schedule, client=("testclient", 50000)):
         self.store = store
-        self.tasks: list[tuple[str, list]] = []
-        app = create_app(settings, send_task=lambda name, args=None, **kw: self.tasks.append(
-            (name, list(args or []))))  # fmt: skip
-        self.client = TestClient(app, client=client)
+        self.tasks = SentTasks(store, settings, schedule)
+        self.client = TestClient(create_app(settings, send_task=self.tasks), client=client)
 
     def confirmations(self) -> list[str]:
-        return [args[0] for name, args in self.tasks if name == "course.confirmation"]
+        return [args[0] for name, args, _ in self.tasks.calls if name == "course.confirmation"]
 
     def signup(self, email: str, headers: dict[str, str] | None = None, **fields):
+        """Post the form (the web only queues it; see :meth:`run_signups`)."""
         return self.client.post(
             "/subscribe", data={"email": email, **fields}, headers=headers or {}
         )
 
+    def run_signups(self) -> list[str]:
+        """What the worker does with the signups queued so far: their outcomes."""
+        return [result.outcome for result in self.tasks.run_signups()]
+
 
 @pytest.fixture
-def make_web(settings, store):
+def make_web(settings, store, schedule):
     made: list[Web] = []
 
     def make(client=("testclient", 50000), **changes) -> Web:
-        web = Web(settings.with_(**{"signup_limit_per_ip": 1000, **changes}), store, client)
+        changed = settings.with_(**{"signup_limit_per_ip": 1000, **changes})
+        web = Web(changed, store, schedule, client)
         web.client.__enter__()
         made.append(web)
         return web
@@ -74,6 +79,8 @@ def test_eighty_plus_addresses_of_one_mailbox_get_only_the_daily_confirmations(m
     web = make_web()
     answers = {web.signup(f"victim+{n}@example.org").text for n in range(80)}
     assert len(answers) == 80  # the same page, each repeating its own address
+    outcomes = web.run_signups()
+    assert outcomes == ["new"] * 3 + ["limited"] * 77
     assert len(web.confirmations()) == settings.signup_limit_per_address
     assert web.store.find("victim+79@example.org") is None
     stored = web.store.find("victim+0@example.org")
@@ -81,12 +88,14 @@ def test_eighty_plus_addresses_of_one_mailbox_get_only_the_daily_confirmations(m
     for typed in ("V.I.C.T.I.M@gmail.com", "victim+a@gmail.com", "vic.tim@googlemail.com"):
         web.signup(typed)
     web.signup("victim+b@gmail.com")
+    web.run_signups()
     assert len(web.confirmations()) == 2 * settings.signup_limit_per_address
 
 
 def test_erasing_an_address_drops_the_counter_its_plus_addresses_filled(make_web, store):
     web = make_web()
     web.signup("ann+news@example.com")
+    web.run_signups()
     now = datetime.now(UTC).timestamp()
     keys = [k for k in rate_limit_keys(store, "ann@example.com", now) if store.counter(k)]
     assert len(keys) == 1 and store.counter(keys[0])[0] == 1
@@ -101,9 +110,11 @@ def test_a_domain_gets_at_most_its_hourly_cap_of_confirmations(make_web, caplog)
         again = web.signup(f"a{n}@corp.example")
         assert again.status_code == 200
         assert again.text == first.text.replace("a0@", f"a{n}@")  # the same neutral answer
+    assert web.run_signups() == ["new"] * 3 + ["limited"] * 3
     assert len(web.confirmations()) == 3
     assert any("signup_domain_cap" in r.getMessage() for r in caplog.records)
     web.signup("b@other.example")
+    web.run_signups()
     assert len(web.confirmations()) == 4  # another domain is not held up
     keys = web.store.redis.keys("*rl:domain:*")
     assert keys and not any("corp" in k for k in keys)  # hashed, and it expires
@@ -115,6 +126,7 @@ def test_a_capped_domain_does_not_spend_the_mailboxs_own_allowance(make_web, set
     web.signup("x@corp.example")
     for _ in range(settings.signup_limit_per_address + 1):
         web.signup("ann@corp.example")  # refused by the domain cap each time
+    assert web.run_signups()[1:] == ["limited"] * (settings.signup_limit_per_address + 1)
     key = address_key("ann@corp.example")
     now = datetime.now(UTC).timestamp()
     counter = web.store.counter(web.store.rate_key("addr", key, 24 * 3600, now))
@@ -174,7 +186,7 @@ def test_a_post_from_another_site_is_refused_with_403_and_one_log_line(make_web,
     with caplog.at_level(logging.WARNING, logger="course.web"):
         answer = web.signup("ann@example.com", headers=headers)
     assert answer.status_code == 403 and "Signups from this page are not accepted" in answer.text
-    assert web.store.find("ann@example.com") is None and web.tasks == []
+    assert web.tasks.calls == []
     refused = [r.getMessage() for r in caplog.records if "not an allowed origin" in r.getMessage()]
     assert len(refused) == 1 and "\n" not in refused[0] and "x=1" not in refused[0]
     as_json = web.client.post("/subscribe", json={"email": "bob@example.com"}, headers=headers)
@@ -195,6 +207,7 @@ def test_a_post_from_another_site_is_refused_with_403_and_one_log_line(make_web,
 def test_posts_from_the_course_a_listed_site_or_no_browser_are_taken(make_web, headers):
     web = make_web(allowed_origins=("https://www.clinic.example",))
     assert web.signup("ann@example.com", headers=headers).status_code == 200
+    assert web.run_signups() == ["new"]
     assert web.store.find("ann@example.com") is not None
 
 
