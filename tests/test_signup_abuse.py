@@ -1,20 +1,25 @@
 """Signup abuse and the signup form, through the real app and the tests' real Redis: the
 per-mailbox limit (+tags, Gmail dots), the per-domain cap, IPv6 counted per /64, the
-allowed-origins check for cross-site posts, and the form marking the field that is wrong."""
+allowed-origins check for cross-site posts, the form marking the field that is wrong, and the
+same Redis work for every address (no telling who is subscribed from the answer's time)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import pytest
+import redis
 from conftest import SentTasks
 from fastapi.testclient import TestClient
 
 from course.settings import Settings, SettingsError
-from course.subscribers.privacy import export_data, rate_limit_keys
+from course.subscribers.double_opt_in import InvalidMessage, run_signup
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.subscribers.privacy import erase, export_data, rate_limit_keys
 from course.subscribers.signup import address_key, mailbox
 from course.web import create_app
 from course.web.signup import ip_key
@@ -264,3 +269,123 @@ def test_check_your_inbox_repeats_the_address_with_a_link_to_fix_it(make_web):
     assert typed == {"email": ["ann@exmaple.com"], "first_name": ["Ann"]}
     page = web.client.get("/").text
     assert "window.location.hash" in page  # the form fills the typed values back in
+
+
+# -- the same work for every address ----------------------------------------------------------
+
+_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+class RedisMonitor:
+    """Every command the tests' Redis server runs between :meth:`start` and :meth:`stop`
+    (Redis MONITOR, read on a connection of its own), as lists of arguments."""
+
+    def __init__(self, redis_url: str):
+        self.monitor = redis.Redis.from_url(redis_url).monitor()
+        self.marker = redis.Redis.from_url(redis_url)
+        self.seen: list[list[str]] = []
+
+    def __enter__(self) -> RedisMonitor:
+        self.monitor.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.monitor.__exit__(*exc)
+        self.marker.close()
+
+    def commands(self, action) -> list[list[str]]:
+        """The commands ``action()`` makes the server run."""
+        self.marker.echo("begin")
+        action()
+        self.marker.echo("end")
+        found: list[list[str]] = []
+        while True:
+            line = self.monitor.connection.read_response()
+            args = _ARG.findall(line.decode() if isinstance(line, bytes) else line)
+            if args[:1] == ["ECHO"] and args[1:] == ["end"]:
+                return found
+            if args[:1] == ["ECHO"] and args[1:] == ["begin"]:
+                found = []
+            else:
+                found.append(args)
+
+
+def test_the_web_does_the_same_redis_commands_for_every_state_of_an_address(
+    settings, store, schedule, redis_url
+):
+    """Timing told who was subscribed: now the web's work does not depend on the address.
+    The real app with its real Celery enqueue: new, pending, active, unsubscribed and erased
+    addresses make the same commands on the same keys; only the queued message differs."""
+    now = datetime.now(UTC)
+    enrol(store, schedule, "pending@example.com", "Pia", "UTC", now, confirmed=False)
+    enrol(store, schedule, "active@example.com", "Abe", "UTC", now)
+    left = enrol(store, schedule, "left@example.com", "Lou", "UTC", now)
+    unsubscribe(store, left)
+    enrol(store, schedule, "erased@example.com", "Eve", "UTC", now)
+    erase(store, "erased@example.com", now)
+    addresses = ["new@example.com", "pending@example.com", "active@example.com",
+                 "left@example.com", "erased@example.com"]  # fmt: skip
+    shapes, messages, answers = [], [], []
+    with TestClient(create_app(settings.with_(signup_limit_per_ip=1000))) as client:
+        form = {"first_name": "Sam", "timezone": "Europe/Paris"}
+        client.post("/subscribe", data={"email": "warm@example.com", **form})  # loads the schedule
+        with RedisMonitor(redis_url) as monitor:
+            for address in addresses:
+                commands = monitor.commands(
+                    lambda a=address: answers.append(
+                        client.post("/subscribe", data={"email": a, **form})
+                    )
+                )
+                assert answers[-1].status_code == 200
+                shape = []
+                for args in commands:
+                    if args[0] == "LPUSH":
+                        messages.append(json.loads(args[2].encode().decode("unicode_escape")))
+                        args = [*args[:2], "<message>"]
+                    # the window a rate-limit counter belongs to: the hour may turn meanwhile
+                    shape.append([re.sub(r":\d+$", ":<window>", a) for a in args])
+                shapes.append(shape)
+    assert [c[0] for c in shapes[0]] == ["MULTI", "INCRBY", "EXPIRE", "EXEC", "LPUSH"]
+    assert all(shape == shapes[0] for shape in shapes), shapes
+    assert [m["headers"]["task"] for m in messages] == ["course.signup"] * len(addresses)
+    for address, message in zip(addresses, messages, strict=True):
+        shown = message["headers"]["kwargsrepr"]  # what Flower and celery events show
+        assert address not in shown and address.split("@")[0][1:] not in shown
+        assert f"{address[0]}…@example.com" in shown
+    # Nothing about the address was read or written by the web: the store is as it was.
+    assert store.find("new@example.com") is None
+    assert store.find("pending@example.com").status == "pending"
+
+
+def test_a_redelivered_signup_makes_no_second_record_only_one_more_confirmation(make_web):
+    """A worker that dies mid-task has its message redelivered (late acknowledgement)."""
+    web = make_web()
+    web.signup("ann@example.com", first_name="Ann")
+    (message,) = web.tasks.signups()
+    assert web.run_signups() == ["new"]
+    again = run_signup(web.store, web.tasks.settings, web.tasks.schedule, web.tasks, message)
+    assert again.outcome == "resent"
+    sub = web.store.find("ann@example.com")
+    assert again.subscriber_id == sub.id and web.store.count() == 1
+    assert web.confirmations() == [sub.id, sub.id]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"email": "not an address"},
+        {"email": None},
+        {"first_name": "visit evil.example"},
+        {"at": "yesterday"},
+        {"at": "2026-03-01T09:00:00"},  # no offset
+        {"ip": 5},
+    ],
+)
+def test_a_signup_message_the_web_did_not_write_is_refused_without_the_address(make_web, change):
+    web = make_web()
+    web.signup("ann@example.com")
+    message = {**web.tasks.signups()[0], **change}
+    with pytest.raises(InvalidMessage) as refused:
+        run_signup(web.store, web.tasks.settings, web.tasks.schedule, web.tasks, message)
+    assert "ann" not in str(refused.value) and "evil" not in str(refused.value)
+    assert web.store.find("ann@example.com") is None and web.confirmations() == []
