@@ -69,3 +69,13 @@ def test_web_benchmark_runs_small_beside_its_bare_endpoints_and_prints_the_ratio
         rf"bare / ours requests per second \(target <= 2x\): signup {ratio}; unsubscribe {ratio}",
         lines[-1],
     ), lines[-1]
+
+
+def test_signup_timing_probe_runs_small_and_prints_the_median_difference_last():
+    command = [sys.executable, str(ROOT / "bench" / "signup_timing.py"), "--pairs", "6"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"median answer, active address: \d+\.\d\d ms", lines[-3])
+    assert re.fullmatch(r"median answer, new address: +\d+\.\d\d ms", lines[-2])
+    assert re.fullmatch(r"median of \(new - active\) per pair: [+-]\d+\.\d\d ms", lines[-1])
