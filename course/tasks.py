@@ -25,7 +25,7 @@ from course.settings import Settings
 from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.confirmation import send_confirmation
-from course.subscribers.double_opt_in import InvalidMessage, run_signup
+from course.subscribers.double_opt_in import InvalidMessage, message_repr, run_signup
 from course.task_names import CONFIRMATION_TASK, DELIVER_TASK, SIGNUP_TASK, TICK_TASK
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
@@ -209,5 +209,7 @@ def signup_task(self, **message: object) -> dict:
         wait = engine.backoff(attempt)
         log_event(log, logging.WARNING, "signup", outcome="retry", attempt=attempt,
                   wait=round(wait), reason=reason)  # fmt: skip
-        raise self.retry(countdown=wait, exc=None) from None
+        # The retry is a new message: without its own kwargsrepr Celery would show (and
+        # log) the full kwargs, address included.
+        raise self.retry(countdown=wait, exc=None, kwargsrepr=message_repr(message)) from None
     return {"outcome": result.outcome, "subscriber": result.subscriber_id}

@@ -69,11 +69,9 @@ class SignupRequest:
         }
 
     def message_repr(self) -> str:
-        """What Flower, ``celery events`` and the worker show of the message (``kwargsrepr``):
-        the address masked, no name, no IP."""
-        shown = {**self.message(), "email": masked(self.email), "ip": "…"}
-        shown["first_name"] = "…" if self.first_name else None
-        return repr(shown)
+        """What Flower, ``celery events`` and the worker show of the message: its
+        :func:`message_repr`."""
+        return message_repr(self.message())
 
     @classmethod
     def from_message(cls, data: dict[str, object]) -> SignupRequest:
@@ -103,6 +101,15 @@ class SignupRequest:
         if at.tzinfo is None:
             raise InvalidMessage("at has no UTC offset")
         return cls(email, first_name, text["timezone"], text["ip"], at, text["consent_version"])
+
+
+def message_repr(message: dict[str, object]) -> str:
+    """A signup message as Celery may show it (``kwargsrepr``: Flower, ``celery events``, the
+    worker's log): the address masked, no name, no IP. Whoever sends the message, the first
+    time or again for a retry, passes it."""
+    shown = {**message, "email": masked(str(message.get("email", ""))), "ip": "…"}
+    shown["first_name"] = "…" if message.get("first_name") else None
+    return repr(shown)
 
 
 @dataclass(frozen=True)
