@@ -1,16 +1,31 @@
-"""The subscriber web app under load: signups and one-click unsubscribes.
+"""The subscriber web app under load: signups and one-click unsubscribes, each side by side
+with a bare endpoint on the same app that does only the same Redis round trips.
 
-    .venv/bin/python bench/web_bench.py [--requests 3000] [--connections 32]
+    .venv/bin/python bench/web_bench.py [--requests 3000] [--connections 32] [--rounds 2]
 
-The app runs as ``course serve`` (uvicorn, one process) on a redis-server of the benchmark's
-own; the load comes from a second process on loopback (httpx with asyncio, ``--connections``
-requests in flight at once). Signups use distinct addresses, with the per-IP signup limit
-raised through COURSE_SIGNUP_LIMIT_PER_IP (all the load comes from 127.0.0.1). Unsubscribes
-POST ``List-Unsubscribe=One-Click`` to valid links made beforehand for active subscribers.
+The app runs as ``course serve`` does (uvicorn, one process, the same options; started as
+``web_bench.py --serve``) on a redis-server of the benchmark's own, with two routes added
+for the benchmark (:func:`bench_app`):
 
-A signup queues its confirmation email as a Celery message (``send_task``) on the real broker;
-no worker runs here, so what is measured is the enqueue, not the sending: the benchmark checks
-that one message per signup is waiting. Reported per scenario: requests/s, p50, p99, errors.
+- ``POST /bare/subscribe``: the per-IP counter (one pipeline) and one LPUSH of a message the
+  size of a signup's Celery message, which is all the Redis work ``POST /subscribe`` does;
+- ``POST /bare/unsubscribe/{id}``: the store work of ``POST /unsubscribe/{token}``
+  (:func:`course.subscribers.lifecycle.unsubscribe` and ``wait_for_sends``) without the
+  token, the log line or the page.
+
+They are the limit for this design: what the web adds on top of its Redis work. The load
+comes from a second process on loopback (httpx with asyncio, ``--connections`` requests in
+flight). Each scenario's requests are split into ``--rounds`` parts run in turn (signup,
+bare, unsubscribe, bare, then again), so that a change in the machine's load meets all four
+alike. Signups use distinct addresses, with the per-IP limit raised through
+COURSE_SIGNUP_LIMIT_PER_IP (all the load comes from 127.0.0.1); unsubscribes POST
+``List-Unsubscribe=One-Click`` to links made beforehand for active subscribers.
+
+A signup only queues its ``course.signup`` task: no worker runs here, so what is measured is
+the web's part; the benchmark checks that one message per signup is waiting and that every
+unsubscribe was applied. Reported per scenario: requests/s, p50, p99, Redis commands per
+request (from INFO commandstats: the bare endpoint's count should equal the product's) and
+errors; last, each route's ratio to its bare endpoint (target: within 2x).
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import redis  # noqa: E402
+from fastapi import APIRouter, Request  # noqa: E402
+from fastapi.responses import PlainTextResponse  # noqa: E402
 
 from course.guard import DEV_SECRET_KEY  # noqa: E402
-from course.local.supervise import start_process, stop_all, web_command  # noqa: E402
+from course.local.supervise import start_process, stop_all  # noqa: E402
 from course.store import Store  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.tokens import link  # noqa: E402
@@ -93,15 +110,33 @@ def run_load(base: str, requests: list[tuple[str, dict[str, str]]], connections:
 @dataclass
 class Result:
     scenario: str
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: dict[str, int]
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    commands: int = 0  # Redis commands the server ran meanwhile
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, raw: dict, commands: int) -> None:
+        self.latencies += raw["latencies"]
+        self.seconds += raw["seconds"]
+        self.commands += commands
+        for status, count in raw["errors"].items():
+            self.errors[status] = self.errors.get(status, 0) + count
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies, 0.50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies, 0.99) * 1000
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -109,15 +144,69 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def summarise(scenario: str, raw: dict) -> Result:
-    latencies = raw["latencies"]
-    return Result(
-        scenario,
-        len(latencies),
-        raw["seconds"],
-        percentile(latencies, 0.50) * 1000,
-        percentile(latencies, 0.99) * 1000,
-        raw["errors"],
+def redis_commands(client: redis.Redis) -> int:
+    """Commands the server has run so far (INFO commandstats), this INFO included."""
+    return sum(int(stat["calls"]) for stat in client.info("commandstats").values())
+
+
+# --------------------------------------------------------------------------------------------
+# The app under load: the product's, plus the bare endpoints
+
+
+BARE_QUEUE = "bench:bare-signups"
+# A signup's Celery message (kombu's JSON envelope, the task's kwargs in base64, the masked
+# kwargsrepr twice) is about 1.5 KB (the run prints one's size); the bare signup pushes as much.
+BARE_MESSAGE = "x" * 1500
+
+
+def bench_app(settings: Any) -> Any:
+    """The product app for ``settings`` with the two bare endpoints added."""
+    from course.subscribers.lifecycle import unsubscribe, wait_for_sends
+    from course.web import create_app
+    from course.web.signup import IP_WINDOW, ip_key
+
+    app = create_app(settings)
+    state = app.state.web
+    bare = APIRouter()
+
+    @bare.post("/bare/subscribe")
+    def bare_signup(request: Request) -> PlainTextResponse:
+        # POST /subscribe's Redis work: the per-IP counter, then the enqueue.
+        ip = request.client.host if request.client else "unknown"
+        state.store.hit("ip", ip_key(ip), IP_WINDOW, time.time())
+        state.client.lpush(BARE_QUEUE, BARE_MESSAGE)
+        return PlainTextResponse("ok")
+
+    @bare.post("/bare/unsubscribe/{sub_id}")
+    def bare_unsubscribe(sub_id: str) -> PlainTextResponse:
+        # POST /unsubscribe/{token}'s store work, without the token, the log line or the page.
+        sub = state.store.get(sub_id)
+        if sub is None:
+            return PlainTextResponse("unknown", 404)
+        wait_for_sends(state.store, unsubscribe(state.store, sub).id)
+        return PlainTextResponse("ok")
+
+    app.include_router(bare)
+    return app
+
+
+def serve(port: int) -> None:
+    """``course serve`` with :func:`bench_app` (the same uvicorn options)."""
+    import uvicorn
+
+    from course.logs import json_config
+    from course.settings import Settings
+
+    settings = Settings.from_env()
+    uvicorn.run(
+        bench_app(settings),
+        host="127.0.0.1",
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
+        log_level="info",
+        log_config=json_config("web"),
     )
 
 
@@ -197,18 +286,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="per scenario")
     parser.add_argument("--connections", type=int, default=32, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=2, help="parts per scenario, in turn")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="only profile N calls of each handler, in this process")  # fmt: skip
     parser.add_argument("--check-every", type=float, default=None, metavar="S",
                         help="with --profile: seconds between schedule checks")  # fmt: skip
+    parser.add_argument("--serve", type=int, default=0, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return 0
     # Stopped with SIGTERM (a timeout): unwind, so that the redis-server and workers stop too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.profile:
         profile(args.profile, args.check_every)
         return 0
     LOGS.mkdir(parents=True, exist_ok=True)
-    results: list[Result] = []
+    n = args.requests
+    results = {name: Result(name) for name in
+               ("signup", "signup bare", "unsubscribe", "unsubscribe bare")}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="web-bench-") as folder:
         tmp = Path(folder)
         url = ensure_embedded_redis(tmp / "redis")
@@ -217,55 +313,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         now = time.time()
-        active = [
-            store.add(f"active{n}@example.com", None, "UTC", now, "active", now, None).id
-            for n in range(args.requests)
-        ]
-        unsubscribes = [
-            (link("", DEV_SECRET_KEY, sub_id, "unsubscribe"), {"List-Unsubscribe": "One-Click"})
-            for sub_id in active
-        ]
+        people = {
+            kind: [store.add(f"{kind}{i}@example.com", None, "UTC", now, "active", now, None).id
+                   for i in range(n)]
+            for kind in ("active", "bare")
+        }  # fmt: skip
+        one_click = {"List-Unsubscribe": "One-Click"}
         form = {"first_name": "Sam", "timezone": "Europe/Paris"}
-        signups = [
-            ("/subscribe", {"email": f"new{n}@example.com", **form}) for n in range(args.requests)
-        ]
+        requests = {
+            "signup": [("/subscribe", {"email": f"new{i}@example.com", **form}) for i in range(n)],
+            "signup bare": [("/bare/subscribe", {"email": f"bare{i}@example.com", **form})
+                            for i in range(n)],
+            "unsubscribe": [(link("", DEV_SECRET_KEY, sub_id, "unsubscribe"), one_click)
+                            for sub_id in people["active"]],
+            "unsubscribe bare": [(f"/bare/unsubscribe/{sub_id}", one_click)
+                                 for sub_id in people["bare"]],
+        }  # fmt: skip
         env = {
             **os.environ,
             "REDIS_URL": url,
             "COURSE_SCHEDULE": str(ROOT / "schedule.yaml"),
             "COURSE_VAR_DIR": str(tmp / "var"),
             "COURSE_BASE_URL": base,
-            "COURSE_SIGNUP_LIMIT_PER_IP": str(10 * args.requests),
+            "COURSE_SIGNUP_LIMIT_PER_IP": str(10 * n + 1000),
         }
-        proc = start_process(web_command("127.0.0.1", port), env, LOGS / "web.log")
+        command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
+        proc = start_process(command, env, LOGS / "web.log")
         try:
             wait_for_app(base, proc)
-            warm = [("/subscribe", {"email": f"warm{n}@example.com"}) for n in range(50)]
-            run_load(base, warm, 4)
+            # Warm both signup routes at full concurrency: the threads' broker and Redis
+            # connections are opened here, not in the measured rounds.
+            warm = 4 * args.connections
+            for path in ("/subscribe", "/bare/subscribe"):
+                run_load(base, [(path, {"email": f"warm{i}@example.com"}) for i in range(warm)],
+                         args.connections)  # fmt: skip
             queued = client.llen("celery")
-            for name, requests in (("signup", signups), ("unsubscribe", unsubscribes)):
-                results.append(summarise(name, run_load(base, requests, args.connections)))
+            for part in range(args.rounds):
+                for name, result in results.items():
+                    chunk = requests[name][part * n // args.rounds : (part + 1) * n // args.rounds]
+                    before = redis_commands(client)
+                    raw = run_load(base, chunk, args.connections)
+                    result.add(raw, redis_commands(client) - before - 1)
         finally:
             stop_all({"web": proc})
-        confirmations = client.llen("celery") - queued
-        pending = sum(1 for n in range(args.requests) if store.find(f"new{n}@example.com"))
-        gone = sum(1 for sub_id in active if store.get(sub_id).status == "unsubscribed")
+        signups = client.llen("celery") - queued
+        message = client.lindex("celery", 0) or ""
+        gone = {kind: sum(1 for i in ids if store.get(i).status == "unsubscribed")
+                for kind, ids in people.items()}  # fmt: skip
         client.close()
         stop_embedded_redis(tmp / "redis")
 
     print(f"course serve (uvicorn, 1 process) on loopback; load from a second process with "
-          f"{args.connections} requests in flight; {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'scenario':<13}{'requests':>9}{'seconds':>9}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
-          f"  errors")  # fmt: skip
-    for r in results:
+          f"{args.connections} requests in flight, in {args.rounds} rounds; "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'scenario':<18}{'requests':>9}{'seconds':>9}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'cmds/req':>9}  errors")  # fmt: skip
+    for r in results.values():
         errors = ", ".join(f"{k}: {v}" for k, v in r.errors.items()) or "0"
-        print(f"{r.scenario:<13}{r.requests:>9}{r.seconds:>9.1f}{r.rate:>8.0f}{r.p50_ms:>8.1f}"
-              f"{r.p99_ms:>8.1f}  {errors}")  # fmt: skip
-    print(f"signups stored: {pending}/{args.requests}; confirmation messages queued: "
-          f"{confirmations}; unsubscribed: {gone}/{args.requests}")  # fmt: skip
-    failed = sum(sum(r.errors.values()) for r in results)
-    ok = failed == 0 and pending == gone == confirmations == args.requests
+        print(f"{r.scenario:<18}{r.requests:>9}{r.seconds:>9.1f}{r.rate:>8.0f}{r.p50_ms:>8.1f}"
+              f"{r.p99_ms:>8.1f}{r.commands / r.requests:>9.1f}  {errors}")  # fmt: skip
+    print(f"signup messages queued: {signups}/{n} (one is {len(message)} bytes); "
+          f"unsubscribed: {gone['active']}/{n}, bare: {gone['bare']}/{n}")  # fmt: skip
+    failed = sum(sum(r.errors.values()) for r in results.values())
+    ok = failed == 0 and signups == gone["active"] == gone["bare"] == n
     print(f"errors: {failed} ({'ok' if ok else 'CHECK FAILED'})")
+    ratios = []
+    for name in ("signup", "unsubscribe"):
+        ours, bare = results[name], results[f"{name} bare"]
+        ratios.append(f"{name} {bare.rate / ours.rate:.2f}x (p50 {ours.p50_ms / bare.p50_ms:.2f}x, "
+                      f"p99 {ours.p99_ms / bare.p99_ms:.2f}x)")  # fmt: skip
+    print(f"bare / ours requests per second (target <= 2x): {'; '.join(ratios)}")
     return 0 if ok else 1
 
 

@@ -4,3 +4,4 @@ without importing the tasks (and Celery with them); :mod:`course.tasks` register
 TICK_TASK = "course.tick"
 DELIVER_TASK = "course.deliver"
 CONFIRMATION_TASK = "course.confirmation"
+SIGNUP_TASK = "course.signup"

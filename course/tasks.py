@@ -1,7 +1,7 @@
 """Celery: beat fires ``course.tick`` every minute; workers run ``course.deliver``, and
-``course.confirmation`` for the web app's signups.
+``course.signup`` and ``course.confirmation`` for the web app's signups.
 
-Both tasks are thin: they build the runtime once per worker process and call the engine.
+The tasks are thin: they build the runtime once per worker process and call the engine.
 Delivery messages are acknowledged late and requeued if a worker dies; that is harmless
 because the ledger, not the message, decides who sends (see course.engine).
 """
@@ -14,6 +14,7 @@ from datetime import datetime
 
 from celery import Celery, current_app, shared_task
 from celery.signals import after_task_publish, beat_init
+from kombu.exceptions import OperationalError
 
 from course import engine
 from course.clock import utc_now
@@ -24,7 +25,8 @@ from course.settings import Settings
 from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.confirmation import send_confirmation
-from course.task_names import CONFIRMATION_TASK, DELIVER_TASK, TICK_TASK
+from course.subscribers.double_opt_in import InvalidMessage, message_repr, run_signup
+from course.task_names import CONFIRMATION_TASK, DELIVER_TASK, SIGNUP_TASK, TICK_TASK
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
 log = logging.getLogger("course.tasks")
@@ -177,3 +179,37 @@ def confirmation_task(self, sub_id: str) -> dict:
         return {"sent": False, "reason": exc.reason}
     log_event(log, logging.INFO, "confirmation", subscriber=sub_id, outcome=outcome.reason)
     return {"sent": outcome.sent, "reason": outcome.reason}
+
+
+@shared_task(name=SIGNUP_TASK, bind=True, max_retries=engine.MAX_ATTEMPTS - 1)
+def signup_task(self, **message: object) -> dict:
+    """A signup from the web app (:func:`course.subscribers.double_opt_in.run_signup`): the
+    store work and the confirmation task, which the web leaves to the worker so that its
+    answer takes the same time whatever the address's state.
+
+    Redis (the store or the broker) unavailable: retried with the engine's backoff. The
+    message is acknowledged late, so a worker that dies mid-task has it redelivered; that is
+    harmless: the second run finds the pending record the first one made and at worst sends
+    its confirmation again, within the mailbox's and domain's limits. Nothing here logs or
+    returns the address (the message's ``kwargsrepr`` masks it where Celery shows it)."""
+    rt = runtime()
+    attempt = self.request.retries + 1
+    try:
+        schedule, _ = rt.schedules.current()
+        result = run_signup(rt.store, rt.settings, schedule, current_app.send_task, message)
+    except InvalidMessage as exc:  # not written by the web app: nothing to retry
+        log_event(log, logging.ERROR, "signup", outcome="invalid", reason=str(exc))
+        return {"outcome": "invalid"}
+    except (StoreError, OperationalError) as exc:
+        reason = type(exc).__name__  # a Redis error's text may quote a command's arguments
+        if attempt >= engine.MAX_ATTEMPTS:
+            log_event(log, logging.ERROR, "signup", outcome="failed", attempt=attempt,
+                      reason=f"gave up: {reason}")  # fmt: skip
+            return {"outcome": "failed"}
+        wait = engine.backoff(attempt)
+        log_event(log, logging.WARNING, "signup", outcome="retry", attempt=attempt,
+                  wait=round(wait), reason=reason)  # fmt: skip
+        # The retry is a new message: without its own kwargsrepr Celery would show (and
+        # log) the full kwargs, address included.
+        raise self.retry(countdown=wait, exc=None, kwargsrepr=message_repr(message)) from None
+    return {"outcome": result.outcome, "subscriber": result.subscriber_id}

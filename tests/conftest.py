@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,8 @@ from course.schedule import load_schedule
 from course.settings import Settings
 from course.store import Store
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis
+from course.subscribers.double_opt_in import SignupResult, run_signup
+from course.task_names import SIGNUP_TASK
 from course.tokens import subscriber_links
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +115,47 @@ class Sender:
 
     def links(self, sub_id: str) -> dict[str, str]:
         return subscriber_links("https://course.example", "secret", sub_id)
+
+
+class SentTasks:
+    """The web app's ``send_task``, recorded: ``calls`` holds ``(name, args, kwargs)``.
+
+    The web only queues a signup (``course.signup``); :meth:`run_signups` does, explicitly and
+    in this process, what a worker would do with those messages: each goes through JSON (as
+    Celery's serializer sends it) into :func:`course.subscribers.double_opt_in.run_signup`,
+    the function the worker's task calls, and the confirmation tasks it sends are recorded
+    here too. Not Celery's eager mode: nothing runs unless a test asks for it."""
+
+    def __init__(self, store: Store, settings: Settings, schedule):
+        self.store, self.settings, self.schedule = store, settings, schedule
+        self.calls: list[tuple[str, list, dict]] = []
+        self.options: list[dict] = []
+        self._done = 0  # how many of the recorded signups have been run
+
+    def __call__(self, name, args=None, kwargs=None, **options) -> None:
+        self.calls.append((name, list(args or []), dict(kwargs or {})))
+        self.options.append(options)
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+    def signups(self) -> list[dict]:
+        """The messages of every ``course.signup`` queued so far."""
+        return [kwargs for name, _, kwargs in self.calls if name == SIGNUP_TASK]
+
+    def run_signups(self) -> list[SignupResult]:
+        """Run the signups queued since the last call, in order, as the worker's task does."""
+        results = []
+        while self._done < len(self.signups()):
+            message = json.loads(json.dumps(self.signups()[self._done]))
+            self._done += 1
+            results.append(run_signup(self.store, self.settings, self.schedule, self, message))
+        return results
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.options.clear()
+        self._done = 0
 
 
 @pytest.fixture(scope="session")

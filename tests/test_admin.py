@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from conftest import SentTasks
 from fastapi.testclient import TestClient
 
 from course import engine
@@ -31,9 +32,12 @@ def no_task(name, args=None, kwargs=None, **options):
 
 
 @pytest.fixture
-def admin(settings, store):
-    app = create_app(settings.with_(admin_token=TOKEN), send_task=no_task)
+def admin(settings, store, schedule):
+    """A client of the app; ``client.tasks`` records what it queues (conftest.SentTasks)."""
+    tasks = SentTasks(store, settings, schedule)
+    app = create_app(settings.with_(admin_token=TOKEN), send_task=tasks)
     with TestClient(app) as client:
+        client.tasks = tasks
         yield client
 
 
@@ -333,7 +337,12 @@ def test_an_erased_address_signing_up_again_gets_the_neutral_page(signed_in, sto
     again = client.post("/subscribe", data={"email": "ann@example.com"})
     # the same neutral page, repeating the address typed (as "Check your inbox" does for anyone)
     assert again.status_code == 200 and again.text == fresh.text.replace("new@", "ann@")
+    # What the worker then does: the new address is signed up, the erased one left alone.
+    assert [result.outcome for result in client.tasks.run_signups()] == ["new", "erased"]
     assert store.find("ann@example.com") is None
+    assert [args for name, args, _ in client.tasks.calls if name == "course.confirmation"] == [
+        [store.find("new@example.com").id]
+    ]
 
 
 def test_an_unsubscribe_link_of_an_erased_subscriber_still_answers_done(signed_in, ann):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,45 @@ def test_throughput_benchmark_runs_small_and_prints_its_ratio_last():
     assert lines[-1].startswith("ours / naive emails per second (target >= 10x): 0 ms: ")
     assert any(line.startswith("ours ") and " 200 " in line for line in lines)
     assert any(line.startswith("naive ") and " 40 " in line for line in lines)
+
+
+def test_web_benchmark_runs_small_beside_its_bare_endpoints_and_prints_the_ratios_last():
+    """Every signup queued, every unsubscribe applied, no errors (or it exits 1); the table
+    has the four scenarios with their Redis commands per request, and the ratios come last.
+    Timings are not checked: only that they are printed."""
+    command = [sys.executable, str(ROOT / "bench" / "web_bench.py")]
+    command += ["--requests", "40", "--connections", "4"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("scenario"))
+    assert lines[header].split() == ["scenario", "requests", "seconds", "req/s", "p50", "ms",
+                                     "p99", "ms", "cmds/req", "errors"]  # fmt: skip
+    rows = {}
+    for line in lines[header + 1 : header + 5]:
+        name, numbers = re.match(r"(\D+?)\s+(\d.*)", line).groups()
+        rows[name] = numbers.split()
+    assert list(rows) == ["signup", "signup bare", "unsubscribe", "unsubscribe bare"]
+    for numbers in rows.values():
+        assert numbers[0] == "40" and numbers[-1] == "0"  # requests, errors
+        assert all(float(value) >= 0 for value in numbers[1:-1])
+    # The bare endpoints do the same Redis work as the routes they stand beside (give or take
+    # the set-up of a new connection now and then: a few commands over a whole run).
+    for name in ("signup", "unsubscribe"):
+        assert abs(float(rows[name][5]) - float(rows[f"{name} bare"][5])) < 1, rows
+    assert "errors: 0 (ok)" in lines
+    ratio = r"(\d+\.\d\d)x \(p50 (\d+\.\d\d)x, p99 (\d+\.\d\d)x\)"
+    assert re.fullmatch(
+        rf"bare / ours requests per second \(target <= 2x\): signup {ratio}; unsubscribe {ratio}",
+        lines[-1],
+    ), lines[-1]
+
+
+def test_signup_timing_probe_runs_small_and_prints_the_median_difference_last():
+    command = [sys.executable, str(ROOT / "bench" / "signup_timing.py"), "--pairs", "6"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"median answer, active address: \d+\.\d\d ms", lines[-3])
+    assert re.fullmatch(r"median answer, new address: +\d+\.\d\d ms", lines[-2])
+    assert re.fullmatch(r"median of \(new - active\) per pair: [+-]\d+\.\d\d ms", lines[-1])

@@ -19,11 +19,11 @@ from course import engine
 from course.mail.render import Renderer
 from course.models.subscriber import LedgerEntry
 from course.store import ErasedAddress, Store, suppression_hash
+from course.subscribers.double_opt_in import SignupRequest, Signups
 from course.subscribers.lifecycle import enrol, unsubscribe
 from course.subscribers.privacy import erase, export_data, record_ids
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport
-from course.web.signup import SignupForm, Signups
 
 PRIVACY_DB = 13  # the CLI tests of this module own this database of the tests' server
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -213,9 +213,10 @@ def test_an_erased_address_signing_up_again_gets_nothing_sent(store, schedule, s
     erase(store, "dee@example.com", NOW)
     sent_tasks: list[str] = []
     signups = Signups(store, settings, lambda name, **kw: sent_tasks.append(name))
-    form = SignupForm("dee@example.com", "Dee", None, "")
+    request = SignupRequest("dee@example.com", "Dee", "UTC", "192.0.2.1", NOW + timedelta(days=1),
+                            "v1")  # fmt: skip
 
-    outcome = signups.signup(form, schedule, "192.0.2.1", NOW + timedelta(days=1), "v1")
+    outcome = signups.signup(request, schedule)
 
     assert outcome.outcome == "erased" and sent_tasks == []
     assert store.find("dee@example.com") is None

@@ -1,47 +1,57 @@
 """Signup abuse and the signup form, through the real app and the tests' real Redis: the
 per-mailbox limit (+tags, Gmail dots), the per-domain cap, IPv6 counted per /64, the
-allowed-origins check for cross-site posts, and the form marking the field that is wrong."""
+allowed-origins check for cross-site posts, the form marking the field that is wrong, and the
+same Redis work for every address (no telling who is subscribed from the answer's time)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import pytest
+import redis
+from conftest import SentTasks
 from fastapi.testclient import TestClient
 
 from course.settings import Settings, SettingsError
-from course.subscribers.privacy import export_data, rate_limit_keys
+from course.subscribers.double_opt_in import InvalidMessage, run_signup
+from course.subscribers.lifecycle import enrol, unsubscribe
+from course.subscribers.privacy import erase, export_data, rate_limit_keys
 from course.subscribers.signup import address_key, mailbox
 from course.web import create_app
 from course.web.signup import ip_key
 
 
 class Web:
-    def __init__(self, settings, store, client=("testclient", 50000)):
+    def __init__(self, settings, store, schedule, client=("testclient", 50000)):
         self.store = store
-        self.tasks: list[tuple[str, list]] = []
-        app = create_app(settings, send_task=lambda name, args=None, **kw: self.tasks.append(
-            (name, list(args or []))))  # fmt: skip
-        self.client = TestClient(app, client=client)
+        self.tasks = SentTasks(store, settings, schedule)
+        self.client = TestClient(create_app(settings, send_task=self.tasks), client=client)
 
     def confirmations(self) -> list[str]:
-        return [args[0] for name, args in self.tasks if name == "course.confirmation"]
+        return [args[0] for name, args, _ in self.tasks.calls if name == "course.confirmation"]
 
     def signup(self, email: str, headers: dict[str, str] | None = None, **fields):
+        """Post the form (the web only queues it; see :meth:`run_signups`)."""
         return self.client.post(
             "/subscribe", data={"email": email, **fields}, headers=headers or {}
         )
 
+    def run_signups(self) -> list[str]:
+        """What the worker does with the signups queued so far: their outcomes."""
+        return [result.outcome for result in self.tasks.run_signups()]
+
 
 @pytest.fixture
-def make_web(settings, store):
+def make_web(settings, store, schedule):
     made: list[Web] = []
 
     def make(client=("testclient", 50000), **changes) -> Web:
-        web = Web(settings.with_(**{"signup_limit_per_ip": 1000, **changes}), store, client)
+        changed = settings.with_(**{"signup_limit_per_ip": 1000, **changes})
+        web = Web(changed, store, schedule, client)
         web.client.__enter__()
         made.append(web)
         return web
@@ -74,6 +84,8 @@ def test_eighty_plus_addresses_of_one_mailbox_get_only_the_daily_confirmations(m
     web = make_web()
     answers = {web.signup(f"victim+{n}@example.org").text for n in range(80)}
     assert len(answers) == 80  # the same page, each repeating its own address
+    outcomes = web.run_signups()
+    assert outcomes == ["new"] * 3 + ["limited"] * 77
     assert len(web.confirmations()) == settings.signup_limit_per_address
     assert web.store.find("victim+79@example.org") is None
     stored = web.store.find("victim+0@example.org")
@@ -81,12 +93,14 @@ def test_eighty_plus_addresses_of_one_mailbox_get_only_the_daily_confirmations(m
     for typed in ("V.I.C.T.I.M@gmail.com", "victim+a@gmail.com", "vic.tim@googlemail.com"):
         web.signup(typed)
     web.signup("victim+b@gmail.com")
+    web.run_signups()
     assert len(web.confirmations()) == 2 * settings.signup_limit_per_address
 
 
 def test_erasing_an_address_drops_the_counter_its_plus_addresses_filled(make_web, store):
     web = make_web()
     web.signup("ann+news@example.com")
+    web.run_signups()
     now = datetime.now(UTC).timestamp()
     keys = [k for k in rate_limit_keys(store, "ann@example.com", now) if store.counter(k)]
     assert len(keys) == 1 and store.counter(keys[0])[0] == 1
@@ -101,9 +115,11 @@ def test_a_domain_gets_at_most_its_hourly_cap_of_confirmations(make_web, caplog)
         again = web.signup(f"a{n}@corp.example")
         assert again.status_code == 200
         assert again.text == first.text.replace("a0@", f"a{n}@")  # the same neutral answer
+    assert web.run_signups() == ["new"] * 3 + ["limited"] * 3
     assert len(web.confirmations()) == 3
     assert any("signup_domain_cap" in r.getMessage() for r in caplog.records)
     web.signup("b@other.example")
+    web.run_signups()
     assert len(web.confirmations()) == 4  # another domain is not held up
     keys = web.store.redis.keys("*rl:domain:*")
     assert keys and not any("corp" in k for k in keys)  # hashed, and it expires
@@ -115,6 +131,7 @@ def test_a_capped_domain_does_not_spend_the_mailboxs_own_allowance(make_web, set
     web.signup("x@corp.example")
     for _ in range(settings.signup_limit_per_address + 1):
         web.signup("ann@corp.example")  # refused by the domain cap each time
+    assert web.run_signups()[1:] == ["limited"] * (settings.signup_limit_per_address + 1)
     key = address_key("ann@corp.example")
     now = datetime.now(UTC).timestamp()
     counter = web.store.counter(web.store.rate_key("addr", key, 24 * 3600, now))
@@ -174,7 +191,7 @@ def test_a_post_from_another_site_is_refused_with_403_and_one_log_line(make_web,
     with caplog.at_level(logging.WARNING, logger="course.web"):
         answer = web.signup("ann@example.com", headers=headers)
     assert answer.status_code == 403 and "Signups from this page are not accepted" in answer.text
-    assert web.store.find("ann@example.com") is None and web.tasks == []
+    assert web.tasks.calls == []
     refused = [r.getMessage() for r in caplog.records if "not an allowed origin" in r.getMessage()]
     assert len(refused) == 1 and "\n" not in refused[0] and "x=1" not in refused[0]
     as_json = web.client.post("/subscribe", json={"email": "bob@example.com"}, headers=headers)
@@ -195,6 +212,7 @@ def test_a_post_from_another_site_is_refused_with_403_and_one_log_line(make_web,
 def test_posts_from_the_course_a_listed_site_or_no_browser_are_taken(make_web, headers):
     web = make_web(allowed_origins=("https://www.clinic.example",))
     assert web.signup("ann@example.com", headers=headers).status_code == 200
+    assert web.run_signups() == ["new"]
     assert web.store.find("ann@example.com") is not None
 
 
@@ -251,3 +269,123 @@ def test_check_your_inbox_repeats_the_address_with_a_link_to_fix_it(make_web):
     assert typed == {"email": ["ann@exmaple.com"], "first_name": ["Ann"]}
     page = web.client.get("/").text
     assert "window.location.hash" in page  # the form fills the typed values back in
+
+
+# -- the same work for every address ----------------------------------------------------------
+
+_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+class RedisMonitor:
+    """Every command the tests' Redis server runs between :meth:`start` and :meth:`stop`
+    (Redis MONITOR, read on a connection of its own), as lists of arguments."""
+
+    def __init__(self, redis_url: str):
+        self.monitor = redis.Redis.from_url(redis_url).monitor()
+        self.marker = redis.Redis.from_url(redis_url)
+        self.seen: list[list[str]] = []
+
+    def __enter__(self) -> RedisMonitor:
+        self.monitor.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.monitor.__exit__(*exc)
+        self.marker.close()
+
+    def commands(self, action) -> list[list[str]]:
+        """The commands ``action()`` makes the server run."""
+        self.marker.echo("begin")
+        action()
+        self.marker.echo("end")
+        found: list[list[str]] = []
+        while True:
+            line = self.monitor.connection.read_response()
+            args = _ARG.findall(line.decode() if isinstance(line, bytes) else line)
+            if args[:1] == ["ECHO"] and args[1:] == ["end"]:
+                return found
+            if args[:1] == ["ECHO"] and args[1:] == ["begin"]:
+                found = []
+            else:
+                found.append(args)
+
+
+def test_the_web_does_the_same_redis_commands_for_every_state_of_an_address(
+    settings, store, schedule, redis_url
+):
+    """Timing told who was subscribed: now the web's work does not depend on the address.
+    The real app with its real Celery enqueue: new, pending, active, unsubscribed and erased
+    addresses make the same commands on the same keys; only the queued message differs."""
+    now = datetime.now(UTC)
+    enrol(store, schedule, "pending@example.com", "Pia", "UTC", now, confirmed=False)
+    enrol(store, schedule, "active@example.com", "Abe", "UTC", now)
+    left = enrol(store, schedule, "left@example.com", "Lou", "UTC", now)
+    unsubscribe(store, left)
+    enrol(store, schedule, "erased@example.com", "Eve", "UTC", now)
+    erase(store, "erased@example.com", now)
+    addresses = ["new@example.com", "pending@example.com", "active@example.com",
+                 "left@example.com", "erased@example.com"]  # fmt: skip
+    shapes, messages, answers = [], [], []
+    with TestClient(create_app(settings.with_(signup_limit_per_ip=1000))) as client:
+        form = {"first_name": "Sam", "timezone": "Europe/Paris"}
+        client.post("/subscribe", data={"email": "warm@example.com", **form})  # loads the schedule
+        with RedisMonitor(redis_url) as monitor:
+            for address in addresses:
+                commands = monitor.commands(
+                    lambda a=address: answers.append(
+                        client.post("/subscribe", data={"email": a, **form})
+                    )
+                )
+                assert answers[-1].status_code == 200
+                shape = []
+                for args in commands:
+                    if args[0] == "LPUSH":
+                        messages.append(json.loads(args[2].encode().decode("unicode_escape")))
+                        args = [*args[:2], "<message>"]
+                    # the window a rate-limit counter belongs to: the hour may turn meanwhile
+                    shape.append([re.sub(r":\d+$", ":<window>", a) for a in args])
+                shapes.append(shape)
+    assert [c[0] for c in shapes[0]] == ["MULTI", "INCRBY", "EXPIRE", "EXEC", "LPUSH"]
+    assert all(shape == shapes[0] for shape in shapes), shapes
+    assert [m["headers"]["task"] for m in messages] == ["course.signup"] * len(addresses)
+    for address, message in zip(addresses, messages, strict=True):
+        shown = message["headers"]["kwargsrepr"]  # what Flower and celery events show
+        assert address not in shown and address.split("@")[0][1:] not in shown
+        assert f"{address[0]}…@example.com" in shown
+    # Nothing about the address was read or written by the web: the store is as it was.
+    assert store.find("new@example.com") is None
+    assert store.find("pending@example.com").status == "pending"
+
+
+def test_a_redelivered_signup_makes_no_second_record_only_one_more_confirmation(make_web):
+    """A worker that dies mid-task has its message redelivered (late acknowledgement)."""
+    web = make_web()
+    web.signup("ann@example.com", first_name="Ann")
+    (message,) = web.tasks.signups()
+    assert web.run_signups() == ["new"]
+    again = run_signup(web.store, web.tasks.settings, web.tasks.schedule, web.tasks, message)
+    assert again.outcome == "resent"
+    sub = web.store.find("ann@example.com")
+    assert again.subscriber_id == sub.id and web.store.count() == 1
+    assert web.confirmations() == [sub.id, sub.id]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"email": "not an address"},
+        {"email": None},
+        {"first_name": "visit evil.example"},
+        {"at": "yesterday"},
+        {"at": "2026-03-01T09:00:00"},  # no offset
+        {"ip": 5},
+    ],
+)
+def test_a_signup_message_the_web_did_not_write_is_refused_without_the_address(make_web, change):
+    web = make_web()
+    web.signup("ann@example.com")
+    message = {**web.tasks.signups()[0], **change}
+    with pytest.raises(InvalidMessage) as refused:
+        run_signup(web.store, web.tasks.settings, web.tasks.schedule, web.tasks, message)
+    assert "ann" not in str(refused.value) and "evil" not in str(refused.value)
+    assert web.store.find("ann@example.com") is None and web.confirmations() == []

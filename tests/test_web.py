@@ -12,12 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
-from conftest import course_env, write_course
+from conftest import SentTasks, course_env, write_course
 from fastapi.testclient import TestClient
 
 from course import engine
@@ -43,26 +43,26 @@ class Web:
     client: TestClient
     store: Store
     settings: Settings
-    tasks: list[tuple[str, list]] = field(default_factory=list)
+    tasks: SentTasks
 
     def token(self, sub_id: str, purpose: str, **kw) -> str:
         return make_token(SECRET, sub_id, purpose, **kw)
 
     def confirmations(self) -> list[str]:
-        return [args[0] for name, args in self.tasks if name == "course.confirmation"]
+        return [args[0] for name, args, _ in self.tasks.calls if name == "course.confirmation"]
 
     def ticks(self) -> int:
-        return sum(1 for name, _ in self.tasks if name == "course.tick")
+        return self.tasks.names().count("course.tick")
+
+    def run_signups(self) -> list[str]:
+        """What the worker does with the signups queued so far: their outcomes."""
+        return [result.outcome for result in self.tasks.run_signups()]
 
 
 @pytest.fixture
-def web(settings, store) -> Web:
-    tasks: list[tuple[str, list]] = []
-
-    def send_task(name, args=None, kwargs=None, **options):
-        tasks.append((name, list(args or [])))
-
-    app = create_app(settings, send_task=send_task)
+def web(settings, store, schedule) -> Web:
+    tasks = SentTasks(store, settings, schedule)
+    app = create_app(settings, send_task=tasks)
     with TestClient(app) as client:
         yield Web(client, store, settings, tasks)
 
@@ -102,6 +102,8 @@ def test_signup_page_has_labelled_fields_the_zone_script_and_a_hidden_honeypot(w
 def test_a_form_signup_is_pending_with_a_consent_record_and_a_confirmation_queued(web, schedule):
     answer = signup(web, first_name=" Ann ", timezone="Europe/Berlin")
     assert answer.status_code == 200 and heading(answer) == "Check your inbox"
+    assert web.tasks.names() == ["course.signup"] and web.store.find("ann@example.com") is None
+    assert web.run_signups() == ["new"]
     sub = web.store.find("ann@example.com")
     assert sub.status == "pending" and sub.first_name == "Ann" and sub.tz == "Europe/Berlin"
     assert sub.consent_record == {
@@ -119,12 +121,13 @@ def test_a_json_signup_gets_the_same_neutral_answer_as_json(web):
     answer = web.client.post("/subscribe", json={"email": "Bob@Example.com", "timezone": "UTC"})
     assert answer.status_code == 200
     assert answer.json()["status"] == "ok" and "confirmation" in answer.json()["message"]
+    assert web.run_signups() == ["new"]
     assert web.store.find("bob@example.com").tz == "UTC"
 
 
 def test_a_multipart_signup_works_too(web):
     answer = web.client.post("/subscribe", files={"email": (None, "cy@example.com")})
-    assert answer.status_code == 200
+    assert answer.status_code == 200 and web.run_signups() == ["new"]
     assert web.store.find("cy@example.com").status == "pending"
 
 
@@ -141,6 +144,8 @@ def test_every_known_address_gets_the_same_answer_as_a_new_one(web, schedule, st
         unsubscribe(web.store, sub, state)
     answer = signup(web)
     assert answer.status_code == 200 and answer.text == fresh.text.replace("new@", "ann@")
+    expected = {"pending": "resent", "active": "known", "paused": "known"}.get(state, "new")
+    assert web.run_signups() == [expected]
     current = web.store.find("ann@example.com")
     if state == "pending":  # the confirmation again, same record
         assert current.id == sub.id and web.confirmations() == [sub.id]
@@ -158,13 +163,13 @@ def test_an_address_with_unicode_before_the_at_is_refused_with_a_message_saying_
     answer = signup(web, email="jörg@example.org", first_name="Jörg")
     assert answer.status_code == 422 and 'aria-invalid="true"' in answer.text
     assert "We cannot send to an address with letters such as ö or é before" in answer.text
-    assert web.store.find("jörg@example.org") is None and web.tasks == []
+    assert web.store.find("jörg@example.org") is None and web.tasks.calls == []
 
 
 def test_a_filled_honeypot_gets_the_neutral_answer_and_nothing_happens(web):
     answer = signup(web, website="http://spam.example")
     assert answer.status_code == 200 and heading(answer) == "Check your inbox"
-    assert web.store.find("ann@example.com") is None and web.tasks == []
+    assert web.store.find("ann@example.com") is None and web.tasks.calls == []
 
 
 def test_an_invalid_address_shows_the_form_again_with_the_message(web):
@@ -174,13 +179,14 @@ def test_an_invalid_address_shows_the_form_again_with_the_message(web):
     assert 'value="not-an-address"' in answer.text and 'aria-invalid="true"' in answer.text
     as_json = web.client.post("/subscribe", json={"email": "nope@"})
     assert as_json.status_code == 422 and as_json.json()["field"] == "email"
-    assert web.tasks == []
+    assert web.tasks.calls == []
 
 
 def test_an_unknown_or_missing_zone_falls_back_to_the_course_zone(web, schedule):
     signup(web, email="a@example.com", timezone="Mars/Olympus_Mons")
     signup(web, email="b@example.com", timezone="localtime")
     signup(web, email="c@example.com")
+    assert web.run_signups() == ["new"] * 3
     for address in ("a@example.com", "b@example.com", "c@example.com"):
         assert web.store.find(address).tz == schedule.course.timezone.key
 
@@ -198,7 +204,7 @@ def test_an_unknown_or_missing_zone_falls_back_to_the_course_zone(web, schedule)
 def test_bodies_that_cannot_be_read_get_a_clear_4xx(web, body, headers, status):
     answer = web.client.post("/subscribe", content=body, headers=headers)
     assert answer.status_code == status
-    assert web.tasks == []
+    assert web.tasks.calls == []
 
 
 def test_the_ip_limit_answers_429_with_retry_after(web, settings):
@@ -207,6 +213,8 @@ def test_the_ip_limit_answers_429_with_retry_after(web, settings):
     refused = signup(web, email="one-more@example.com")
     assert refused.status_code == 429
     assert 0 < int(refused.headers["retry-after"]) <= 3600
+    assert len(web.tasks.signups()) == settings.signup_limit_per_ip  # nothing queued for it
+    web.run_signups()
     assert web.store.find("one-more@example.com") is None
     as_json = web.client.post("/subscribe", json={"email": "json@example.com"})
     assert as_json.status_code == 429 and "retry-after" in as_json.headers
@@ -221,11 +229,13 @@ def test_the_address_limit_answers_the_same_but_sends_nothing_more(web, settings
             headers={"x-forwarded-for": "198.51.100.7"},  # not a trusted proxy: ignored
         )
         assert again.status_code == 200 and again.text == first.text
+    web.run_signups()
     assert len(web.confirmations()) == settings.signup_limit_per_address
 
 
 def test_rate_limit_counters_expire_and_do_not_hold_the_address(web, store):
     signup(web)
+    web.run_signups()
     keys = store.redis.keys("hr:rl:*")
     assert keys and all(0 < store.redis.ttl(k) <= 25 * 3600 for k in keys)
     assert not any("ann@example.com" in k for k in keys)
@@ -241,6 +251,7 @@ def redis_snapshot(store: Store) -> dict[str, bytes]:
 
 def test_opening_the_link_shows_one_button_posting_to_it_and_changes_nothing(web, schedule):
     signup(web, first_name="Ann", timezone="Asia/Tokyo")
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     token = web.token(sub.id, "confirm")
     web.tasks.clear()
@@ -259,11 +270,12 @@ def test_opening_the_link_shows_one_button_posting_to_it_and_changes_nothing(web
     assert "ann@example.com" in html
     assert redis_snapshot(web.store) == before  # no store write
     assert web.store.get(sub.id).status == "pending" and web.store.due_score(sub.id) is None
-    assert web.tasks == []  # no tick, no email
+    assert web.tasks.calls == []  # no tick, no email
 
 
 def test_confirming_activates_queues_the_tick_and_a_second_press_is_harmless(web, schedule):
     signup(web, first_name="Ann", timezone="Asia/Tokyo")
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     token = web.token(sub.id, "confirm")
     first = web.client.post(f"/confirm/{token}")
@@ -302,6 +314,7 @@ def test_the_post_confirms_without_cookie_or_csrf_token_from_the_page_or_elsewhe
 ):
     # Under the page's "Referrer-Policy: no-referrer" a browser's post says "Origin: null".
     signup(web)
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     token = web.token(sub.id, "confirm")
     page = web.client.get(f"/confirm/{token}")
@@ -320,6 +333,7 @@ def test_the_post_confirms_without_cookie_or_csrf_token_from_the_page_or_elsewhe
 
 def test_the_queued_tick_sends_lesson_zero_once(web, schedule, tmp_path):
     signup(web)
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     web.client.post(f"/confirm/{web.token(sub.id, 'confirm')}")
     web.client.post(f"/confirm/{web.token(sub.id, 'confirm')}")
@@ -332,6 +346,7 @@ def test_the_queued_tick_sends_lesson_zero_once(web, schedule, tmp_path):
 
 def test_an_expired_link_offers_a_new_one_which_is_sent(web):
     signup(web)
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     web.tasks.clear()
     old = web.token(sub.id, "confirm", issued_at=time.time() - 8 * 24 * 3600)
@@ -342,7 +357,7 @@ def test_an_expired_link_offers_a_new_one_which_is_sent(web):
     pressed = web.client.post(f"/confirm/{old}")  # the page stood open for days
     assert pressed.status_code == 410 and heading(pressed) == "This link has expired"
     assert f'action="/confirm/{old}/renew"' in pressed.text
-    assert web.store.get(sub.id).status == "pending" and web.tasks == []
+    assert web.store.get(sub.id).status == "pending" and web.tasks.calls == []
     renewed = web.client.post(f"/confirm/{old}/renew")
     assert renewed.status_code == 200 and heading(renewed) == "Check your inbox"
     assert web.confirmations() == [sub.id]
@@ -350,6 +365,7 @@ def test_an_expired_link_offers_a_new_one_which_is_sent(web):
 
 def test_pressing_the_button_with_a_forged_or_unknown_link_is_a_not_valid_page(web, schedule):
     signup(web)
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     web.tasks.clear()
     good = web.token(sub.id, "confirm")
@@ -357,11 +373,12 @@ def test_pressing_the_button_with_a_forged_or_unknown_link_is_a_not_valid_page(w
                   make_token(SECRET, "000000000000", "confirm")):  # fmt: skip
         answer = web.client.post(f"/confirm/{token}")
         assert answer.status_code == 404 and heading(answer) == "This link is not valid"
-    assert web.store.get(sub.id).status == "pending" and web.tasks == []
+    assert web.store.get(sub.id).status == "pending" and web.tasks.calls == []
 
 
 def test_a_six_day_old_link_still_works(web):
     signup(web)
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     token = web.token(sub.id, "confirm", issued_at=time.time() - 6 * 24 * 3600)
     assert web.client.post(f"/confirm/{token}").status_code == 200
@@ -379,6 +396,7 @@ def test_an_expired_link_of_someone_already_confirmed_says_so(web, schedule):
 
 def test_the_confirmation_email_carries_a_link_that_confirms(web, schedule, tmp_path):
     signup(web, first_name="Ann")
+    web.run_signups()
     sub = web.store.find("ann@example.com")
     outbox = OutboxTransport(tmp_path / "mail")
     outcome = send_confirmation(web.store, Renderer(schedule), outbox, web.settings, sub.id)
@@ -440,7 +458,7 @@ def test_forged_truncated_and_unknown_tokens_get_a_not_valid_page(web, schedule,
             continue
         assert answer.status_code in (400, 404, 405), (name, answer.status_code)
         assert "not valid" in answer.text or method == "HEAD", name  # HEAD: no body
-    assert web.store.get(sub.id).status == "active" and web.tasks == []
+    assert web.store.get(sub.id).status == "active" and web.tasks.calls == []
 
 
 @pytest.mark.parametrize(
@@ -707,6 +725,7 @@ def test_an_odd_pause_length_is_refused_with_the_choices_again(web, schedule):
 
 def test_pending_and_unsubscribed_subscribers_cannot_pause(web, schedule):
     signup(web, email="p@example.com")
+    web.run_signups()
     pending = web.store.find("p@example.com")
     page = web.client.post(f"/pause/{web.token(pending.id, 'pause')}", data={"days": "7"})
     assert page.status_code == 200 and heading(page) == "Please confirm first"
@@ -875,12 +894,13 @@ def test_without_a_confirmation_email_signups_are_refused_and_healthz_says_why(
 def test_a_first_name_that_is_a_message_is_refused_and_nothing_is_sent(web, name):
     answer = signup(web, first_name=name)
     assert answer.status_code == 422 and "just your first name" in answer.text
-    assert web.store.find("ann@example.com") is None and web.confirmations() == []
+    assert web.tasks.calls == []
 
 
 @pytest.mark.parametrize("name", ["Mary-Jane", "Seán O’Neil", "J. R.", "Zoë", "  Ann  "])
 def test_real_first_names_are_taken(web, name):
     assert signup(web, first_name=name).status_code == 200
+    assert web.run_signups() == ["new"]
     assert web.store.find("ann@example.com").first_name == " ".join(name.split())
 
 
@@ -905,16 +925,28 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(web):
     assert web.store.find("ann@example.com") is None
 
 
-def test_when_the_broker_cannot_take_a_task_the_visitor_still_gets_the_normal_answer(
-    settings, store, schedule
-):
+def test_when_the_broker_cannot_take_a_signup_the_visitor_is_asked_to_try_again(settings, store):
     def broken(name, args=None, kwargs=None, **options):
         raise ConnectionError("broker down")
 
     with TestClient(create_app(settings, send_task=broken)) as client:
         answer = client.post("/subscribe", data={"email": "ann@example.com"})
-        assert answer.status_code == 200 and heading(answer) == "Check your inbox"
-        sub = store.find("ann@example.com")
+        json_answer = client.post("/subscribe", json={"email": "ann@example.com"})
+    # The signup is nothing but its task: a "check your inbox" now would be a lie.
+    assert answer.status_code == json_answer.status_code == 503
+    assert "try again" in answer.text and answer.headers["retry-after"] == "60"
+    assert store.find("ann@example.com") is None
+
+
+def test_when_the_broker_cannot_take_a_tick_the_visitor_still_gets_the_normal_answer(
+    settings, store, schedule
+):
+    def broken(name, args=None, kwargs=None, **options):
+        raise ConnectionError("broker down")
+
+    sub = enrol(store, schedule, "ann@example.com", None, "UTC", datetime.now(UTC),
+                confirmed=False)  # fmt: skip
+    with TestClient(create_app(settings, send_task=broken)) as client:
         confirmed = client.post(f"/confirm/{make_token(SECRET, sub.id, 'confirm')}")
         assert confirmed.status_code == 200 and store.get(sub.id).status == "active"
     # Nothing was lost: the confirm made day 0 due, and beat's next tick sends it.

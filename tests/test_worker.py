@@ -9,6 +9,7 @@ from email import message_from_bytes, policy
 import pytest
 import redis
 from conftest import course_env, db_url, start_worker
+from fastapi.testclient import TestClient
 
 from course import engine
 from course.local.supervise import stop_all
@@ -17,6 +18,7 @@ from course.settings import Settings
 from course.store import Store
 from course.subscribers.lifecycle import enrol, unsubscribe
 from course.tasks import create_app, enqueuer
+from course.web import create_app as create_web_app
 
 WORKER_DB = 7  # the worker tests own this database of the tests' server
 
@@ -143,3 +145,66 @@ def test_an_invalid_schedule_edit_while_running_keeps_the_worker_sending(world):
     ], details
     log = (path.parent.parent / "worker.log").read_text()
     assert "invalid schedule" in log
+
+
+def wait_for(check, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, "worker died"
+        assert time.monotonic() < deadline, "the worker did not get there"
+        time.sleep(0.05)
+
+
+def test_a_web_signup_is_done_by_the_worker_and_its_log_names_no_address(world):
+    """The web only queues ``course.signup``; the worker stores the pending record and sends
+    the confirmation (through ``course.confirmation``), a second signup of the address sends
+    it again, and a signup of someone already in sends nothing. The worker's log follows
+    each by subscriber id and masked address, never the address itself."""
+    store, schedule = world["store"], world["schedule_obj"]
+    enrol(store, schedule, "kim.known@example.com", "Kim", "UTC", datetime.now(UTC))
+    settings = Settings.from_env(course_env(world["url"], world["schedule"], world["outbox"]))
+    log_path = world["schedule"].parent.parent / "worker.log"
+    log_before = len(log_path.read_bytes())
+    with TestClient(create_web_app(settings)) as client:  # its real Celery enqueue
+        form = {"first_name": "Pat", "timezone": "Europe/Paris"}
+        for address in ("pat.private@example.com", "kim.known@example.com"):
+            assert client.post("/subscribe", data={"email": address, **form}).status_code == 200
+        wait_for(lambda: len(outbox(world)) == 1, world["proc"])
+        sub = store.find("pat.private@example.com")
+        assert sub.status == "pending" and sub.tz == "Europe/Paris"
+        assert sub.consent_record["source"] == "web"
+        again = client.post("/subscribe", data={"email": "pat.private@example.com"})
+        assert again.status_code == 200
+        wait_for(lambda: len(outbox(world)) == 2, world["proc"])
+    assert [str(m["To"]) for m in outbox(world)] == ["Pat <pat.private@example.com>"] * 2
+    wait_for(lambda: b"outcome=resent" in log_path.read_bytes()[log_before:], world["proc"])
+    log = log_path.read_bytes()[log_before:].decode()
+    assert "outcome=new" in log and "outcome=known" in log
+    assert "pat.private" not in log and "kim.known" not in log
+    # Celery logs each message's kwargs as its kwargsrepr says: the masked address.
+    assert "'email': 'p\\u2026@example.com'" in log and "'ip': '\\u2026'" in log
+
+
+def test_a_signup_the_store_refuses_is_retried_with_backoff_and_logs_no_address(world):
+    """A Redis error in the signup task (here: a key of the wrong type, as a damaged store
+    would answer) is retried later, as the delivery tasks are; nothing is lost or logged
+    with the address. (Last in this module: the retry is due after the module's worker.)"""
+    store = world["store"]
+    store.redis.set(store.email_key, "not a hash")  # find() now fails with WRONGTYPE
+    settings = Settings.from_env(course_env(world["url"], world["schedule"], world["outbox"]))
+    log_path = world["schedule"].parent.parent / "worker.log"
+    log_before = len(log_path.read_bytes())
+    with TestClient(create_web_app(settings)) as client:
+        answer = client.post("/subscribe", data={"email": "rita.retry@example.com"})
+        assert answer.status_code == 200
+
+    def retry_received() -> bool:  # the worker takes the retry's message at once, holds it
+        log = log_path.read_bytes()[log_before:]
+        return b"outcome=retry" in log and log.count(b'"name": "course.signup"') >= 3
+
+    wait_for(retry_received, world["proc"])
+    log = log_path.read_bytes()[log_before:].decode()
+    assert "signup outcome=retry attempt=1 wait=30 reason=ResponseError" in log
+    # The retry is a message of its own: it must carry the masked kwargsrepr too.
+    assert "rita.retry" not in log and "'email': 'r\\u2026@example.com'" in log
+    assert outbox(world) == []

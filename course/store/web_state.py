@@ -7,7 +7,7 @@ import redis
 
 from course.store.keys import Keys
 
-# The per-address signup counter's window (course.web.signup counts confirmation emails per
+# The per-address signup counter's window (course.subscribers.double_opt_in counts confirmations per
 # address per day; course.subscribers.privacy exports and erases that counter).
 ADDRESS_WINDOW = 24 * 3600
 

@@ -1,6 +1,6 @@
-"""Checks of user input shared by the CLI, the CSV import and the web app: the email address,
-the first name, the time zone, and the hashes the signup counters are keyed by (per mailbox,
-per domain)."""
+"""Checks of user input shared by the CLI, the CSV import, the web app and the signup task:
+the email address, the first name, the time zone, the hashes the signup counters are keyed by
+(per mailbox, per domain), and the masked address that logs and task listings show."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import functools
 import hashlib
 import re
 import unicodedata
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
 from course.mail.addresses import SMTPUTF8_REASON, needs_smtputf8
+from course.models.schedule import Schedule
 from course.subscribers.lifecycle import SubscriptionError
 
 MAX_NAME = 40
@@ -72,6 +73,22 @@ def clean_name(text: str) -> str | None:
 def known_zones() -> frozenset[str]:
     """Every IANA zone name (not the system's aliases such as ``localtime``)."""
     return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def zone_or_default(name: str | None, schedule: Schedule) -> str:
+    """The visitor's IANA zone if it is one, else the course's default zone."""
+    if name and len(name) <= MAX_ZONE and name in known_zones():
+        try:
+            return ZoneInfo(name).key
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    return schedule.course.timezone.key
+
+
+def masked(address: str) -> str:
+    """``a…@example.com``: enough to follow a log, not enough to read it aloud."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}"
 
 
 # Providers that ignore dots in the local part: a.n.n@gmail.com is ann@gmail.com.

@@ -9,7 +9,8 @@ own pages), ``webhook``, ``health``, and ``course.web.admin``).
 
 Every state change goes through :mod:`course.subscribers.lifecycle`; nothing here writes subscriber
 fields itself. Emails are never sent inside a request: the app enqueues Celery tasks
-(``course.confirmation``, ``course.tick``) for the workers.
+(``course.signup``, ``course.confirmation``, ``course.tick``) for the workers; a signup's store
+work is the ``course.signup`` task's, so every signup costs the web the same.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from course.settings import Settings
+from course.subscribers.double_opt_in import SendTask
 from course.web.access_log import redact_access_log
 from course.web.admin.install import install_admin
 from course.web.confirm import router as confirm_router
@@ -27,7 +29,6 @@ from course.web.health import router as health_router
 from course.web.limits import BodyLimit
 from course.web.pause import router as pause_router
 from course.web.roadmap import router as roadmap_router
-from course.web.signup import SendTask
 from course.web.state import WebState
 from course.web.subscribe import router as subscribe_router
 from course.web.unsubscribe import router as unsubscribe_router

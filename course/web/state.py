@@ -25,8 +25,8 @@ from course.schedule.reload import ScheduleHolder
 from course.settings import Settings
 from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
+from course.subscribers.double_opt_in import SendTask, Signups
 from course.web.pages import Pages
-from course.web.signup import SendTask, Signups
 
 log = logging.getLogger("course.web")
 
@@ -75,9 +75,10 @@ class WebState:
     def send_task(self, name: str, *args: Any, **kwargs: Any) -> bool:
         """Hand a task to the workers; False (logged) when the broker cannot take it.
 
-        The state change that asked for it is already saved, and both tasks are safe to
-        leave: beat's next tick sends what a confirm made due, and signing up again resends
-        a confirmation. So the visitor gets the normal answer, not an error.
+        For a tick or a confirmation the state change that asked for it is already saved,
+        and both are safe to leave: beat's next tick sends what a confirm made due, and
+        signing up again resends a confirmation; so their visitor gets the normal answer. A
+        signup is nothing but its task: the signup route answers 503 when this is False.
         """
         try:
             if self._send_task is not None:

@@ -1,5 +1,7 @@
 """The signup page (``GET /``) and ``POST /subscribe`` (a form, or JSON): every valid address
-gets the same neutral answer; what a signup does is :class:`course.web.signup.Signups`."""
+gets the same neutral answer after the same work: the per-IP limit, the form checked, one
+``course.signup`` task queued. What the signup then does is the worker's
+(:mod:`course.subscribers.double_opt_in`)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from course.subscribers.signup import InvalidSignup
+from course.logs import log_event
+from course.subscribers.double_opt_in import SignupRequest
+from course.subscribers.signup import InvalidSignup, zone_or_default
+from course.task_names import SIGNUP_TASK
 from course.web.bodies import BadBody, problem, read_body
 from course.web.openapi import UNAVAILABLE
 from course.web.origins import allowed_origins, foreign_origin
 from course.web.pages import CONSENT_TEXT, CONSENT_VERSION
-from course.web.signup import SignupForm, TooManySignups
+from course.web.signup import SignupForm, TooManySignups, check_ip
 from course.web.state import Unavailable, WebState, now
 
 log = logging.getLogger("course.web")
@@ -83,7 +88,11 @@ def router(state: WebState) -> APIRouter:
             415: {"description": "neither a form nor JSON"},
             422: {"description": "not a valid email address (the form, shown again)"},
             429: {"description": "too many signups from this IP address (Retry-After)"},
-            503: UNAVAILABLE,
+            503: {
+                **UNAVAILABLE,
+                "description": "Redis or the schedule is not available, "
+                "or the signup could not be queued for the workers",
+            },
         },
     )
     async def subscribe(request: Request) -> Response:
@@ -147,7 +156,7 @@ def _signup_form(
 
 def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) -> Response:
     try:
-        state.signups.check_ip(ip, now)
+        check_ip(state.store, state.settings, ip, now)
     except TooManySignups as exc:
         message = "Too many signups from your network just now. Please try again later."
         headers = {"Retry-After": str(exc.retry_after)}
@@ -161,7 +170,6 @@ def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) 
         schedule = state.schedule()
         if schedule.confirmation is None:  # a signup nobody could confirm: refuse it loudly
             raise Unavailable("the schedule has no confirmation email")
-        result = state.signups.signup(form, schedule, ip, now, CONSENT_VERSION)
     except InvalidSignup as exc:
         if as_json:
             return JSONResponse(
@@ -170,7 +178,18 @@ def _signup(state: WebState, data: dict, ip: str, as_json: bool, now: datetime) 
         values = {k: v for k, v in data.items() if k in ("email", "first_name", "timezone")}
         values = {k: v for k, v in values.items() if isinstance(v, str)}
         return _signup_form(state, 422, exc.message, values, exc.field)
-    del result  # every outcome gets the same answer: no enumeration of addresses
+    if form.honeypot:  # a bot: nothing queued (this says nothing about the address)
+        log_event(log, logging.INFO, "signup", outcome="honeypot", ip=ip)
+    else:
+        zone = zone_or_default(form.timezone, schedule)
+        request = SignupRequest(form.address, form.first_name, zone, ip, now, CONSENT_VERSION)
+        # No store work here: what the address's state decides is the worker's, so every
+        # signup does the same Redis round trips (the IP's counter, the enqueue).
+        if not state.send_task(
+            SIGNUP_TASK, kwargs=request.message(), kwargsrepr=request.message_repr()
+        ):
+            raise Unavailable("the signup could not be queued")
+    # Every outcome gets the same answer: no enumeration of addresses.
     if as_json:
         return JSONResponse({"status": "ok", "message": NEUTRAL})
     page = state.page(
