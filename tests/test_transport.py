@@ -572,7 +572,8 @@ def test_an_international_sender_and_reply_to_are_sent_as_punycode(tmp_path, sen
     """The from address was already; Reply-To went out as an encoded-word no one can answer."""
     schedule = SMALL_SCHEDULE.replace("course.example.org", "bücher.example.org")
     renderer = Renderer(load_schedule(write_course(tmp_path / "course", schedule)))
-    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t"}
+    links = {"unsubscribe_url": "https://c.example/u/t", "pause_url": "https://c.example/p/t",
+             "roadmap_url": "https://c.example/me/t"}  # fmt: skip
     message = renderer.render("hello", Recipient("42", "reader@example.com", "Anna", **links))
     OutboxTransport(tmp_path / "outbox").send(message)
     [eml] = (tmp_path / "outbox").iterdir()
