@@ -463,3 +463,13 @@ def test_no_post_with_the_secret_makes_the_route_fail(client, ann, fields, sende
     fields = {"from": sender, **fields}
     answer = post(client, fields)
     assert answer.status_code in (200, 400), answer.text
+
+
+@pytest.mark.timeout(10)  # quadratic work on these takes 15 s or more
+def test_long_adversarial_replies_cost_little():
+    many_quotes = ">\n" * 19_900 + "not quoted"  # each quoted line is followed by text
+    text, cut = reply_text(many_quotes, "")
+    assert not cut and len(text) == MAX_TEXT
+    deep_html = "<div>" * 100_000 + "x" + "</div>" * 100_000 + "<p>On" + " x" * 500_000
+    text, _ = reply_text("", deep_html)
+    assert len(text) <= MAX_TEXT

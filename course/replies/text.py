@@ -80,18 +80,21 @@ def trim_quoted(text: str) -> tuple[str, bool]:
     ``>`` lines that goes to the end. Returns the text and whether anything was cut; a
     reply that is nothing but a quote is kept whole."""
     lines = text.split("\n")
+    # quoted_tail[i]: from line i to the end every line is blank or quoted (">")
+    quoted_tail = [True] * (len(lines) + 1)
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index].lstrip()
+        quoted_tail[index] = quoted_tail[index + 1] and (not line or line.startswith(">"))
     cut = None
     for index, line in enumerate(lines):
         # Gmail wraps a long "On <date> <name> <address> wrote:" over two lines.
         pair = line + " " + lines[index + 1] if index + 1 < len(lines) else line
         below = "\n".join(lines[index : index + 4])
-        if any(start.match(line) or start.match(pair) for start in _QUOTE_STARTS) or (
-            _HEADER_BLOCK.match(below)
-        ):
-            cut = index
-            break
-        if line.lstrip().startswith(">") and all(
-            not rest.strip() or rest.lstrip().startswith(">") for rest in lines[index:]
+        starts_quote = any(start.match(line) or start.match(pair) for start in _QUOTE_STARTS)
+        if (
+            starts_quote
+            or _HEADER_BLOCK.match(below)
+            or (line.lstrip().startswith(">") and quoted_tail[index])
         ):
             cut = index
             break
@@ -114,6 +117,8 @@ def reply_text(plain: str, html: str) -> tuple[str, bool]:
     """The words of a reply, from its plain-text part (else its HTML, stripped to text):
     quote trimmed, cleaned, capped at :data:`MAX_TEXT`. Returns the text and whether a quote
     was trimmed."""
+    # Far more than is kept, and no more: a 10 MB body costs no more than this to read.
+    plain, html = plain[: MAX_TEXT * 4], html[: MAX_TEXT * 40]
     source, dropped = (plain, False) if plain.strip() else html_to_text(html)
     trimmed, cut = trim_quoted(clean(source, MAX_TEXT * 4))
     return clean(trimmed, MAX_TEXT), cut or dropped
