@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
 from course.replies.attach import receive
-from course.replies.inbound import BadInbound, InboundMail, read_inbound
+from course.replies.inbound import BadInbound, read_inbound
 from course.web.multipart import BadForm, text_fields
 from course.web.state import WebState, now
 
@@ -108,23 +108,28 @@ def router(state: WebState) -> APIRouter:
             fields, files = await text_fields(
                 request.headers.get("content-type", ""), request.stream(), MAX_FIELDS
             )
-            mail = read_inbound(fields)
-        except (BadForm, BadInbound) as exc:
-            await run_in_threadpool(state.store.count_inbound, "invalid")
-            status = exc.status if isinstance(exc, BadForm) else 400
-            log.warning("inbound reply unreadable: %s", exc)
-            return JSONResponse({"error": str(exc)}, status)
-        outcome = await run_in_threadpool(keep, mail, files)
-        return JSONResponse({"outcome": outcome})
+        except BadForm as exc:
+            return await run_in_threadpool(unreadable, exc.status, exc.message)
+        # Parsing a whole MIME message (raw mode) is work: off the event loop, with the rest.
+        return await run_in_threadpool(keep, fields, files)
 
-    def keep(mail: InboundMail, files: int) -> str:
+    def unreadable(status: int, reason: str) -> JSONResponse:
+        state.store.count_inbound("invalid")
+        log.warning("inbound reply unreadable: %s", reason)
+        return JSONResponse({"error": reason}, status)
+
+    def keep(fields: dict[str, bytes], files: int) -> JSONResponse:
+        try:
+            mail = read_inbound(fields)
+        except BadInbound as exc:
+            return unreadable(400, str(exc))
         received = receive(state.store, state.schedule(), mail, now())
         state.store.count_inbound("received")
         state.store.count_inbound(received.outcome)
         log_event(log, logging.INFO, "reply", subscriber=received.subscriber_id or None,
                   lesson=received.lesson_id or None, outcome=received.outcome,
                   verified=mail.verified, attachments=max(files, mail.attachments))  # fmt: skip
-        return received.outcome
+        return JSONResponse({"outcome": received.outcome})
 
     @router.post(PATH, openapi_extra=_FORM_BODY, responses=_RESPONSES)
     async def inbound_basic(request: Request) -> JSONResponse:
