@@ -33,6 +33,7 @@ PLACEHOLDERS = frozenset(
         "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...",  # SENDGRID_WEBHOOK_PUBLIC_KEY
         "replace-with-python-c-import-secrets-print-secrets-token_urlsafe-32",  # ADMIN_TOKEN
         "a-long-random-string",  # COURSE_METRICS_TOKEN
+        "another-long-random-string",  # COURSE_INBOUND_SECRET
         "admin:change-me",  # FLOWER_BASIC_AUTH (read by Flower, checked here)
     }
 )
@@ -77,6 +78,7 @@ def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:
     for name, token in (
         ("COURSE_ADMIN_TOKEN", settings.admin_token),
         ("COURSE_METRICS_TOKEN", settings.metrics_token),
+        ("COURSE_INBOUND_SECRET", settings.inbound_secret),
     ):
         if token is not None:
             problems.append(_secret_problem(name, token))

@@ -7,6 +7,7 @@ Nothing else in the project reads ``os.environ``: build a :class:`Settings` with
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # other sites whose pages may post the signup form
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     admin_token: str | None = None  # set: the admin page at /admin; unset: /admin is a 404
+    inbound_secret: str | None = None  # set: SendGrid Inbound Parse posts replies; unset: 404
     # Operations
     secret_key_fallbacks: tuple[str, ...] = ()  # old keys whose links are still accepted
     log_format: str = "json"  # of the services (worker, beat, web): json or text
@@ -92,6 +94,7 @@ class Settings:
             "COURSE_ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "COURSE_FORWARDED_ALLOW_IPS": self.forwarded_allow_ips,
             "COURSE_ADMIN_TOKEN": self.admin_token or "",
+            "COURSE_INBOUND_SECRET": self.inbound_secret or "",
             "COURSE_SECRET_KEY_FALLBACKS": ",".join(self.secret_key_fallbacks),
             "COURSE_LOG_FORMAT": self.log_format,
             "COURSE_METRICS_TOKEN": self.metrics_token or "",
@@ -137,6 +140,7 @@ class Settings:
             allowed_origins=_origins(env),
             forwarded_allow_ips=_forwarded(env),
             admin_token=_admin_token(env),
+            inbound_secret=_inbound_secret(env),
             secret_key_fallbacks=tuple(
                 key.strip()
                 for key in (env.get("COURSE_SECRET_KEY_FALLBACKS") or "").split(",")
@@ -171,6 +175,19 @@ def _admin_token(env: Mapping[str, str]) -> str | None:
             "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token
+
+
+def _inbound_secret(env: Mapping[str, str]) -> str | None:
+    """The secret SendGrid's Inbound Parse URL carries; URL-safe, for it goes into a path
+    and a basic-auth password as it is."""
+    secret = (env.get("COURSE_INBOUND_SECRET") or "").strip() or None
+    if secret is not None and re.fullmatch(r"[A-Za-z0-9_.~-]{16,}", secret) is None:
+        raise SettingsError(
+            f"COURSE_INBOUND_SECRET: at least {MIN_ADMIN_TOKEN} characters, only letters, "
+            "digits and - _ . ~ (make one with: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return secret
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")

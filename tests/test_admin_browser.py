@@ -15,6 +15,7 @@ import uvicorn
 
 from course import engine
 from course.mail.render import Renderer
+from course.models.reply import Reply
 from course.subscribers.lifecycle import enrol
 from course.tokens import subscriber_links
 from course.transport import OutboxTransport
@@ -163,3 +164,36 @@ def test_admin_pages_follow_dark_mode(browser, served):
     page.goto(f"{served}/admin/login")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(27, 26, 25)"
     page.close()
+
+
+def test_replies_show_as_plain_text_on_a_phone_in_light_and_dark(
+    browser, served, store, schedule, artifacts, axe
+):
+    ann = enrol(store, schedule, "ann@example.com", "Ann", "Europe/Berlin", datetime.now(UTC))
+    hostile = "<img src=x onerror=\"document.title='owned'\">Thank you. The exhale helped."
+    store.add_reply(ann.id, Reply("r1", time.time() - 60, "Re: Hello", hostile, "hello",
+                                  trimmed=True, verified=True, spf="pass",
+                                  dkim="{@example.com : pass}", attachments=1))  # fmt: skip
+    store.add_reply(ann.id, Reply("r2", time.time(), "<b>forged?</b>", "Not really Ann " * 40,
+                                  spf="fail", dkim="none"))  # fmt: skip
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport=PHONE, color_scheme=scheme)
+        page = context.new_page()
+        page.goto(f"{served}/admin/login")
+        page.get_by_label("Admin token").fill(TOKEN)
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Admin", exact=True).wait_for()
+        page.get_by_role("link", name="Replies").first.click()
+        page.get_by_role("heading", name="Replies", exact=True).wait_for()
+        text = page.locator("#reply-r1 pre.text").inner_text()
+        assert text.startswith("<img src=x") and page.title() != "owned"
+        assert page.locator("#reply-r2 .unverified").is_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=str(artifacts / f"replies-{scheme}.png"), full_page=True)
+        axe(page, f"replies-{scheme}")
+        page.get_by_role("link", name="ann@example.com").first.click()
+        page.get_by_role("heading", name="Replies").wait_for()
+        assert page.locator("#reply-r1 pre.text").inner_text() == text
+        page.screenshot(path=str(artifacts / f"subscriber-replies-{scheme}.png"), full_page=True)
+        axe(page, f"subscriber-replies-{scheme}")
+        context.close()

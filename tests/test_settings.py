@@ -36,6 +36,7 @@ PRODUCTION = {
     "COURSE_ADMIN_TOKEN": "a" * 32,
     "COURSE_LOG_FORMAT": "text",
     "COURSE_METRICS_TOKEN": "m" * 32,
+    "COURSE_INBOUND_SECRET": "i" * 32,
     "COURSE_SEND_CONCURRENCY": "4",
     "COURSE_SENDGRID_BATCH": "500",
 }
@@ -115,6 +116,7 @@ MAKE = "make one with: python -c"
         ({"COURSE_ADMIN_TOKEN": "a" * 20}, "COURSE_ADMIN_TOKEN: 20 characters; at least 32"),
         ({"COURSE_METRICS_TOKEN": "m" * 20}, "COURSE_METRICS_TOKEN: 20 characters; at least 32"),
         ({"COURSE_METRICS_TOKEN": "x"}, "COURSE_METRICS_TOKEN: 1 characters; at least 32"),
+        ({"COURSE_INBOUND_SECRET": "i" * 20}, "COURSE_INBOUND_SECRET: 20 characters; at least 32"),
         ({"SENDGRID_API_KEY": "SG.replace-me"}, "SENDGRID_API_KEY: still the placeholder"),
         ({"FLOWER_BASIC_AUTH": "admin:change-me"}, "FLOWER_BASIC_AUTH: still the placeholder"),
         ({"COURSE_DOMAIN": "course.example.com"}, "COURSE_DOMAIN: still the placeholder"),

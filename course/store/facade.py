@@ -1,6 +1,7 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, web state, schedule state, privacy), so callers write ``store.method(...)``
-whatever part it is in; and :func:`connect`, which makes the Redis client it is given.
+ledger, counters, web state, schedule state, privacy, replies), so callers write
+``store.method(...)`` whatever part it is in; and :func:`connect`, which makes the Redis
+client it is given.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from course.store.errors import StoreError
 from course.store.keys import DEFAULT_PREFIX
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
 from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
+from course.store.replies import ADD_REPLY_SCRIPT, ReplyRecords
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
@@ -34,7 +36,16 @@ def connect(url: str, **options: Any) -> Client:
     return redis.Redis.from_url(url, **options)
 
 
-class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleState, PrivacyRecords):
+class Store(
+    SubscriberRecords,
+    DueIndex,
+    Ledger,
+    Counters,
+    WebState,
+    ScheduleState,
+    PrivacyRecords,
+    ReplyRecords,
+):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
     Error = StoreError  # ``except store.Error`` without importing redis
@@ -51,6 +62,7 @@ class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleSta
         self._suppress = client.register_script(SUPPRESS_SCRIPT)
         self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
         self._erase = client.register_script(ERASE_SCRIPT)
+        self._add_reply = client.register_script(ADD_REPLY_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""

@@ -64,6 +64,17 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               invalid edit, seen_at (see course.store.snapshot.ScheduleStatusBoard).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
+``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
+                              most 20 (course.store.replies.MAX_PER_READER): JSON of
+                              course.models.reply.Reply (id, at, subject, text, lesson_id,
+                              trimmed, verified, spf, dkim, attachments). Erased with the record.
+``P replies``        zset    subscriber id -> epoch of their latest reply: the admin's
+                              Replies list reads the newest readers' lists only.
+``P inbound:seen:{hash}`` string  a kept reply's Message-ID (SHA-256, 32 hex digits), for 7
+                              days: SendGrid posting the same email again keeps nothing new.
+``P stats:inbound``  hash    the Inbound Parse webhook's counts: received, kept,
+                              unknown_sender (dropped: not a subscriber), duplicate,
+                              invalid, refused (a wrong or missing secret).
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
                               (course.subscribers.privacy): the only trace of them; no record can be
                               added for such an address again.
@@ -159,6 +170,20 @@ class Keys:
     @property
     def webhook_stats_key(self) -> str:
         return f"{self.prefix}stats:webhook"
+
+    def replies_key(self, sub_id: str) -> str:
+        return f"{self.prefix}replies:{sub_id}"
+
+    @property
+    def replied_key(self) -> str:
+        return f"{self.prefix}replies"
+
+    def inbound_seen_key(self, digest: str) -> str:
+        return f"{self.prefix}inbound:seen:{digest}"
+
+    @property
+    def inbound_stats_key(self) -> str:
+        return f"{self.prefix}stats:inbound"
 
     @property
     def tick_stats_key(self) -> str:

@@ -11,15 +11,18 @@ from redis.commands.core import Script
 from course.store.codec import as_str, suppression_hash
 from course.store.keys import Keys
 
-# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash
+# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash,
+#       replies list, replies zset
 # ARGV: id, address
-# Removes one record and every index entry of it in one step, so a tick or worker running
-# meanwhile sees either all of it or none. Returns the number of keys deleted (0 to 2).
+# Removes one record, its replies and every index entry of it in one step, so a tick or
+# worker running meanwhile sees either all of it or none. Returns the number of keys deleted
+# (0 to 3).
 ERASE_SCRIPT = """
 for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
   redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
 end
-local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[8])
+redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
@@ -65,9 +68,11 @@ class PrivacyRecords(Keys):
         return bool(self.redis.sadd(self.suppressed_key, suppression_hash(address)))
 
     def erase_record(self, sub_id: str, address: str) -> int:
-        """Remove one record and its index entries (:data:`ERASE_SCRIPT`); keys deleted."""
+        """Remove one record, its replies and its index entries (:data:`ERASE_SCRIPT`); keys
+        deleted."""
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
-                self.pending_key, self.quarantine_key, self.email_key]  # fmt: skip
+                self.pending_key, self.quarantine_key, self.email_key,
+                self.replies_key(sub_id), self.replied_key]  # fmt: skip
         return int(self._erase(keys=keys, args=[sub_id, address]))
 
     def drop_vanished_holder(self, address: str) -> None:

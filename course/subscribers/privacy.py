@@ -6,10 +6,11 @@ the newest. Each new record names the one it replaced in its ``prior`` field, so
 from the current holder finds them all. Records made before that field existed are found
 only by reading every record (``scan=True``, the CLI's ``--scan``).
 
-Erasing deletes every record of the address with its ledger, its due, pending, listing and
-quarantine entries, the address mapping and the per-address rate-limit counters, and adds
-the address's :func:`~course.store.suppression_hash` to ``P suppressed``: nothing can be
-added for it again (a later signup gets the usual neutral answer and nothing is sent).
+Erasing deletes every record of the address with its ledger, its replies (the emails the
+person sent the course), its due, pending, listing and quarantine entries, the address
+mapping and the per-address rate-limit counters, and adds the address's
+:func:`~course.store.suppression_hash` to ``P suppressed``: nothing can be added for it
+again (a later signup gets the usual neutral answer and nothing is sent).
 The suppression entry goes in first, so no signup can slip in while the records go. Then
 every record is suppressed (status ``unsubscribed``, as an unsubscribe would: no send can
 start for it any more), and a lesson already on its way is waited for
@@ -92,7 +93,8 @@ def export_data(store: Store, address: str, now: datetime, scan: bool = False) -
 
     Each record with all its fields, its consent record, its ledger (lesson, state, time,
     attempts, the provider's message id or the reason), what is due, pending or in
-    quarantine, and the per-address signup counters."""
+    quarantine, the replies the person sent (their words as kept, the lesson answered and
+    SendGrid's checks of the sender), and the per-address signup counters."""
     address = normalise_address(address)
     ts = now.timestamp()
     records = [_record(store, sub_id, address) for sub_id in record_ids(store, address, scan)]
@@ -115,6 +117,8 @@ def export_data(store: Store, address: str, now: datetime, scan: bool = False) -
             "Signup counters per IP address (an hour each) count everyone signing up from "
             "that address; the IP of each signup is in its consent record above.",
             "The email provider keeps its own delivery logs for the emails listed.",
+            "Replies: the last 20 per record are kept, their attachments never; they came "
+            "through the email provider's inbound service.",
         ],
     }
 
@@ -137,6 +141,9 @@ def _record(store: Store, sub_id: str, address: str) -> dict | None:
         "due_at": _iso(store.due_score(sub_id)),
         "quarantine": store.quarantine_reason(sub_id),
         "ledger": [_entry(e, at) for e, at in zip(entries, pending, strict=True)],
+        "replies": [
+            {**reply.as_dict(), "at": _iso(reply.at)} for reply in store.replies_of(sub_id)
+        ],
     }
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import re
 
-_TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|pause|resume|me)/[^/?#]+")
+_TOKEN_PATH = re.compile(
+    r"^/(confirm|unsubscribe|pause|resume|me|webhooks/sendgrid/inbound)/[^/?#]+"
+)
 
 
 class RedactTokens(logging.Filter):
     """Keeps subscriber tokens out of the access log: they never expire and are the only key
     to someone's unsubscribe and pause links and their Roadmap (``/me/<token>/lessons/x``
-    keeps the lesson id)."""
+    keeps the lesson id); nor the secret of SendGrid's Inbound Parse URL."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args

@@ -1,11 +1,11 @@
 """The subscriber web app: signup with double opt-in, confirmation, one-click unsubscribe,
 flare pause and resume, the reader's Roadmap and lessons online, the SendGrid Event Webhook,
-a health check and Prometheus metrics.
+SendGrid's Inbound Parse (readers' replies), a health check and Prometheus metrics.
 
 :func:`create_app` builds the shared :class:`~course.web.state.WebState`, caps request bodies,
 installs the error handlers and the security headers, and includes one router per noun
 (``course.web.subscribe``, ``confirm``, ``unsubscribe``, ``pause``, ``roadmap`` (the reader's
-own pages), ``webhook``, ``health``, and ``course.web.admin``).
+own pages), ``webhook``, ``inbound`` (readers' replies), ``health``, and ``course.web.admin``).
 
 Every state change goes through :mod:`course.subscribers.lifecycle`; nothing here writes subscriber
 fields itself. Emails are never sent inside a request: the app enqueues Celery tasks
@@ -26,6 +26,9 @@ from course.web.admin.install import install_admin
 from course.web.confirm import router as confirm_router
 from course.web.errors import install_handlers
 from course.web.health import router as health_router
+from course.web.inbound import MAX_BODY as INBOUND_MAX_BODY
+from course.web.inbound import PATH as INBOUND_PATH
+from course.web.inbound import router as inbound_router
 from course.web.limits import BodyLimit
 from course.web.pause import router as pause_router
 from course.web.roadmap import router as roadmap_router
@@ -44,6 +47,7 @@ ROUTERS = (
     pause_router,
     roadmap_router,
     webhook_router,
+    inbound_router,
     health_router,
 )
 
@@ -71,7 +75,8 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     app.state.web = state
     # Added first, so it sits inside the other middleware: a body that passes its cap raises
     # in the route's own read, where the exception handlers answer it with a 413.
-    app.add_middleware(BodyLimit, default=MAX_FORM, limits={"/webhooks/sendgrid": MAX_BODY})
+    limits = {"/webhooks/sendgrid": MAX_BODY, INBOUND_PATH: INBOUND_MAX_BODY}
+    app.add_middleware(BodyLimit, default=MAX_FORM, limits=limits, prefixes={INBOUND_PATH + "/"})
     install_handlers(app, state)
     app.middleware("http")(security_headers)
     install_admin(app, state)

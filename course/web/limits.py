@@ -17,18 +17,34 @@ TOO_LARGE = "request body too large"
 
 
 class BodyLimit:
-    """ASGI middleware: at most ``default`` bytes of body, or ``limits[path]`` for a path."""
+    """ASGI middleware: at most ``default`` bytes of body, or ``limits[path]`` for a path.
+    A path in ``prefixes`` (ending in ``/``) gives its limit to every path under it, one
+    level down (``/webhooks/sendgrid/inbound/`` covers ``/webhooks/sendgrid/inbound/{secret}``)."""
 
-    def __init__(self, app: ASGIApp, default: int, limits: Mapping[str, int] | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        default: int,
+        limits: Mapping[str, int] | None = None,
+        prefixes: set[str] | frozenset[str] = frozenset(),
+    ):
         self.app = app
         self.default = default
         self.limits = dict(limits or {})
+        self.prefixes = {prefix: self.limits[prefix.rstrip("/")] for prefix in prefixes}
+
+    def limit(self, path: str) -> int:
+        """The cap for a request to ``path``."""
+        if path in self.limits:
+            return self.limits[path]
+        parent, _, last = path.rpartition("/")
+        return self.prefixes.get(parent + "/", self.default) if last else self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope["path"], self.default)
+        limit = self.limit(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _refuse(send)

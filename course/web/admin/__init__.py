@@ -1,6 +1,6 @@
 """The admin page at ``/admin``, behind ``COURSE_ADMIN_TOKEN``: the course's stats (from
-:mod:`course.reports.stats`), the lesson gallery, a subscriber lookup, and pause, resume,
-unsubscribe, export and erase.
+:mod:`course.reports.stats`), the lesson gallery, readers' replies, a subscriber lookup,
+and pause, resume, unsubscribe, export and erase.
 
 Without a token set every ``/admin`` path answers 404 (and the log says why). With one, a
 browser logs in with a form: the answer sets an HttpOnly, SameSite=Strict cookie (Secure

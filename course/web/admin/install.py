@@ -13,6 +13,7 @@ from course.web.admin.gallery import router as gallery_router
 from course.web.admin.login import router as login_router
 from course.web.admin.pages import iso_stamp, stamp
 from course.web.admin.privacy import router as privacy_router
+from course.web.admin.replies import router as replies_router
 from course.web.admin.stats import router as stats_router
 from course.web.admin.subscribers import router as subscribers_router
 from course.web.state import WebState
@@ -36,5 +37,7 @@ def install_admin(app: FastAPI, state: WebState) -> None:
     state.pages.env.filters["iso_stamp"] = iso_stamp
     auth = AdminAuth(token, state.settings.secret_key, state.store)
     gate = Gate(state, auth)
-    for router in (login_router, subscribers_router, privacy_router, stats_router, gallery_router):
+    routers = (login_router, subscribers_router, privacy_router, stats_router, replies_router,
+               gallery_router)  # fmt: skip
+    for router in routers:
         app.include_router(router(state, gate))

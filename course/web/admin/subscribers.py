@@ -1,5 +1,6 @@
 """The admin overview with its lookup by address, and one subscriber's page: where they stand,
-and pause, resume and unsubscribe (export and erase: :mod:`course.web.admin.privacy`)."""
+their replies, and pause, resume and unsubscribe (export and erase:
+:mod:`course.web.admin.privacy`)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             paused_until=to_instant(sub.paused_until) if sub.paused_until else None,
             suppressed=sub.status in SUPPRESSED,
             quarantine=state.store.quarantined().get(sub.id),
+            replies=state.store.replies_of(sub.id),
             **extra,
         )
 
