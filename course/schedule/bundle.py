@@ -8,7 +8,9 @@ An edge: it reads and writes files, nothing else.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 from course.mail.render import Renderer, RenderError
@@ -33,9 +35,10 @@ def course_files(schedule: Schedule) -> dict[str, Path]:
 
 
 def _course_file(path: Path, root: Path) -> bool:
-    """The admin pages (``templates/web/admin/``) are the product's, not the course's look:
-    they are not part of a version."""
-    return not path.relative_to(root).as_posix().startswith("web/admin/")
+    """Templates only (``*.j2``: a picture beside them is not read as one), and not the admin
+    pages (``templates/web/admin/``), which are the product's, not the course's look."""
+    name = path.relative_to(root).as_posix()
+    return name.endswith(".j2") and not name.startswith("web/admin/")
 
 
 def read_files(files: dict[str, Path]) -> dict[str, bytes]:
@@ -47,8 +50,9 @@ class Unpacked:
     when the object is collected); ``schedule_path`` is its schedule."""
 
     def __init__(self, contents: dict[str, bytes], prefix: str = "course-version-"):
-        self._temp = tempfile.TemporaryDirectory(prefix=prefix)
-        folder = Path(self._temp.name).resolve()
+        folder = Path(tempfile.mkdtemp(prefix=prefix)).resolve()  # 0700: this process's own
+        # Removed when closed, collected or at exit; quietly (it is no resource to warn of).
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(folder), ignore_errors=True)
         for name, data in contents.items():
             target = (folder / name).resolve()
             if not target.is_relative_to(folder):
@@ -59,7 +63,7 @@ class Unpacked:
         self.schedule_path = folder / SCHEDULE_NAME
 
     def close(self) -> None:
-        self._temp.cleanup()
+        self._cleanup()
 
 
 def load_contents(

@@ -127,8 +127,7 @@ def publish_at_start(
         else ("on-start", "COURSE_PUBLISH_ON_START: the files differ from the live version")
     )
     try:
-        if publish_files(versions, candidate, live, author, message, kind, now()):
-            log.warning("%s: published %s (%s)", kind, candidate.id, message)
+        publish_files(versions, candidate, live, author, message, kind, now())
     except StaleLive:  # another process started at the same time and published first
         log.info("another process published first; following the live version")
 
