@@ -81,7 +81,7 @@ def publish_version(
     if not versions.publish(vid, expected, author, message, now, kind):
         return False
     log_event(
-        log, logging.WARNING, "schedule_published",
+        log, logging.INFO, "schedule_published",
         version=vid, previous=expected or "-", kind=kind, author=author, message=message,
     )  # fmt: skip
     return True
