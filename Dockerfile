@@ -15,7 +15,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && useradd --create-home --uid 10001 course \
     && mkdir -p /data && chown course /data
 WORKDIR /app
-# The course itself: the schedule and its templates (workers reload them when they change).
+# The course itself: the schedule and its templates, published on the first start on an
+# empty store; later, with `course publish` (or COURSE_PUBLISH_ON_START=1).
 COPY schedule.yaml ./
 COPY templates ./templates
 USER course

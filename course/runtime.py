@@ -1,17 +1,12 @@
 """The pieces a running process needs, built from the settings: Redis, the store, the
-current schedule with its compiled templates (kept fresh by ``course.schedule.reload``), and
-the transport."""
+live version of the course with its compiled templates (followed by
+``course.schedule.reload``), and the transport."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from course.schedule.reload import (
-    ScheduleHolder,
-    ScheduleSnapshot,
-    ScheduleStatusBoard,
-    fingerprint,
-)
+from course.schedule.reload import ScheduleHolder, ScheduleStatusBoard, fingerprint
 from course.settings import Settings
 from course.store import Client, Store
 from course.store import connect as connect_redis
@@ -23,7 +18,6 @@ from course.transport import Transport, make_transport
 __all__ = [
     "Runtime",
     "ScheduleHolder",
-    "ScheduleSnapshot",
     "ScheduleStatusBoard",
     "build_runtime",
     "connect",
@@ -64,22 +58,33 @@ def connect(settings: Settings) -> tuple[str, Client]:
     return url, client
 
 
+def holder(settings: Settings, store: Store, role: str | None, **options: object) -> ScheduleHolder:
+    """The live version of the course for a process; with a ``role`` it reports on the
+    status board which version it runs. The first start on an empty store publishes the
+    files, as does the start of a service (a ``role``) with ``COURSE_PUBLISH_ON_START=1``
+    when they differ from the live version; a CLI command never does that."""
+    return ScheduleHolder(
+        settings.schedule_path,
+        settings.templates_dir,
+        store.schedule_versions(),
+        store.status_board(role) if role else None,
+        reserved_sender=settings.env == "dev",
+        publish_on_start=settings.publish_on_start and role is not None,
+        publisher=settings.publisher,
+        legacy=store.legacy_snapshot,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def build_runtime(settings: Settings, role: str | None = None) -> Runtime:
     """The runtime of a process; with a ``role`` (``worker``) the process records the
-    schedule it runs in Redis (short-lived CLI commands do not)."""
+    version it runs in Redis (short-lived CLI commands do not)."""
     url, client = connect(settings)
     store = Store(client)
-    board = store.status_board(role) if role else None
     return Runtime(
         settings=settings,
         redis_url=url,
         client=client,
         store=store,
-        schedules=ScheduleHolder(
-            settings.schedule_path,
-            settings.templates_dir,
-            store.schedule_snapshot(),
-            board,
-            reserved_sender=settings.env == "dev",
-        ),
+        schedules=holder(settings, store, role),
     )

@@ -56,6 +56,9 @@ class Settings:
     send_concurrency: int = 16
     # Recipients of one lesson sent in one SendGrid request (personalizations); 1: one each
     sendgrid_batch: int = 1000
+    # Versions: publish the files at start when they differ from the live version (images)
+    publish_on_start: bool = False
+    publisher: str = "unknown"  # who publishes from this shell: COURSE_PUBLISHER, else the OS user
 
     @property
     def templates_dir(self) -> Path:
@@ -100,6 +103,8 @@ class Settings:
             "COURSE_METRICS_TOKEN": self.metrics_token or "",
             "COURSE_SEND_CONCURRENCY": str(self.send_concurrency),
             "COURSE_SENDGRID_BATCH": str(self.sendgrid_batch),
+            "COURSE_PUBLISH_ON_START": "1" if self.publish_on_start else "0",
+            "COURSE_PUBLISHER": self.publisher,
         }
 
     @classmethod
@@ -150,6 +155,8 @@ class Settings:
             metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
             send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
             sendgrid_batch=_sendgrid_batch(env),
+            publish_on_start=_flag(env, "COURSE_PUBLISH_ON_START"),
+            publisher=_publisher(env),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])
@@ -283,3 +290,20 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}: must be at least 1, not {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = (env.get(name) or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}: {text!r} is not 1 or 0")
+
+
+def _publisher(env: Mapping[str, str]) -> str:
+    """Who a publish from this environment is by: COURSE_PUBLISHER, else the login name."""
+    for name in ("COURSE_PUBLISHER", "USER", "LOGNAME", "USERNAME"):
+        if value := (env.get(name) or "").strip():
+            return value
+    return "unknown"

@@ -221,6 +221,20 @@ def course_env(url: str, schedule_path: Path, folder: Path, **extra: str) -> dic
     }
 
 
+def publish_course(store: Store, schedule_path: Path, message: str = "test edit") -> str:
+    """Publish the course's working files (as `course publish --yes` does, without the diff):
+    the version id. Tests that edit files and expect the workers to run the edit publish it."""
+    from datetime import UTC
+
+    from course.schedule.publish import publish_files, working_version
+
+    versions = store.schedule_versions()
+    candidate = working_version(schedule_path)
+    now = datetime.now(UTC)
+    publish_files(versions, candidate, versions.live(), "tests", message, "publish", now)
+    return candidate.id
+
+
 def start_worker(env: dict, log_path: Path, app, children: int = 2) -> subprocess.Popen:
     """A real Celery worker process (never eager mode), up and answering pings."""
     proc = start_process(worker_command(children, "INFO", alone=True), env, log_path)

@@ -614,28 +614,40 @@ def test_a_worker_without_the_claimed_lesson_retries_it_instead_of_dropping_it(
     assert store.ledger(sub.id)["hello"].state == "retry"
 
 
-def test_a_process_started_on_a_broken_schedule_uses_the_last_valid_one(
-    tmp_path, course_path, redis_client
-):
-    from course.runtime import ScheduleSnapshot
-
-    snapshot = ScheduleSnapshot(redis_client, "hr:schedule:snapshot")
+def test_a_process_started_on_a_broken_file_runs_the_live_version(tmp_path, course_path, store):
+    versions = store.schedule_versions()
     (course_path.parent / "templates" / "logo.png").write_bytes(b"\x89PNG\x00\xff")
-    ScheduleHolder(course_path, snapshot=snapshot)  # a running worker saw the valid one
+    first = ScheduleHolder(course_path, versions=versions)  # the first start publishes
+    assert versions.live() == first.version
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
-    restarted = ScheduleHolder(course_path, snapshot=snapshot)
-    assert restarted.error and "must be >= 0" in restarted.error
+    restarted = ScheduleHolder(course_path, versions=versions)
+    assert restarted.version == first.version and restarted.error is None
     assert restarted.schedule.lesson("second").day == 2
     assert "hello" in restarted.renderer.lesson_ids
 
 
-def test_a_broken_schedule_with_no_snapshot_fails_loudly(tmp_path, course_path, redis_client):
-    from course.runtime import ScheduleSnapshot
+def test_a_broken_file_on_an_empty_store_fails_loudly(tmp_path, course_path, store):
     from course.schedule import ScheduleError
 
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
     with pytest.raises(ScheduleError):
-        ScheduleHolder(course_path, snapshot=ScheduleSnapshot(redis_client, "hr:snap"))
+        ScheduleHolder(course_path, versions=store.schedule_versions())
+    assert store.schedule_versions().live() is None  # an invalid course never goes live
+
+
+def test_a_store_from_before_versions_adopts_its_kept_snapshot_when_the_file_is_broken(
+    tmp_path, course_path, store
+):
+    from course.schedule.bundle import course_files, read_files
+    from course.schedule.load import load_schedule
+
+    kept = read_files(course_files(load_schedule(course_path)))
+    store.redis.hset(store.snapshot_key, mapping=kept)  # as the old ScheduleSnapshot kept it
+    course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    holder = ScheduleHolder(course_path, versions=store.schedule_versions(),
+                            legacy=store.legacy_snapshot)  # fmt: skip
+    assert holder.schedule.lesson("second").day == 2
+    assert store.schedule_versions().live_since().kind == "first-start"
 
 
 def test_a_redis_restart_between_claim_and_send_loses_nothing_and_sends_once(tmp_path, course_path):

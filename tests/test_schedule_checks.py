@@ -1,7 +1,10 @@
-"""How often running processes look for schedule edits: each look stats every template, so the
-web app looks at most once a second (a health check looks at once)."""
+"""How often running processes look for a change: a holder of files (no store) stats every
+template; the web app looks at the live version (one GET) at most once a second (a health
+check looks at once)."""
 
 from __future__ import annotations
+
+from conftest import publish_course
 
 from course.schedule.reload import ScheduleHolder
 from course.schedule.yaml_limits import MAX_NODES
@@ -64,7 +67,7 @@ def test_a_yaml_bomb_edit_is_rejected_at_once_and_the_last_valid_schedule_kept(c
     )
 
 
-def test_the_web_app_looks_for_edits_once_a_second_and_health_checks_at_once(
+def test_the_web_app_runs_a_published_version_within_a_second_and_never_an_unpublished_edit(
     settings, store, course_path
 ):
     clock = Clock()
@@ -72,11 +75,14 @@ def test_the_web_app_looks_for_edits_once_a_second_and_health_checks_at_once(
     try:
         assert state.schedule().lesson("second").day == 2
         edit(course_path)
+        clock.now += SCHEDULE_CHECK_EVERY * 2
+        assert state.schedule().lesson("second").day == 2  # saved, not published
+        publish_course(store, course_path)
         clock.now += SCHEDULE_CHECK_EVERY / 2
-        assert state.schedule().lesson("second").day == 2
+        assert state.schedule().lesson("second").day == 2  # not looked yet
         clock.now += SCHEDULE_CHECK_EVERY
         assert state.schedule().lesson("second").day == 1
-        course_path.write_text(course_path.read_text().replace("day: 1", "day: -1"))
-        assert state.schedule_status()["error"]  # at once, without waiting for the clock
+        status = state.schedule_status()  # a health check looks at once
+        assert status["version"] == store.schedule_versions().live() and not status["error"]
     finally:
         state.close()

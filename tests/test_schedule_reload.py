@@ -1,10 +1,11 @@
-"""Schedule edits reach a running worker without a restart; an invalid edit is reported by
-the worker (Redis), ``course stats`` and ``/healthz``, and sending goes on with the last
-valid schedule. A real Celery worker process on the tests' Redis."""
+"""Publish, don't save: a saved edit changes nothing until it is published; a published one
+reaches a running worker and the web app without a restart, which report the version they run
+(Redis, ``course stats``, ``/healthz``); an invalid one is never published; a rollback brings
+the earlier text back for the next sends; ``--watch`` publishes every valid save. A real
+Celery worker process on the tests' Redis."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -13,14 +14,16 @@ from email import message_from_bytes, policy
 
 import pytest
 import redis
-from conftest import course_env, db_url, start_worker
+from conftest import course_env, db_url, publish_course, start_worker
 from fastapi.testclient import TestClient
 
 from course import engine
 from course.local.supervise import stop_all
-from course.reports.stats import check_disk, read_processes
+from course.reports.stats import read_processes
 from course.runtime import ScheduleStatusBoard
 from course.schedule import load_schedule
+from course.schedule.bundle import load_contents
+from course.schedule.publish import Watcher
 from course.settings import Settings
 from course.store import Store
 from course.subscribers.lifecycle import enrol
@@ -51,10 +54,12 @@ def world(tmp_path, redis_url, make_course):
 
 
 def deliver_due(world, now: datetime) -> None:
-    """A tick at ``now`` in this process; the worker delivers what it claimed."""
+    """A tick at ``now`` in this process with the live version; the worker delivers."""
     store = world["store"]
-    schedule = load_schedule(world["path"]) if check_disk(world["path"]).error is None else None
-    engine.tick(store, schedule or world["last_valid"], now, enqueuer(world["app"]))
+    versions = store.schedule_versions()
+    schedule, _, unpacked = load_contents(versions.files(versions.live()))
+    engine.tick(store, schedule, now, enqueuer(world["app"]))
+    unpacked.close()
     deadline = time.monotonic() + 60
     while store.pending_count():
         assert world["proc"].poll() is None, world["log"].read_text()
@@ -69,52 +74,82 @@ def subjects(world) -> list[str]:
     return found
 
 
-def test_schedule_edits_reach_the_running_worker_and_an_invalid_one_is_reported(world):
+def course(world, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course", *args], env=world["env"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_a_saved_edit_changes_nothing_until_published_then_reaches_the_worker_and_web(world):
     store, path = world["store"], world["path"]
     original = path.read_text()
-    schedule = load_schedule(path)
-    world["last_valid"] = schedule
-    enrol(store, schedule, "reader@example.com", "Reader", None, START)
+    v1 = publish_course(store, path, "first")
+    enrol(store, load_schedule(path), "reader@example.com", "Reader", None, START)
     deliver_due(world, START)
     assert subjects(world) == ["Hello"]
     [first] = read_processes(store, datetime.now(UTC))
-    assert first.role == "worker" and first.error is None
-    assert first.fingerprint == check_disk(path).fingerprint
+    assert first.role == "worker" and first.version == v1 and first.error is None
 
-    # A valid edit: the next delivery uses it, with no restart.
-    edited = original.replace('subject: "Second"', 'subject: "Second, now better"')
-    path.write_text(edited)
-    world["last_valid"] = load_schedule(path)
+    # Saved, not published: the running worker sends the live version.
+    path.write_text(original.replace('subject: "Second"', 'subject: "Second, now better"'))
     deliver_due(world, START + timedelta(days=2))
-    assert subjects(world) == ["Hello", "Second, now better"]
-    [running] = read_processes(store, datetime.now(UTC))
-    assert running.fingerprint == check_disk(path).fingerprint != first.fingerprint
+    assert subjects(world) == ["Hello", "Second"]
 
-    # An invalid edit: reported with file and line; the worker keeps the last valid schedule.
-    path.write_text(edited.replace('subject: "Third"', 'subject: "Third, edited"')
-                    .replace("day: 4", "day: -4"))  # fmt: skip
-    line = f"{path}:20: phases[1].lessons[1].day: must be >= 0"
+    # Published: the worker's next task runs it, with no restart.
+    path.write_text(original.replace('subject: "Third"', 'subject: "Third, now better"'))
+    published = course(world, "publish", "--yes", "-m", "better third")
+    assert published.returncode == 0, published.stderr
+    v2 = store.schedule_versions().live()
+    assert v2 != v1 and f"{v1} (live) -> {v2}" in published.stdout
     deliver_due(world, START + timedelta(days=3))
-    assert subjects(world) == ["Hello", "Second, now better", "Third"]
-    [worker] = read_processes(store, datetime.now(UTC))
-    assert worker.fingerprint == running.fingerprint
-    assert worker.error == line and worker.error_at is not None
-    assert "invalid schedule, still sending with the last valid one" in world["log"].read_text()
+    assert subjects(world) == ["Hello", "Second", "Third, now better"]
+    [running] = read_processes(store, datetime.now(UTC))
+    assert running.version == v2
 
-    result = subprocess.run([sys.executable, "-m", "course", "stats"], env=world["env"],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert result.returncode == 1
-    assert f"the file on disk is invalid: {line}" in result.stdout
-    assert f"runs schedule {running.fingerprint}" in result.stdout
-    assert "rejected an invalid edit" in result.stdout
+    # An invalid edit cannot be published; the live version keeps running.
+    path.write_text(original.replace("day: 4", "day: -4"))
+    refused = course(world, "publish", "--yes")
+    assert refused.returncode == 1 and store.schedule_versions().live() == v2
+
+    # Rollback: the earlier text for the next sends; nothing already sent goes again.
+    rolled = course(world, "rollback", "--yes")
+    assert rolled.returncode == 0, rolled.stderr
+    assert store.schedule_versions().live() == v1
+    deliver_due(world, START + timedelta(days=4))
+    deliver_due(world, START + timedelta(days=5))
+    assert subjects(world) == ["Hello", "Second", "Third, now better", "Fourth"]
+    stats = course(world, "stats")
+    assert f"live: version {v1} since" in stats.stdout and "[rollback]" in stats.stdout
+    assert f"runs version {v1}" in stats.stdout
 
     settings = Settings.from_env(world["env"]).with_(metrics_token="t" * 40)
-    with TestClient(create_web_app(settings, send_task=print)) as client:  # details: the token
+    with TestClient(create_web_app(settings, send_task=print)) as client:
         health = client.get("/healthz", headers={"Authorization": f"Bearer {'t' * 40}"}).json()
-    assert health["schedule"]["error"] == line  # the web app's own view of the file
+        assert health["schedule"]["version"] == v1
     [view] = health["schedule"]["workers"]
-    assert view["fingerprint"] == running.fingerprint and view["error"] == line
-    assert json.dumps(health).count("must be >= 0") == 2
+    assert view["version"] == v1
+
+
+def test_watch_publishes_every_valid_save_as_saving_shipped_before(world):
+    store, path = world["store"], world["path"]
+    original = path.read_text()
+    publish_course(store, path, "first")
+    watcher = Watcher(store.schedule_versions(), path, path.parent / "templates", "watcher",
+                      report=lambda line: None)  # fmt: skip
+    watcher.check()  # its first look: the files are the live version
+    enrol(store, load_schedule(path), "reader@example.com", "Reader", None, START)
+    deliver_due(world, START)
+
+    path.write_text(original.replace('subject: "Second"', 'subject: "Second, now better"'))
+    published = watcher.check()
+    assert published == store.schedule_versions().live()
+    assert store.schedule_versions().live_since().kind == "watch"
+    deliver_due(world, START + timedelta(days=2))
+    assert subjects(world) == ["Hello", "Second, now better"]
+
+    path.write_text(original.replace("day: 4", "day: -4"))  # invalid: reported, not published
+    assert watcher.check() is None and store.schedule_versions().live() == published
+    deliver_due(world, START + timedelta(days=3))
+    assert subjects(world) == ["Hello", "Second, now better", "Third"]
 
 
 def test_a_process_reports_changes_at_once_and_otherwise_once_a_minute(redis_client, store):

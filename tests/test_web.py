@@ -772,10 +772,11 @@ def test_healthz_in_public_is_the_bare_status_and_the_details_need_the_metrics_t
 def test_healthz_reports_redis_the_schedule_and_the_last_tick(health, store, schedule):
     body = health.get("/healthz", headers=DETAILS).json()
     fingerprint = body["schedule"].pop("fingerprint")
+    version = body["schedule"].pop("version")
     assert body == {"status": "ok", "redis": "ok", "last_tick": None,
                     "schedule": {"loaded": True, "error": None, "signups": True,
                                  "workers": []}}  # fmt: skip
-    assert len(fingerprint) == 12
+    assert len(fingerprint) == 12 and version == fingerprint == store.schedule_versions().live()
     engine.tick(store, schedule, datetime(2026, 3, 1, tzinfo=UTC), lambda *a: None)
     assert health.get("/healthz", headers=DETAILS).json()["last_tick"] == (
         "2026-03-01T00:00:00+00:00"
@@ -809,12 +810,22 @@ def test_healthz_is_503_without_a_valid_schedule_and_names_the_error(settings, s
         assert client.post("/subscribe", data={"email": "a@example.com"}).status_code == 503
 
 
-def test_healthz_names_an_invalid_edit_while_the_last_valid_schedule_serves(health, course_path):
+def test_healthz_names_a_version_it_cannot_load_while_the_last_good_one_serves(
+    health, course_path, store
+):
     assert health.get("/healthz").status_code == 200
+    versions = store.schedule_versions()
+    good = versions.live()
     course_path.write_text(course_path.read_text().replace("day: 2", "day: -2"))
+    assert health.get("/healthz", headers=DETAILS).json()["schedule"]["error"] is None  # saved
+    files = versions.files(good)
+    files["schedule.yaml"] = files["schedule.yaml"].replace(b"day: 2", b"day: -2")
+    bad, _ = versions.save(files, "x", "past the gate", datetime.now(UTC))
+    versions.publish(bad, good, "x", "", datetime.now(UTC))
     answer = health.get("/healthz", headers=DETAILS)
     assert answer.status_code == 200
-    assert "must be" in answer.json()["schedule"]["error"]
+    schedule = answer.json()["schedule"]
+    assert schedule["version"] == good and f"version {bad}: " in schedule["error"]
 
 
 def test_the_openapi_description_is_served_and_swagger_is_not(web):

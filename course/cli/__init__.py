@@ -12,6 +12,7 @@ from course.cli import (
     send_test,
     stats,
     subscribers,
+    versions,
 )
 from course.cli.group import cli, main
 
@@ -28,4 +29,5 @@ __all__ = [
     "send_test",
     "stats",
     "subscribers",
+    "versions",
 ]

@@ -73,14 +73,30 @@ class Context:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._runtime = None
+        self._store = None
 
     @property
     def runtime(self):
+        """The store and the live version of the course (publishing the files first on an
+        empty store, as any first start does)."""
         if self._runtime is None:
             from course.runtime import build_runtime
 
             self._runtime = build_runtime(self.settings)
         return self._runtime
+
+    @property
+    def store(self):
+        """The store alone, without loading the live version (``course publish`` and its
+        kin must see an empty store as empty)."""
+        if self._runtime is not None:
+            return self._runtime.store
+        if self._store is None:
+            from course.runtime import connect
+            from course.store import Store
+
+            self._store = Store(connect(self.settings)[1])
+        return self._store
 
     def schedule(self, path: Path | None = None):
         return load_schedule(path or self.settings.schedule_path)

@@ -76,10 +76,12 @@ def demo(ctx: Context, days: int | None, count: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="The web app's address.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--no-web", is_flag=True, help="Run without the web app.")
+@click.option("--watch", is_flag=True, help="Publish every valid save of the files (no diff).")
 @pass_ctx
-def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool) -> None:
+def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool, watch: bool) -> None:
     """Run Redis (embedded unless REDIS_URL is set), a worker, beat and the web app until
-    Ctrl-C."""
+    Ctrl-C. They run the published version: edits go live with `course publish`, or at
+    each valid save with --watch."""
     from course.local.supervise import port_problem, run_services
 
     web = None if no_web else (host, port)
@@ -87,7 +89,9 @@ def run(ctx: Context, concurrency: int, host: str, port: int, no_web: bool) -> N
         raise Failed(problem)  # before Redis, the worker or beat start
     if web is not None:
         _refuse_broken_pages(ctx.settings)
-    raise SystemExit(run_services(ctx.settings, concurrency=concurrency, console=console, web=web))
+    status = run_services(ctx.settings, concurrency=concurrency, console=console, web=web,
+                          watch=watch)  # fmt: skip
+    raise SystemExit(status)
 
 
 @cli.command()

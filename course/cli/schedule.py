@@ -43,7 +43,7 @@ def validate(
     the schedule's and its templates' together, even when the schedule itself has mistakes.
     """
     path = schedule_path or ctx.settings.schedule_path
-    schedule, problems = _check_course(path)
+    schedule, problems = check_course(path)
     for problem in sender_problems(path):
         if ctx.settings.env != "dev":
             problems.append(f"{problem} (refused outside COURSE_ENV=dev)")
@@ -62,7 +62,7 @@ def validate(
         _print_diff(ctx, against, str(schedule.path), now_text, as_json=False, strict=False)
 
 
-def _check_course(path: Path) -> tuple[Schedule | None, list[str]]:
+def check_course(path: Path) -> tuple[Schedule | None, list[str]]:
     """The schedule (None if it has mistakes) and every problem of it and of its templates:
     a template is checked whenever the schedule names it, valid or not."""
     from course.mail.checks import check_content
@@ -117,8 +117,7 @@ def _print_diff(
     ctx: Context, old_spec: str, new_spec: str, now_text: str | None, as_json: bool,
     strict: bool, subscribers: bool = True,
 ) -> None:  # fmt: skip
-    from course.reports.impact import impact, report_lines, to_json, warnings
-    from course.schedule.diff import compare
+    from course.reports.impact import report_lines, to_json, warnings
     from course.schedule.source import SourceError, load_source
 
     now = instant_or_now(now_text, "--now")
@@ -129,11 +128,7 @@ def _print_diff(
             new, new_name = load_source(new_spec, ctx.settings.schedule_path, temps)
         except SourceError as exc:
             raise click.BadParameter(str(exc), param_hint="OLD/NEW") from None
-        changes = compare(old, new)
-        found = None
-        if subscribers and changes.timing:  # else nobody's lessons or send times change
-            store = ctx.runtime.store
-            found = impact(changes, old, new, _scan(store), now)
+        changes, found = measure_change(ctx, old, new, now, subscribers)
     finally:
         for temp in temps:
             temp.cleanup()
@@ -147,6 +142,19 @@ def _print_diff(
             click.echo("nobody's lessons or send times change (the store was not read)")
     if strict and warnings(changes, found):
         raise Failed("warnings (see above); without --strict they do not fail")
+
+
+def measure_change(ctx: Context, old: Schedule, new: Schedule, now, subscribers: bool = True):
+    """The lesson-level changes from ``old`` to ``new`` and, counted over the store at
+    ``now``, what they do to the people in the course (None when nobody's lessons or send
+    times can change, or without ``subscribers``)."""
+    from course.reports.impact import impact
+    from course.schedule.diff import compare
+
+    changes = compare(old, new)
+    if not (subscribers and changes.timing):
+        return changes, None
+    return changes, impact(changes, old, new, _scan(ctx.store), now)
 
 
 def _scan(store, chunk: int = 1000):

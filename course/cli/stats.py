@@ -50,7 +50,9 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
             console.print(f"wrote {html_path}")
     if disk.error:
         first = disk.error.splitlines()[0]
-        raise Failed(f"the schedule on disk is invalid (workers keep the last valid one): {first}")
+        raise Failed(
+            f"the schedule on disk is invalid (not publishable; the live version runs on): {first}"
+        )
 
 
 def _print_stats(report) -> None:

@@ -16,7 +16,9 @@ from rich.console import Console
 
 from course.private_files import PRIVATE_UMASK, open_private, private_dir
 from course.runtime import connect
+from course.schedule.publish import Watcher, publish_at_start
 from course.settings import DEFAULT_BASE_URL, Settings
+from course.store import Store
 from course.store.embedded import (
     EmbeddedRedisError,
     ensure_embedded_redis,
@@ -28,6 +30,7 @@ from course.task_names import TICK_TASK
 from course.tasks import create_app
 
 STOP_GRACE = 30.0  # seconds a worker gets to finish its current batch
+WATCH_INTERVAL = 1.0  # seconds between looks at the files under --watch
 
 
 CELERY = [sys.executable, "-m", "celery", "-A", "worker"]
@@ -149,6 +152,38 @@ def service_env(settings: Settings, redis_url: str, web: tuple[str, int] | None)
     return {**os.environ, **settings.to_env()}
 
 
+def _start_versions(
+    settings: Settings, store: Store, watch: bool, console: Console
+) -> Watcher | None:
+    """Before the services start: the files published on a first start (or, with
+    ``COURSE_PUBLISH_ON_START=1`` or ``--watch``, when they differ from the live version),
+    and a line that says which version runs and how edits go live."""
+    versions = store.schedule_versions()
+    dev = settings.env == "dev"
+    publish_at_start(
+        versions, settings.schedule_path, settings.templates_dir, dev,
+        settings.publish_on_start, settings.publisher,
+    )  # fmt: skip
+    watcher = None
+    if watch:
+        watcher = Watcher(versions, settings.schedule_path, settings.templates_dir,
+                          settings.publisher, dev, report=console.print)  # fmt: skip
+        watcher.check()
+    entry = versions.live_since()
+    if entry is not None:
+        console.print(
+            f"schedule: version {entry.id}, live since {entry.at:%Y-%m-%d %H:%M} UTC"
+            f" by {entry.author} ({entry.kind})", markup=False,
+        )  # fmt: skip
+    if watch:
+        console.print(f"watch: saving a valid {settings.schedule_path.name} or template "
+                      "publishes it at once (no diff, no confirmation)")  # fmt: skip
+    else:
+        console.print("schedule: edits of the files go live with `course publish` "
+                      "(or run with --watch to publish every valid save)")  # fmt: skip
+    return watcher
+
+
 def stop_all(procs: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
     for proc in procs.values():
         if proc.poll() is None:
@@ -167,13 +202,20 @@ def run_services(
     concurrency: int,
     console: Console,
     web: tuple[str, int] | None = None,
+    watch: bool = False,
 ) -> int:
+    """Run the services until Ctrl-C or until one dies; the exit status. With ``watch``,
+    a valid file saved is published (``course run --watch``), as before versions."""
     embedded = settings.redis_url is None
     private_dir(settings.var_dir)  # beat keeps its schedule file here
     was_running = embedded and running_url(settings.var_dir) is not None
     url, client = connect(settings)
-    client.close()
     console.print(f"redis: {redact_url(url)}" + (" (embedded)" if embedded else ""))
+    try:
+        watcher = _start_versions(settings, Store(client), watch, console)
+    except BaseException:
+        client.close()
+        raise
     env = service_env(settings, url, web)
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -200,11 +242,15 @@ def run_services(
             console.print(f"web: http://{web[0]}:{web[1]}/")
         console.print("running — press Ctrl-C to stop")
         next_check = time.monotonic() + REDIS_CHECK_INTERVAL
+        next_watch = time.monotonic() + WATCH_INTERVAL
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     console.print(f"{name} exited with status {proc.returncode}; stopping")
                     stopping, status = True, 1
+            if watcher is not None and not stopping and time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + WATCH_INTERVAL
+                watcher.check()
             if embedded and not stopping and time.monotonic() >= next_check:
                 next_check = time.monotonic() + REDIS_CHECK_INTERVAL
                 if not _embedded_redis_alive(settings, url, console):
@@ -213,6 +259,7 @@ def run_services(
     finally:
         console.print("stopping…")
         stop_all(procs)
+        client.close()
         if embedded and not was_running:
             stop_embedded_redis(settings.var_dir)
         for sig, handler in previous.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from course.models.schedule import Schedule
@@ -27,6 +27,7 @@ from course.schedule.diff import (
 )
 
 IN_COURSE = ("active", "paused")  # the statuses a schedule change can still reach
+SOON = timedelta(hours=1)  # a removed lesson due this soon for someone needs an explicit yes
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Impact:
     added_get: dict[str, int] = field(default_factory=dict)  # lesson -> will get it
     added_skip: dict[str, int] = field(default_factory=dict)  # lesson -> past it: will not
     removed_pending: dict[str, int] = field(default_factory=dict)  # lesson -> were still to get
+    removed_soon: dict[str, int] = field(default_factory=dict)  # lesson -> next for them, due
+    # within SOON (or overdue): removing it changes what someone gets within the hour
     offset_pending: dict[str, int] = field(default_factory=dict)  # lesson -> not had it yet
     offset_shifts: dict[str, Shifts] = field(default_factory=dict)  # lesson -> next send moves
     # (old id, new id) -> already past the old lesson (most had it), will get the new one
@@ -81,7 +84,10 @@ class Impact:
                 k: {"will_get": self.added_get[k], "will_not": self.added_skip[k]}
                 for k in self.added_get
             },
-            "removed": {k: {"were_still_to_get": v} for k, v in self.removed_pending.items()},
+            "removed": {
+                k: {"were_still_to_get": v, "due_within_an_hour": self.removed_soon.get(k, 0)}
+                for k, v in self.removed_pending.items()
+            },
             "offsets": {
                 k: {"not_had_yet": self.offset_pending[k], **self.offset_shifts[k].summary()}
                 for k in self.offset_pending
@@ -165,7 +171,7 @@ def impact(
     for lesson in diff.added:
         result.added_get[lesson.id] = result.added_skip[lesson.id] = 0
     for lesson in diff.removed:
-        result.removed_pending[lesson.id] = 0
+        result.removed_pending[lesson.id] = result.removed_soon[lesson.id] = 0
     for change in diff.offsets:
         result.offset_pending[change.lesson_id] = 0
         result.offset_shifts[change.lesson_id] = Shifts()
@@ -222,6 +228,8 @@ def _count(
     for lesson in diff.removed:
         if lesson.id in was_coming:
             result.removed_pending[lesson.id] += 1
+    if was and was[0] in result.removed_soon and was[1] <= now + SOON:
+        result.removed_soon[was[0]] += 1
     for lesson_id in coming.intersection(result.offset_pending):
         result.offset_pending[lesson_id] += 1
     for old_id, new_id in result.rename_again:
@@ -304,9 +312,10 @@ def impact_lines(diff: ScheduleDiff, found: Impact) -> list[str]:
             f"{found.added_skip[lesson.id]} will not (already past it: forward-only)"
         )
     for lesson in diff.removed:
+        soon = found.removed_soon.get(lesson.id, 0)
         lines.append(
             f"  {lesson.id}: {found.removed_pending[lesson.id]} were still to get"
-            " it and now will not"
+            " it and now will not" + (f"; {soon} were due for it within the hour" if soon else "")
         )
     for change in diff.offsets:
         summary = found.offset_shifts[change.lesson_id].summary()

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from course.mail.render import Renderer, RenderError
 from course.models.subscriber import STATUSES
-from course.runtime import ScheduleSnapshot, fingerprint
 from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
+from course.schedule.bundle import course_files, read_files
+from course.schedule.reload import fingerprint
 from course.store import Store
 
 BEFORE_FIRST = ""  # the lesson id under which exits before any lesson are counted
@@ -104,11 +105,23 @@ class ProcessSchedule:
     process: str  # role@host:pid
     role: str
     fingerprint: str
+    version: str | None  # the published version it runs (None: a process of before versions)
     loaded_at: datetime | None
-    error: str | None  # the latest invalid edit, while it is still on disk
+    error: str | None  # the latest version it could not load
     error_at: datetime | None
     seen_at: datetime | None
     stale: bool  # not heard of for STALE_AFTER seconds: probably stopped
+
+
+@dataclass(frozen=True)
+class LiveSchedule:
+    """The published version every process should run: since when, by whom, and why."""
+
+    version: str
+    since: datetime
+    author: str
+    message: str
+    kind: str  # publish, rollback, first-start, on-start, watch
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,7 @@ class CourseStats:
     quarantined: int
     processes: tuple[ProcessSchedule, ...]
     disk: DiskSchedule | None = None
+    live: LiveSchedule | None = None
 
     @property
     def subscribers(self) -> int:
@@ -214,6 +228,7 @@ def collect(
         quarantined=store.quarantine_count(),
         processes=read_processes(store, now),
         disk=disk,
+        live=read_live(store),
     )
     return _with_funnel(result)
 
@@ -224,7 +239,7 @@ def check_disk(path: Path, templates_dir: Path | None = None) -> DiskSchedule:
     try:
         schedule = load_schedule(path, templates_dir)
         Renderer(schedule)
-        contents = ScheduleSnapshot.read(ScheduleSnapshot.files(schedule))
+        contents = read_files(course_files(schedule))
     except (ScheduleError, RenderError, OSError) as exc:
         return DiskSchedule(str(path), None, str(exc))
     return DiskSchedule(str(path), fingerprint(contents), None)
@@ -268,6 +283,14 @@ def _with_funnel(stats: CourseStats) -> CourseStats:
                           "funnel": funnel})  # fmt: skip
 
 
+def read_live(store: Store) -> LiveSchedule | None:
+    """The live version and the publish that made it live (None before the first)."""
+    entry = store.schedule_versions().live_since()
+    if entry is None:
+        return None
+    return LiveSchedule(entry.id, entry.at, entry.author, entry.message, entry.kind)
+
+
 def read_processes(store: Store, now: datetime) -> tuple[ProcessSchedule, ...]:
     """What every live process that loads the schedule last reported, newest first: one
     not heard of for STALE_AFTER seconds has stopped and is left out."""
@@ -283,6 +306,7 @@ def read_processes(store: Store, now: datetime) -> tuple[ProcessSchedule, ...]:
                 process=name if isinstance(name, str) else name.decode(),
                 role=str(data.get("role", "")),
                 fingerprint=str(data.get("fingerprint", "")),
+                version=data.get("version") or None,
                 loaded_at=_instant(data.get("loaded_at")),
                 error=data.get("error") or None,
                 error_at=_instant(data.get("error_at")),

@@ -63,6 +63,15 @@ def to_json(stats: CourseStats) -> dict:
         "subscribers": {"total": stats.subscribers, "by_status": stats.statuses},
         "quarantined": stats.quarantined,
         "schedule": {
+            "live": None
+            if stats.live is None
+            else {
+                "version": stats.live.version,
+                "since": _iso(stats.live.since),
+                "author": stats.live.author,
+                "message": stats.live.message,
+                "kind": stats.live.kind,
+            },
             "file": None
             if stats.disk is None
             else {
@@ -75,6 +84,7 @@ def to_json(stats: CourseStats) -> dict:
                     "process": p.process,
                     "role": p.role,
                     "fingerprint": p.fingerprint,
+                    "version": p.version,
                     "loaded_at": _iso(p.loaded_at),
                     "error": p.error,
                     "error_at": _iso(p.error_at),

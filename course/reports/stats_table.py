@@ -68,26 +68,39 @@ def removed_rows(stats: CourseStats) -> list[Row]:
 
 
 def schedule_lines(stats: CourseStats) -> list[str]:
-    """Which schedule each process runs and whether the file on disk is valid, in words."""
+    """The live version, which one each process runs and whether the files on disk are
+    valid and published, in words."""
     lines = []
+    live = stats.live
+    if live is not None:
+        said = f" ({live.message})" if live.message else ""
+        lines.append(
+            f"live: version {live.version} since {utc_text(live.since)} by {live.author}"
+            f" [{live.kind}]{said}"
+        )
     disk = stats.disk
     if disk is not None:
         if disk.error:
             first, *more = disk.error.splitlines()
             extra = f" (+{len(more)} more)" if more else ""
             lines.append(f"the file on disk is invalid: {first}{extra}")
+        elif live is not None and disk.fingerprint != live.version:
+            lines.append(
+                f"the files on disk ({disk.path}, {disk.fingerprint}) are not published:"
+                " `course publish` shows what they change, then publishes them"
+            )
         else:
             lines.append(f"the file on disk is valid ({disk.path}, {disk.fingerprint})")
-    live = [p for p in stats.processes if not p.stale]
+    running = [p for p in stats.processes if not p.stale]
     if not stats.processes:
         lines.append(f"no process has reported a schedule in the last {STALE_AFTER // 60} minutes")
-    for p in live:
+    for p in running:
         loaded = utc_text(p.loaded_at)
-        state = f"{p.process} runs schedule {p.fingerprint} loaded at {loaded}"
-        if disk is not None and disk.fingerprint and p.fingerprint != disk.fingerprint:
-            state += " (not the file on disk yet)"
+        state = f"{p.process} runs version {p.version or p.fingerprint} loaded at {loaded}"
+        if live is not None and (p.version or p.fingerprint) != live.version:
+            state += " (not the live version yet)"
         if p.error:
-            state += f"; rejected an invalid edit at {utc_text(p.error_at)}"
+            state += f"; could not load: {p.error.splitlines()[0]} at {utc_text(p.error_at)}"
         lines.append(state)
     return lines
 

@@ -30,10 +30,31 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               tick), for beat's health check (``course health beat``).
 ``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
                               record); they are out of the due index until an operator looks.
-``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files
-                              (see course.store.snapshot.ScheduleSnapshot).
-``P schedule:snapshot:lessons`` set  every email id any valid schedule kept there had:
-                              where ``course stats`` finds the figures of removed lessons.
+``P schedule:version:{id}`` hash  one version of the course: relative path (``schedule.yaml``,
+                              ``templates/lessons/welcome.md``, ...) -> the file's text; the
+                              schedule and every template it names, the layouts and the
+                              page overrides under ``templates/web/``. ``{id}`` is 12 hex
+                              digits of the files' SHA-256 (course.store.versions.version_id):
+                              the same files are the same version. Never changed once written.
+``P schedule:version:{id}:info`` hash  author, created (ISO instant), message, parent (the
+                              live version it was made over: the compare-and-set base of a
+                              draft), files (count). Written with the files, in one MULTI.
+``P schedule:versions`` zset  version id -> epoch it was first saved (the list of versions).
+``P schedule:live``  string  the live version's id: what every worker and the web app run
+                              (they GET it every few seconds). Changed only by the publish
+                              script (course.store.versions.PUBLISH_SCRIPT), a compare-and-set.
+``P schedule:live:log`` zset  JSON ``{"id", "at", "author", "message", "kind"}`` -> epoch at
+                              which that version became live (``kind`` publish, rollback,
+                              first-start, on-start, watch). Kept for ever (a few entries a
+                              week): the version live at any instant is
+                              ``ZREVRANGEBYSCORE log t -inf LIMIT 0 1``, so a lesson can be
+                              shown as it was when it was sent (course.store.versions.live_at).
+``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files, as
+                              kept before versions existed; read once, to publish it when a
+                              store has no live version and the files on disk are invalid.
+``P schedule:snapshot:lessons`` set  every email id any published version had (and any
+                              schedule kept in the old snapshot): where ``course stats``
+                              finds the figures of removed lessons.
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
                               (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
                               the address, ``admin`` admin sign-in attempts per IP per 15
@@ -60,8 +81,9 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               Counted by the suppress script, only on the change from a
                               mailable status, so a repeated unsubscribe counts once.
 ``P schedule:status`` hash   ``{role}@{host}:{pid}`` -> JSON of the schedule that process
-                              runs: fingerprint, loaded_at, error and error_at of the latest
-                              invalid edit, seen_at (see course.store.snapshot.ScheduleStatusBoard).
+                              runs: version (its id), fingerprint (the same id), loaded_at,
+                              error and error_at of the latest version it could not load,
+                              seen_at (see course.store.snapshot.ScheduleStatusBoard).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
@@ -139,6 +161,24 @@ class Keys:
     @property
     def snapshot_key(self) -> str:
         return f"{self.prefix}schedule:snapshot"
+
+    def version_files_key(self, version_id: str) -> str:
+        return f"{self.prefix}schedule:version:{version_id}"
+
+    def version_info_key(self, version_id: str) -> str:
+        return f"{self.prefix}schedule:version:{version_id}:info"
+
+    @property
+    def versions_key(self) -> str:
+        return f"{self.prefix}schedule:versions"
+
+    @property
+    def live_key(self) -> str:
+        return f"{self.prefix}schedule:live"
+
+    @property
+    def live_log_key(self) -> str:
+        return f"{self.prefix}schedule:live:log"
 
     def rate_key(self, scope: str, key: str, window: int, now: float) -> str:
         return f"{self.prefix}rl:{scope}:{key}:{int(now // window)}"

@@ -40,9 +40,13 @@ PAGE_DEFAULTS: dict[str, object] = {
 }
 
 
-def environment(templates_dir: Path) -> jinja2.Environment:
-    """The pages' (sandboxed) environment: the course's own pages first, then the project's."""
+def environment(templates_dir: Path, fallback: Path | None = None) -> jinja2.Environment:
+    """The pages' (sandboxed) environment: the course's own pages first (those of the live
+    version, then those of the ``fallback`` templates folder on disk, for a page the version
+    does not have), then the project's."""
     loaders = [jinja2.FileSystemLoader(str(templates_dir / "web"))]
+    if fallback is not None:
+        loaders.append(jinja2.FileSystemLoader(str(fallback / "web")))
     if BUILTIN_TEMPLATES.is_dir():
         loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
     env = sandbox.environment(
@@ -119,8 +123,8 @@ class Pages:
     project's own page is shown instead; if even that fails, a bare 500 page.
     """
 
-    def __init__(self, templates_dir: Path):
-        self.env = environment(templates_dir)
+    def __init__(self, templates_dir: Path, fallback: Path | None = None):
+        self.env = environment(templates_dir, fallback)
         # The same environment (filters included) reading only the project's own pages.
         self._builtin = self.env.overlay(loader=jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
 

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 
 from course.clock import utc_now
 from course.mail.render import Renderer, RenderError
+from course.runtime import holder
 from course.schedule import Schedule, ScheduleError
 from course.schedule.reload import ScheduleHolder
 from course.settings import Settings
@@ -30,7 +31,7 @@ from course.web.pages import Pages
 
 log = logging.getLogger("course.web")
 
-SCHEDULE_CHECK_EVERY = 1.0  # seconds between looks for schedule edits (a stat per template)
+SCHEDULE_CHECK_EVERY = 1.0  # seconds between looks at the live version (one GET)
 
 
 def now() -> datetime:
@@ -69,7 +70,9 @@ class WebState:
         self._holder: ScheduleHolder | None = None
         self._load_error: str | None = None
         self._lock = threading.Lock()
-        self.pages = Pages(settings.templates_dir)
+        self._disk_pages = Pages(settings.templates_dir)  # until a version is loaded
+        self._pages: tuple[str | None, Pages] | None = None
+        self._page_filters: dict[str, Callable[..., Any]] = {}
         self.signups = Signups(self.store, settings, self.send_task)
 
     def send_task(self, name: str, *args: Any, **kwargs: Any) -> bool:
@@ -95,21 +98,36 @@ class WebState:
             log.error("could not queue %s: %s", name, exc)
             return False
 
+    @property
+    def pages(self) -> Pages:
+        """The pages of the live version (its overrides under ``templates/web/``); the
+        files' own until a version is loaded (Redis down at start)."""
+        running = self._holder
+        if running is None or running.version is None:
+            return self._disk_pages
+        if self._pages is None or self._pages[0] != running.version:
+            pages = Pages(running.schedule.templates_dir, self.settings.templates_dir)
+            pages.env.filters.update(self._page_filters)
+            self._pages = (running.version, pages)
+        return self._pages[1]
+
+    def add_page_filters(self, **filters: Callable[..., Any]) -> None:
+        """Jinja filters every page may use, whichever version's pages are shown."""
+        self._page_filters.update(filters)
+        self._disk_pages.env.filters.update(filters)
+        self._pages = None
+
     def schedule(self, fresh: bool = False) -> Schedule:
-        """The current valid schedule, or :class:`Unavailable`. Edits are looked for at
-        most once per SCHEDULE_CHECK_EVERY seconds, or now when ``fresh``."""
+        """The live version's schedule, or :class:`Unavailable`. A newly published
+        version is looked for at most once per SCHEDULE_CHECK_EVERY seconds, or now when
+        ``fresh``."""
         with self._lock:
             if self._holder is None:
                 try:
-                    self._holder = ScheduleHolder(
-                        self.settings.schedule_path,
-                        self.settings.templates_dir,
-                        self.store.schedule_snapshot(),
-                        self.store.status_board("web"),
-                        check_every=SCHEDULE_CHECK_EVERY,
-                        monotonic=self._clock,
-                        reserved_sender=self.settings.env == "dev",
-                    )
+                    self._holder = holder(
+                        self.settings, self.store, "web",
+                        check_every=SCHEDULE_CHECK_EVERY, monotonic=self._clock,
+                    )  # fmt: skip
                 except (ScheduleError, RenderError, OSError, StoreError) as exc:
                     self._load_error = str(exc)
                     raise Unavailable(f"no valid schedule: {exc}") from None
@@ -129,7 +147,11 @@ class WebState:
         except Unavailable:
             return {"loaded": False, "error": self._load_error}
         error = self._holder.error if self._holder else None  # an invalid edit, still running
-        running = {"fingerprint": self._holder.fingerprint} if self._holder else {}
+        running = (
+            {"fingerprint": self._holder.fingerprint, "version": self._holder.version}
+            if self._holder
+            else {}
+        )
         if self._holder and self._holder.schedule.confirmation is None:
             message = f"{self.settings.schedule_path}: no confirmation email: signups are refused"
             return {"loaded": True, "error": error or message, "signups": False, **running}
@@ -140,7 +162,7 @@ class WebState:
         from course.reports.stats import read_processes
 
         return [
-            {"process": p.process, "fingerprint": p.fingerprint,
+            {"process": p.process, "version": p.version, "fingerprint": p.fingerprint,
              "loaded_at": p.loaded_at.isoformat() if p.loaded_at else None,
              "error": p.error, "error_at": p.error_at.isoformat() if p.error_at else None}
             for p in read_processes(self.store, now)

@@ -33,8 +33,7 @@ def install_admin(app: FastAPI, state: WebState) -> None:
             return state.page("message", 404, title="Not found", message="There is no page here.")
 
         return
-    state.pages.env.filters["stamp"] = stamp
-    state.pages.env.filters["iso_stamp"] = iso_stamp
+    state.add_page_filters(stamp=stamp, iso_stamp=iso_stamp)
     auth = AdminAuth(token, state.settings.secret_key, state.store)
     gate = Gate(state, auth)
     routers = (login_router, subscribers_router, privacy_router, stats_router, replies_router,
