@@ -1,6 +1,7 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, web state, schedule state, privacy), so callers write ``store.method(...)``
-whatever part it is in; and :func:`connect`, which makes the Redis client it is given.
+ledger, counters, check-ins, web state, schedule state, privacy), so callers write
+``store.method(...)`` whatever part it is in; and :func:`connect`, which makes the Redis client
+it is given.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 import redis
 
+from course.store.checkins import RECORD_SCRIPT, CheckIns
 from course.store.counters import Counters
 from course.store.due import DueIndex
 from course.store.errors import StoreError
@@ -34,7 +36,16 @@ def connect(url: str, **options: Any) -> Client:
     return redis.Redis.from_url(url, **options)
 
 
-class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleState, PrivacyRecords):
+class Store(
+    SubscriberRecords,
+    DueIndex,
+    Ledger,
+    Counters,
+    CheckIns,
+    WebState,
+    ScheduleState,
+    PrivacyRecords,
+):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
     Error = StoreError  # ``except store.Error`` without importing redis
@@ -51,6 +62,7 @@ class Store(SubscriberRecords, DueIndex, Ledger, Counters, WebState, ScheduleSta
         self._suppress = client.register_script(SUPPRESS_SCRIPT)
         self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
         self._erase = client.register_script(ERASE_SCRIPT)
+        self._record_checkin = client.register_script(RECORD_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""

@@ -62,6 +62,15 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P schedule:status`` hash   ``{role}@{host}:{pid}`` -> JSON of the schedule that process
                               runs: fingerprint, loaded_at, error and error_at of the latest
                               invalid edit, seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
+                              flare, same or better; the latest wins). Only readers who
+                              answered have one; erased with the record.
+``P stats:checkin:{lesson}`` hash  answer -> readers whose latest answer to that lesson's
+                              check-in it is (so the fields add up to the readers who answered).
+``P stats:checkin:readers`` hash  phase id -> readers who answered a check-in of that phase
+                              (the phase as the schedule had it when they first did); ``*`` ->
+                              readers who answered any. Written with the answers, by one script
+                              (course.store.checkins).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
@@ -143,6 +152,16 @@ class Keys:
 
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
+
+    def checkin_key(self, sub_id: str) -> str:
+        return f"{self.prefix}checkin:{sub_id}"
+
+    def checkin_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:checkin:{lesson_id}"
+
+    @property
+    def checkin_readers_key(self) -> str:
+        return f"{self.prefix}stats:checkin:readers"
 
     @property
     def exits_key(self) -> str:

@@ -6,10 +6,10 @@ the newest. Each new record names the one it replaced in its ``prior`` field, so
 from the current holder finds them all. Records made before that field existed are found
 only by reading every record (``scan=True``, the CLI's ``--scan``).
 
-Erasing deletes every record of the address with its ledger, its due, pending, listing and
-quarantine entries, the address mapping and the per-address rate-limit counters, and adds
-the address's :func:`~course.store.suppression_hash` to ``P suppressed``: nothing can be
-added for it again (a later signup gets the usual neutral answer and nothing is sent).
+Erasing deletes every record of the address with its ledger, its check-ins, its due, pending,
+listing and quarantine entries, the address mapping and the per-address rate-limit counters,
+and adds the address's :func:`~course.store.suppression_hash` to ``P suppressed``: nothing can
+be added for it again (a later signup gets the usual neutral answer and nothing is sent).
 The suppression entry goes in first, so no signup can slip in while the records go. Then
 every record is suppressed (status ``unsubscribed``, as an unsubscribe would: no send can
 start for it any more), and a lesson already on its way is waited for
@@ -91,8 +91,8 @@ def export_data(store: Store, address: str, now: datetime, scan: bool = False) -
     """Everything held about ``address`` as plain data, or None when nothing is.
 
     Each record with all its fields, its consent record, its ledger (lesson, state, time,
-    attempts, the provider's message id or the reason), what is due, pending or in
-    quarantine, and the per-address signup counters."""
+    attempts, the provider's message id or the reason), its check-ins (lesson, answer,
+    time), what is due, pending or in quarantine, and the per-address signup counters."""
     address = normalise_address(address)
     ts = now.timestamp()
     records = [_record(store, sub_id, address) for sub_id in record_ids(store, address, scan)]
@@ -137,6 +137,10 @@ def _record(store: Store, sub_id: str, address: str) -> dict | None:
         "due_at": _iso(store.due_score(sub_id)),
         "quarantine": store.quarantine_reason(sub_id),
         "ledger": [_entry(e, at) for e, at in zip(entries, pending, strict=True)],
+        "checkins": [
+            {"lesson_id": c.lesson_id, "answer": c.answer, "at": _iso(c.at)}
+            for c in store.checkins(sub_id)
+        ],
     }
 
 
@@ -185,6 +189,8 @@ def erase(
     deleted = 0
     for sub_id in ids:
         deleted += store.erase_record(sub_id, address)
+        # After the record: a check-in needs a record that has not left, so none can come now.
+        deleted += store.erase_checkins(sub_id)
     store.drop_vanished_holder(address)  # a mapping to a vanished record
     counters = rate_limit_keys(store, address, now.timestamp())
     deleted += store.drop_counters(counters)
