@@ -176,7 +176,7 @@ def checkin_lessons(model: ScheduleModel) -> frozenset[str]:
     (days 7-13, 14-20, ...), so a reader is asked once a week about the week behind them
     and never on day 0, when there is no week behind them yet."""
     lessons = [lesson for phase in model.phases for lesson in phase.lessons]
-    if any(lesson.checkin is not None for lesson in lessons):
+    if any("checkin" in lesson.model_fields_set for lesson in lessons):
         return frozenset(lesson.id for lesson in lessons if lesson.checkin)
     asking: dict[int, str] = {}
     for lesson in lessons:
