@@ -54,6 +54,9 @@ class Settings:
     send_concurrency: int = 16
     # Recipients of one lesson sent in one SendGrid request (personalizations); 1: one each
     sendgrid_batch: int = 1000
+    # SendGrid's open-tracking pixel: off unless asked for (opens measure nothing: Apple Mail
+    # loads every image), so the provider does not learn when a reader reads
+    open_tracking: bool = False
 
     @property
     def templates_dir(self) -> Path:
@@ -97,6 +100,7 @@ class Settings:
             "COURSE_METRICS_TOKEN": self.metrics_token or "",
             "COURSE_SEND_CONCURRENCY": str(self.send_concurrency),
             "COURSE_SENDGRID_BATCH": str(self.sendgrid_batch),
+            "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
         }
 
     @classmethod
@@ -146,6 +150,7 @@ class Settings:
             metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
             send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
             sendgrid_batch=_sendgrid_batch(env),
+            open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])
@@ -253,6 +258,14 @@ def _sendgrid_batch(env: Mapping[str, str]) -> int:
             f"COURSE_SENDGRID_BATCH: at most 1000 (SendGrid's limit per request), not {value}"
         )
     return value
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """A setting that is on with ``1`` and off with ``0`` or unset."""
+    text = (env.get(name) or "").strip()
+    if text not in ("", "0", "1"):
+        raise SettingsError(f"{name}: 1 (on) or 0 (off), not {text!r}")
+    return text == "1"
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
