@@ -18,6 +18,7 @@ from course import engine
 from course.mail.render import Renderer
 from course.models.subscriber import LedgerEntry
 from course.settings import Settings, SettingsError
+from course.subscribers.checkin import check_in
 from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
@@ -387,6 +388,7 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     transport = OutboxTransport(settings.outbox_dir)
     assert engine.deliver(store, Renderer(schedule), transport, items, now, links).sent == 1
     enrol(store, schedule, "pat@example.com", None, None, now, confirmed=False)
+    assert check_in(store, schedule, ann.id, schedule.lesson("hello"), "flare", now)
 
     page = client.get("/admin/stats")
     assert page.status_code == 200 and heading(page) == "Stats"
@@ -396,6 +398,12 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     assert '<b data-status="active">1</b>' in page.text
     assert '<b data-status="pending">1</b>' in page.text
     assert "the file on disk is valid" in page.text
+    # Check-ins and unsubscribes are the signals; clicks are clicks; no opens.
+    assert '<th scope="col">check-ins</th>' in page.text and "clicks*" in page.text
+    assert "opened" not in page.text
+    assert '<svg class="checkins"' in page.text
+    row = '<tr class="lesson"><th scope="row">hello</th><td>1 (100% of sent)</td><td>1 (100%)</td>'
+    assert row in page.text
 
 
 def test_sign_out_ends_the_session(signed_in):

@@ -252,3 +252,80 @@ def test_the_accessibility_check_finds_what_it_should(browser):
     rules = {line.split(" ", 1)[0] for line in axe_violations(page)}
     page.close()
     assert {"label", "color-contrast"} <= rules, rules
+
+
+@pytest.fixture
+def checkin_course(course_path):
+    """The small course with a check-in under its first lesson (before ``course_run`` starts)."""
+    text = course_path.read_text()
+    course_path.write_text(
+        text.replace("template: lessons/hello.md}", "template: lessons/hello.md, checkin: true}")
+    )
+
+
+@pytest.mark.slow
+def test_a_check_in_from_a_lesson_email_in_a_browser(
+    browser, checkin_course, course_run, artifacts, axe
+):
+    """A scanner's browser opens every check-in link and records nothing; a reader's one click
+    records "flare" (without JavaScript: one press of the button); the kind page offers the
+    pause, and pausing from there works."""
+    _, env, outbox, log = course_run
+    added = course(env, "subscribers", "add", "robin@example.com", "--name", "Robin")
+    assert added.returncode == 0, added.stderr
+    ticked = course(env, "tick", "--inline")
+    assert ticked.returncode == 0, ticked.stderr
+    (lesson,) = wait_until("lesson 0", lambda: emails(outbox), log=log)
+    text = lesson.get_body(("plain",)).get_content()
+    links = dict(re.findall(r"^(A flare|About the same|Better): (\S+)$", text, re.MULTILINE))
+    assert set(links) == {"A flare", "About the same", "Better"}
+
+    def checkins() -> dict:
+        shown = course(env, "stats", "--json")
+        return json.loads(shown.stdout)["checkins"]["phases"][0]
+
+    # A scanner driving a browser (navigator.webdriver) opens every link: the pages show,
+    # nothing is pressed.
+    scanner = browser.new_context(viewport=PHONE)
+    page = scanner.new_page()
+    for label, url in links.items():
+        page.goto(url)
+        page.get_by_role("heading", name="How has this week been?").wait_for()
+        page.wait_for_timeout(300)
+        assert page.url == url and label in page.inner_text("main")
+    page.screenshot(path=str(artifacts / "10-checkin-page.png"), full_page=True)
+    axe(page, "10-checkin-page")
+    scanner.close()
+    assert checkins()["readers"] == 0
+
+    # Without JavaScript: the reader presses the one button.
+    no_js = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    page = no_js.new_page()
+    page.goto(links["About the same"])
+    page.get_by_role("button", name="Save my answer").click()
+    page.get_by_role("heading", name="Thank you").wait_for()
+    no_js.close()
+    assert checkins()["answers"] == {"flare": 0, "same": 1, "better": 0}
+
+    # A person's browser: one click in the email and the answer is saved.
+    reader = browser.new_context(viewport=PHONE)
+    reader.add_init_script("Object.defineProperty(navigator, 'webdriver', {get: () => false})")
+    page = reader.new_page()
+    page.goto(links["A flare"])
+    page.get_by_role("heading", name="Thank you for telling us").wait_for()
+    assert page.url == links["A flare"]  # answered in place
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(artifacts / "11-checked-in-flare.png"), full_page=True)
+    axe(page, "11-checked-in-flare")
+    found = checkins()
+    assert (found["readers"], found["answers"]) == (1, {"flare": 1, "same": 0, "better": 0})
+
+    # Pause from there.
+    page.get_by_role("link", name="Pause the course").click()
+    page.get_by_role("heading", name="Pause the course").wait_for()
+    page.get_by_role("button", name="Pause for a week").click()
+    page.get_by_text("paused").first.wait_for()
+    axe(page, "12-paused-from-checkin")
+    reader.close()
+    shown = course(env, "subscribers", "show", "robin@example.com", "--json")
+    assert json.loads(shown.stdout)["status"] == "paused"

@@ -10,17 +10,22 @@ from datetime import UTC, datetime
 from course.reports.stats import STALE_AFTER, Counts, CourseStats
 
 # The table's columns, in order: (field, heading, shown as a share of sent too).
+# Check-ins and unsubscribes are the signals to read; clicks are clicks; opens are not shown.
 COLUMNS = (
     ("sent", "sent", False),
     ("delivered", "delivered", True),
-    ("opened", "opened*", True),
-    ("clicked", "clicked*", True),
-    ("bounced", "bounced", True),
+    ("checkins", "check-ins", True),
     ("unsubscribed", "unsub. after", True),
+    ("clicked", "clicks*", True),
+    ("bounced", "bounced", True),
     ("failed", "failed", True),
     ("uncertain", "uncertain", False),
 )
-EVENTS_NOTE = "* opened and clicked count provider events, not unique people."
+EVENTS_NOTE = (
+    "Check-ins (readers who answered) and unsubscribes are the signals to read. "
+    "* clicks count provider click events, not unique people (link scanners click too). "
+    "Opens are not shown: Apple Mail loads every email's images, so an open means nothing."
+)
 
 
 def percent(share: float | None) -> str:

@@ -1,5 +1,5 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, web state, schedule state, privacy, replies), so callers write
+ledger, counters, check-ins, web state, schedule state, privacy, replies), so callers write
 ``store.method(...)`` whatever part it is in; and :func:`connect`, which makes the Redis
 client it is given.
 """
@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from course.store.checkins import RECORD_SCRIPT, CheckIns
 from course.store.counters import Counters
 from course.store.due import DueIndex
 from course.store.errors import StoreError
@@ -41,6 +42,7 @@ class Store(
     DueIndex,
     Ledger,
     Counters,
+    CheckIns,
     WebState,
     ScheduleState,
     PrivacyRecords,
@@ -63,6 +65,7 @@ class Store(
         self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
         self._erase = client.register_script(ERASE_SCRIPT)
         self._add_reply = client.register_script(ADD_REPLY_SCRIPT)
+        self._record_checkin = client.register_script(RECORD_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""

@@ -84,6 +84,15 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               runs: version (its id), fingerprint (the same id), loaded_at,
                               error and error_at of the latest version it could not load,
                               seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
+                              flare, same or better; the latest wins). Only readers who
+                              answered have one; erased with the record.
+``P stats:checkin:{lesson}`` hash  answer -> readers whose latest answer to that lesson's
+                              check-in it is (so the fields add up to the readers who answered).
+``P stats:checkin:readers`` hash  phase id -> readers who answered a check-in of that phase
+                              (the phase as the schedule had it when they first did); ``*`` ->
+                              readers who answered any. Written with the answers, by one script
+                              (course.store.checkins).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
@@ -194,6 +203,16 @@ class Keys:
 
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
+
+    def checkin_key(self, sub_id: str) -> str:
+        return f"{self.prefix}checkin:{sub_id}"
+
+    def checkin_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:checkin:{lesson_id}"
+
+    @property
+    def checkin_readers_key(self) -> str:
+        return f"{self.prefix}stats:checkin:readers"
 
     @property
     def exits_key(self) -> str:
