@@ -72,6 +72,7 @@ def test_a_valid_change_is_saved_logged_and_says_when_the_next_lesson_comes(read
         ("timezone", "Mars/Olympus_Mons"),
         ("timezone", "localtime"),
         ("timezone", "x" * 500),
+        ("timezone", '"><script>alert(1)</script>'),
     ],
 )
 def test_a_field_that_is_not_valid_is_marked_and_nothing_changes(reader, field, value):
@@ -92,6 +93,7 @@ def test_a_field_that_is_not_valid_is_marked_and_nothing_changes(reader, field, 
     others = {"pace", "send_time", "timezone"} - {field}
     assert not any(f'id="{other}-error"' in html for other in others)
     assert "Saved." not in html
+    assert "<script>alert" not in html  # what was typed comes back escaped
 
 
 def test_left_out_or_empty_fields_keep_their_values(reader):
