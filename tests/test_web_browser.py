@@ -1,6 +1,7 @@
 """The whole subscriber journey in headless Chromium against ``course run`` on the embedded
 default: sign up in the page, open the email's confirmation link and press its button, get
-lesson 0, read it online and open Your Roadmap from its links (light and dark), unsubscribe
+lesson 0, read it online and open Your Roadmap from its links (light and dark), switch to the
+gentle pace at 19:00 there and see the next lesson move, unsubscribe
 with the button, and a later tick sends nothing. Screenshots of every
 page at phone width go to var/test-artifacts/ (test output, not committed)."""
 
@@ -183,6 +184,25 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     assert page.url == roadmap
     assert "Tokyo (Asia/Tokyo)" in page.inner_text("main")
     shot("06b-roadmap")
+    # A gentler pace, in the evening: the form alone, then the page says when it now comes.
+    before = page.locator("#next-lesson").inner_text()
+    assert "at 08:00" in before
+    page.get_by_label("Gentle").check()
+    page.get_by_label("Time lessons arrive").fill("19:00")
+    page.get_by_role("button", name="Save my settings").click()
+    saved = page.locator("#saved")
+    saved.wait_for()
+    assert "now comes on" in saved.inner_text() and "at 19:00" in saved.inner_text()
+    assert page.get_by_label("Gentle").is_checked()
+    shot("06ba-roadmap-gentle-19")
+    shown = json.loads(course(env, "subscribers", "show", "robin@example.com", "--json").stdout)
+    assert (shown["pace"], shown["send_time"]) == ("gentle", "19:00")
+    coming = datetime.fromisoformat(shown["next_lesson"]["send_at"])
+    first = datetime.fromisoformat(shown["lessons"][0]["at"]).astimezone(coming.tzinfo)
+    assert coming.strftime("%H:%M %z") == "19:00 +0900"  # Tokyo's evening
+    assert (coming.date() - first.date()).days == 4  # day 2, the gap doubled
+    assert coming.strftime("%-d %B") in saved.inner_text()
+    page.goto(roadmap)
     page.get_by_role("link", name="Hello").click()
     page.get_by_role("heading", name="Hello", exact=True).wait_for()
     dark_reader = browser.new_context(viewport=PHONE, color_scheme="dark")
@@ -225,7 +245,7 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     assert record["status"] == "unsubscribed" and record["timezone"] == "Asia/Tokyo"
     assert record["consent"]["source"] == "web" and record["consent"]["ip"] == "127.0.0.1"
     assert record["lessons"][0]["state"] == "sent"
-    assert record["pace"] == "standard" and record["send_time"] == "08:00"
+    assert record["pace"] == "gentle" and record["send_time"] == "19:00"
     assert record["next_lesson"] is None  # left: nothing more comes
 
     # Long after the whole course, a tick sends nothing more.

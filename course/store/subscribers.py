@@ -16,6 +16,7 @@ from redis.commands.core import Script
 from course.models.subscriber import LedgerEntry, Subscriber
 from course.store.codec import (
     FIELD_NAMES,
+    UNSET,
     as_str,
     as_text,
     decode_subscriber,
@@ -321,7 +322,8 @@ class SubscriberRecords(Keys):
         due: float | str | None = "=",
         expected_version: int | None = None,
     ) -> int:
-        """Set fields and the due score in one step; ``due=None`` removes from the index."""
+        """Set fields and the due score in one step; ``due=None`` removes from the index. A
+        field set to its default (None, 0, "standard") is removed: unset costs no memory."""
         args: list[str] = [
             sub_id,
             "" if expected_version is None else str(expected_version),
@@ -330,7 +332,8 @@ class SubscriberRecords(Keys):
         for name, value in changes.items():
             if name not in FIELD_NAMES:
                 raise KeyError(name)
-            args += [name, encode_value(value)]
+            text = encode_value(value)
+            args += [name, "" if text in UNSET.get(name, ("",)) else text]  # a default: unset
         return int(self._update(keys=[self.sub_key(sub_id), self.due_key], args=args))
 
     def suppress(self, sub_id: str, status: str) -> int:
