@@ -16,6 +16,9 @@ Where each figure comes from:
   (``COURSE_OPEN_TRACKING``), and any open events that still come are only kept raw.
 - check-ins: readers who answered the lesson's "How has this week been?" (each once, under
   their latest answer), and the answers per lesson and phase (:mod:`course.reports.checkins`).
+- replies: readers' replies kept that answered the lesson (they quote its Message-ID), counted
+  by the store as it keeps each one (``Store.reply_counts``); an erased reader's replies go,
+  their count stays (an anonymous sum, like the check-ins).
 - unsubscribed after: subscribers whose status changed from mailable to ``unsubscribed``
   (a link, one-click, ``course subscribers unsubscribe`` or the provider's unsubscribe
   event) while that lesson was the last one they had been given; counted once per person,
@@ -59,6 +62,7 @@ class Counts:
     skipped: int = 0
     retried: int = 0
     checkins: int = 0  # readers who answered the lesson's check-in
+    replies: int = 0  # replies kept that answered the lesson
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
@@ -189,6 +193,7 @@ def collect(
     sent = {lesson_id: sends.get("sent", 0) for lesson_id, (sends, _) in raw.items()}
     checkins = collect_checkins(store, schedule, sent)
     answered = {lesson.lesson_id: lesson.answers.readers for lesson in checkins.lessons}
+    replied = store.reply_counts()
 
     def stats_of(lesson: Lesson | None, lesson_id: str, kind: str) -> LessonStats:
         sends, events = raw[lesson_id]
@@ -198,7 +203,14 @@ def collect(
             phase_id=lesson.phase_id if lesson else "",
             kind=kind,
             day=lesson.day if lesson and kind != CONFIRMATION else None,
-            counts=lesson_counts(sends, events, exits, lesson_id, answered.get(lesson_id, 0)),
+            counts=lesson_counts(
+                sends,
+                events,
+                exits,
+                lesson_id,
+                answered.get(lesson_id, 0),
+                replied.get(lesson_id, 0),
+            ),
             events=dict(sorted(events.items())),
         )
 
@@ -262,9 +274,11 @@ def lesson_counts(
     exits: dict[tuple[str, str], int],
     lesson_id: str,
     checkins: int = 0,
+    replies: int = 0,
 ) -> Counts:
-    """One lesson's figures from its ledger counts, provider events, exits and the readers who
-    answered its check-in (pure). Opens are left out (see the module's docstring)."""
+    """One lesson's figures from its ledger counts, provider events, exits, the readers who
+    answered its check-in and the replies to it (pure). Opens are left out (see the module's
+    docstring)."""
     return Counts(
         sent=sends.get("sent", 0),
         delivered=events.get("delivered", 0),
@@ -277,6 +291,7 @@ def lesson_counts(
         skipped=sends.get("skipped", 0),
         retried=sends.get("retried", 0),
         checkins=checkins,
+        replies=replies,
     )
 
 

@@ -38,6 +38,7 @@ def to_json(stats: CourseStats) -> dict:
             "opened": "not reported: Apple Mail and other privacy proxies load every email's "
             "images, so an open says nothing about a reader",
             "checkins": "readers who answered the lesson's check-in, each once (latest answer)",
+            "replies": "replies kept that answered the lesson (they quote its Message-ID)",
             "unsubscribed": "people who unsubscribed while this was their last lesson",
             "bounced": "hard bounces reported by the provider",
             "complained": "spam reports",

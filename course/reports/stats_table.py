@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from course.reports.stats import STALE_AFTER, Counts, CourseStats
 
 # The table's columns, in order: (field, heading, shown as a share of sent too).
-# Check-ins and unsubscribes are the signals to read; clicks are clicks; opens are not shown.
+# Check-ins, replies and unsubscribes are the signals to read; clicks are clicks; no opens.
 COLUMNS = (
     ("sent", "sent", False),
     ("delivered", "delivered", True),
     ("checkins", "check-ins", True),
+    ("replies", "replies", True),
     ("unsubscribed", "unsub. after", True),
     ("clicked", "clicks*", True),
     ("bounced", "bounced", True),
@@ -22,7 +23,7 @@ COLUMNS = (
     ("uncertain", "uncertain", False),
 )
 EVENTS_NOTE = (
-    "Check-ins (readers who answered) and unsubscribes are the signals to read. "
+    "Check-ins (readers who answered), replies and unsubscribes are the signals to read. "
     "* clicks count provider click events, not unique people (link scanners click too). "
     "Opens are not shown: Apple Mail loads every email's images, so an open means nothing."
 )

@@ -103,6 +103,10 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               Replies list reads the newest readers' lists only.
 ``P inbound:seen:{hash}`` string  a kept reply's Message-ID (SHA-256, 32 hex digits), for 7
                               days: SendGrid posting the same email again keeps nothing new.
+``P stats:replies``  hash    lesson id -> replies kept that answered that lesson (quoting its
+                              Message-ID), counted by the add-reply script as it keeps one (a
+                              repeated post counts nothing). Anonymous: an erase deletes the
+                              replies but leaves these counts, as it does the check-in counts.
 ``P stats:inbound``  hash    the Inbound Parse webhook's counts: received, kept,
                               unknown_sender (dropped: not a subscriber), duplicate,
                               invalid, refused (a wrong or missing secret).
@@ -239,6 +243,10 @@ class Keys:
 
     def inbound_seen_key(self, digest: str) -> str:
         return f"{self.prefix}inbound:seen:{digest}"
+
+    @property
+    def reply_stats_key(self) -> str:
+        return f"{self.prefix}stats:replies"
 
     @property
     def inbound_stats_key(self) -> str:
