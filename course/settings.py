@@ -59,6 +59,9 @@ class Settings:
     # Versions: publish the files at start when they differ from the live version (images)
     publish_on_start: bool = False
     publisher: str = "unknown"  # who publishes from this shell: COURSE_PUBLISHER, else the OS user
+    # Retention (the organisation's policy, not the marketer's: course.subscribers.retention)
+    retention_months: int = 24  # readers who completed or left: erased this long after
+    retention_pending_days: int = 30  # signups never confirmed: deleted this long after
 
     @property
     def templates_dir(self) -> Path:
@@ -105,6 +108,8 @@ class Settings:
             "COURSE_SENDGRID_BATCH": str(self.sendgrid_batch),
             "COURSE_PUBLISH_ON_START": "1" if self.publish_on_start else "0",
             "COURSE_PUBLISHER": self.publisher,
+            "COURSE_RETENTION_MONTHS": str(self.retention_months),
+            "COURSE_RETENTION_PENDING_DAYS": str(self.retention_pending_days),
         }
 
     @classmethod
@@ -157,6 +162,8 @@ class Settings:
             sendgrid_batch=_sendgrid_batch(env),
             publish_on_start=_flag(env, "COURSE_PUBLISH_ON_START"),
             publisher=_publisher(env),
+            retention_months=_count(env, "COURSE_RETENTION_MONTHS", 24),
+            retention_pending_days=_count(env, "COURSE_RETENTION_PENDING_DAYS", 30),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])
