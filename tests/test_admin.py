@@ -396,6 +396,7 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     assert '<b data-status="active">1</b>' in page.text
     assert '<b data-status="pending">1</b>' in page.text
     assert "the file on disk is valid" in page.text
+    assert '<p id="retention">Erased by retention: nothing yet (no run so far).</p>' in page.text
 
 
 def test_sign_out_ends_the_session(signed_in):

@@ -9,6 +9,7 @@ import pytest
 from conftest import cli_runner, course_env
 from test_engine import Harness
 
+from course.models.subscriber import Subscriber
 from course.settings import Settings, SettingsError
 from course.store import ErasedAddress
 from course.subscribers.lifecycle import enrol, unsubscribe
@@ -112,6 +113,20 @@ def test_an_old_record_of_a_reader_who_signed_up_again_goes_alone(store, schedul
     assert store.get(new.id).status == "active"
     assert store.find("again@example.com").id == new.id
     assert not store.is_erased("again@example.com")
+
+
+def test_imported_records_are_indexed_at_their_import(store):
+    """An import keeps statuses; when an imported reader left is not known: counted from
+    the import (created). Active ones are in no retention index."""
+    created = months_ago(25).timestamp()
+    subs = [Subscriber(id=store.new_id(), email=f"{status}@example.com", first_name=None,
+                       tz="UTC", status=status, created=created)
+            for status in ("pending", "completed", "unsubscribed", "active")]  # fmt: skip
+    assert store.add_many(subs, [None, None, None, created]) == [1, 1, 1, 1]
+    result = run(store)
+    assert result.erased == {"left": 1, "completed": 1} and result.expired == 1
+    assert [store.get(sub.id) is None for sub in subs] == [True, True, True, False]
+    assert store.is_erased("unsubscribed@example.com")
 
 
 def test_the_run_goes_in_batches_and_a_second_run_finds_nothing(store, schedule):
