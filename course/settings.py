@@ -62,6 +62,9 @@ class Settings:
     # SendGrid's open-tracking pixel: off unless asked for (opens measure nothing: Apple Mail
     # loads every image), so the provider does not learn when a reader reads
     open_tracking: bool = False
+    # Retention (the organisation's policy, not the marketer's: course.subscribers.retention)
+    retention_months: int = 24  # readers who completed or left: erased this long after
+    retention_pending_days: int = 30  # signups never confirmed: deleted this long after
 
     @property
     def templates_dir(self) -> Path:
@@ -109,6 +112,8 @@ class Settings:
             "COURSE_PUBLISH_ON_START": "1" if self.publish_on_start else "0",
             "COURSE_PUBLISHER": self.publisher,
             "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
+            "COURSE_RETENTION_MONTHS": str(self.retention_months),
+            "COURSE_RETENTION_PENDING_DAYS": str(self.retention_pending_days),
         }
 
     @classmethod
@@ -162,6 +167,8 @@ class Settings:
             publish_on_start=_flag(env, "COURSE_PUBLISH_ON_START"),
             publisher=_publisher(env),
             open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),
+            retention_months=_count(env, "COURSE_RETENTION_MONTHS", 24),
+            retention_pending_days=_count(env, "COURSE_RETENTION_PENDING_DAYS", 30),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])

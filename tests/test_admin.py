@@ -410,6 +410,7 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     assert '<svg class="checkins"' in page.text
     row = '<tr class="lesson"><th scope="row">hello</th><td>1 (100% of sent)</td><td>1 (100%)</td>'
     assert row in page.text
+    assert '<p id="retention">Erased by retention: nothing yet (no run so far).</p>' in page.text
 
 
 def test_sign_out_ends_the_session(signed_in):

@@ -81,6 +81,7 @@ def _print_stats(report) -> None:
         COLUMNS,
         EVENTS_NOTE,
         removed_rows,
+        retention_line,
         schedule_lines,
         table_rows,
     )
@@ -117,6 +118,7 @@ def _print_stats(report) -> None:
     statuses = ", ".join(f"{name} {count}" for name, count in report.statuses.items())
     console.print(f"\n[bold]Subscribers[/bold]: {report.subscribers} ({statuses})")
     console.print(f"In quarantine: {report.quarantined}")
+    console.print(retention_line(report), markup=False)
     console.print("\n[bold]Schedule[/bold]")
     for line in schedule_lines(report):
         console.print(f"  {line}", markup=False, soft_wrap=True)

@@ -24,13 +24,15 @@ Where each figure comes from:
   event) while that lesson was the last one they had been given; counted once per person,
   on the change itself. Bounces and complaints are their own columns, not in this one.
 - subscribers by status: every record read (a pipelined scan; about a second per 100,000).
+- erased by retention: the retention script's own counts per reason (left, completed,
+  never confirmed) and its latest run (``Store.retention_stats``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from course.mail.render import Renderer, RenderError
@@ -144,6 +146,17 @@ class DiskSchedule:
 
 
 @dataclass(frozen=True)
+class RetentionStats:
+    """What retention erased, ever, by reason, and its latest run (None: never ran)."""
+
+    left: int = 0  # unsubscribed, bounced or complained: the suppression hash kept
+    completed: int = 0
+    pending: int = 0  # signups never confirmed
+    last_at: datetime | None = None
+    last_erased: int = 0
+
+
+@dataclass(frozen=True)
 class CourseStats:
     generated_at: datetime
     course_name: str
@@ -159,6 +172,7 @@ class CourseStats:
     disk: DiskSchedule | None = None
     live: LiveSchedule | None = None
     checkins: CheckinReport | None = None
+    retention: RetentionStats = RetentionStats()
 
     @property
     def subscribers(self) -> int:
@@ -252,8 +266,21 @@ def collect(
         disk=disk,
         live=read_live(store),
         checkins=checkins,
+        retention=read_retention(store),
     )
     return _with_funnel(result)
+
+
+def read_retention(store: Store) -> RetentionStats:
+    raw = store.retention_stats()
+    last = raw.get("last_at")
+    return RetentionStats(
+        left=int(raw.get("left", 0)),
+        completed=int(raw.get("completed", 0)),
+        pending=int(raw.get("pending", 0)),
+        last_at=datetime.fromtimestamp(last, UTC) if last is not None else None,
+        last_erased=int(raw.get("last_erased", 0)),
+    )
 
 
 def check_disk(path: Path, templates_dir: Path | None = None) -> DiskSchedule:

@@ -14,6 +14,7 @@ from course.reports.stats_table import (
     Row,
     percent,
     removed_rows,
+    retention_line,
     schedule_lines,
     table_rows,
     utc_text,
@@ -135,6 +136,7 @@ def html_report(stats: CourseStats) -> str:
         statuses=statuses,
         total=stats.subscribers,
         quarantined=stats.quarantined,
+        retention=html.escape(retention_line(stats)),
         schedule=schedule,
     )
 
@@ -185,6 +187,7 @@ _PAGE = """<!DOCTYPE html>
 <h2>Subscribers: {total}</h2>
 <ul class="statuses">{statuses}</ul>
 <p class="note">In quarantine (a record a tick could not handle): {quarantined}</p>
+<p class="note">{retention}.</p>
 <h2>Schedule</h2>
 <ul class="schedule">{schedule}</ul>
 </main>

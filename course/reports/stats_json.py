@@ -68,6 +68,15 @@ def to_json(stats: CourseStats) -> dict:
         ],
         "subscribers": {"total": stats.subscribers, "by_status": stats.statuses},
         "quarantined": stats.quarantined,
+        "retention": {
+            "erased": {
+                "left": stats.retention.left,
+                "completed": stats.retention.completed,
+                "pending": stats.retention.pending,
+            },
+            "last_run_at": _iso(stats.retention.last_at),
+            "last_run_erased": stats.retention.last_erased,
+        },
         "schedule": {
             "live": None
             if stats.live is None

@@ -111,6 +111,18 @@ def schedule_lines(stats: CourseStats) -> list[str]:
     return lines
 
 
+def retention_line(stats: CourseStats) -> str:
+    """What retention erased, in words (course.subscribers.retention)."""
+    r = stats.retention
+    if r.last_at is None:
+        return "Erased by retention: nothing yet (no run so far)"
+    return (
+        f"Erased by retention: {r.left} who left (address kept as a hash), {r.completed}"
+        f" who completed, {r.pending} never confirmed; last run {utc_text(r.last_at)},"
+        f" {r.last_erased} erased"
+    )
+
+
 def utc_text(instant: datetime | None) -> str:
     """An instant as UTC text for people, or ``?`` when unknown."""
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if instant else "?"

@@ -113,6 +113,20 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
                               (course.subscribers.privacy): the only trace of them; no record can be
                               added for such an address again.
+``P retention:ended`` zset  subscriber id -> epoch at which that reader completed the course
+                              or left it (unsubscribed, bounced, complained): written by the
+                              scripts that make those changes (claim of the last lesson,
+                              update, suppress, import); the retention sweep reads only
+                              what is older than the policy (course.subscribers.retention).
+``P retention:unconfirmed`` zset  subscriber id -> epoch of a signup still waiting for its
+                              confirmation; taken out when the status changes.
+``P retention:backfill`` hash  cursor (ZSCAN cursor over ``P subs``), done (``1``): the one
+                              pass that indexes records made before the two indexes above.
+``P retention:lock`` string  held (with a TTL) by the retention run in progress, so a second
+                              beat's run does nothing at the same time.
+``P stats:retention`` hash   left, completed, pending -> records erased by retention for that
+                              reason, ever; last_at (epoch), last_erased, last_seconds of the
+                              latest run. No address, no id.
 
 Encoding of the values: :mod:`course.store.codec`.
 
@@ -267,3 +281,23 @@ class Keys:
     @property
     def beat_last_key(self) -> str:
         return f"{self.prefix}beat:last"
+
+    @property
+    def ended_key(self) -> str:
+        return f"{self.prefix}retention:ended"
+
+    @property
+    def unconfirmed_key(self) -> str:
+        return f"{self.prefix}retention:unconfirmed"
+
+    @property
+    def retention_backfill_key(self) -> str:
+        return f"{self.prefix}retention:backfill"
+
+    @property
+    def retention_lock_key(self) -> str:
+        return f"{self.prefix}retention:lock"
+
+    @property
+    def retention_stats_key(self) -> str:
+        return f"{self.prefix}stats:retention"

@@ -137,20 +137,24 @@ def change_settings(
     raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
 
 
-def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> Subscriber:
+def unsubscribe(
+    store: Store, sub: Subscriber, status: str = "unsubscribed", now: datetime | None = None
+) -> Subscriber:
     """Suppress for good, whatever else is happening: no version check, unsubscribe wins.
 
     The link may come from an email sent before the person signed up again: whichever
     record now holds the address is suppressed too. A record already suppressed keeps the
     status it has (a bounce stays a bounce). Each change from a mailable status is counted
     once, against the subscriber's last lesson (``course stats``: "unsubscribed after").
+    ``now`` is when they left, kept for retention (None: Redis's clock).
     """
     if status not in SUPPRESSED:
         raise ValueError(status)
-    store.suppress(sub.id, status)
+    at = now.timestamp() if now is not None else None
+    store.suppress(sub.id, status, at)
     current = store.find(sub.email)
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
-        store.suppress(current.id, status)
+        store.suppress(current.id, status, at)
     return store.get(sub.id) or sub
 
 

@@ -45,6 +45,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             if report.checkins
             else "",
             checkin_columns=checkin_report.HEADINGS,
+            retention=stats_table.retention_line(report),
         )
 
     return router
