@@ -40,15 +40,12 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from course.logs import log_event
-from course.mail.samples import PREVIEW_ID, SAMPLE_ID
-from course.mail.send_test import TEST_SUBSCRIBER_ID
 from course.models.checkin import ANSWER_LABELS, ANSWERS
 from course.models.schedule import LESSON, Lesson
 from course.models.subscriber import SUPPRESSED, Subscriber
 from course.reports.roadmap import readable_lesson
 from course.subscribers.checkin import check_in
-from course.tokens import InvalidToken, read_token
-from course.web.links import MAX_TOKEN, invalid_link, links, token_sub
+from course.web.links import erased_reader, invalid_link, links, token_sub
 from course.web.openapi import HTML, UNAVAILABLE
 from course.web.state import WebState, now
 
@@ -58,8 +55,6 @@ FLARE_PLAN = "flare-plan"  # the lesson a flare's page points to, once the reade
 # The reader's pages carry their token in every link: never kept by a cache, never sent on.
 PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
 PATH = "/me/{token}/checkin/{lesson_id}/{answer}"
-# Readers who never were: the previews' and send-test's links open the not-valid page.
-_NOBODY = frozenset({PREVIEW_ID, SAMPLE_ID, TEST_SUBSCRIBER_ID})
 _NOT_VALID = {"description": "the link is not valid, or the lesson was not sent", **HTML}
 
 
@@ -156,12 +151,4 @@ def _left(state: WebState) -> HTMLResponse:
 def _erased_or_invalid(state: WebState, token: str) -> HTMLResponse:
     """A genuine "me" token whose record is gone was erased on request: the reader left.
     Any other token is not valid."""
-    try:
-        sub_id = read_token(
-            state.settings.verification_keys, token if len(token) <= MAX_TOKEN else "", "me"
-        )
-    except InvalidToken:
-        return invalid_link(state, "me")
-    if sub_id in _NOBODY:
-        return invalid_link(state, "me")
-    return _left(state)
+    return _left(state) if erased_reader(state, token) else invalid_link(state, "me")

@@ -18,14 +18,11 @@ from datetime import datetime
 from fastapi.responses import HTMLResponse
 
 from course.logs import log_event
-from course.mail.samples import PREVIEW_ID, SAMPLE_ID
-from course.mail.send_test import TEST_SUBSCRIBER_ID
 from course.models.subscriber import PACES, SUPPRESSED, ReaderSettings, Subscriber
 from course.reports.roadmap import roadmap
 from course.subscribers.lifecycle import SubscriptionError, change_settings
 from course.subscribers.signup import MAX_ZONE, known_zones
-from course.tokens import InvalidToken, read_token
-from course.web.links import MAX_TOKEN, invalid_link, links, token_sub
+from course.web.links import erased_reader, invalid_link, links, token_sub
 from course.web.state import WebState
 from course.web.status import pause_info
 
@@ -34,7 +31,6 @@ log = logging.getLogger("course.web")
 # The reader's pages carry their token in every link: never kept by a cache, never sent on.
 PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
 # Readers who never were: the previews' and send-test's links open the not-valid page.
-NOBODY = frozenset({PREVIEW_ID, SAMPLE_ID, TEST_SUBSCRIBER_ID})
 
 FIELDS = ("pace", "send_time", "timezone")
 MESSAGES = {
@@ -168,12 +164,4 @@ def left(state: WebState, status_code: int = 200) -> HTMLResponse:
 def left_or_invalid(state: WebState, token: str) -> HTMLResponse:
     """A genuine token whose record is gone was erased on request: the reader has left.
     Any other token (and the sample readers' links) is not valid."""
-    try:
-        sub_id = read_token(
-            state.settings.verification_keys, token if len(token) <= MAX_TOKEN else "", "me"
-        )
-    except InvalidToken:
-        return invalid_link(state, "me")
-    if sub_id in NOBODY:
-        return invalid_link(state, "me")
-    return left(state)
+    return left(state) if erased_reader(state, token) else invalid_link(state, "me")
