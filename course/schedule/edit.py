@@ -13,6 +13,8 @@ import json
 import re
 from dataclasses import dataclass
 
+import yaml
+
 from course.schedule.bundle import SCHEDULE_NAME
 from course.schedule.errors import ScheduleError
 from course.schedule.yaml_lines import read_yaml
@@ -72,43 +74,69 @@ def _written(name: str, value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted one
 
 
+def _lesson_node(root: yaml.Node, lesson_id: str) -> yaml.MappingNode | None:
+    def get(node: yaml.Node, key: str) -> yaml.Node | None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    return v
+        return None
+
+    phases = get(root, "phases")
+    for phase in phases.value if isinstance(phases, yaml.SequenceNode) else []:
+        lessons = get(phase, "lessons")
+        for lesson in lessons.value if isinstance(lessons, yaml.SequenceNode) else []:
+            found = get(lesson, "id")
+            if isinstance(found, yaml.ScalarNode) and found.value == lesson_id:
+                return lesson
+    return None
+
+
 def edit_lesson(files: dict[str, bytes], edit: LessonText) -> dict[str, bytes]:
     """``files`` with the lesson ``edit.id`` changed to ``edit`` (body line endings made
-    ``\\n``). Raises :class:`EditError`; a value the loader will refuse (a negative day) is
-    written anyway, for validation to report at its line."""
+    ``\\n``). Only the values' own text in ``schedule.yaml`` is rewritten (block or flow
+    style alike). Raises :class:`EditError`; a value the loader will refuse (a negative day)
+    is written anyway, for validation to report at its line."""
     text = files.get(SCHEDULE_NAME, b"").decode()
     try:
-        tree = read_yaml(text, SCHEDULE_NAME)
-    except ScheduleError as exc:
-        raise EditError(str(exc)) from None
+        tree = read_yaml(text, SCHEDULE_NAME)  # the size and depth limits first
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (ScheduleError, yaml.YAMLError) as exc:
+        raise EditError(f"{SCHEDULE_NAME}: {exc}") from None
     found = [(path, lesson) for path, lesson in _lessons(tree.data) if lesson.get("id") == edit.id]
-    if not found:
+    node = _lesson_node(root, edit.id)
+    if not found or node is None:
         raise EditError(f"no lesson {edit.id!r} in {SCHEDULE_NAME}")
     path, lesson = found[0]
     template = f"templates/{lesson.get('template', '')}"
     if template != edit.template or template not in files:
         raise EditError(f"{edit.id}: its body is {template}, which this version does not have")
     values = {name: " ".join(getattr(edit, name).splitlines()) for name in FIELDS}
-    lines = text.split("\n")
-    id_line = tree.lines[(*path, "id")] - 1
-    column = lines[id_line].index("id:")
-    inserted = 0
+    keys = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    edits: list[tuple[int, int, str]] = []
     for name in FIELDS:
-        value = _written(name, values[name])
-        at = tree.lines.get((*path, name))
-        if at is None:  # not written yet: under the id, indented as it is
-            lines.insert(id_line + 1, " " * column + f"{name}: {value}")
-            inserted += 1
-            continue
-        index = at - 1 + (inserted if at - 1 > id_line else 0)
-        key = re.match(rf"^(\s*(?:-\s+)?){name}\s*:", lines[index])
-        if key is None:
-            raise EditError(f"{SCHEDULE_NAME}:{at}: the {name} of {edit.id} is not on its own line")
-        lines[index] = f"{key.group(1)}{name}: {value}"
-    result = "\n".join(lines)
-    _check_only_the_lesson_changed(tree.data, result, path, edit.id, values)
+        written = _written(name, values[name])
+        if name in keys:
+            value = keys[name][1]
+            if not isinstance(value, yaml.ScalarNode):
+                raise EditError(f"{SCHEDULE_NAME}:{value.start_mark.line + 1}: the {name} of "
+                                f"{edit.id} is not a plain value")  # fmt: skip
+            start, end = value.start_mark.index, value.end_mark.index
+            tail = "\n" if value.style in ("|", ">") and text[start:end].endswith("\n") else ""
+            edits.append((start, end, written + tail))
+        elif node.flow_style:  # {id: x, ...}: before its closing brace
+            at = node.end_mark.index - 1
+            edits.append((at, at, f", {name}: {written}"))
+        else:  # on a line of its own under the id, indented as the id is
+            id_key, id_value = keys["id"]
+            at = text.find("\n", id_value.end_mark.index)
+            at = len(text) if at < 0 else at + 1
+            edits.append((at, at, " " * id_key.start_mark.column + f"{name}: {written}\n"))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    _check_only_the_lesson_changed(tree.data, text, path, edit.id, values)
     body = edit.body.replace("\r\n", "\n").replace("\r", "\n")
-    return {**files, SCHEDULE_NAME: result.encode(), template: body.encode()}
+    return {**files, SCHEDULE_NAME: text.encode(), template: body.encode()}
 
 
 def _check_only_the_lesson_changed(
