@@ -7,12 +7,15 @@ from __future__ import annotations
 import html
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import publish_course
 from fastapi.testclient import TestClient
 from test_admin import TOKEN, csrf_of
 
+from course.schedule import load_schedule
+from course.subscribers.lifecycle import enrol
 from course.web import create_app
 
 
@@ -77,6 +80,8 @@ def test_edit_save_with_an_error_fix_preview_save_and_publish(editor, store, cou
         in store.schedule_versions().files(draft.id)["schedule.yaml"].decode()
     )
     assert "draft_saved" in caplog.text and "author=Ann" in caplog.text
+    for shown in (client.get("/admin"), client.get("/admin/stats")):
+        assert f"{draft.id}" in shown.text and "saved by Ann" in " ".join(shown.text.split())
 
     page = client.get("/admin/editor/draft")
     assert page.status_code == 200
@@ -137,3 +142,41 @@ def test_the_editor_escapes_text_and_wants_its_csrf_token(editor, store, course_
                                "action": "save"})  # fmt: skip
     assert forged.status_code == 403 and store.schedule_drafts().draft() is None
     assert client.get("/admin/editor/lesson/nope").status_code == 404
+
+
+def test_publishing_a_draft_that_removes_a_lesson_due_now_needs_the_box(editor, store,
+                                                                        course_path):  # fmt: skip
+    client = editor
+    live = publish_course(store, course_path)
+    schedule = load_schedule(course_path)
+    enrol(store, schedule, "due@example.com", None, "UTC", datetime.now(UTC) - timedelta(minutes=5))
+    drafts = store.schedule_drafts()
+    files = drafts.files(live)
+    text = files["schedule.yaml"].decode()
+    kept = "".join(x for x in text.splitlines(True) if "id: hello" not in x)
+    vid = drafts.save_draft({**files, "schedule.yaml": kept.replace("day: 2", "day: 0").encode()},
+                            live, "Bo", "", datetime.now(UTC))  # fmt: skip
+    page = client.get("/admin/editor/draft")
+    assert "hello: 1 were still to get it and now will not; 1 were due for it" in page.text
+    assert 'name="confirm"' in page.text
+    data = {"csrf": csrf_of(page), "draft": vid, "author": "Ann", "message": "drop hello"}
+    refused = client.post("/admin/editor/draft/publish", data=data)
+    assert refused.status_code == 422 and "tick the box" in refused.text
+    assert drafts.live() == live
+    done = client.post("/admin/editor/draft/publish", data={**data, "confirm": "yes"})
+    assert done.status_code == 200 and drafts.live() == vid
+
+
+def test_an_invalid_draft_is_never_published(editor, store, course_path):
+    client = editor
+    live = publish_course(store, course_path)
+    drafts = store.schedule_drafts()
+    files = drafts.files(live)
+    bad = {**files, "templates/lessons/third.md": b"Hi {{ nobody }}\n"}
+    vid = drafts.save_draft(bad, live, "Bo", "", datetime.now(UTC))  # the store does not check
+    page = client.get("/admin/editor/draft")
+    assert "templates/lessons/third.md:1: unknown variable" in html.unescape(page.text)
+    assert "/admin/editor/draft/publish" not in page.text
+    forced = client.post("/admin/editor/draft/publish",
+                         data={"csrf": csrf_of(page), "draft": vid, "author": "Bo"})  # fmt: skip
+    assert forced.status_code == 422 and drafts.live() == live

@@ -39,6 +39,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             removed=stats_table.removed_rows(report),
             note=stats_table.EVENTS_NOTE,
             schedule_lines=stats_table.schedule_lines(report),
+            draft=state.store.schedule_drafts().draft(),
         )
 
     return router
