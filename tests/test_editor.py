@@ -61,6 +61,7 @@ def test_edit_save_with_an_error_fix_preview_save_and_publish(editor, store, cou
                                "action": "save"})  # fmt: skip
     assert broken.status_code == 422
     assert "templates/lessons/second.md:5: unknown variable &#39;nope&#39;" in broken.text
+    assert "line 5: {{ nope }} and a step." in broken.text
     assert store.schedule_drafts().draft() is None and store.schedule_versions().live() == live
     assert html.escape(BROKEN, quote=False) in broken.text  # the marketer's text is kept
 

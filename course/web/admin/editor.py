@@ -167,7 +167,7 @@ def _lesson_action(
         return show(422, problems=[str(exc)])
     with checked(new_files, settings) as found:
         if found.problems:
-            return show(422, problems=found.problems)
+            return show(422, problems=_with_lines(found.problems, new_files))
         lesson = found.schedule.lesson(lesson_id)
         if action == "test":
             return show(**_send_test(settings, found.renderer, lesson, form.get("address", "")))
@@ -250,3 +250,16 @@ def _publish_action(
     return page("message", title="Published", csrf=who.csrf or "",
                 message=f"Version {vid} is live: workers and the web app run it within "
                 "seconds.")  # fmt: skip
+
+
+def _with_lines(problems: list[str], files: dict[str, bytes]) -> list[str]:
+    """Each ``file:line: ...`` problem followed by that line of the file as saved."""
+    shown = []
+    for problem in problems:
+        name, _, rest = problem.partition(":")
+        number, _, _ = rest.partition(":")
+        lines = files.get(name, b"").decode(errors="replace").split("\n")
+        if number.isdigit() and 0 < int(number) <= len(lines):
+            problem += f"\n  line {number}: {lines[int(number) - 1].strip()[:200]}"
+        shown.append(problem)
+    return shown
