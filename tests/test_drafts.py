@@ -60,7 +60,9 @@ def test_export_writes_the_live_version_and_the_draft_as_files(world, tmp_path):
     assert rows[draft]["draft"] and not rows[draft]["live"] and rows[live]["live"]
 
 
-@pytest.mark.parametrize("name", ["../../escaped.txt", "/tmp/abs.txt", "templates/..\\x.txt"])
+@pytest.mark.parametrize(
+    "name", ["../../escaped.txt", "/tmp/abs.txt", "templates/..\\x.txt", "templates/", "."]
+)
 def test_export_refuses_a_stored_path_outside_the_folder(world, tmp_path, name):
     live = publish_course(world["store"], world["path"])
     keys = world["store"].schedule_versions()
@@ -126,8 +128,10 @@ def test_publishing_the_draft_makes_it_live_and_clears_it(world):
     vid = drafts.save_draft(edited(drafts.files(live), "day: 2", "day: 3"), live, "ann", "",
                             NOW)  # fmt: skip
     with pytest.raises(StaleDraft, match="the draft changed"):
-        drafts.publish_draft("0123456789ab", "ann", "", NOW)
-    drafts.publish_draft(vid, "ann", "day 3 reads better", datetime.now(UTC))
+        drafts.publish_draft("0123456789ab", "ann", "", NOW, ["never-published"])
+    assert not world["client"].sismember(drafts.scheduled_lessons_key, "never-published")
+    drafts.publish_draft(vid, "ann", "day 3 reads better", datetime.now(UTC), ["new-one"])
+    assert world["client"].sismember(drafts.scheduled_lessons_key, "new-one")
     assert drafts.live() == vid and drafts.draft() is None
     since = drafts.live_since()
     assert (since.author, since.message, since.kind) == ("ann", "day 3 reads better", "publish")

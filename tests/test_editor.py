@@ -143,6 +143,8 @@ def test_the_editor_escapes_text_and_wants_its_csrf_token(editor, store, course_
                                "action": "save"})  # fmt: skip
     assert forged.status_code == 403 and store.schedule_drafts().draft() is None
     assert client.get("/admin/editor/lesson/nope").status_code == 404
+    other = {**form, "base": "schedule:live", "author": "X", "action": "save"}
+    assert client.post("/admin/editor/lesson/second", data=other).status_code == 404
 
 
 def test_publishing_a_draft_that_removes_a_lesson_due_now_needs_the_box(editor, store,
@@ -178,6 +180,8 @@ def test_an_invalid_draft_is_never_published(editor, store, course_path):
     page = client.get("/admin/editor/draft")
     assert "templates/lessons/third.md:1: unknown variable" in html.unescape(page.text)
     assert "/admin/editor/draft/publish" not in page.text
+    listed = client.get("/admin/editor")  # still listed, to be fixed
+    assert 'href="/admin/editor/lesson/third"' in listed.text and "unknown variable" in listed.text
     forced = client.post("/admin/editor/draft/publish",
                          data={"csrf": csrf_of(page), "draft": vid, "author": "Bo"})  # fmt: skip
     assert forced.status_code == 422 and drafts.live() == live

@@ -83,7 +83,8 @@ def export_files(contents: dict[str, bytes], folder: Path, force: bool = False) 
         raise ExportError(f"{folder}: not empty (--force writes over the files there)")
     for name in contents:
         parts = PurePosixPath(name).parts
-        if not name or name.startswith("/") or "\\" in name or ".." in parts or "\0" in name:
+        bad = not parts or parts[-1] == "." or ".." in parts or name.endswith("/")
+        if bad or name.startswith("/") or "\\" in name or "\0" in name:
             raise ExportError(
                 f"{name!r}: not a relative path inside the course folder; nothing written"
             )

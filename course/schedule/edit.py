@@ -50,6 +50,18 @@ def _lessons(data: object) -> list[tuple[tuple, dict]]:
     return found
 
 
+def lesson_rows(files: dict[str, bytes]) -> list[tuple[str, str, str]]:
+    """Every lesson's id, day and subject as written, valid or not (the editor's list)."""
+    try:
+        data = read_yaml(files.get(SCHEDULE_NAME, b"").decode(), SCHEDULE_NAME).data
+    except ScheduleError:
+        return []
+    return [
+        (str(lesson.get("id", "")), str(lesson.get("day", "")), str(lesson.get("subject", "")))
+        for _, lesson in _lessons(data)
+    ]
+
+
 def lesson_text(files: dict[str, bytes], lesson_id: str) -> LessonText | None:
     """The lesson ``lesson_id`` of a version's files, as the editor shows it (None if none)."""
     text = files.get(SCHEDULE_NAME, b"").decode()

@@ -55,8 +55,9 @@ redis.call('HSET', KEYS[1], 'id', ARGV[2], 'live', live, 'author', ARGV[3], 'at'
 return 1
 """
 
-# KEYS[1] draft hash, KEYS[2] live pointer, KEYS[3] live log. ARGV[1] the draft's id as the
-# page showed it, ARGV[2] epoch, ARGV[3] the log entry. Returns 1 published, -1 the draft
+# KEYS[1] draft hash, KEYS[2] live pointer, KEYS[3] live log, KEYS[4] the set of every email
+# id a published version had. ARGV[1] the draft's id as the page showed it, ARGV[2] epoch,
+# ARGV[3] the log entry, ARGV[4..] the draft's email ids. Returns 1 published, -1 the draft
 # changed since, -2 someone published since the draft was made.
 PUBLISH_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return -1 end
@@ -64,6 +65,7 @@ local live = redis.call('GET', KEYS[2]) or ''
 if (redis.call('HGET', KEYS[1], 'live') or '') ~= live then return -2 end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+for i = 4, #ARGV do redis.call('SADD', KEYS[4], ARGV[i]) end
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -152,11 +154,9 @@ class ScheduleDrafts(ScheduleVersions):
              "message": clean_text(message, MAX_MESSAGE), "kind": "publish"},
             sort_keys=True,
         )  # fmt: skip
-        ids = list(lesson_ids)
-        if ids:  # the set of every email id a published version had (course stats)
-            self.redis.sadd(self.scheduled_lessons_key, *ids)
-        keys = [self.draft_key, self.live_key, self.live_log_key]
-        done = int(self._publish_draft(keys=keys, args=[vid, now.timestamp(), entry]))
+        keys = [self.draft_key, self.live_key, self.live_log_key, self.scheduled_lessons_key]
+        args = [vid, now.timestamp(), entry, *lesson_ids]
+        done = int(self._publish_draft(keys=keys, args=args))
         if done == -1:
             raise StaleDraft("not published: the draft changed since this page was drawn; "
                              "look at it again")  # fmt: skip

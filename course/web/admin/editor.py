@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
 from course.mail.samples import sample_email
-from course.schedule.edit import EditError, LessonText, edit_lesson, lesson_text
+from course.schedule.edit import EditError, LessonText, edit_lesson, lesson_rows, lesson_text
 from course.store.drafts import StaleDraft
 from course.store.versions import MAX_AUTHOR, MAX_MESSAGE, clean_text
 from course.web.admin.auth import Denied, Gate, Session, guarded, ip
@@ -29,6 +30,7 @@ from course.web.state import WebState, now
 
 log = logging.getLogger("course.web.admin")
 SAMPLE_NAME = "Alex"
+VERSION_ID = re.compile(r"[0-9a-f]{12}")
 
 
 def _who(request: Request, who: Session, author: str) -> dict[str, str]:
@@ -68,11 +70,9 @@ def router(state: WebState, gate: Gate) -> APIRouter:
         vid, is_draft = source()
         files = drafts().files(vid)
         with checked(files, settings) as found:
-            rows = (
-                [(e.id, e.day, e.subject) for e in found.schedule.lessons] if found.schedule else []
-            )
-        return page("editor", title="Edit the course", csrf=who.csrf or "", rows=rows,
-                    version=vid, is_draft=is_draft, problems=found.problems,
+            problems = found.problems
+        return page("editor", title="Edit the course", csrf=who.csrf or "",
+                    rows=lesson_rows(files), version=vid, is_draft=is_draft, problems=problems,
                     draft=drafts().draft())  # fmt: skip
 
     def form_page(who: Session, text: LessonText, base: str, status: int = 200, **extra):
@@ -149,7 +149,7 @@ def _lesson_action(
     """Preview, send a test of, or save as the draft one lesson as the form has it."""
     settings, drafts = state.settings, state.store.schedule_drafts
     base = form.get("base", "")
-    files = drafts().files(base) if base else {}
+    files = drafts().files(base) if VERSION_ID.fullmatch(base) else {}
     original = lesson_text(files, lesson_id) if files else None
     if original is None:
         raise Denied(admin_page(state, "message", 404, title="Not found", message="No lesson."))
