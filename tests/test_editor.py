@@ -45,7 +45,7 @@ def lesson_form(client, lesson_id: str) -> dict[str, str]:
     return fields
 
 
-def test_edit_save_with_an_error_fix_preview_save_and_publish(editor, store, course_path,
+def test_edit_save_with_an_error_fix_preview_save_and_publish(editor, store, course_path, settings,
                                                                caplog):  # fmt: skip
     client = editor
     caplog.set_level(logging.INFO, logger="course.web.admin")
@@ -70,6 +70,14 @@ def test_edit_save_with_an_error_fix_preview_save_and_publish(editor, store, cou
     assert preview.status_code == 200, preview.text
     assert "Preview: Second, better" in preview.text and "srcdoc=" in preview.text
     assert store.schedule_drafts().draft() is None  # a preview saves nothing
+    tested = client.post("/admin/editor/lesson/second",
+                         data={**moved, "action": "test", "address": "me@example.com"})  # fmt: skip
+    assert "A test of second was sent to me@example.com." in tested.text
+    sent = [p.read_text(errors="replace") for p in settings.outbox_dir.rglob("*") if p.is_file()]
+    assert any("[TEST] Second, better" in text and "This is better." in text for text in sent)
+    bad = client.post("/admin/editor/lesson/second",
+                      data={**moved, "action": "test", "address": "not an address"})  # fmt: skip
+    assert "Your address:" in bad.text
 
     saved = client.post("/admin/editor/lesson/second", data={**moved, "action": "save"},
                         follow_redirects=False)  # fmt: skip
