@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 
 from course import engine
 from course.mail.render import Renderer
+from course.models.reply import Reply
 from course.models.subscriber import LedgerEntry
 from course.settings import Settings, SettingsError
+from course.subscribers.checkin import check_in
 from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
@@ -387,6 +389,9 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     transport = OutboxTransport(settings.outbox_dir)
     assert engine.deliver(store, Renderer(schedule), transport, items, now, links).sent == 1
     enrol(store, schedule, "pat@example.com", None, None, now, confirmed=False)
+    assert check_in(store, schedule, ann.id, schedule.lesson("hello"), "flare", now)
+    reply = Reply("r1", now.timestamp(), "Re: Hello", "Thank you", lesson_id="hello")
+    assert store.add_reply(ann.id, reply, "<r1@mail.example>") == 1
 
     page = client.get("/admin/stats")
     assert page.status_code == 200 and heading(page) == "Stats"
@@ -396,6 +401,16 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     assert '<b data-status="active">1</b>' in page.text
     assert '<b data-status="pending">1</b>' in page.text
     assert "the file on disk is valid" in page.text
+    # Check-ins and unsubscribes are the signals; clicks are clicks; no opens.
+    assert '<th scope="col">check-ins</th>' in page.text and "clicks*" in page.text
+    # sent, delivered, check-ins, replies
+    assert "<td>1</td><td>0</td><td>1 (100%)</td><td>1 (100%)</td>" in page.text
+    assert '<th scope="col">replies</th>' in page.text
+    assert "opened" not in page.text
+    assert '<svg class="checkins"' in page.text
+    row = '<tr class="lesson"><th scope="row">hello</th><td>1 (100% of sent)</td><td>1 (100%)</td>'
+    assert row in page.text
+    assert '<p id="retention">Erased by retention: nothing yet (no run so far).</p>' in page.text
 
 
 def test_sign_out_ends_the_session(signed_in):

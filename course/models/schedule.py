@@ -28,6 +28,7 @@ class Lesson:
     backfill: bool = False  # sent even to subscribers already past it (schedule edits)
     call_to_action: bool = False  # shows the course's call-to-action box
     kind: str = LESSON  # LESSON, COMPLETION (after the last lesson) or CONFIRMATION (opt-in)
+    checkin: bool = False  # asks "How has this week been?" (the schedule's rule, resolved)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
     )
     phases = []
     number = 0
+    asking = checkin_lessons(model)
     for phase_number, phase in enumerate(model.phases, start=1):
         lessons = []
         for lesson in phase.lessons:
@@ -138,6 +139,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
                     number=number,
                     backfill=lesson.backfill,
                     call_to_action=lesson.call_to_action,
+                    checkin=lesson.id in asking,
                 )
             )
         phases.append(Phase(phase.id, phase.title, phase_number, tuple(lessons)))
@@ -161,6 +163,27 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
         completion=completion,
         checks=ContentChecks(words[0], words[1], checks.must_include),
     )
+
+
+CHECKIN_WEEK = 7  # days: the default asks once per week of the course
+
+
+def checkin_lessons(model: ScheduleModel) -> frozenset[str]:
+    """The lessons that ask "How has this week been?".
+
+    When any lesson sets ``checkin`` (true or false), exactly those with ``checkin: true``
+    ask. Otherwise the default: the first lesson of each week of the course after the first
+    (days 7-13, 14-20, ...), so a reader is asked once a week about the week behind them
+    and never on day 0, when there is no week behind them yet."""
+    lessons = [lesson for phase in model.phases for lesson in phase.lessons]
+    if any("checkin" in lesson.model_fields_set for lesson in lessons):
+        return frozenset(lesson.id for lesson in lessons if lesson.checkin)
+    asking: dict[int, str] = {}
+    for lesson in lessons:
+        week = lesson.day // CHECKIN_WEEK
+        if week >= 1:
+            asking.setdefault(week, lesson.id)
+    return frozenset(asking.values())
 
 
 def _email(

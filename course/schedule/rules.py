@@ -180,6 +180,7 @@ class _LessonModel(EmailModel):
     day: int = Field(ge=0)
     backfill: bool = False
     call_to_action: bool = False
+    checkin: bool = False  # left out everywhere: the weekly default (``load.checkin_lessons``)
 
 
 class ChecksModel(_Model):
