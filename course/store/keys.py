@@ -49,6 +49,11 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               week): the version live at any instant is
                               ``ZREVRANGEBYSCORE log t -inf LIMIT 0 1``, so a lesson can be
                               shown as it was when it was sent (course.store.versions.live_at).
+``P schedule:draft``  hash    the draft waiting to be published (at most one): id (a saved
+                              version, not live), live (the live version it was made over),
+                              author, at (ISO instant). Changed only by the scripts of
+                              course.store.drafts: saving is a compare-and-set on the draft the
+                              editor was opened from, publishing clears it in the same step.
 ``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files, as
                               kept before versions existed; read once, to publish it when a
                               store has no live version and the files on disk are invalid.
@@ -202,6 +207,10 @@ class Keys:
     @property
     def live_key(self) -> str:
         return f"{self.prefix}schedule:live"
+
+    @property
+    def draft_key(self) -> str:
+        return f"{self.prefix}schedule:draft"
 
     @property
     def live_log_key(self) -> str:

@@ -40,6 +40,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             removed=stats_table.removed_rows(report),
             note=stats_table.EVENTS_NOTE,
             schedule_lines=stats_table.schedule_lines(report),
+            draft=state.store.schedule_drafts().draft(),
             checkin_rows=checkin_report.rows(report.checkins) if report.checkins else [],
             checkin_chart=Markup(checkin_report.chart_svg(report.checkins))  # escapes its labels
             if report.checkins
