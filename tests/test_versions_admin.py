@@ -55,6 +55,10 @@ def test_the_list_shows_every_version_the_live_one_and_the_draft(editor, store, 
     assert f'href="/admin/versions/{v1}/rollback"' in text
     assert "never live" in text  # the draft was never live
     assert "default-src 'none'" in page.headers["content-security-policy"]
+    forced = editor.post(f"/admin/versions/{draft}/rollback",
+                         data={"csrf": csrf_of(page), "live": v2, "author": "X"})  # fmt: skip
+    assert forced.status_code == 409 and "this version is the draft" in forced.text
+    assert drafts.live() == v2 and drafts.draft().id == draft
 
 
 def test_the_confirmation_shows_what_course_rollback_prints(

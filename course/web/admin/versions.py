@@ -105,6 +105,10 @@ def _rollback(
         return refuse(409, STALE.format(live=live or "none"))
     if vid == live:
         return refuse(409, f"Version {vid} is already live: there is nothing to roll back.")
+    draft = store.draft()
+    if draft is not None and draft.id == vid:  # the draft goes live by its own Publish
+        return refuse(409, "Not rolled back: this version is the draft; publish it from the "
+                      "draft page.")  # fmt: skip
     if not author:
         return refuse(422, "Your name: who rolls back (it is logged and shown).")
     with checked(store.files(vid), state.settings) as found:
