@@ -70,3 +70,41 @@ def test_a_draft_edited_with_an_error_fixed_previewed_and_published(
     versions = store.schedule_versions()
     assert versions.live() == draft.id != live
     assert versions.live_since().message == "day 3 reads better"
+
+
+def test_the_versions_page_and_one_rollback(browser, served, store, course_path, artifacts, axe):
+    first = publish_course(store, course_path)
+    text = course_path.read_text()
+    course_path.write_text(text.replace('subject: "Second"', 'subject: "Second, v2"'))
+    second = publish_course(store, course_path, "a new subject")
+    page = browser.new_context(viewport=PHONE).new_page()
+
+    def shot(name: str) -> None:
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
+        page.screenshot(path=str(artifacts / f"versions-{name}.png"), full_page=True)
+        axe(page, f"versions-{name}")
+
+    page.goto(f"{served}/admin/login")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Admin", exact=True).wait_for()
+    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Versions").click()
+    page.get_by_role("heading", name="Versions").wait_for()
+    rows = page.locator("#versions > li")
+    assert rows.count() == 2 and second in rows.nth(0).inner_text()
+    assert "live" in rows.nth(0).inner_text()
+    shot("01-list")
+
+    page.get_by_role("link", name=f"Roll back to version {first}").click()
+    page.get_by_role("heading", name=f"Roll back to {first}").wait_for()
+    assert "~ file     schedule.yaml" in page.locator("#impact").inner_text()
+    shot("02-confirm")
+
+    page.get_by_label("Message").fill("the old subject was clearer")
+    page.get_by_label("Your name").fill("Ann")
+    page.get_by_role("button", name="Roll back").click()
+    page.get_by_role("heading", name="Rolled back").wait_for()
+    shot("03-rolled-back")
+    versions = store.schedule_versions()
+    assert versions.live() == first and versions.live_since().kind == "rollback"
+    assert versions.live_since().author == "Ann"

@@ -33,7 +33,7 @@ SAMPLE_NAME = "Alex"
 VERSION_ID = re.compile(r"[0-9a-f]{12}")
 
 
-def _who(request: Request, who: Session, author: str) -> dict[str, str]:
+def admin_identity(request: Request, who: Session, author: str) -> dict[str, str]:
     """The admin's identity for the log: the name they gave, their session, their address."""
     session = hashlib.sha256((who.sid or "bearer").encode()).hexdigest()[:8]
     return {"author": author, "session": session, "ip": ip(request)}
@@ -137,7 +137,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
         vid = form.get("draft", "")
         if await run_in_threadpool(drafts().discard_draft, vid):
             log_event(log, logging.INFO, "draft_discarded", version=vid,
-                      **_who(request, who, "-"))  # fmt: skip
+                      **admin_identity(request, who, "-"))  # fmt: skip
         return RedirectResponse("/admin/editor", 303)
 
     return router
@@ -181,7 +181,7 @@ def _lesson_action(
     except StaleDraft as exc:
         return show(409, problems=[str(exc)])
     log_event(log, logging.INFO, "draft_saved", version=vid or "-", base=base,
-              lesson=lesson_id, **_who(request, who, author))  # fmt: skip
+              lesson=lesson_id, **admin_identity(request, who, author))  # fmt: skip
     return RedirectResponse("/admin/editor/draft" if vid else "/admin/editor", 303)
 
 
@@ -246,7 +246,7 @@ def _publish_action(
         return draft_page(who, 409, str(exc))
     log_event(log, logging.INFO, "schedule_published", version=vid, previous=live or "-",
               kind="publish", message=message, via="admin",
-              **_who(request, who, author))  # fmt: skip
+              **admin_identity(request, who, author))  # fmt: skip
     return page("message", title="Published", csrf=who.csrf or "",
                 message=f"Version {vid} is live: workers and the web app run it within "
                 "seconds.")  # fmt: skip
