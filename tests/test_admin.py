@@ -24,7 +24,13 @@ from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app
-from course.web.admin.auth import COOKIE, DEVICE_COOKIE, MAX_FAILURES, SESSION_MAX_AGE
+from course.web.admin.auth import (
+    COOKIE,
+    DEVICE_COOKIE,
+    FAILURE_WINDOW,
+    MAX_FAILURES,
+    SESSION_MAX_AGE,
+)
 
 TOKEN = "admin-token-for-the-tests-0123456789"
 
@@ -129,7 +135,20 @@ def test_a_forged_or_foreign_session_cookie_is_not_a_session(admin, settings, st
     assert admin.get("/admin", follow_redirects=False).status_code == 303
 
 
-def test_too_many_failures_from_one_address_are_refused_even_with_the_right_token(admin):
+@pytest.fixture
+def mid_window(monkeypatch):
+    """The sign-in checks' clock held in the middle of a failure window: the budget counts
+    per fixed 15-minute window, so a test crossing a window's end would start a new count."""
+    from course.web.admin import auth, login
+
+    held = datetime.fromtimestamp((time.time() // FAILURE_WINDOW + 0.5) * FAILURE_WINDOW, UTC)
+    for module in (auth, login):
+        monkeypatch.setattr(module, "now", lambda: held)
+
+
+def test_too_many_failures_from_one_address_are_refused_even_with_the_right_token(
+    admin, mid_window
+):
     for _ in range(MAX_FAILURES):
         admin.post("/admin/login", data={"token": "wrong-wrong-wrong-wrong"})
     answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
@@ -152,7 +171,7 @@ def guess_in_parallel(admin, how: str, count: int) -> list[int]:
 
 
 @pytest.mark.parametrize("how", ["form", "bearer"])
-def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how):
+def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how, mid_window):
     statuses = guess_in_parallel(admin, how, 3 * MAX_FAILURES)
     # 401 means the token was compared; the others were refused before any comparison.
     assert statuses.count(401) == MAX_FAILURES
