@@ -297,3 +297,9 @@ def test_a_second_call_to_action_is_named_with_its_line(shipped: Path) -> None:
         f"schedule.yaml:{line}: 2 lessons set call_to_action: true "
         "(when-support-helps, your-roadmap); at most 1 (checks.max_call_to_action)"
     ]
+
+
+def test_a_trial_that_improved_or_produced_results_needs_sources(shipped: Path) -> None:
+    claim = "In one trial, pain improved over 15 weeks."
+    source = GOOD.replace("Your body learns it.", f"Your body learns it. {claim}")
+    assert len(lesson_problems(shipped, source, "sources")) == 1

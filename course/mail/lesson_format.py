@@ -13,7 +13,8 @@ each configured in ``schedule.yaml``'s ``checks:`` (``null`` turns one off):
   (paragraphs and list items; not headings, not link addresses, not the Sources section).
 - ``sources``: a lesson with a sentence that states a percentage (``%``, "percent") or what
   a study found (study, studies, trial(s), review(s) or meta-analysis in the same sentence as
-  found, showed, reported, suggested and the like) has a Sources heading.
+  found, showed, reported, suggested, improved, helped, reduced, produced, result(s) and the
+  like) has a Sources heading.
 
 Every problem is one line: the file, the line, what is wrong and the ``checks.`` key.
 """
@@ -38,7 +39,7 @@ _FIGURE = re.compile(r"%|\bper ?cent\b", re.IGNORECASE)
 _STUDY = re.compile(r"\b(stud(y|ies)|trials?|reviews?|meta-analys[ie]s)\b", re.IGNORECASE)
 _RESULT = re.compile(
     r"\b(f[oi]und|finds|show(s|ed|n)?|reported|suggest(s|ed)?|conclude[sd]?|"
-    r"demonstrate[sd]?|proved?|confirm(s|ed)?)\b",
+    r"demonstrate[sd]?|proved?|confirm(s|ed)?|improved|helped|reduced|produced|results?)\b",
     re.IGNORECASE,
 )
 QUOTE_CHARS = 70  # of the sentence quoted in a Sources error
