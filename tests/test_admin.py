@@ -386,7 +386,7 @@ def test_the_gallery_shows_every_email_sandboxed(signed_in, schedule):
     assert heading(page) == "Hello"
     assert '<iframe class="email" sandbox' in page.text
     assert "<strong>hello</strong>" not in page.text  # the HTML part only inside the frame
-    assert "breathe out slowly after the hello lesson" in page.text  # the text part, escaped
+    assert "Breathe out slowly after the hello lesson" in page.text  # the text part, escaped
     assert "frame-src 'self'" in page.headers["content-security-policy"]
     framed = client.get("/admin/gallery/hello/html")
     assert framed.status_code == 200 and "<strong>hello</strong>" in framed.text

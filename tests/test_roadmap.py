@@ -158,6 +158,9 @@ def test_reading_online_shows_exactly_the_lesson_that_was_sent(reader):
     assert sent_body.startswith("Hi Ann, This is the hello lesson.")
     assert shown_body == sent_body
     assert "<h1>Hello</h1>" in page.text and "Phase 1 of 2 · lesson 1 of 4" in page.text
+    # The step is the same box online: the lesson's own block, styled by the page.
+    assert '<div class="step">' in page.text and ".lesson .step {" in page.text
+    assert "1. Breathe out slowly" not in page.text and "<ol>" in page.text
     assert "<script" not in page.text.lower()
     assert page.headers["cache-control"] == "private, no-store"
     assert page.headers["referrer-policy"] == "no-referrer"

@@ -152,8 +152,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
         completion = _email(
             model.completion, COMPLETION_ID, COMPLETION, day, last.phase_id, number + 1
         )
-    checks = model.checks or ChecksModel()
-    words = checks.words or (None, None)
+    checks = _content_checks(model.checks)
     return Schedule(
         course,
         tuple(phases),
@@ -161,7 +160,25 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
         templates_dir,
         confirmation=confirmation,
         completion=completion,
-        checks=ContentChecks(words[0], words[1], checks.must_include),
+        checks=checks,
+    )
+
+
+def _content_checks(model: ChecksModel | None) -> ContentChecks:
+    if model is None:
+        return ContentChecks()  # no `checks:` block: none of them
+    words = model.words or (None, None)
+    return ContentChecks(
+        min_words=words[0],
+        max_words=words[1],
+        must_include=model.must_include,
+        reading_grade=model.reading_grade,
+        summary=model.summary,
+        step_items=model.step_items,
+        step_item_words=model.step_item_words,
+        sources=model.sources,
+        crisis_line=model.crisis_line,
+        max_call_to_action=model.max_call_to_action,
     )
 
 
