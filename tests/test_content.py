@@ -47,7 +47,9 @@ def test_every_lesson_of_the_shipped_course_keeps_to_its_shape() -> None:
         source = (schedule.templates_dir / lesson.template).read_text(encoding="utf-8")
         assert source.startswith('Hi {{ first_name or "there" }},\n'), lesson.id
         assert 300 <= word_count(source) <= 700, lesson.id
-        assert "**One small step for today:**" in source, lesson.id
+        # The first edition's inline step, or the second edition's boxed one (issue 13).
+        boxed = "::: step\n**One small step for today**\n" in source
+        assert boxed or "**One small step for today:**" in source, lesson.id
     assert schedule.confirmation and schedule.completion
     assert [lesson.id for lesson in schedule.lessons if lesson.call_to_action] == [
         "when-support-helps",
