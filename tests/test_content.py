@@ -303,3 +303,22 @@ def test_a_trial_that_improved_or_produced_results_needs_sources(shipped: Path) 
     claim = "In one trial, pain improved over 15 weeks."
     source = GOOD.replace("Your body learns it.", f"Your body learns it. {claim}")
     assert len(lesson_problems(shipped, source, "sources")) == 1
+
+
+def test_the_second_edition_has_its_safety_lesson_and_medical_options_early() -> None:
+    """Issue 13: a week-one safety lesson, medical options in phase 2, prognosis in numbers."""
+    schedule = load_schedule(ROOT / "schedule.yaml")
+    by_id = {lesson.id: lesson for lesson in schedule.lessons}
+    safety = by_id["is-it-fibromyalgia"]
+    assert safety.phase_id == "understand" and safety.day <= 7
+    assert by_id["medical-options"].phase_id == "lower-the-load"
+    lessons = schedule.templates_dir / "lessons"
+    safety_text = (lessons / "is-it-fibromyalgia.md").read_text(encoding="utf-8")
+    for phase in ("emergency number", "crisis line", "fever", "weight", "bladder"):
+        assert phase in safety_text, phase
+    prognosis = (lessons / "cure-remission-recovery.md").read_text(encoding="utf-8")
+    assert "for most people" not in prognosis and "1,555" in prognosis
+    for lesson_id in ("is-it-fibromyalgia", "medical-options", "cure-remission-recovery"):
+        text = (lessons / f"{lesson_id}.md").read_text(encoding="utf-8")
+        assert "\n## Sources\n" in text, lesson_id
+        assert text.index("**Today in one line:**") < text.index("::: step"), lesson_id
