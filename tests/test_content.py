@@ -277,7 +277,13 @@ def test_a_layout_without_the_crisis_line_fails_for_every_email(shipped: Path) -
     layout.write_text(text.replace("If you are in crisis", "If in doubt"), encoding="utf-8")
     found = [p for p in problems(shipped) if p.endswith("(checks.crisis_line)")]
 
-    assert len(found) == len(load_schedule(shipped).emails)
+    emails = load_schedule(shipped).emails
+    templates = shipped.parent / "templates"
+    # A lesson whose own text says it (the safety lesson) still has the line without the footer.
+    saying_it = [
+        e for e in emails if "If you are in crisis" in (templates / e.template).read_text()
+    ]
+    assert len(found) == len(emails) - len(saying_it)
     assert found[0] == (
         "confirmation (templates/emails/confirm.md): the text part has no crisis line "
         "('If you are in crisis') (checks.crisis_line)"
