@@ -135,7 +135,7 @@ def test_an_unknown_variable_is_an_error_with_its_line(shipped: Path) -> None:
 
 
 def test_a_long_subject_is_an_error_with_its_line(shipped: Path) -> None:
-    edit(shipped, 'subject: "Consistency beats intensity"', f'subject: "{"x" * 61}"')
+    edit(shipped, 'subject: "Letting go of the brace"', f'subject: "{"x" * 61}"')
     with pytest.raises(ScheduleError, match=r"schedule.yaml:\d+: .*subject: must be at most 60"):
         problems(shipped)
 
