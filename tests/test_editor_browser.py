@@ -95,7 +95,7 @@ def test_the_versions_page_and_one_rollback(browser, served, store, course_path,
     assert "live" in rows.nth(0).inner_text()
     shot("01-list")
 
-    page.get_by_role("link", name=f"Roll back to version {first}").click()
+    page.get_by_role("link", name=f"Roll back to this version, {first}").click()
     page.get_by_role("heading", name=f"Roll back to {first}").wait_for()
     assert "~ file     schedule.yaml" in page.locator("#impact").inner_text()
     shot("02-confirm")
