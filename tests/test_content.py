@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_the_shipped_course_passes_every_check(shipped: Path) -> None:
 def test_every_lesson_of_the_shipped_course_keeps_to_its_shape() -> None:
     schedule = load_schedule(ROOT / "schedule.yaml")
     assert len(schedule.phases) == 4
-    assert 18 <= schedule.lesson_count <= 24
+    assert 24 <= schedule.lesson_count <= 27  # the second edition: about 24-26, nine weeks
     for lesson in schedule.lessons[: schedule.lesson_count]:
         source = (schedule.templates_dir / lesson.template).read_text(encoding="utf-8")
         assert source.startswith('Hi {{ first_name or "there" }},\n'), lesson.id
@@ -328,3 +329,27 @@ def test_the_second_edition_has_its_safety_lesson_and_medical_options_early() ->
         text = (lessons / f"{lesson_id}.md").read_text(encoding="utf-8")
         assert "\n## Sources\n" in text, lesson_id
         assert text.index("**Today in one line:**") < text.index("::: step"), lesson_id
+
+
+def test_the_confirmation_says_how_many_lessons_over_how_long_and_the_paid_mention() -> None:
+    schedule = load_schedule(ROOT / "schedule.yaml")
+    assert schedule.confirmation
+    text = (schedule.templates_dir / schedule.confirmation.template).read_text(encoding="utf-8")
+    stated = re.search(r"(\d+) short lessons over about (\w+) weeks", text)
+    assert stated, "the confirmation must say how many lessons come, over how long"
+    assert int(stated[1]) == schedule.lesson_count
+    weeks = ["seven", "eight", "nine", "ten"].index(stated[2]) + 7
+    assert weeks == round(schedule.lessons[schedule.lesson_count - 1].day / 7)
+    assert "paid" in text and "One lesson" in text
+
+
+def test_the_call_to_action_names_its_terms_and_the_completion_asks_one_question() -> None:
+    schedule = load_schedule(ROOT / "schedule.yaml")
+    assert schedule.course.call_to_action and schedule.completion
+    terms = schedule.course.call_to_action.text
+    assert "paid" in terms and "price" in terms and "not medical care" in terms
+    lesson = (schedule.templates_dir / "lessons" / "when-support-helps.md").read_text("utf-8")
+    assert "make sense of" not in lesson  # coaches do not interpret test results
+    assert "support group" in lesson and "not medical care" in lesson
+    done = (schedule.templates_dir / schedule.completion.template).read_text(encoding="utf-8")
+    assert "support group" in done and "hit reply" in done
