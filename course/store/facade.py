@@ -17,6 +17,7 @@ from course.store.keys import DEFAULT_PREFIX
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
 from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
 from course.store.replies import ADD_REPLY_SCRIPT, ReplyRecords
+from course.store.settle import MARK_SCRIPT, SETTLE_SCRIPT, Settling
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
@@ -40,6 +41,7 @@ class Store(
     SubscriberRecords,
     DueIndex,
     Ledger,
+    Settling,
     Counters,
     WebState,
     ScheduleState,
@@ -63,6 +65,8 @@ class Store(
         self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
         self._erase = client.register_script(ERASE_SCRIPT)
         self._add_reply = client.register_script(ADD_REPLY_SCRIPT)
+        self._settle = client.register_script(SETTLE_SCRIPT)
+        self._mark = client.register_script(MARK_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""
