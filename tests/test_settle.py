@@ -112,6 +112,10 @@ def test_uncertain_with_later_events_and_none_for_it_is_resent_exactly_once(loop
     entry = store.entry(a.id, "hello")
     assert entry.state == "sent"
     assert store.settle_proof(a.id, "hello").startswith("resent|")
+    # the first send's event, after the re-send went: counted (a duplicate the window could
+    # not prevent), never a third send
+    loop.event("processed", a, "hello", armed + timedelta(seconds=WINDOW + 60), "sg-first")
+    assert store.webhook_stats()["late_after_resend"] == 1
     for hours in (1, 2, 30):  # later ticks, later events for others: never a third
         loop.event("delivered", b, "hello", armed + timedelta(hours=hours))
         loop.tick(armed + timedelta(hours=hours))

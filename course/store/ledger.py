@@ -232,18 +232,17 @@ class Ledger(Keys):
         if state not in ("sent", "failed"):
             raise ValueError(state)
         entry = self.entry(sub_id, lesson_id)
-        if entry is None:
-            return False
-        if entry.state == "uncertain":
-            allowed: tuple[str, ...] = ("uncertain",)
-        elif entry.state in ("claimed", "retry") and self.resent(sub_id, lesson_id):
-            # start_send moves it to sending atomically; finish only replaces these states,
-            # so exactly one of the two wins.
-            allowed = ("claimed", "retry")
-        else:
+        if entry is None or entry.state not in ("uncertain", "claimed", "retry"):
             return False
         settled = LedgerEntry(lesson_id, state, entry.at or now, entry.attempt, detail)
-        return self.finish(sub_id, settled, None, allowed=allowed)
+        if self.finish(sub_id, settled, None, allowed=("uncertain",)):
+            return True
+        # Not uncertain (any more: the settling may have claimed the re-send since the read).
+        # A re-send not started yet is stopped: start_send moves it to sending atomically and
+        # finish only replaces claimed or retry, so exactly one of the two wins.
+        return self.resent(sub_id, lesson_id) and self.finish(
+            sub_id, settled, None, allowed=("claimed", "retry")
+        )
 
     def resent(self, sub_id: str, lesson_id: str) -> bool:
         """Whether the settling has re-sent this entry (its proof is kept)."""

@@ -255,6 +255,10 @@ def _mark_send(store: Store, sub_id: str, lesson_id: str, event: Event, now: flo
         return
     other = event.sg_message_id and not event.sg_message_id.startswith(entry.detail)
     if entry.state == "sent" and entry.detail and other:
+        if store.resent(sub_id, lesson_id):  # the first send got there after all: counted
+            store.count_webhook("late_after_resend")
+            log_event(log, logging.WARNING, "late_after_resend", subscriber=sub_id,
+                      lesson=lesson_id)  # fmt: skip
         return
     store.mark_send(entry.at, sub_id, lesson_id, now)
 
