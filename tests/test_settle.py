@@ -263,3 +263,24 @@ def test_erasing_a_reader_removes_their_settling_records(loop, store, schedule):
     erase(store, a.email, later + timedelta(hours=1))
     assert store.settle_proof(a.id, "hello") is None
     assert store.uncertain_counts() == (0, 0)
+
+
+def test_an_event_while_its_worker_is_gone_settles_it_so_it_never_turns_uncertain(
+    loop, store, schedule
+):
+    start = local(2026, 3, 2, 9)
+    a = enrol(store, schedule, "a@example.com", None, None, start)
+    engine.tick(store, schedule, start, loop.queue, settle_window=WINDOW)
+    # a worker starts the send, the provider accepts it, the worker dies before recording it
+    assert store.start_send(a.id, "hello", start.timestamp(), start.timestamp() + 900) == 1
+    loop.queued.clear()
+    loop.event("processed", a, "hello", start + timedelta(seconds=2), "sg-a")
+    assert store.entry(a.id, "hello").state == "sent"
+    b = enrol(store, schedule, "b@example.com", None, None, start + timedelta(minutes=1))
+    loop.tick(start + timedelta(minutes=1))
+    loop.event("processed", b, "hello", start + timedelta(minutes=1))
+    for hours in (1, 2, 3):  # the sweep finds nothing sending; nothing to settle
+        result = loop.tick(start + timedelta(hours=hours))
+        assert result.uncertain == 0 and result.resent == 0
+    assert store.entry(a.id, "hello").state == "sent"
+    assert loop.sends_to(a) == 0 and store.send_stats("hello") == {"sent": 2}

@@ -224,18 +224,22 @@ class Ledger(Keys):
 
     def resolve_uncertain(self, sub_id: str, lesson_id: str, state: str, detail: str,
                           now: float) -> bool:  # fmt: skip
-        """Settle an ``uncertain`` entry with what the provider reported (``sent`` or
-        ``failed``), keeping the instant of its send. A re-send that the settling claimed
-        (see :mod:`course.store.settle`) and that has not started yet is settled the same
-        way: the first send's event came late, so the re-send must not go. Any other state
-        is left alone. True when it was settled."""
+        """Settle an ``uncertain`` (or still ``sending``) entry with what the provider
+        reported (``sent`` or ``failed``), keeping the instant of its send. A re-send that
+        the settling claimed (see :mod:`course.store.settle`) and that has not started yet
+        is settled the same way: the first send's event came late, so the re-send must not
+        go. Any other state is left alone. True when it was settled."""
         if state not in ("sent", "failed"):
             raise ValueError(state)
         entry = self.entry(sub_id, lesson_id)
-        if entry is None or entry.state not in ("uncertain", "claimed", "retry"):
+        if entry is None or entry.state not in ("uncertain", "sending", "claimed", "retry"):
             return False
         settled = LedgerEntry(lesson_id, state, entry.at or now, entry.attempt, detail)
-        if self.finish(sub_id, settled, None, allowed=("uncertain",)):
+        # From sending too: the provider had it while its worker waits for the answer, or
+        # after the worker died; an event that came then must not be lost, or the entry,
+        # called uncertain later, would be re-sent. The worker's own outcome then finds it
+        # settled and changes nothing.
+        if self.finish(sub_id, settled, None, allowed=("uncertain", "sending")):
             return True
         # Not uncertain (any more: the settling may have claimed the re-send since the read).
         # A re-send not started yet is stopped: start_send moves it to sending atomically and
