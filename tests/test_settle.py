@@ -284,3 +284,18 @@ def test_an_event_while_its_worker_is_gone_settles_it_so_it_never_turns_uncertai
         assert result.uncertain == 0 and result.resent == 0
     assert store.entry(a.id, "hello").state == "sent"
     assert loop.sends_to(a) == 0 and store.send_stats("hello") == {"sent": 2}
+
+
+def test_the_settling_window_is_read_from_the_environment_and_needs_a_signed_webhook():
+    from course.settings import Settings, SettingsError
+
+    sendgrid = {"COURSE_TRANSPORT": "sendgrid", "SENDGRID_API_KEY": "SG.x"}
+    assert Settings.from_env({}).settling_window is None  # the outbox: no events at all
+    assert Settings.from_env(sendgrid).settling_window is None  # no signed webhook
+    signed = {**sendgrid, "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkw", "COURSE_SETTLE_WINDOW": "600"}
+    assert Settings.from_env(signed).settling_window == 600.0
+    assert Settings.from_env({**signed, "COURSE_SETTLE_WINDOW": ""}).settling_window == 1800.0
+    with pytest.raises(SettingsError, match="COURSE_SETTLE_WINDOW: must be at least 1"):
+        Settings.from_env({**signed, "COURSE_SETTLE_WINDOW": "0"})
+    with pytest.raises(SettingsError, match="COURSE_SETTLE_WINDOW: not a whole number"):
+        Settings.from_env({**signed, "COURSE_SETTLE_WINDOW": "30m"})

@@ -91,6 +91,7 @@ class EventPoster:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._posting = False
 
     @property
     def public_key(self) -> str:
@@ -108,6 +109,11 @@ class EventPoster:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def idle(self) -> bool:
+        """No event waiting and no post on its way (every event made so far was answered)."""
+        with self._lock:
+            return not self._queue and not self._posting
 
     def pending(self) -> int:
         """Events made but not posted yet (waiting for their time, or for a retry)."""
@@ -147,6 +153,7 @@ class EventPoster:
             due = []
             while self._queue and self._queue[0][0] <= now and len(due) < MAX_BATCH:
                 due.append(heapq.heappop(self._queue))
+            self._posting = bool(due)  # until answered: idle() must not say done meanwhile
             return due
 
     def _run(self) -> None:
@@ -162,6 +169,7 @@ class EventPoster:
                 with self._lock:  # posted again later, as SendGrid retries a refused batch
                     for at, n, event in due:
                         heapq.heappush(self._queue, (max(at, time.time() + RETRY_AFTER), n, event))
+                    self._posting = False
                 self._stopping.wait(RETRY_AFTER)
 
     def _post(self, events: list[dict[str, Any]]) -> bool:
@@ -177,6 +185,7 @@ class EventPoster:
         with self._lock:
             if good:
                 self.posted += len(events)
+                self._posting = False
             else:
                 self.refused += 1
         return good
