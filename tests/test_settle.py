@@ -123,21 +123,56 @@ def test_uncertain_with_later_events_and_none_for_it_is_resent_exactly_once(loop
     assert store.send_stats("hello") == {"sent": 2, "uncertain": 0, "resent": 1}
 
 
-def test_a_resend_that_hangs_again_is_not_resent_a_third_time(loop, store, schedule):
+def test_a_resend_lost_again_is_settled_by_the_same_rule(loop, store, schedule):
     start = local(2026, 3, 2, 9)
     a, b, later = one_lost_one_sent(loop, store, schedule, start)
     loop.event("processed", b, "hello", later)
-    loop.tick(later + timedelta(minutes=1))
-    loop.standin.enqueue(Reply(hang=True))
-    assert loop.tick(later + timedelta(minutes=1, seconds=WINDOW)).resent == 1
+    now = later + timedelta(minutes=1)
+    loop.tick(now)
+    loop.standin.enqueue(Reply(hang=True))  # the re-send is lost too
+    now += timedelta(seconds=WINDOW)
+    assert loop.tick(now).resent == 1
     assert store.entry(a.id, "hello").state == "uncertain"
-    c = enrol(store, schedule, "c@example.com", None, None, later + timedelta(hours=1))
-    loop.tick(later + timedelta(hours=1))
-    loop.event("processed", c, "hello", later + timedelta(hours=1))
-    for hours in (2, 3, 4):
-        assert loop.tick(later + timedelta(hours=hours)).resent == 0
+    assert store.settle_proof(a.id, "hello").startswith("resent|1|")
+    # armed again only by an event for a send later than the re-send
+    assert loop.tick(now + timedelta(hours=2)).resent == 0
+    assert store.settle_proof(a.id, "hello").startswith("resent|1|")
+    now += timedelta(hours=3)
+    c = enrol(store, schedule, "c@example.com", None, None, now)
+    loop.tick(now)
+    loop.event("processed", c, "hello", now)
+    now += timedelta(minutes=2)
+    loop.tick(now)
+    assert store.settle_proof(a.id, "hello").startswith("armed|1|")
+    assert loop.tick(now + timedelta(seconds=WINDOW)).resent == 1
+    assert store.entry(a.id, "hello").state == "sent"  # the third send went
+    assert loop.sends_to(a) == 1 and store.settle_proof(a.id, "hello").startswith("resent|2|")
+
+
+def test_after_the_last_resend_an_uncertain_entry_stays_so(loop, store, schedule):
+    start = local(2026, 3, 2, 9)
+    a, b, later = one_lost_one_sent(loop, store, schedule, start)
+    loop.event("processed", b, "hello", later)
+    now = later + timedelta(minutes=1)
+    loop.tick(now)
+    for n in range(1, 4):
+        loop.standin.enqueue(Reply(hang=True))
+        now += timedelta(seconds=WINDOW)
+        loop.tick(now)
+        if n == 3:
+            break
+        now += timedelta(hours=1)
+        c = enrol(store, schedule, f"c{n}@example.com", None, None, now)
+        loop.tick(now)
+        loop.event("processed", c, "hello", now)
+        now += timedelta(minutes=2)
+        loop.tick(now)
+    assert store.settle_proof(a.id, "hello").startswith("resent|2|")
+    for hours in (1, 2, 30):
+        assert loop.tick(now + timedelta(hours=hours)).resent == 0
     assert store.entry(a.id, "hello").state == "uncertain"
-    assert loop.standin.requests_seen == 4  # a, b, a again (hung), c
+    assert store.uncertain_counts()[0] == 0  # out of the index: nothing left to try
+    assert loop.sends_to(a) == 0
 
 
 def test_its_own_late_processed_event_settles_it_sent_and_it_is_never_resent(loop, store, schedule):

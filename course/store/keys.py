@@ -30,10 +30,11 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (epoch its send started), event (``{id}|{lesson}``), seen
                               (when that event came); last_seen, events (count of events
                               that named a send). Empty: no event ever came, nothing is re-sent.
-``P settle:proof``   hash    ``{id}|{lesson}`` -> ``armed|epoch|mark at|mark event`` when a
-                              later send's event was seen and this one had none, then
-                              ``resent|epoch|mark at|mark event|armed epoch`` once it was
-                              claimed again: the proof, and the mark that it is re-sent once only.
+``P settle:proof``   hash    ``{id}|{lesson}`` -> ``armed|n|epoch|mark at|mark event`` when a
+                              later send's event was seen and none for this one, then
+                              ``resent|n|epoch|mark at|mark event`` once it was claimed again
+                              (``n``: re-sends so far, at most course.store.settle.MAX_RESENDS):
+                              the proof, kept while the record is.
 ``P tick:last``      string  ISO instant of the last tick, for health checks.
 ``P tick:stats``     hash    every tick adds to it: count, seconds_total (time spent
                               ticking), and sets last_at (epoch of its ``now``),

@@ -1,15 +1,17 @@
 """Settling uncertain sends: the index of ``uncertain`` entries, the latest send that a
 provider event proved went through (the mark), and the script that decides, for one entry,
-to re-send it once.
+to re-send it.
 
 An entry is ``uncertain`` when its send's outcome is unknown (a worker killed after
 starting it, a request that hung). SendGrid posts a ``processed`` event for every message it
 accepts, so once events have arrived for a send that started *after* this one, and a whole
 settling window has then passed with no event for it, the provider never had it: it is
-claimed again, once. The proof (when the entry was armed and which later send's event did
-it) is kept in ``P settle:proof``. A late event for the first send that arrives before the
-re-send starts settles it as sent instead (:meth:`Ledger.resolve_uncertain`); every step is
-one script, so the decision and the claim cannot be split by an event or an unsubscribe.
+claimed again. The proof (when the entry was armed and which later send's event did it) is
+kept in ``P settle:proof``. A re-send that ends uncertain too is settled by the same rule (a
+send later than the re-send must have its event), at most :data:`MAX_RESENDS` times. A late
+event for the first send that arrives before the re-send starts settles it as sent instead
+(:meth:`Ledger.resolve_uncertain`); every step is one script, so the decision and the claim
+cannot be split by an event or an unsubscribe.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ from course.store.keys import Keys, member, split_member
 
 # KEYS: sub hash, ledger hash, uncertain zset, pending zset, mark hash, proof hash,
 #       the lesson's send stats hash
-# ARGV: id, lesson, now, window (seconds), stale deadline of the re-send, recheck epoch
+# ARGV: id, lesson, now, window (seconds), stale deadline of the re-send, recheck epoch,
+#       most re-sends of one entry
+# The proof is ``phase|re-sends so far|epoch|mark at|mark event``: ``armed`` once a later
+# send's event was seen and none for this send, ``resent`` once it was claimed again. A
+# re-send that ends uncertain too is a new uncertain send: armed again only by an event for a
+# send later than *it*, re-sent again up to the limit.
 # Returns 1 re-send claimed; 2 armed (proof recorded, re-sent a window later if still
-# uncertain); 0 nothing to settle (no longer uncertain, or already re-sent once: it leaves
-# the index); -1 not mailable (unsubscribed, bounced, erased: leaves the index, stays
+# uncertain); 0 nothing to settle (no longer uncertain, or re-sent as often as allowed: it
+# leaves the index); -1 not mailable (unsubscribed, bounced, erased: leaves the index, stays
 # uncertain); -2 no event for a later send yet; -3 paused (looked at again later); -4 armed,
 # its window is not over.
 SETTLE_SCRIPT = """
@@ -35,8 +42,10 @@ local raw = redis.call('HGET', KEYS[2], ARGV[2])
 if not raw then redis.call('ZREM', KEYS[3], member) return 0 end
 local state, at, attempt = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)')
 if state ~= 'uncertain' then redis.call('ZREM', KEYS[3], member) return 0 end
-local proof = redis.call('HGET', KEYS[6], member)
-if proof and string.sub(proof, 1, 7) == 'resent|' then
+local proof = redis.call('HGET', KEYS[6], member) or 'none|0|0|0|'
+local phase, resends, armed = string.match(proof, '^([^|]*)|([^|]*)|([^|]*)')
+resends = tonumber(resends)
+if phase == 'resent' and resends >= tonumber(ARGV[7]) then
   redis.call('ZREM', KEYS[3], member) return 0
 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -45,22 +54,23 @@ if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
 end
 local now = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
-if not proof then
+if phase ~= 'armed' then
   local mark = redis.call('HMGET', KEYS[5], 'at', 'event')
   if not mark[1] or tonumber(mark[1]) <= tonumber(at) then
     redis.call('ZADD', KEYS[3], ARGV[6], member) return -2
   end
-  local proof = 'armed|' .. ARGV[3] .. '|' .. mark[1] .. '|' .. (mark[2] or '')
-  redis.call('HSET', KEYS[6], member, proof)
+  redis.call('HSET', KEYS[6], member,
+             'armed|' .. resends .. '|' .. ARGV[3] .. '|' .. mark[1] .. '|' .. (mark[2] or ''))
   redis.call('ZADD', KEYS[3], now + window, member)
   return 2
 end
-local armed = tonumber(string.match(proof, '^armed|([^|]*)'))
+armed = tonumber(armed)
 if now < armed + window then redis.call('ZADD', KEYS[3], armed + window, member) return -4 end
 if status == 'paused' then redis.call('ZADD', KEYS[3], ARGV[6], member) return -3 end
 redis.call('HSET', KEYS[2], ARGV[2],
            'claimed|' .. ARGV[3] .. '|' .. attempt .. '|re-send: no event for it')
-redis.call('HSET', KEYS[6], member, 'resent|' .. ARGV[3] .. '|' .. string.sub(proof, 7))
+local rest = string.match(proof, '^[^|]*|[^|]*|[^|]*|(.*)')
+redis.call('HSET', KEYS[6], member, 'resent|' .. (resends + 1) .. '|' .. ARGV[3] .. '|' .. rest)
 redis.call('ZREM', KEYS[3], member)
 redis.call('ZADD', KEYS[4], ARGV[5], member)
 redis.call('HINCRBY', KEYS[7], 'uncertain', -1)
@@ -82,9 +92,7 @@ redis.call('HSET', KEYS[1], 'at', ARGV[1], 'event', ARGV[2], 'seen', ARGV[3])
 return 1
 """
 
-# Answers of SETTLE_SCRIPT, by name, for logs and tests.
-SETTLE_ANSWERS = {1: "resent", 2: "armed", 0: "settled", -1: "not mailable",
-                  -2: "waiting for events", -3: "paused", -4: "armed, window running"}  # fmt: skip
+MAX_RESENDS = 2  # re-sends of one entry: three sends in all, each proven lost by events
 
 
 class Settling(Keys):
@@ -113,7 +121,7 @@ class Settling(Keys):
                     self.pending_key, self.settle_mark_key, self.settle_proof_key,
                     self.send_stats_key(lesson_id)]  # fmt: skip
             args = [sub_id, lesson_id, encode_value(float(now)), encode_value(float(window)),
-                    encode_score(stale_at), encode_score(recheck_at)]  # fmt: skip
+                    encode_score(stale_at), encode_score(recheck_at), MAX_RESENDS]  # fmt: skip
             self._settle(keys=keys, args=args, client=pipe)
         return [int(answer) for answer in pipe.execute()]
 
@@ -131,7 +139,8 @@ class Settling(Keys):
         return {as_str(k): as_str(v) for k, v in raw.items()}
 
     def settle_proof(self, sub_id: str, lesson_id: str) -> str | None:
-        """``armed|when|mark at|mark event`` or ``resent|when|mark at|mark event``."""
+        """``armed|re-sends|when|mark at|mark event`` (a later send's event was seen and none
+        for this one), ``resent|re-sends|when|mark at|mark event`` (claimed again); None."""
         raw = self.redis.hget(self.settle_proof_key, member(sub_id, lesson_id))
         return as_str(raw) if raw else None
 
