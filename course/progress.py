@@ -7,20 +7,47 @@ reports, ``course diff`` and the web pages all ask these same functions, never a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
-from course.models.schedule import Lesson, Schedule
-from course.models.subscriber import SUPPRESSED, Subscriber, to_instant
+from course.models.schedule import CourseSettings, Lesson, Schedule
+from course.models.subscriber import SUPPRESSED, ReaderSettings, Subscriber, to_instant
 from course.timeline import (
     DAY0_GRACE,
     LATE_GRACE,
     Pace,
     advance_pace,
     catch_up,
+    local_date,
+    next_slot,
     nominal_due,
     paced_due,
 )
+
+# How much longer every gap between lessons is at each pace.
+PACE_FACTORS = {"standard": 1, "gentle": 2}
+
+
+def reader_course(course: CourseSettings, sub: Subscriber) -> CourseSettings:
+    """The course's settings as they apply to ``sub``: their own send time, if they set one."""
+    return course if sub.send_time is None else _at_hour(course, sub.send_time)
+
+
+@functools.lru_cache(maxsize=256)
+def _at_hour(course: CourseSettings, send_time: str) -> CourseSettings:
+    hour, _, minute = send_time.partition(":")
+    return replace(course, send_time=time(int(hour), int(minute)))
+
+
+def _nominal(course: CourseSettings, sub: Subscriber, day: int) -> datetime:
+    """When course day ``day`` falls for ``sub`` (their pace, anchor and pauses; unpaced)."""
+    if sub.start is None:
+        raise ValueError(f"subscriber {sub.id} has not started the course")
+    anchor = (date.fromordinal(sub.anchor), sub.anchor_day) if sub.anchor is not None else None
+    paused = timedelta(seconds=max(0.0, sub.paused - sub.anchor_paused))
+    factor = PACE_FACTORS[sub.pace]
+    return nominal_due(to_instant(sub.start), day, course, sub.zone, paused, factor, anchor)
 
 
 def next_lesson(schedule: Schedule, sub: Subscriber, done: set[str]) -> Lesson | None:
@@ -48,15 +75,12 @@ def next_lesson(schedule: Schedule, sub: Subscriber, done: set[str]) -> Lesson |
 
 
 def due_at(schedule: Schedule, sub: Subscriber, lesson: Lesson) -> datetime:
-    """When ``lesson`` is due for ``sub``: its nominal time, shifted by pauses, then paced."""
-    if sub.start is None:
-        raise ValueError(f"subscriber {sub.id} has not started the course")
-    zone = sub.zone
-    nominal = nominal_due(
-        to_instant(sub.start), lesson.day, schedule.course, zone, timedelta(seconds=sub.paused)
-    )
+    """When ``lesson`` is due for ``sub``: its nominal time (their pace and hour), shifted by
+    pauses, then paced."""
+    course = reader_course(schedule.course, sub)
+    nominal = _nominal(course, sub, lesson.day)
     last = to_instant(sub.last_sent) if sub.last_sent is not None else None
-    return paced_due(nominal, last, sub.sent_that_day, schedule.course, zone)
+    return paced_due(nominal, last, sub.sent_that_day, course, sub.zone)
 
 
 def progress_after(sub: Subscriber, lesson: Lesson, now: datetime) -> Subscriber:
@@ -92,7 +116,8 @@ def next_send(
         return None
     nominal = due_at(schedule, sub, lesson)
     grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
-    return lesson, nominal, catch_up(nominal, now, schedule.course, sub.zone, grace)
+    course = reader_course(schedule.course, sub)
+    return lesson, nominal, catch_up(nominal, now, course, sub.zone, grace)
 
 
 def upcoming(
@@ -110,7 +135,8 @@ def upcoming(
         if lesson is None or due is None:
             return None
         grace = DAY0_GRACE if lesson.day == 0 else LATE_GRACE
-        return lesson, catch_up(to_instant(due), now, schedule.course, sub.zone, grace)
+        course = reader_course(schedule.course, sub)
+        return lesson, catch_up(to_instant(due), now, course, sub.zone, grace)
     if sub.status == "paused" and sub.paused_until and sub.paused_at:
         end = to_instant(sub.paused_until)
         resumed = resumed_at(sub, end)
@@ -119,3 +145,40 @@ def upcoming(
             return None
         return lesson, max(due_at(schedule, resumed, lesson), end)
     return None
+
+
+def with_settings(
+    schedule: Schedule, sub: Subscriber, done: set[str], now: datetime, wanted: ReaderSettings
+) -> Subscriber:
+    """``sub`` with the pace, send time and zone the reader chose at ``now`` (pure).
+
+    Lessons already sent keep their dates. From the day the last one was due (pauses up to
+    ``now`` counted), each remaining gap between lessons is the written one times the new
+    pace's factor: ``gentle`` doubles them, ``standard`` restores them. If that would make the
+    next lesson due before the next slot still ahead (in the new hour and zone), it comes at
+    that slot and the gaps count from there: a change never makes a lesson overdue, so it
+    never goes at once at an odd hour nor in a burst (and pacing still holds one a day). A
+    reader who has not had a lesson yet keeps counting from the start.
+    """
+    if sub.settings == wanted:
+        return sub
+    changed = replace(sub, pace=wanted.pace, send_time=wanted.send_time, tz=wanted.tz)
+    lesson = next_lesson(schedule, sub, done)
+    if sub.start is None or sub.last_day is None or lesson is None:
+        return changed
+    paused_now = resumed_at(sub, now).paused if sub.paused_at is not None else sub.paused
+    last_due = _nominal(reader_course(schedule.course, sub), replace(sub, paused=paused_now),
+                        sub.last_day)  # fmt: skip
+    anchored = replace(
+        changed,
+        anchor=local_date(last_due, sub.zone).toordinal(),
+        anchor_day=sub.last_day,
+        anchor_paused=paused_now,
+    )
+    course = reader_course(schedule.course, anchored)
+    ahead = next_slot(now, course.send_time, anchored.zone, course.weekdays)
+    if _nominal(course, anchored, lesson.day) < ahead:
+        anchored = replace(
+            anchored, anchor=local_date(ahead, anchored.zone).toordinal(), anchor_day=lesson.day
+        )
+    return anchored

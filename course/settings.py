@@ -61,6 +61,12 @@ class Settings:
     # Versions: publish the files at start when they differ from the live version (images)
     publish_on_start: bool = False
     publisher: str = "unknown"  # who publishes from this shell: COURSE_PUBLISHER, else the OS user
+    # SendGrid's open-tracking pixel: off unless asked for (opens measure nothing: Apple Mail
+    # loads every image), so the provider does not learn when a reader reads
+    open_tracking: bool = False
+    # Retention (the organisation's policy, not the marketer's: course.subscribers.retention)
+    retention_months: int = 24  # readers who completed or left: erased this long after
+    retention_pending_days: int = 30  # signups never confirmed: deleted this long after
 
     @property
     def templates_dir(self) -> Path:
@@ -117,6 +123,9 @@ class Settings:
             "COURSE_SETTLE_WINDOW": str(self.settle_window),
             "COURSE_PUBLISH_ON_START": "1" if self.publish_on_start else "0",
             "COURSE_PUBLISHER": self.publisher,
+            "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
+            "COURSE_RETENTION_MONTHS": str(self.retention_months),
+            "COURSE_RETENTION_PENDING_DAYS": str(self.retention_pending_days),
         }
 
     @classmethod
@@ -170,6 +179,9 @@ class Settings:
             settle_window=_count(env, "COURSE_SETTLE_WINDOW", 1800),
             publish_on_start=_flag(env, "COURSE_PUBLISH_ON_START"),
             publisher=_publisher(env),
+            open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),
+            retention_months=_count(env, "COURSE_RETENTION_MONTHS", 24),
+            retention_pending_days=_count(env, "COURSE_RETENTION_PENDING_DAYS", 30),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])
@@ -290,6 +302,14 @@ def _sendgrid_batch(env: Mapping[str, str]) -> int:
             f"COURSE_SENDGRID_BATCH: at most 1000 (SendGrid's limit per request), not {value}"
         )
     return value
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """A setting that is on with ``1`` and off with ``0`` or unset."""
+    text = (env.get(name) or "").strip()
+    if text not in ("", "0", "1"):
+        raise SettingsError(f"{name}: 1 (on) or 0 (off), not {text!r}")
+    return text == "1"
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

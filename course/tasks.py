@@ -1,5 +1,6 @@
-"""Celery: beat fires ``course.tick`` every minute; workers run ``course.deliver``, and
-``course.signup`` and ``course.confirmation`` for the web app's signups.
+"""Celery: beat fires ``course.tick`` every minute and ``course.retention`` once a day; workers
+run ``course.deliver``, and ``course.signup`` and ``course.confirmation`` for the web app's
+signups.
 
 The tasks are thin: they build the runtime once per worker process and call the engine.
 Delivery messages are acknowledged late and requeued if a worker dies; that is harmless
@@ -13,6 +14,7 @@ import time
 from datetime import datetime
 
 from celery import Celery, current_app, shared_task
+from celery.schedules import crontab
 from celery.signals import after_task_publish, beat_init
 from kombu.exceptions import OperationalError
 
@@ -26,12 +28,20 @@ from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.confirmation import send_confirmation
 from course.subscribers.double_opt_in import InvalidMessage, message_repr, run_signup
-from course.task_names import CONFIRMATION_TASK, DELIVER_TASK, SIGNUP_TASK, TICK_TASK
+from course.subscribers.retention import run_retention
+from course.task_names import (
+    CONFIRMATION_TASK,
+    DELIVER_TASK,
+    RETENTION_TASK,
+    SIGNUP_TASK,
+    TICK_TASK,
+)
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
 
 log = logging.getLogger("course.tasks")
 
 TICK_EVERY = 60.0  # seconds
+RETENTION_AT = crontab(hour=3, minute=17)  # daily, UTC: a quiet hour, off the round minute
 # Longer than any delivery batch can take (TASK_BATCH_SIZE sends with their timeouts), so Redis
 # does not hand a message that is still being worked on to a second worker.
 VISIBILITY_TIMEOUT = 3600
@@ -58,7 +68,12 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
                 "task": TICK_TASK,
                 "schedule": TICK_EVERY,
                 "options": {"expires": TICK_EVERY * 0.9},
-            }
+            },
+            "retention": {
+                "task": RETENTION_TASK,
+                "schedule": RETENTION_AT,
+                "options": {"expires": 6 * 3600},  # a day's run missed waits for the next
+            },
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
     )
@@ -214,3 +229,17 @@ def signup_task(self, **message: object) -> dict:
         # log) the full kwargs, address included.
         raise self.retry(countdown=wait, exc=None, kwargsrepr=message_repr(message)) from None
     return {"outcome": result.outcome, "subscriber": result.subscriber_id}
+
+
+@shared_task(name=RETENTION_TASK)
+def retention_task(now: str | None = None) -> dict:
+    """Erase what the retention policy says is kept too long
+    (:func:`course.subscribers.retention.run_retention`); a run already going (a second
+    beat) makes this one do nothing."""
+    rt = runtime()
+    s = rt.settings
+    run = run_retention(rt.store, _parse(now), s.retention_months, s.retention_pending_days)
+    log_event(log, logging.INFO, "retention", busy=run.busy, left=run.erased["left"],
+              completed=run.erased["completed"], pending=run.expired, dropped=run.dropped,
+              indexed=run.indexed, more=run.more, seconds=round(run.seconds, 3))  # fmt: skip
+    return {**run.__dict__, "total": run.total}

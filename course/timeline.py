@@ -122,29 +122,34 @@ def nominal_due(
     course: CourseSettings,
     tz: ZoneInfo,
     paused: timedelta = timedelta(0),
+    factor: int = 1,
+    anchor: tuple[date, int] | None = None,
 ) -> datetime:
     """When the lesson with offset ``day`` is due (UTC) for a subscriber who started at ``start``.
 
     Day 0 is due right away: at ``start``, or ``start + paused`` if the clock was paused before
     it went. A later lesson is due at the first slot on or after the local date of ``start``
-    plus ``day``; a pause shifts it by ``paused`` and then forward to the next slot, so it still
-    goes at the send time.
+    plus ``day`` times ``factor`` (2 for a reader's gentle pace: every gap doubled); a pause
+    shifts it by ``paused`` and then forward to the next slot, so it still goes at the send
+    time. With ``anchor`` ``(local date, course day)`` the days count from there instead (a
+    reader who changed their pace or hour): the lesson is due on that date plus its days
+    beyond that course day times ``factor``, never before the anchor's date.
     """
     _require_aware(start, "start")
     if day < 0:
         raise ValueError(f"lesson day offset must be 0 or more, got {day}")
     if paused < timedelta(0):
         raise ValueError(f"paused time must not be negative, got {paused}")
+    if factor < 1:
+        raise ValueError(f"pace factor must be 1 or more, got {factor}")
     start = start.astimezone(UTC)
-    if day == 0:
+    if anchor is not None:
+        on = anchor[0] + timedelta(days=factor * max(day - anchor[1], 0))
+    elif day == 0:
         return start + paused
-    nominal = _first_slot(
-        local_date(start, tz) + timedelta(days=day),
-        None,
-        course.send_time,
-        tz,
-        course.weekdays,
-    )
+    else:
+        on = local_date(start, tz) + timedelta(days=factor * day)
+    nominal = _first_slot(on, None, course.send_time, tz, course.weekdays)
     if not paused:
         return nominal
     # Pauses are measured in elapsed time, so a week's pause across a clock change is a week

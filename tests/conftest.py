@@ -76,7 +76,11 @@ def write_course(folder: Path, schedule_text: str = SMALL_SCHEDULE) -> Path:
 
                 This is the **{name}** lesson.
 
-                **One small step for today:** breathe out slowly after the {name} lesson.
+                ::: step
+                **One small step for today**
+
+                1. Breathe out slowly after the {name} lesson.
+                :::
                 """)
         )
     (folder / "templates" / "emails").mkdir(exist_ok=True)

@@ -16,13 +16,21 @@ from fastapi.testclient import TestClient
 
 from course import engine
 from course.mail.render import Renderer
+from course.models.reply import Reply
 from course.models.subscriber import LedgerEntry
 from course.settings import Settings, SettingsError
+from course.subscribers.checkin import check_in
 from course.subscribers.lifecycle import enrol
 from course.tokens import make_token, subscriber_links
 from course.transport import OutboxTransport
 from course.web import create_app
-from course.web.admin.auth import COOKIE, DEVICE_COOKIE, MAX_FAILURES, SESSION_MAX_AGE
+from course.web.admin.auth import (
+    COOKIE,
+    DEVICE_COOKIE,
+    FAILURE_WINDOW,
+    MAX_FAILURES,
+    SESSION_MAX_AGE,
+)
 
 TOKEN = "admin-token-for-the-tests-0123456789"
 
@@ -127,7 +135,20 @@ def test_a_forged_or_foreign_session_cookie_is_not_a_session(admin, settings, st
     assert admin.get("/admin", follow_redirects=False).status_code == 303
 
 
-def test_too_many_failures_from_one_address_are_refused_even_with_the_right_token(admin):
+@pytest.fixture
+def mid_window(monkeypatch):
+    """The sign-in checks' clock held in the middle of a failure window: the budget counts
+    per fixed 15-minute window, so a test crossing a window's end would start a new count."""
+    from course.web.admin import auth, login
+
+    held = datetime.fromtimestamp((time.time() // FAILURE_WINDOW + 0.5) * FAILURE_WINDOW, UTC)
+    for module in (auth, login):
+        monkeypatch.setattr(module, "now", lambda: held)
+
+
+def test_too_many_failures_from_one_address_are_refused_even_with_the_right_token(
+    admin, mid_window
+):
     for _ in range(MAX_FAILURES):
         admin.post("/admin/login", data={"token": "wrong-wrong-wrong-wrong"})
     answer = admin.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
@@ -150,7 +171,7 @@ def guess_in_parallel(admin, how: str, count: int) -> list[int]:
 
 
 @pytest.mark.parametrize("how", ["form", "bearer"])
-def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how):
+def test_parallel_wrong_guesses_compare_at_most_the_limit(admin, how, mid_window):
     statuses = guess_in_parallel(admin, how, 3 * MAX_FAILURES)
     # 401 means the token was compared; the others were refused before any comparison.
     assert statuses.count(401) == MAX_FAILURES
@@ -365,7 +386,7 @@ def test_the_gallery_shows_every_email_sandboxed(signed_in, schedule):
     assert heading(page) == "Hello"
     assert '<iframe class="email" sandbox' in page.text
     assert "<strong>hello</strong>" not in page.text  # the HTML part only inside the frame
-    assert "breathe out slowly after the hello lesson" in page.text  # the text part, escaped
+    assert "Breathe out slowly after the hello lesson" in page.text  # the text part, escaped
     assert "frame-src 'self'" in page.headers["content-security-policy"]
     framed = client.get("/admin/gallery/hello/html")
     assert framed.status_code == 200 and "<strong>hello</strong>" in framed.text
@@ -387,6 +408,9 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     transport = OutboxTransport(settings.outbox_dir)
     assert engine.deliver(store, Renderer(schedule), transport, items, now, links).sent == 1
     enrol(store, schedule, "pat@example.com", None, None, now, confirmed=False)
+    assert check_in(store, schedule, ann.id, schedule.lesson("hello"), "flare", now)
+    reply = Reply("r1", now.timestamp(), "Re: Hello", "Thank you", lesson_id="hello")
+    assert store.add_reply(ann.id, reply, "<r1@mail.example>") == 1
 
     page = client.get("/admin/stats")
     assert page.status_code == 200 and heading(page) == "Stats"
@@ -396,6 +420,16 @@ def test_the_stats_page_reuses_course_stats(signed_in, store, schedule, settings
     assert '<b data-status="active">1</b>' in page.text
     assert '<b data-status="pending">1</b>' in page.text
     assert "the file on disk is valid" in page.text
+    # Check-ins and unsubscribes are the signals; clicks are clicks; no opens.
+    assert '<th scope="col">check-ins</th>' in page.text and "clicks*" in page.text
+    # sent, delivered, check-ins, replies
+    assert "<td>1</td><td>0</td><td>1 (100%)</td><td>1 (100%)</td>" in page.text
+    assert '<th scope="col">replies</th>' in page.text
+    assert "opened" not in page.text
+    assert '<svg class="checkins"' in page.text
+    row = '<tr class="lesson"><th scope="row">hello</th><td>1 (100% of sent)</td><td>1 (100%)</td>'
+    assert row in page.text
+    assert '<p id="retention">Erased by retention: nothing yet (no run so far).</p>' in page.text
 
 
 def test_sign_out_ends_the_session(signed_in):

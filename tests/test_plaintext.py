@@ -23,3 +23,19 @@ def test_lists_keep_their_markers_and_indent_continuation_lines() -> None:
 
 def test_tables_become_rows_under_a_rule() -> None:
     assert markdown_to_text("| a | b |\n|---|---|\n| 1 | 2 |", len) == "a | b\n-----\n1 | 2"
+
+
+def test_the_step_block_is_set_off_by_rules_with_its_heading_and_numbered_items() -> None:
+    source = (
+        "**Today in one line:** rest is a skill.\n\n"
+        "::: step\n**One small step for today**\n\n1. Sit down.\n2. Breathe out slowly.\n:::\n"
+    )
+    rule = "-" * 40
+    assert markdown_to_text(source, len) == (
+        "Today in one line: rest is a skill.\n\n"
+        f"{rule}\nOne small step for today\n\n1. Sit down.\n2. Breathe out slowly.\n{rule}"
+    )
+
+
+def test_an_unknown_container_name_stays_plain_text() -> None:
+    assert markdown_to_text("::: warning\nHi\n:::", len) == "::: warning\nHi\n:::"

@@ -489,3 +489,53 @@ def test_the_online_body_is_the_emails_body_filled_for_the_reader(renderer: Rend
     assert "<h1>Welcome, Maria</h1>" in body and "It is good to have you here, Maria." in body
     assert 'href="https://roadmap.example.org/pause/tok3"' in body
     assert "style=" not in body and "<body" not in body  # the body alone, the page's own look
+
+
+STEP = """\
+Hi {{ first_name or "there" }},
+
+**Today in one line:** a calm body learns faster.
+
+Some words.
+
+::: step
+**One small step for today**
+
+1. Sit somewhere quiet.
+2. [Breathe out]({{ pause_url }}) slowly, three times.
+:::
+
+## Sources
+
+- A source.
+"""
+
+
+def test_the_step_is_a_boxed_numbered_block_in_html_text_and_online_copy(
+    tmp_path: Path,
+) -> None:
+    renderer = Renderer(make_schedule(tmp_path, {"sleep": STEP}))
+    email = renderer.render("sleep", recipient())
+
+    box = re.search(r'<div class="step" style="([^"]*)">(.*?)</div>', email.html, re.DOTALL)
+    assert box is not None, email.html
+    assert "border: 2px solid" in box.group(1) and "padding:" in box.group(1)
+    assert re.search(r"<ol[^>]*>\s*<li[^>]*>Sit somewhere quiet.</li>", box.group(2))
+    assert 'href="https://roadmap.example.org/pause/tok1"' in box.group(2)
+    assert "<strong>Today in one line:</strong> a calm body learns faster." in email.html
+    # Dark mode cannot be inlined: the box keeps its own rule in the <style> block.
+    style = re.search(r"<style>(.*?)</style>", email.html, re.DOTALL)
+    assert style is not None and re.search(r"\.step \{[^}]*!important", style.group(1))
+    # The step comes before the sources, as written.
+    assert email.html.index('class="step"') < email.html.index("Sources</h2>")
+
+    rule = "-" * 40
+    assert (
+        f"{rule}\nOne small step for today\n\n1. Sit somewhere quiet.\n"
+        f"2. Breathe out (https://roadmap.example.org/pause/tok1) slowly, three times.\n{rule}"
+    ) in email.text
+    assert ":::" not in email.text and ":::" not in email.html
+
+    compiled = renderer.compiled("sleep")
+    body = compiled.body.render(compiled.context(recipient()))
+    assert '<div class="step">' in body and "<ol>" in body

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from course import engine
 from course.mail.render import Renderer
 from course.replies.text import MAX_TEXT, html_to_text, reply_text, trim_quoted
+from course.reports.stats import collect
 from course.settings import Settings, SettingsError
 from course.store.replies import MAX_PER_READER
 from course.subscribers.lifecycle import enrol
@@ -186,6 +187,24 @@ def test_a_reply_is_kept_with_its_reader_and_the_lesson_whose_message_id_it_quot
     again = post(client, fields, files)
     assert again.json() == {"outcome": "duplicate"} and len(store.replies_of(ann.id)) == 1
     assert store.inbound_counts() == {"received": 2, "kept": 1, "duplicate": 1}
+
+
+def test_a_reply_to_a_lesson_counts_for_it_in_stats_once_and_the_count_outlives_an_erase(
+    client, store, schedule, settings, ann
+):
+    message_id = sent_message_id(store, schedule, settings, ann)
+    fields = inbound(in_reply_to=message_id)
+    assert [post(client, fields).json()["outcome"] for _ in "12"] == ["kept", "duplicate"]
+    assert post(client, inbound(text="No quote")).json() == {"outcome": "kept"}  # no lesson
+
+    def replies() -> dict[str, int]:
+        stats = collect(store, schedule, datetime.now(UTC))
+        return {lesson.lesson_id: lesson.counts.replies for lesson in stats.course_lessons}
+
+    assert replies() == {"hello": 1, "second": 0, "third": 0, "fourth": 0}
+    erase(store, ann.email, datetime.now(UTC))
+    assert store.replies_of(ann.id) == []
+    assert replies()["hello"] == 1  # an anonymous count, like the check-ins'
 
 
 def test_the_secret_may_come_as_basic_auth_as_sendgrid_sends_credentials_in_the_url(

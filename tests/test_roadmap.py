@@ -158,6 +158,9 @@ def test_reading_online_shows_exactly_the_lesson_that_was_sent(reader):
     assert sent_body.startswith("Hi Ann, This is the hello lesson.")
     assert shown_body == sent_body
     assert "<h1>Hello</h1>" in page.text and "Phase 1 of 2 · lesson 1 of 4" in page.text
+    # The step is the same box online: the lesson's own block, styled by the page.
+    assert '<div class="step">' in page.text and ".lesson .step {" in page.text
+    assert "1. Breathe out slowly" not in page.text and "<ol>" in page.text
     assert "<script" not in page.text.lower()
     assert page.headers["cache-control"] == "private, no-store"
     assert page.headers["referrer-policy"] == "no-referrer"
@@ -190,10 +193,13 @@ def test_the_roadmap_lists_what_came_and_says_what_comes_next_in_the_readers_zon
     # "second" is day 2, at 08:00 New York time.
     assert f"“Second”, comes on {local_day(reader.start, 2)} at 08:00." in " ".join(html.split())
     assert "You are in phase 1: First phase." in html
-    assert "New York (America/New_York). Lessons come at 08:00 your time." in html
+    assert "New York (America/New_York). Lessons come at 08:00 your time" in html
     assert re.search(r'href="/pause/[^"]+">Pause the course</a>', html)
     assert re.search(r'href="/unsubscribe/[^"]+">Unsubscribe</a>', html)
-    assert "<form" not in html and "<script" not in html.lower()
+    # The one form is the reader's settings, posted to this page (the token is its key).
+    assert re.findall(r"<form[^>]*>", html) == [
+        f'<form method="post" action="/me/{token}#settings" novalidate>'
+    ]
     assert "ann@example.com" not in html
     assert page.headers["cache-control"] == "private, no-store"
     assert page.headers["referrer-policy"] == "no-referrer"
@@ -252,7 +258,11 @@ def test_forged_truncated_and_other_purpose_tokens_are_not_valid(reader):
             assert page.status_code == 404, (name, path, page.status_code)
             assert "not valid" in page.text and "Ann" not in page.text, name
     assert reader.client.get("/me/").status_code == 404
-    assert reader.client.post(f"/me/{good}").status_code == 405  # nothing to change here yet
+    for name, token in bad.items():
+        page = reader.client.post(f"/me/{token}", data={"pace": "gentle"})
+        assert page.status_code == 404, (name, page.status_code)
+    assert reader.client.post(f"/me/{good}").status_code == 200  # nothing asked, nothing changed
+    assert reader.store.get(reader.sub_id).pace == "standard"
     assert reader.client.get(f"/me/{good}").status_code == 200
     assert reader.store.get(reader.sub_id).status == "active"
 

@@ -241,6 +241,29 @@ def test_subject_may_live_in_every_personalization_or_come_from_a_template():
     assert validate_mail_send(templated) == []
 
 
+def test_tracking_settings_are_checked_as_sendgrid_types_them():
+    off = {"open_tracking": {"enable": False}, "click_tracking": {"enable": True,
+           "enable_text": False}, "ganalytics": {"enable": False, "utm_source": "x"}}  # fmt: skip
+    assert validate_mail_send(valid_payload(tracking_settings=off)) == []
+    bad = {
+        "open_tracking": {"enable": "false", "substitution_tag": 1, "pixel": True},
+        "opens": {"enable": False},
+        "click_tracking": True,
+    }
+    errors = validate_mail_send(valid_payload(tracking_settings=bad))
+    assert [e["field"] for e in errors] == [
+        "tracking_settings.open_tracking.enable",
+        "tracking_settings.open_tracking.substitution_tag",
+        "tracking_settings.open_tracking.pixel",
+        "tracking_settings.opens",
+        "tracking_settings.click_tracking",
+    ]
+    assert errors[0]["message"] == "tracking_settings.open_tracking.enable must be a boolean."
+    assert [e["field"] for e in validate_mail_send(valid_payload(tracking_settings=[]))] == [
+        "tracking_settings"
+    ]
+
+
 def test_reserved_headers_cannot_be_set():
     errors = validate_mail_send(valid_payload(headers={"Subject": "sneaky"}))
 

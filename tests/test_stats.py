@@ -13,6 +13,7 @@ from conftest import cli_runner, course_env, db_url, publish_course
 
 from course import engine
 from course.mail.render import Renderer
+from course.models.reply import Reply
 from course.reports.stats import Counts, collect
 from course.reports.stats_html import funnel_svg, html_report
 from course.reports.stats_json import to_json
@@ -20,6 +21,7 @@ from course.reports.stats_table import table_rows
 from course.runtime import ScheduleHolder
 from course.settings import Settings
 from course.store import Store
+from course.subscribers.checkin import check_in
 from course.subscribers.confirmation import send_confirmation
 from course.subscribers.lifecycle import enrol, unsubscribe
 from course.tokens import subscriber_links
@@ -43,17 +45,27 @@ def run_tick(store, schedule, outbox, now: datetime) -> None:
 
 
 def prepare_course(store, schedule, outbox) -> None:
-    """Three readers get the first two lessons; one unsubscribes after the second (twice),
-    one hard-bounces on it; a pending signup unsubscribes before any lesson; a lesson since
-    removed from the schedule has counts."""
+    """Three readers get the first two lessons and check in (one changes her answer); one
+    unsubscribes after the second (twice), one hard-bounces on it; Cy replies to the first
+    (SendGrid posting it twice) and Ana writes once without quoting a lesson; a pending signup
+    unsubscribes before any lesson; a lesson since removed from the schedule has counts."""
     ana = enrol(store, schedule, "ana@example.com", "Ana", None, START)
     ben = enrol(store, schedule, "ben@example.com", "Ben", None, START)
-    enrol(store, schedule, "cy@example.com", "Cy", None, START)
+    cy = enrol(store, schedule, "cy@example.com", "Cy", None, START)
     pending = enrol(store, schedule, "dee@example.com", None, None, START, confirmed=False)
     settings = Settings(base_url="https://course.example", secret_key="secret")
     assert send_confirmation(store, Renderer(schedule), outbox, settings, pending.id).sent
     run_tick(store, schedule, outbox, START + timedelta(minutes=1))
     run_tick(store, schedule, outbox, START + timedelta(days=2, minutes=1))
+    # Check-ins: Ana and Ben answer "hello" (Ana changes her mind), Cy answers "second".
+    when = START + timedelta(days=2, minutes=30)
+    for sub, lesson_id, answer in [(ana, "hello", "same"), (ana, "hello", "flare"),
+                                   (ben, "hello", "better"), (cy, "second", "flare")]:  # fmt: skip
+        assert check_in(store, schedule, sub.id, schedule.lesson(lesson_id), answer, when)
+    at = when.timestamp()
+    to_hello = Reply("r-cy", at, "Re: Hello", "Thank you", lesson_id="hello")
+    assert [store.add_reply(cy.id, to_hello, "<cy-1@mail.example>") for _ in "12"] == [1, -1]
+    assert store.add_reply(ana.id, Reply("r-ana", at, "Hi", "A question"), "<ana-1@mail.example>")
     now = (START + timedelta(days=2, hours=1)).timestamp()
     events = [
         {"event": "delivered", "subscriber_id": s.id, "lesson_id": "hello", "email": s.email}
@@ -82,7 +94,10 @@ def test_collect_counts_each_lesson_from_ledger_events_and_exits(store, schedule
     stats = collect(store, schedule, datetime(2026, 3, 4, 12, tzinfo=UTC))
     hello, second, third, _ = [lesson for phase in stats.phases for lesson in phase.lessons]
     assert (hello.counts.sent, hello.counts.delivered) == (3, 2)
-    assert (hello.counts.opened, hello.counts.clicked) == (2, 1)
+    assert hello.counts.clicked == 1
+    assert not hasattr(hello.counts, "opened")  # opens mean nothing: never shown
+    assert (hello.counts.checkins, second.counts.checkins) == (2, 1)
+    assert (hello.counts.replies, second.counts.replies, stats.totals.replies) == (1, 0, 1)
     assert hello.counts.unsubscribed == 0
     assert (second.counts.sent, second.counts.bounced, second.counts.unsubscribed) == (3, 1, 1)
     assert third.counts.sent == 0
@@ -165,8 +180,8 @@ def test_table_rows_give_phase_subtotals_then_lessons_with_rates(store, schedule
         ("phase", "Phase 2: Last phase"), ("lesson", "third"), ("lesson", "fourth"),
         ("total", "Course total"), ("confirmation", "confirmation"),
     ]  # fmt: skip
-    hello = rows[1].cells
-    assert hello[:4] == ["3", "2 (67%)", "2 (67%)", "1 (33%)"]
+    hello = rows[1].cells  # sent, delivered, check-ins, replies, unsub. after, clicks
+    assert hello[:6] == ["3", "2 (67%)", "2 (67%)", "1 (33%)", "0", "1 (33%)"]
 
 
 def test_json_and_html_carry_the_same_figures(store, schedule, course_run):
@@ -174,10 +189,30 @@ def test_json_and_html_carry_the_same_figures(store, schedule, course_run):
     data = to_json(stats)
     second = data["phases"][0]["lessons"][1]
     assert (second["sent"], second["bounced"], second["unsubscribed"]) == (3, 1, 1)
+    first_lesson = data["phases"][0]["lessons"][0]
+    assert (first_lesson["replies"], first_lesson["rates"]["replies"], second["replies"]) == (
+        1, 0.3333, 0)  # fmt: skip
+    assert data["totals"]["replies"] == 1 and "replies" in data["notes"]
     assert data["subscribers"]["by_status"]["bounced"] == 1
     assert data["removed_lessons"][0]["lesson_id"] == "old-lesson"
+    assert "opened" not in second and "opened" in data["notes"]
+    checkins = data["checkins"]
+    assert checkins["readers"] == 3
+    first = checkins["phases"][0]
+    assert (first["readers"], first["answers"]) == (3, {"flare": 2, "same": 0, "better": 1})
+    hello = first["lessons"][0]
+    assert hello == {"lesson_id": "hello", "asks": False, "sent": 3, "readers": 2,
+                     "answers": {"flare": 1, "same": 0, "better": 1},
+                     "shares": {"flare": 0.5, "same": 0.0, "better": 0.5}}  # fmt: skip
+    assert checkins["phases"][1] == {"phase_id": "last", "readers": 0, "lessons": [],
+                                     "answers": {"flare": 0, "same": 0, "better": 0},
+                                     "shares": {}}  # fmt: skip
     page = html_report(stats)
     assert "<svg" in page and "old-lesson" in page and "Removed lessons" in page
+    assert '<svg class="checkins"' in page and "Readers who answered any check-in: 3" in page
+    assert '<tr class="lesson"><th scope="row">hello</th><td>2 (67% of sent)</td>' in page
+    assert "<th>replies</th>" in page
+    assert "<td>2 (67%)</td><td>1 (33%)</td><td>0</td>" in page  # check-ins, replies, unsub.
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
 
 
@@ -208,9 +243,23 @@ def test_stats_command_prints_the_table_funnel_statuses_and_schedule(cli):
     out = result.stdout
     assert "Phase 1: First phase" in out and "unsub. after" in out
     hello = next(line for line in out.splitlines() if "│   hello" in line)
-    assert [cell.strip() for cell in hello.split("│")[2:6]] == ["3", "2 (67%)", "2 (67%)",
-                                                               "1 (33%)"]  # fmt: skip
-    assert "not unique people" in out
+    # sent, delivered, check-ins, replies, unsub. after, clicks: no opens
+    cells = [cell.strip() for cell in hello.split("│")[2:8]]
+    assert cells == ["3", "2 (67%)", "2 (67%)", "1 (33%)", "0", "1 (33%)"]
+    assert "clicks*" in out and "not unique people" in out
+    assert "opened" not in out.split("Opens are not shown")[0]
+    assert "Opens are not shown" in out
+    # The check-ins: per phase and lesson, then the chart across the course.
+    assert "Check-ins: “How has this week been?”" in out
+    phase = next(line for line in out.splitlines() if "Phase 1: First phase" in line
+                 and line.count("│") == 6)  # fmt: skip
+    assert [cell.strip() for cell in phase.split("│")[2:6]] == ["3", "2 (67%)", "0 (0%)", "1 (33%)"]
+    hello = [line for line in out.splitlines() if "│   hello" in line][1]
+    assert [cell.strip() for cell in hello.split("│")[2:6]] == [
+        "2 (67% of sent)", "1 (50%)", "0 (0%)", "1 (50%)"]  # fmt: skip
+    assert "Readers who answered any check-in: 3" in out
+    chart = next(line for line in out.splitlines() if line.startswith("  hello "))
+    assert "█" * 15 + "░" * 15 in chart and "2 flare 50% same 0% better 50%" in chart
     assert "Removed lessons" in out and "old-lesson" in out
     assert "Left before the first lesson: 1 unsubscribed" in out
     assert "1. hello" in out and "4. fourth" in out

@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import SMALL_SCHEDULE, write_course
 
+from course.mail.grouping import Tags, group_emails
 from course.mail.render import Renderer
 from course.models.email import Email, Recipient
 from course.schedule import load_schedule
@@ -358,6 +359,39 @@ def test_sendgrid_payload_has_plain_before_html_string_custom_args_and_headers(s
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "Message-ID": "<lesson-1.sub-42@course.example.org>",
     }
+
+
+def test_sendgrid_turns_open_tracking_off_by_default_and_on_with_the_setting(standin, tmp_path):
+    """Opens mean nothing (Apple Mail loads every image) and tell the provider when each reader
+    reads: every request says so, one by one and in groups, unless COURSE_OPEN_TRACKING=1."""
+    schedule = load_schedule(write_course(tmp_path))
+    compiled = Renderer(schedule).compiled("hello")
+    env = {"COURSE_TRANSPORT": "sendgrid", "SENDGRID_API_KEY": "SG.test",
+           "SENDGRID_HOST": standin.url}  # fmt: skip
+    for value, enabled in (("", False), ("0", False), ("1", True)):
+        standin.clear()
+        settings = Settings.from_env({**env, "COURSE_OPEN_TRACKING": value})
+        assert settings.open_tracking is enabled
+        assert Settings.from_env(settings.to_env()).open_tracking is enabled
+        transport = make_transport(settings)
+        try:
+            transport.send(make_email())
+            recipient = Recipient("s1", "ann@example.com", "Ann", "u", "p", "r")
+            email = Renderer(schedule).render("hello", recipient)
+            (group,) = group_emails(compiled, Tags(), [(recipient, email)])
+            transport.send_group(group)
+        finally:
+            transport.close()
+        assert len(standin.accepted) == 2  # the stand-in checks tracking_settings' types
+        for payload in standin.accepted:
+            assert payload["tracking_settings"] == {"open_tracking": {"enable": enabled}}
+
+
+def test_a_bad_open_tracking_setting_is_one_line_naming_it():
+    with pytest.raises(
+        SettingsError, match=r"^COURSE_OPEN_TRACKING: 1 \(on\) or 0 \(off\), not 'yes'$"
+    ):
+        Settings.from_env({"COURSE_OPEN_TRACKING": "yes"})
 
 
 def test_sendgrid_reuses_one_connection_across_sends(sendgrid, standin):

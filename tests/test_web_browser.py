@@ -1,8 +1,11 @@
-"""The whole subscriber journey in headless Chromium against ``course run`` on the embedded
-default: sign up in the page, open the email's confirmation link and press its button, get
-lesson 0, read it online and open Your Roadmap from its links (light and dark), unsubscribe
-with the button, and a later tick sends nothing. Screenshots of every
-page at phone width go to var/test-artifacts/ (test output, not committed)."""
+"""The whole reader journey in headless Chromium against ``course run`` on the embedded
+default, in one test: sign up in the page, open the email's confirmation link and press its
+button, get lesson 0 (it asks for a check-in), read it online and open Your Roadmap from its
+links (light and dark), switch to the gentle pace at 19:00 there and see the next lesson move,
+let a link scanner open every check-in link (nothing recorded), check in "flare" from the
+email, pause from the flare page, unsubscribe with the button, and a later tick sends nothing.
+Screenshots of every page at phone width go to var/test-artifacts/ (test output, not
+committed), and axe-core checks every page."""
 
 from __future__ import annotations
 
@@ -114,30 +117,63 @@ def course(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
-    base, env, outbox, log = course_run
-    context = browser.new_context(viewport=PHONE, timezone_id="Asia/Tokyo")
-    page = context.new_page()
+@pytest.fixture
+def checkin_course(course_path):
+    """The small course with a check-in under its first lesson (before ``course_run`` starts)."""
+    text = course_path.read_text()
+    course_path.write_text(
+        text.replace("template: lessons/hello.md}", "template: lessons/hello.md, checkin: true}")
+    )
 
-    def shot(name: str) -> None:
+
+class Journey:
+    """One reader's browser (a person's: ``navigator.webdriver`` hidden, so the check-in page
+    acts as for a person), the running course, and a look at each page: it must fit 375 px,
+    is kept as a screenshot and checked by axe-core."""
+
+    def __init__(self, browser, course_run, artifacts, axe):
+        self.browser, self.artifacts, self.axe = browser, artifacts, axe
+        self.base, self.env, self.outbox, self.log = course_run
+        self.context = browser.new_context(viewport=PHONE, timezone_id="Asia/Tokyo")
+        self.context.add_init_script(
+            "Object.defineProperty(navigator, 'webdriver', {get: () => false})"
+        )
+        self.page = self.context.new_page()
+
+    def shot(self, name: str, page=None) -> None:
+        page = page or self.page
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
-        page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-        axe(page, name)
+        page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
+        self.axe(page, name)
 
-    # Sign up in the page; the browser's zone fills the hidden field.
+    def show(self) -> dict:
+        shown = course(self.env, "subscribers", "show", "robin@example.com", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+    def checkins(self) -> dict:
+        """The first phase's check-ins, as ``course stats --json`` reports them."""
+        shown = course(self.env, "stats", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)["checkins"]["phases"][0]
+
+
+def sign_up_and_confirm(journey: Journey) -> EmailMessage:
+    """Sign up in the page (the browser's zone fills the hidden field), confirm from the
+    email with the button; lesson 0 comes at once. Returns it."""
+    page, base, outbox, log = journey.page, journey.base, journey.outbox, journey.log
     page.goto(f"{base}/")
     assert page.input_value("#timezone") == "Asia/Tokyo"
-    shot("01-signup")
+    journey.shot("01-signup")
     page.get_by_label("Email address").fill("not an address")
     page.get_by_role("button", name="Send me the lessons").click()
     assert page.locator("[role=alert]").inner_text() == "Please enter a valid email address."
-    shot("02-signup-error")
+    journey.shot("02-signup-error")
     page.get_by_label("Email address").fill("robin@example.com")
     page.get_by_label("First name").fill("Robin")
     page.keyboard.press("Enter")  # the keyboard alone is enough
     page.get_by_role("heading", name="Check your inbox").wait_for()
-    shot("03-check-inbox")
+    journey.shot("03-check-inbox")
 
     # The confirmation email, from the worker, through the outbox.
     (confirmation,) = wait_until("the confirmation email", lambda: emails(outbox), log=log)
@@ -145,96 +181,166 @@ def test_the_whole_journey_in_a_browser(browser, course_run, artifacts, axe):
     confirm_url = link(confirmation, base, "confirm")
     page.goto(confirm_url)  # opening the link changes nothing (mail scanners open it too)
     page.get_by_role("heading", name="Start your course, Robin?").wait_for()
-    shot("04-confirm")
-    shown = course(env, "subscribers", "show", "robin@example.com", "--json")
-    assert json.loads(shown.stdout)["status"] == "pending", shown.stderr
+    journey.shot("04-confirm")
+    assert journey.show()["status"] == "pending"
     page.get_by_role("button", name="Start my course").click()
     page.get_by_role("heading", name="You are in, Robin").wait_for()
     assert page.url == confirm_url  # answered in place, no redirect
-    shot("05-confirmed")
+    journey.shot("05-confirmed")
 
     # Lesson 0 at once: the app queued a tick.
     _, lesson = wait_until("lesson 0", lambda: len(emails(outbox)) >= 2 and emails(outbox),
                            log=log)  # fmt: skip
     assert lesson["Subject"] == "Hello"
     assert lesson["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsubscribe_url = lesson["List-Unsubscribe"].strip("<>")
-    assert unsubscribe_url == link(lesson, base, "unsubscribe")
-
+    assert lesson["List-Unsubscribe"].strip("<>") == link(lesson, base, "unsubscribe")
     # The email itself, as a mail client shows its HTML part.
     page.set_content(lesson.get_body(("html",)).get_content())
-    shot("05b-lesson-email")
+    journey.shot("05b-lesson-email")
+    return lesson
 
-    # A look at the pause page on the way (a GET changes nothing).
-    page.goto(link(lesson, base, "pause"))
-    page.get_by_role("heading", name="Pause the course").wait_for()
-    shot("06-pause")
 
-    # Read it online, then Your Roadmap, from the lesson's own links; light and dark.
-    online = link(lesson, base, "me")
+def gentle_in_the_evening(journey: Journey, lesson: EmailMessage) -> str:
+    """Read the lesson online, open Your Roadmap from it, switch to gentle at 19:00 and see
+    the next lesson move; both pages in dark mode too. Returns the Roadmap's address."""
+    page = journey.page
+    online = link(lesson, journey.base, "me")
     assert online.endswith("/lessons/hello")
     roadmap = online.removesuffix("/lessons/hello")
     page.goto(online)
     page.get_by_role("heading", name="Hello", exact=True).wait_for()
     assert "Hi Robin," in page.locator(".lesson").inner_text()
-    shot("06a-lesson-online")
+    journey.shot("06a-lesson-online")
     page.get_by_role("link", name="Your Roadmap").click()
     page.get_by_role("heading", name="Your Roadmap").wait_for()
     assert page.url == roadmap
     assert "Tokyo (Asia/Tokyo)" in page.inner_text("main")
-    shot("06b-roadmap")
+    journey.shot("06b-roadmap")
+    # A gentler pace, in the evening: the form alone, then the page says when it now comes.
+    assert "at 08:00" in page.locator("#next-lesson").inner_text()
+    page.get_by_label("Gentle").check()
+    page.get_by_label("Time lessons arrive").fill("19:00")
+    page.get_by_role("button", name="Save my settings").click()
+    saved = page.locator("#saved")
+    saved.wait_for()
+    assert "now comes on" in saved.inner_text() and "at 19:00" in saved.inner_text()
+    assert page.get_by_label("Gentle").is_checked()
+    journey.shot("06c-roadmap-gentle-19")
+    shown = journey.show()
+    assert (shown["pace"], shown["send_time"]) == ("gentle", "19:00")
+    coming = datetime.fromisoformat(shown["next_lesson"]["send_at"])
+    first = datetime.fromisoformat(shown["lessons"][0]["at"]).astimezone(coming.tzinfo)
+    assert coming.strftime("%H:%M %z") == "19:00 +0900"  # Tokyo's evening
+    assert (coming.date() - first.date()).days == 4  # day 2, the gap doubled
+    assert coming.strftime("%-d %B") in saved.inner_text()
+    page.goto(roadmap)
     page.get_by_role("link", name="Hello").click()
     page.get_by_role("heading", name="Hello", exact=True).wait_for()
-    dark_reader = browser.new_context(viewport=PHONE, color_scheme="dark")
-    for url, name in ((roadmap, "06c-roadmap-dark"), (online, "06d-lesson-online-dark")):
-        dark_page = dark_reader.new_page()
+
+    dark = journey.browser.new_context(viewport=PHONE, color_scheme="dark")
+    for url, name in ((roadmap, "06d-roadmap-dark"), (online, "06e-lesson-online-dark")):
+        dark_page = dark.new_page()
         dark_page.goto(url)
-        assert dark_page.evaluate("getComputedStyle(document.body).backgroundColor") == (
-            "rgb(27, 26, 25)"
-        )
-        assert dark_page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        dark_page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-        axe(dark_page, name)
-    dark_reader.close()
+        background = dark_page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(27, 26, 25)"
+        journey.shot(name, dark_page)
+    dark.close()
+    return roadmap
+
+
+def check_in_flare_then_pause(journey: Journey, lesson: EmailMessage) -> None:
+    """A scanner's browser opens every check-in link and records nothing; without JavaScript
+    one press of the button records an answer; the reader's one click on "A flare" records
+    it (latest wins); the kind page offers the pause, and pausing from there works."""
+    text = lesson.get_body(("plain",)).get_content()
+    links = dict(re.findall(r"^(A flare|About the same|Better): (\S+)$", text, re.MULTILINE))
+    assert set(links) == {"A flare", "About the same", "Better"}
+
+    # A scanner driving a browser (navigator.webdriver) opens every link: the pages show,
+    # nothing is pressed.
+    scanner = journey.browser.new_context(viewport=PHONE)
+    page = scanner.new_page()
+    for label, url in links.items():
+        page.goto(url)
+        page.get_by_role("heading", name="How has this week been?").wait_for()
+        page.wait_for_timeout(300)
+        assert page.url == url and label in page.inner_text("main")
+    journey.shot("07-checkin-page", page)
+    scanner.close()
+    assert journey.checkins()["readers"] == 0
+
+    # Without JavaScript: the reader presses the one button.
+    no_js = journey.browser.new_context(viewport=PHONE, java_script_enabled=False)
+    page = no_js.new_page()
+    page.goto(links["About the same"])
+    page.get_by_role("button", name="Save my answer").click()
+    page.get_by_role("heading", name="Thank you").wait_for()
+    no_js.close()
+    assert journey.checkins()["answers"] == {"flare": 0, "same": 1, "better": 0}
+
+    # The reader's own browser: one click in the email and the answer is saved.
+    page = journey.page
+    page.goto(links["A flare"])
+    page.get_by_role("heading", name="Thank you for telling us").wait_for()
+    assert page.url == links["A flare"]  # answered in place
+    journey.shot("08-checked-in-flare")
+    found = journey.checkins()
+    assert (found["readers"], found["answers"]) == (1, {"flare": 1, "same": 0, "better": 0})
+
+    # Pause from there.
+    page.get_by_role("link", name="Pause the course").click()
+    page.get_by_role("heading", name="Pause the course").wait_for()
+    journey.shot("09-pause")
+    page.get_by_role("button", name="Pause for a week").click()
+    page.get_by_text("paused").first.wait_for()
+    journey.shot("10-paused-from-checkin")
+    assert journey.show()["status"] == "paused"
+
+
+@pytest.mark.slow
+def test_the_whole_journey_in_a_browser(browser, checkin_course, course_run, artifacts, axe):
+    journey = Journey(browser, course_run, artifacts, axe)
+    lesson = sign_up_and_confirm(journey)
+    roadmap = gentle_in_the_evening(journey, lesson)
+    check_in_flare_then_pause(journey, lesson)
 
     # Unsubscribe: the page, then its one button.
+    page = journey.page
+    unsubscribe_url = link(lesson, journey.base, "unsubscribe")
     page.goto(unsubscribe_url)
     page.get_by_role("heading", name="Unsubscribe?").wait_for()
-    shot("07-unsubscribe")
+    journey.shot("11-unsubscribe")
     page.get_by_role("button", name="Unsubscribe").click()
     page.get_by_role("heading", name="You are unsubscribed").wait_for()
     assert page.url == unsubscribe_url  # answered in place, no redirect
-    shot("08-unsubscribed")
+    journey.shot("12-unsubscribed")
     page.goto(roadmap)  # the Roadmap now says only that they left
     page.get_by_role("heading", name="You have left the course").wait_for()
     assert page.locator(".lessons").count() == 0
-    shot("08a-roadmap-left")
-    context.close()
+    journey.shot("13-roadmap-left")
+    journey.context.close()
 
     dark = browser.new_page(viewport=PHONE, color_scheme="dark")
-    dark.goto(f"{base}/")
-    background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
-    assert background == "rgb(27, 26, 25)"
-    dark.screenshot(path=str(artifacts / "09-signup-dark.png"), full_page=True)
-    axe(dark, "09-signup-dark")  # the dark colours keep their contrast
+    dark.goto(f"{journey.base}/")
+    assert dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(27, 26, 25)"
+    journey.shot("14-signup-dark", dark)  # the dark colours keep their contrast
     dark.close()
 
-    shown = course(env, "subscribers", "show", "robin@example.com", "--json")
-    assert shown.returncode == 0, shown.stderr
-    record = json.loads(shown.stdout)
+    record = journey.show()
     assert record["status"] == "unsubscribed" and record["timezone"] == "Asia/Tokyo"
     assert record["consent"]["source"] == "web" and record["consent"]["ip"] == "127.0.0.1"
     assert record["lessons"][0]["state"] == "sent"
-    assert record["pace"] == "standard" and record["send_time"] == "08:00"
+    assert record["pace"] == "gentle" and record["send_time"] == "19:00"
     assert record["next_lesson"] is None  # left: nothing more comes
+    assert journey.checkins()["answers"] == {"flare": 1, "same": 0, "better": 0}  # kept
 
     # Long after the whole course, a tick sends nothing more.
     later = (datetime.now(UTC) + timedelta(days=120)).isoformat()
-    ticked = course(env, "tick", "--now", later, "--inline")
+    ticked = course(journey.env, "tick", "--now", later, "--inline")
     assert ticked.returncode == 0, ticked.stderr
     assert "claimed 0" in ticked.stdout and "sent 0" in ticked.stdout
     time.sleep(1)
-    assert len(emails(outbox)) == 2
+    assert len(emails(journey.outbox)) == 2
 
 
 def test_the_accessibility_check_finds_what_it_should(browser):

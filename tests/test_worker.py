@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 
 import pytest
 import redis
-from conftest import course_env, db_url, start_worker
+from conftest import course_env, db_url, publish_course, start_worker
 from fastapi.testclient import TestClient
 
 from course import engine
@@ -124,6 +124,8 @@ def test_an_invalid_file_saved_while_running_changes_nothing_and_the_worker_keep
     store, schedule = world["store"], world["schedule_obj"]
     path = world["schedule"]
     good = path.read_text()
+    # Published here: an earlier test's flush may have emptied the store the worker shares.
+    live = publish_course(store, path, "the good files")
     now = datetime(2026, 5, 4, 12, tzinfo=UTC)
     enrol(store, schedule, "first@example.com", None, None, now)
     enqueue = enqueuer(world["app"])
@@ -145,7 +147,7 @@ def test_an_invalid_file_saved_while_running_changes_nothing_and_the_worker_keep
     ], details
     log = (path.parent.parent / "worker.log").read_text()
     assert "invalid schedule" not in log  # the worker runs the published version, not the file
-    assert store.schedule_versions().live() is not None
+    assert store.schedule_versions().live() == live  # saving the invalid file published nothing
 
 
 def wait_for(check, proc, timeout=30.0):
@@ -209,3 +211,24 @@ def test_a_signup_the_store_refuses_is_retried_with_backoff_and_logs_no_address(
     # The retry is a message of its own: it must carry the masked kwargsrepr too.
     assert "rita.retry" not in log and "'email': 'r\\u2026@example.com'" in log
     assert outbox(world) == []
+
+
+def test_beat_schedules_retention_daily_and_a_worker_runs_it(world):
+    """``course.retention`` is in beat's schedule once a day; a worker process runs it: the
+    reader who left 25 months ago is erased, the address kept as its suppression hash."""
+    from course.subscribers.retention import months_before
+    from course.task_names import RETENTION_TASK
+
+    entry = world["app"].conf.beat_schedule["retention"]
+    assert entry["task"] == RETENTION_TASK
+    assert entry["schedule"].hour == {3} and entry["schedule"].minute == {17}
+    store, schedule = world["store"], world["schedule_obj"]
+    now = datetime.now(UTC)
+    sub = enrol(store, schedule, "ret.gone@example.com", None, "UTC", now - timedelta(days=800))
+    unsubscribe(store, sub, now=months_before(now, 25))
+    kept = enrol(store, schedule, "ret.kept@example.com", None, "UTC", now - timedelta(days=800))
+    unsubscribe(store, kept, now=months_before(now, 23))
+    world["app"].send_task(RETENTION_TASK, kwargs={"now": now.isoformat()})
+    wait_for(lambda: store.retention_stats().get("last_at"), world["proc"])
+    assert store.get(sub.id) is None and store.is_erased("ret.gone@example.com")
+    assert store.get(kept.id).status == "unsubscribed"

@@ -20,11 +20,12 @@ from course.cli.context import (
     pass_ctx,
 )
 from course.cli.group import cli
-from course.mail.render import Renderer, RenderError
 from course.models.schedule import Schedule
-from course.schedule import ScheduleError, load_schedule
-from course.schedule.load import named_templates, sender_problems
+from course.schedule.load import sender_problems
 from course.timeline import calendar
+from course.validation import check_course, measure
+
+__all__ = ["check_course", "measure_change"]
 
 
 @cli.command()
@@ -60,38 +61,6 @@ def validate(
     if against:
         click.echo("")
         _print_diff(ctx, against, str(schedule.path), now_text, as_json=False, strict=False)
-
-
-def check_course(path: Path) -> tuple[Schedule | None, list[str]]:
-    """The schedule (None if it has mistakes) and every problem of it and of its templates:
-    a template is checked whenever the schedule names it, valid or not."""
-    from course.mail.checks import check_content
-    from course.mail.template_checks import check_templates
-    from course.web.pages import check_pages
-
-    try:
-        schedule: Schedule | None = load_schedule(path)
-    except ScheduleError as exc:
-        schedule, problems = None, [str(problem) for problem in exc.problems]
-        if not Path(path).is_file():
-            return None, problems  # no file: no templates to look for
-    else:
-        problems = []
-    folder = Path(path).parent
-    templates_dir = folder / "templates"
-
-    def display(file: Path) -> str:  # as Schedule.display names a file
-        return str(file.relative_to(folder)) if file.is_relative_to(folder) else str(file)
-
-    named = [(e.template, e.kind) for e in schedule.emails] if schedule else named_templates(path)
-    template_problems = check_templates(templates_dir, named, display)
-    problems += template_problems
-    if schedule is not None and not template_problems:
-        try:
-            problems += check_content(schedule, Renderer(schedule))
-        except RenderError as exc:  # what only the whole compiled email shows
-            problems.append(str(exc))
-    return schedule, problems + check_pages(templates_dir, display)
 
 
 @cli.command()
@@ -145,28 +114,9 @@ def _print_diff(
 
 
 def measure_change(ctx: Context, old: Schedule, new: Schedule, now, subscribers: bool = True):
-    """The lesson-level changes from ``old`` to ``new`` and, counted over the store at
-    ``now``, what they do to the people in the course (None when nobody's lessons or send
-    times can change, or without ``subscribers``)."""
-    from course.reports.impact import impact
-    from course.schedule.diff import compare
-
-    changes = compare(old, new)
-    if not (subscribers and changes.timing):
-        return changes, None
-    return changes, impact(changes, old, new, _scan(ctx.store), now)
-
-
-def _scan(store, chunk: int = 1000):
-    """Every subscriber with their ledger's lesson ids, read a pipelined chunk at a time."""
-    ids: list[str] = []
-    for sub_id in store.iter_ids(batch=chunk):
-        ids.append(sub_id)
-        if len(ids) >= chunk:
-            yield from store.get_many(ids)
-            ids = []
-    if ids:
-        yield from store.get_many(ids)
+    """The lesson-level changes from ``old`` to ``new`` and what they do to the people in the
+    course (see :func:`course.validation.measure_change`)."""
+    return measure(ctx.store, old, new, now, subscribers)
 
 
 @cli.command()

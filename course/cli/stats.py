@@ -59,6 +59,25 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
         )
 
 
+def _print_checkins(report) -> None:
+    from rich.markup import escape
+
+    from course.reports.checkins import HEADINGS, chart_lines, rows
+
+    out = Table(title="Check-ins: “How has this week been?”", title_justify="left")
+    out.add_column("lesson")
+    for heading in HEADINGS:
+        out.add_column(heading, justify="right")
+    for kind, label, cells in rows(report):
+        bold = kind == "phase"
+        out.add_row(escape(label if bold else f"  {label}"), *cells, style="bold" if bold else None)
+    console.print(out)
+    console.print(f"Readers who answered any check-in: {report.readers}")
+    console.print("\n[bold]Check-ins across the course[/bold]: shares of each lesson's answers")
+    for line in chart_lines(report):
+        console.print(line, markup=False)
+
+
 def _print_stats(report) -> None:
     from rich.markup import escape
 
@@ -66,6 +85,7 @@ def _print_stats(report) -> None:
         COLUMNS,
         EVENTS_NOTE,
         removed_rows,
+        retention_line,
         schedule_lines,
         table_rows,
     )
@@ -84,12 +104,14 @@ def _print_stats(report) -> None:
     when = report.generated_at.strftime("%Y-%m-%d %H:%M %Z")
     console.print(f"[bold]{escape(report.course_name)}[/bold] — stats at {when}")
     console.print(table(table_rows(report), "Results per lesson (shares are of sent)"))
-    console.print(EVENTS_NOTE)
+    console.print(EVENTS_NOTE, soft_wrap=True)
     if report.exits_before_first:
         left = ", ".join(f"{n} {status}" for status, n in report.exits_before_first.items())
         console.print(f"Left before the first lesson: {left}")
     if report.removed:
         console.print(table(removed_rows(report), "Removed lessons (no longer in the schedule)"))
+    if report.checkins is not None and report.checkins.lessons:
+        _print_checkins(report.checkins)
     console.print("\n[bold]Funnel[/bold]: subscribers sent each lesson")
     top = max((step.sent for step in report.funnel), default=0)
     width = max((len(step.label) for step in report.funnel), default=0)
@@ -100,6 +122,7 @@ def _print_stats(report) -> None:
     statuses = ", ".join(f"{name} {count}" for name, count in report.statuses.items())
     console.print(f"\n[bold]Subscribers[/bold]: {report.subscribers} ({statuses})")
     console.print(f"In quarantine: {report.quarantined}")
+    console.print(retention_line(report), markup=False)
     console.print("\n[bold]Schedule[/bold]")
     for line in schedule_lines(report):
         console.print(f"  {line}", markup=False, soft_wrap=True)

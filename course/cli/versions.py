@@ -25,7 +25,7 @@ from course.clock import utc_now
 from course.mail.render import RenderError
 from course.models.schedule import Schedule
 from course.schedule import ScheduleError
-from course.schedule.bundle import load_contents
+from course.schedule.bundle import ExportError, export_files, load_contents
 from course.schedule.load import sender_problems
 from course.schedule.publish import publish_files, publish_version, working_version
 from course.store.versions import ScheduleVersions, StaleLive, VersionError, clean_text
@@ -189,12 +189,46 @@ def rollback(
     click.echo(f"rolled back to {target} by {who}: workers and the web app run it within seconds")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def versions(click_ctx: click.Context, as_json: bool) -> None:
+    """List every saved version, newest first, which one is live and which is the draft;
+    `course versions export VERSION DIR` writes one's files to a folder."""
+    if click_ctx.invoked_subcommand is None:
+        _list_versions(click_ctx.find_object(Context), as_json)
+
+
+@versions.command("export")
+@click.argument("version")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
 @pass_ctx
-def versions(ctx: Context, as_json: bool) -> None:
-    """List every published version, newest first, and which one is live."""
-    store = ctx.store.schedule_versions()
+def export(ctx: Context, version: str, folder: Path, force: bool) -> None:
+    """Write the files of VERSION (a published version or the draft; `live` and `draft`
+    name those) to FOLDER, as schedule.yaml and templates/..., so the repository can
+    follow what was published in the browser."""
+    store = ctx.store.schedule_drafts()
+    if version in ("live", "draft"):
+        found = store.live() if version == "live" else getattr(store.draft(), "id", None)
+    else:
+        found = store.resolve(version)
+    if found is None:
+        raise click.BadParameter(f"no version {version!r} (see `course versions`)",
+                                 param_hint="VERSION")  # fmt: skip
+    contents = store.files(found)
+    if not contents:
+        raise Failed(f"version {found} has no files in the store")
+    try:
+        written = export_files(contents, folder, force)
+    except ExportError as exc:
+        raise Failed(f"not exported: {exc}") from None
+    click.echo(f"exported {found}: {len(written)} file(s) to {folder}")
+
+
+def _list_versions(ctx: Context, as_json: bool) -> None:
+    store = ctx.store.schedule_drafts()
+    draft = getattr(store.draft(), "id", None)
     live = store.live()
     saved = store.all()
     went_live: dict[str, datetime] = {}
@@ -202,7 +236,8 @@ def versions(ctx: Context, as_json: bool) -> None:
         went_live[entry.id] = entry.at  # the latest time each one became live
     if as_json:
         rows = [
-            {"id": v.id, "live": v.id == live, "created": v.created.isoformat(),
+            {"id": v.id, "live": v.id == live, "draft": v.id == draft,
+             "created": v.created.isoformat(),
              "author": v.author, "message": v.message, "parent": v.parent,
              "last_live_at": went_live[v.id].isoformat() if v.id in went_live else None}
             for v in saved
@@ -212,13 +247,14 @@ def versions(ctx: Context, as_json: bool) -> None:
     if not saved:
         click.echo("no version published yet (`course publish` publishes the working files)")
         return
-    table = Table(title="Versions (newest first; * live)")
+    table = Table(title="Versions (newest first; * live, d the draft)")
     for column in ("", "version", "saved (UTC)", "by", "message", "last live from (UTC)"):
         table.add_column(column)
     for v in saved:
         since = went_live.get(v.id)
         table.add_row(
-            "*" if v.id == live else "", v.id, v.created.strftime("%Y-%m-%d %H:%M"),
+            "*" if v.id == live else "d" if v.id == draft else "", v.id,
+            v.created.strftime("%Y-%m-%d %H:%M"),
             Text(v.author), Text(v.message), since.strftime("%Y-%m-%d %H:%M") if since else "",
         )  # fmt: skip
     console.print(table)

@@ -7,7 +7,11 @@ undefined variables as errors. Here every email is rendered for a sample subscri
 - each part (HTML and text) has the subscriber's unsubscribe link, the postal address and the
   line that the course is educational, not medical advice;
 - no paragraph of one template repeats a paragraph of another (or of itself);
-- each lesson meets the schedule's ``checks``: its length in words, a phrase it must include.
+- each lesson meets the schedule's ``checks``: its length in words, a phrase it must include,
+  and the lesson format (``mail/lesson_format.py``: the one-line summary, the step block, the
+  reading grade, a Sources section where a figure or a study is cited);
+- every email's footer shows the crisis line (``checks.crisis_line``), in both parts;
+- at most ``checks.max_call_to_action`` lessons show the call to action.
 
 Every problem is one line naming the file (and line where there is one).
 """
@@ -19,8 +23,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from markdown_it import MarkdownIt
-
+from course.mail.lesson_format import check_format
+from course.mail.plaintext import MARKDOWN
 from course.mail.render import DISCLAIMER, Renderer
 from course.mail.samples import SAMPLE, render_sample
 from course.models.email import Email
@@ -29,8 +33,9 @@ from course.models.schedule import LESSON, Lesson, Schedule
 # Paragraphs shorter than this may repeat (a greeting, "Until next time,").
 REPEAT_MIN_WORDS = 8
 
-_markdown = MarkdownIt("commonmark")
+_markdown = MARKDOWN
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_CTA_LINE = re.compile(r"^\s+-?\s*call_to_action:\s*true\b")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 
 
@@ -50,6 +55,7 @@ def check_content(schedule: Schedule, renderer: Renderer) -> list[str]:
         if lesson.kind == LESSON:
             problems += _check_lesson_text(schedule, lesson, sources[lesson.id])
     problems += _check_repeats(schedule, sources)
+    problems += _check_call_to_action(schedule)
     return problems
 
 
@@ -77,6 +83,9 @@ def _check_email(schedule: Schedule, lesson: Lesson, email: Email) -> Iterator[s
             yield f"{name}: the {part} part does not show the postal address"
         if _normalize(DISCLAIMER) not in text:
             yield f"{name}: the {part} part does not say the course is not medical advice"
+        crisis = schedule.checks.crisis_line
+        if crisis and _normalize(crisis) not in text:
+            yield f"{name}: the {part} part has no crisis line ({crisis!r}) (checks.crisis_line)"
 
 
 def _check_lesson_text(schedule: Schedule, lesson: Lesson, source: str) -> Iterator[str]:
@@ -89,6 +98,24 @@ def _check_lesson_text(schedule: Schedule, lesson: Lesson, source: str) -> Itera
     phrase = checks.must_include
     if phrase and _normalize(phrase) not in _normalize(_markdown_text(source)):
         yield f"{name}: does not include {phrase!r} (checks.must_include)"
+    yield from check_format(name, source, checks)
+
+
+def _check_call_to_action(schedule: Schedule) -> Iterator[str]:
+    most = schedule.checks.max_call_to_action
+    asking = [lesson.id for lesson in schedule.lessons if lesson.call_to_action]
+    if most is not None and len(asking) > most:
+        where = schedule.display(schedule.path)
+        try:  # the line of the first lesson over the limit, when the file is at hand
+            lines = schedule.path.read_text(encoding="utf-8").splitlines()
+            found = [n for n, text in enumerate(lines, 1) if _CTA_LINE.match(text)]
+            where += f":{found[most]}" if len(found) > most else ""
+        except (OSError, UnicodeDecodeError):
+            pass
+        yield (
+            f"{where}: {len(asking)} lessons set call_to_action: true "
+            f"({', '.join(asking)}); at most {most} (checks.max_call_to_action)"
+        )
 
 
 def _check_repeats(schedule: Schedule, sources: dict[str, str]) -> Iterator[str]:

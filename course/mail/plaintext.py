@@ -1,7 +1,8 @@
 """Plain text from a lesson's Markdown: the text part of every email.
 
 Links become ``text (url)``, emphasis markers are dropped, ``#`` and ``##`` headings are
-underlined, lists keep their markers and tables become rows of ``a | b``.
+underlined, lists keep their markers and tables become rows of ``a | b``. A lesson's step
+(a ``::: step`` ... ``:::`` container) is set off by a line of dashes above and below.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ from collections.abc import Callable, Iterable
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
+from mdit_py_plugins.container import container_plugin
 
 # The Markdown dialect lessons are written in; render.py makes the HTML part with it too.
-MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# ``::: step`` ... ``:::`` is the lesson's small step: <div class="step"> in HTML (boxed by
+# the layouts' CSS), a block between two lines of dashes in text.
+STEP = "step"
+MARKDOWN = (
+    MarkdownIt("commonmark").enable(["table", "strikethrough"]).use(container_plugin, name=STEP)
+)
+STEP_RULE = "-" * 40
 
 
 def markdown_to_text(source: str, width: Callable[[str], int]) -> str:
@@ -52,6 +60,8 @@ def _block(node: SyntaxTreeNode, width: Callable[[str], int]) -> str:
         return "\n".join(f"    {line}" for line in node.content.rstrip("\n").split("\n"))
     if kind == "hr":
         return "* * *"
+    if kind == f"container_{STEP}":
+        return f"{STEP_RULE}\n{_blocks(node.children, width)}\n{STEP_RULE}"
     if kind == "table":
         rows = [
             " | ".join(_inline_children(cell) for cell in row.children)

@@ -28,6 +28,7 @@ class Lesson:
     backfill: bool = False  # sent even to subscribers already past it (schedule edits)
     call_to_action: bool = False  # shows the course's call-to-action box
     kind: str = LESSON  # LESSON, COMPLETION (after the last lesson) or CONFIRMATION (opt-in)
+    checkin: bool = False  # asks "How has this week been?" (the schedule's rule, resolved)
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,22 @@ class CallToAction:
 
 @dataclass(frozen=True)
 class ContentChecks:
-    """What ``course validate`` checks in the text of every lesson (both optional)."""
+    """What ``course validate`` checks in the text of every lesson (each optional: None is off).
+
+    A schedule without a ``checks:`` block checks none of these; with one, the format rules
+    take the defaults of ``course.schedule.rules.ChecksModel``.
+    """
 
     min_words: int | None = None
     max_words: int | None = None
     must_include: str | None = None  # e.g. "One small step for today"
+    reading_grade: float | None = None  # Flesch–Kincaid, at most
+    summary: str | None = None  # the first paragraph after the greeting starts "**<this>:**"
+    step_items: int | None = None  # the "::: step" block present, with at most this many items
+    step_item_words: int | None = None  # words per item of the step, at most
+    sources: bool = False  # a Sources section where a lesson cites a figure or a study
+    crisis_line: str | None = None  # a phrase every email's footer shows, in both parts
+    max_call_to_action: int | None = None  # lessons with call_to_action: true, at most
 
 
 @dataclass(frozen=True)

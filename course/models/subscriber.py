@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+PACES = ("standard", "gentle")
 STATUSES = ("pending", "active", "paused", "completed", "unsubscribed", "bounced", "complained")
 # A subscriber in one of these never gets another email.
 SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
@@ -34,6 +35,15 @@ class Subscriber:
     version: int = 0
     source: str = ""
     consent: str = ""  # "text version|IP address" of the signup that made this record
+    # The reader's own settings (Your Roadmap); unset means the course's, and costs nothing.
+    pace: str = "standard"  # "standard": the gaps as written; "gentle": remaining gaps doubled
+    send_time: str | None = None  # "HH:MM" on the reader's clock; None: the course's
+    # Where the reader's pace counts from once they changed a setting (course.progress
+    # with_settings): course day ``anchor_day`` falls on the local date ``anchor`` (its
+    # ordinal), and only time paused beyond ``anchor_paused`` seconds shifts what follows.
+    anchor: int | None = None
+    anchor_day: int = 0
+    anchor_paused: float = 0.0
 
     @property
     def consent_record(self) -> dict[str, str | float | None]:
@@ -43,11 +53,24 @@ class Subscriber:
                 "text_version": version or None, "ip": ip or None}  # fmt: skip
 
     @property
+    def settings(self) -> ReaderSettings:
+        return ReaderSettings(self.pace, self.send_time, self.tz)
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """What a reader sets on Your Roadmap: their pace, send time (None: the course's) and zone."""
+
+    pace: str
+    send_time: str | None
+    tz: str
 
 
 @dataclass(frozen=True)

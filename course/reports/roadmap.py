@@ -42,7 +42,7 @@ class Roadmap:
     next: tuple[Lesson, datetime] | None  # None: none left, an open pause, not confirmed
     phase: Phase | None  # the phase they are in (of the next lesson, else of the last one)
     zone: str  # "New York (America/New_York)"
-    send_time: str  # "08:00": the local hour lessons come
+    send_time: str  # "08:00": the local hour lessons come (the reader's, else the course's)
 
 
 def readable_lesson(
@@ -73,7 +73,7 @@ def roadmap(
 ) -> Roadmap:
     """The Roadmap of ``sub`` whose ledger is ``ledger`` and due time ``due`` (epoch), at
     ``now``."""
-    send_time = f"{schedule.course.send_time:%H:%M}"
+    send_time = sub.send_time or f"{schedule.course.send_time:%H:%M}"
     if sub.status in SUPPRESSED:
         return Roadmap(sub.status, True, (), None, None, zone_name(sub.tz), send_time)
     received = tuple(

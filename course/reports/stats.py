@@ -7,26 +7,37 @@ Where each figure comes from:
 
 - sent, failed, uncertain, skipped, retried: the ledger's own counts (``Store.send_stats``),
   kept by the scripts that write the ledger, so they are exact.
-- delivered, opened, clicked, bounced, complained: SendGrid Event Webhook events per lesson
-  (``Store.lesson_stats``). Opens and clicks count events, not people: one reader who opens
-  a lesson three times counts three. Bounced counts hard bounces only (a "blocked" bounce is
-  temporary and counted apart); complained counts spam reports.
+- delivered, clicked, bounced, complained: SendGrid Event Webhook events per lesson
+  (``Store.lesson_stats``). Clicks count events, not people: one reader who clicks three
+  times counts three, and so does a link scanner. Bounced counts hard bounces only (a
+  "blocked" bounce is temporary and counted apart); complained counts spam reports.
+- opens are not shown: Apple Mail (and other privacy proxies) loads every image of every
+  email, so an "open" says nothing about a reader; open tracking is off by default
+  (``COURSE_OPEN_TRACKING``), and any open events that still come are only kept raw.
+- check-ins: readers who answered the lesson's "How has this week been?" (each once, under
+  their latest answer), and the answers per lesson and phase (:mod:`course.reports.checkins`).
+- replies: readers' replies kept that answered the lesson (they quote its Message-ID), counted
+  by the store as it keeps each one (``Store.reply_counts``); an erased reader's replies go,
+  their count stays (an anonymous sum, like the check-ins).
 - unsubscribed after: subscribers whose status changed from mailable to ``unsubscribed``
   (a link, one-click, ``course subscribers unsubscribe`` or the provider's unsubscribe
   event) while that lesson was the last one they had been given; counted once per person,
   on the change itself. Bounces and complaints are their own columns, not in this one.
 - subscribers by status: every record read (a pipelined scan; about a second per 100,000).
+- erased by retention: the retention script's own counts per reason (left, completed,
+  never confirmed) and its latest run (``Store.retention_stats``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from course.mail.render import Renderer, RenderError
 from course.models.subscriber import STATUSES
+from course.reports.checkins import CheckinReport, collect_checkins
 from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
 from course.schedule.bundle import course_files, read_files
 from course.schedule.reload import fingerprint
@@ -44,7 +55,6 @@ class Counts:
 
     sent: int = 0
     delivered: int = 0
-    opened: int = 0
     clicked: int = 0
     bounced: int = 0
     complained: int = 0
@@ -53,6 +63,8 @@ class Counts:
     uncertain: int = 0
     skipped: int = 0
     retried: int = 0
+    checkins: int = 0  # readers who answered the lesson's check-in
+    replies: int = 0  # replies kept that answered the lesson
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
@@ -134,6 +146,17 @@ class DiskSchedule:
 
 
 @dataclass(frozen=True)
+class RetentionStats:
+    """What retention erased, ever, by reason, and its latest run (None: never ran)."""
+
+    left: int = 0  # unsubscribed, bounced or complained: the suppression hash kept
+    completed: int = 0
+    pending: int = 0  # signups never confirmed
+    last_at: datetime | None = None
+    last_erased: int = 0
+
+
+@dataclass(frozen=True)
 class CourseStats:
     generated_at: datetime
     course_name: str
@@ -148,6 +171,8 @@ class CourseStats:
     processes: tuple[ProcessSchedule, ...]
     disk: DiskSchedule | None = None
     live: LiveSchedule | None = None
+    checkins: CheckinReport | None = None
+    retention: RetentionStats = RetentionStats()
 
     @property
     def subscribers(self) -> int:
@@ -179,6 +204,10 @@ def collect(
     candidates = sorted((store.stats_lesson_ids() | exited) - set(known))
     raw = store.lesson_counts(known + candidates)
     removed_ids = [i for i in candidates if raw[i][0] or raw[i][1] or i in exited]
+    sent = {lesson_id: sends.get("sent", 0) for lesson_id, (sends, _) in raw.items()}
+    checkins = collect_checkins(store, schedule, sent)
+    answered = {lesson.lesson_id: lesson.answers.readers for lesson in checkins.lessons}
+    replied = store.reply_counts()
 
     def stats_of(lesson: Lesson | None, lesson_id: str, kind: str) -> LessonStats:
         sends, events = raw[lesson_id]
@@ -188,7 +217,14 @@ def collect(
             phase_id=lesson.phase_id if lesson else "",
             kind=kind,
             day=lesson.day if lesson and kind != CONFIRMATION else None,
-            counts=lesson_counts(sends, events, exits, lesson_id),
+            counts=lesson_counts(
+                sends,
+                events,
+                exits,
+                lesson_id,
+                answered.get(lesson_id, 0),
+                replied.get(lesson_id, 0),
+            ),
             events=dict(sorted(events.items())),
         )
 
@@ -229,8 +265,22 @@ def collect(
         processes=read_processes(store, now),
         disk=disk,
         live=read_live(store),
+        checkins=checkins,
+        retention=read_retention(store),
     )
     return _with_funnel(result)
+
+
+def read_retention(store: Store) -> RetentionStats:
+    raw = store.retention_stats()
+    last = raw.get("last_at")
+    return RetentionStats(
+        left=int(raw.get("left", 0)),
+        completed=int(raw.get("completed", 0)),
+        pending=int(raw.get("pending", 0)),
+        last_at=datetime.fromtimestamp(last, UTC) if last is not None else None,
+        last_erased=int(raw.get("last_erased", 0)),
+    )
 
 
 def check_disk(path: Path, templates_dir: Path | None = None) -> DiskSchedule:
@@ -250,12 +300,15 @@ def lesson_counts(
     events: dict[str, int],
     exits: dict[tuple[str, str], int],
     lesson_id: str,
+    checkins: int = 0,
+    replies: int = 0,
 ) -> Counts:
-    """One lesson's figures from its ledger counts, provider events and exits (pure)."""
+    """One lesson's figures from its ledger counts, provider events, exits, the readers who
+    answered its check-in and the replies to it (pure). Opens are left out (see the module's
+    docstring)."""
     return Counts(
         sent=sends.get("sent", 0),
         delivered=events.get("delivered", 0),
-        opened=events.get("open", 0),
         clicked=events.get("click", 0),
         bounced=events.get("bounce", 0),
         complained=events.get("spamreport", 0),
@@ -264,6 +317,8 @@ def lesson_counts(
         uncertain=sends.get("uncertain", 0),
         skipped=sends.get("skipped", 0),
         retried=sends.get("retried", 0),
+        checkins=checkins,
+        replies=replies,
     )
 
 

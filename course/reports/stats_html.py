@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 
+from course.reports import checkins
 from course.reports.stats import CourseStats
 from course.reports.stats_table import (
     COLUMNS,
@@ -13,6 +14,7 @@ from course.reports.stats_table import (
     Row,
     percent,
     removed_rows,
+    retention_line,
     schedule_lines,
     table_rows,
     utc_text,
@@ -83,6 +85,29 @@ def _table_html(rows: list[Row], caption: str) -> str:
     )
 
 
+def checkins_html(stats: CourseStats) -> str:
+    """The check-ins section: the chart and the table of answers per phase and lesson."""
+    report = stats.checkins
+    if report is None or not report.lessons:
+        return ""
+    head = "".join(f"<th>{html.escape(heading)}</th>" for heading in checkins.HEADINGS)
+    body = "".join(
+        f'<tr class="{kind}"><th scope="row">{html.escape(label)}</th>'
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+        + "</tr>"
+        for kind, label, cells in checkins.rows(report)
+    )
+    return (
+        "<h2>Check-ins: “How has this week been?”</h2>"
+        + checkins.chart_svg(report)
+        + '<div class="scroll"><table><caption>Answers per phase and lesson</caption>'
+        + f'<thead><tr><th scope="col">lesson</th>{head}</tr></thead>'
+        + f"<tbody>{body}</tbody></table></div>"
+        + f'<p class="note">Readers who answered any check-in: {report.readers}. Each reader '
+        "counts once per lesson, with their latest answer.</p>"
+    )
+
+
 def html_report(stats: CourseStats) -> str:
     """A self-contained HTML page: inline CSS and SVG, nothing fetched, readable at 375 px
     wide and in dark mode (``course stats --html FILE``)."""
@@ -107,9 +132,11 @@ def html_report(stats: CourseStats) -> str:
         note=html.escape(EVENTS_NOTE),
         exits=html.escape(f"Left before the first lesson: {exits}.") if exits else "",
         removed=removed,
+        checkins=checkins_html(stats),
         statuses=statuses,
         total=stats.subscribers,
         quarantined=stats.quarantined,
+        retention=html.escape(retention_line(stats)),
         schedule=schedule,
     )
 
@@ -133,7 +160,7 @@ _PAGE = """<!DOCTYPE html>
   h1 {{ font-family: Georgia, 'Times New Roman', serif; font-weight: normal; margin: 0 0 4px; }}
   h2 {{ font-size: 19px; margin: 28px 0 8px; }}
   .meta, .note {{ color: var(--muted); font-size: 14px; }}
-  .funnel {{ display: block; max-width: 640px; }}
+  .funnel, .checkins {{ display: block; max-width: 640px; }}
   .scroll {{ overflow-x: auto; max-width: 100%; }}
   table {{ border-collapse: collapse; font-size: 14px; font-variant-numeric: tabular-nums; }}
   caption {{ text-align: left; color: var(--muted); padding-bottom: 4px; }}
@@ -156,9 +183,11 @@ _PAGE = """<!DOCTYPE html>
 {table}
 <p class="note">{note} Shares are of sent. {exits}</p>
 {removed}
+{checkins}
 <h2>Subscribers: {total}</h2>
 <ul class="statuses">{statuses}</ul>
 <p class="note">In quarantine (a record a tick could not handle): {quarantined}</p>
+<p class="note">{retention}.</p>
 <h2>Schedule</h2>
 <ul class="schedule">{schedule}</ul>
 </main>

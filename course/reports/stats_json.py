@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from course.reports import checkins
 from course.reports.stats import CourseStats, LessonStats
 from course.reports.stats_table import COLUMNS
 
@@ -33,7 +34,11 @@ def to_json(stats: CourseStats) -> dict:
         "course": stats.course_name,
         "generated_at": stats.generated_at.isoformat(),
         "notes": {
-            "opened, clicked": "provider events, not unique people",
+            "clicked": "provider click events, not unique people (link scanners click too)",
+            "opened": "not reported: Apple Mail and other privacy proxies load every email's "
+            "images, so an open says nothing about a reader",
+            "checkins": "readers who answered the lesson's check-in, each once (latest answer)",
+            "replies": "replies kept that answered the lesson (they quote its Message-ID)",
             "unsubscribed": "people who unsubscribed while this was their last lesson",
             "bounced": "hard bounces reported by the provider",
             "complained": "spam reports",
@@ -50,6 +55,7 @@ def to_json(stats: CourseStats) -> dict:
         "completion": _lesson_json(stats.completion) if stats.completion else None,
         "confirmation": _lesson_json(stats.confirmation) if stats.confirmation else None,
         "totals": stats.totals.as_dict(),
+        "checkins": checkins.to_json(stats.checkins) if stats.checkins else None,
         "removed_lessons": [_lesson_json(lesson) for lesson in stats.removed],
         "exits_before_first_lesson": stats.exits_before_first,
         "funnel": [
@@ -62,6 +68,15 @@ def to_json(stats: CourseStats) -> dict:
         ],
         "subscribers": {"total": stats.subscribers, "by_status": stats.statuses},
         "quarantined": stats.quarantined,
+        "retention": {
+            "erased": {
+                "left": stats.retention.left,
+                "completed": stats.retention.completed,
+                "pending": stats.retention.pending,
+            },
+            "last_run_at": _iso(stats.retention.last_at),
+            "last_run_erased": stats.retention.last_erased,
+        },
         "schedule": {
             "live": None
             if stats.live is None

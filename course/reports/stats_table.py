@@ -10,17 +10,23 @@ from datetime import UTC, datetime
 from course.reports.stats import STALE_AFTER, Counts, CourseStats
 
 # The table's columns, in order: (field, heading, shown as a share of sent too).
+# Check-ins, replies and unsubscribes are the signals to read; clicks are clicks; no opens.
 COLUMNS = (
     ("sent", "sent", False),
     ("delivered", "delivered", True),
-    ("opened", "opened*", True),
-    ("clicked", "clicked*", True),
-    ("bounced", "bounced", True),
+    ("checkins", "check-ins", True),
+    ("replies", "replies", True),
     ("unsubscribed", "unsub. after", True),
+    ("clicked", "clicks*", True),
+    ("bounced", "bounced", True),
     ("failed", "failed", True),
     ("uncertain", "uncertain", False),
 )
-EVENTS_NOTE = "* opened and clicked count provider events, not unique people."
+EVENTS_NOTE = (
+    "Check-ins (readers who answered), replies and unsubscribes are the signals to read. "
+    "* clicks count provider click events, not unique people (link scanners click too). "
+    "Opens are not shown: Apple Mail loads every email's images, so an open means nothing."
+)
 
 
 def percent(share: float | None) -> str:
@@ -103,6 +109,18 @@ def schedule_lines(stats: CourseStats) -> list[str]:
             state += f"; could not load: {p.error.splitlines()[0]} at {utc_text(p.error_at)}"
         lines.append(state)
     return lines
+
+
+def retention_line(stats: CourseStats) -> str:
+    """What retention erased, in words (course.subscribers.retention)."""
+    r = stats.retention
+    if r.last_at is None:
+        return "Erased by retention: nothing yet (no run so far)"
+    return (
+        f"Erased by retention: {r.left} who left (address kept as a hash), {r.completed}"
+        f" who completed, {r.pending} never confirmed; last run {utc_text(r.last_at)},"
+        f" {r.last_erased} erased"
+    )
 
 
 def utc_text(instant: datetime | None) -> str:

@@ -64,8 +64,8 @@ def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber, now: da
         "first_name": sub.first_name,
         "status": sub.status,
         "timezone": sub.tz,
-        "pace": "standard",  # the schedule as written (a gentler pace comes with issue 15)
-        "send_time": f"{schedule.course.send_time:%H:%M}",
+        "pace": sub.pace,  # standard: the gaps as written; gentle: the remaining ones doubled
+        "send_time": sub.send_time or f"{schedule.course.send_time:%H:%M}",
         "next_lesson": {
             "lesson_id": following[0].id,
             "send_at": following[1].astimezone(sub.zone).isoformat(),

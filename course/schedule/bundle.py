@@ -8,10 +8,11 @@ An edge: it reads and writes files, nothing else.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import weakref
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from course.mail.render import Renderer, RenderError
 from course.models.schedule import Schedule
@@ -64,6 +65,57 @@ class Unpacked:
 
     def close(self) -> None:
         self._cleanup()
+
+
+class ExportError(ValueError):
+    """A version cannot be written to a folder (named in the message)."""
+
+
+def export_files(contents: dict[str, bytes], folder: Path, force: bool = False) -> list[Path]:
+    """Write a version's files under ``folder`` (``course versions export``); the paths
+    written. Refuses a non-empty folder unless ``force``, and any name that would land
+    outside it: an absolute path, ``..``, a backslash, or a symlink on the way (the store is
+    trusted less than it seems). Every name is checked before anything is written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder}: not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise ExportError(f"{folder}: not empty (--force writes over the files there)")
+    for name in contents:
+        parts = PurePosixPath(name).parts
+        bad = not parts or parts[-1] == "." or ".." in parts or name.endswith("/")
+        if bad or name.startswith("/") or "\\" in name or "\0" in name:
+            raise ExportError(
+                f"{name!r}: not a relative path inside the course folder; nothing written"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    root = folder.resolve()
+    written = []
+    for name, data in sorted(contents.items()):
+        target = root.joinpath(*PurePosixPath(name).parts)
+        _make_folders(root, target.parent, name, folder)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            handle = os.open(target, flags, 0o644)
+        except OSError as exc:
+            raise ExportError(f"{name}: cannot be written ({exc.strerror})") from None
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        written.append(target)
+    return written
+
+
+def _make_folders(root: Path, parent: Path, name: str, shown: Path) -> None:
+    """Make ``parent`` under ``root`` one folder at a time, following no symlink."""
+    at = root
+    for part in parent.relative_to(root).parts:
+        at = at / part
+        if at.is_symlink():
+            raise ExportError(f"{name!r}: its folder leads outside {shown} (a symlink)")
+        if not at.exists():
+            at.mkdir()
+        elif not at.is_dir():
+            raise ExportError(f"{name!r}: {at} is not a folder")
 
 
 def load_contents(

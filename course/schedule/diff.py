@@ -16,7 +16,7 @@ from typing import Any
 
 from course.schedule import Lesson, Schedule
 
-_CONTENT_FIELDS = ("subject", "preheader", "template", "call_to_action", "backfill")
+_CONTENT_FIELDS = ("subject", "preheader", "template", "call_to_action", "backfill", "checkin")
 _TIMING_FIELDS = ("send_time", "weekdays", "max_lessons_per_day")
 
 
@@ -33,7 +33,8 @@ class OffsetChange:
 @dataclass(frozen=True)
 class ContentChange:
     lesson_id: str
-    fields: tuple[str, ...]  # which of subject, preheader, template, call_to_action, backfill
+    # which of subject, preheader, template, call_to_action, backfill, checkin
+    fields: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
     )
     phases = []
     number = 0
+    asking = checkin_lessons(model)
     for phase_number, phase in enumerate(model.phases, start=1):
         lessons = []
         for lesson in phase.lessons:
@@ -138,6 +139,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
                     number=number,
                     backfill=lesson.backfill,
                     call_to_action=lesson.call_to_action,
+                    checkin=lesson.id in asking,
                 )
             )
         phases.append(Phase(phase.id, phase.title, phase_number, tuple(lessons)))
@@ -150,8 +152,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
         completion = _email(
             model.completion, COMPLETION_ID, COMPLETION, day, last.phase_id, number + 1
         )
-    checks = model.checks or ChecksModel()
-    words = checks.words or (None, None)
+    checks = _content_checks(model.checks)
     return Schedule(
         course,
         tuple(phases),
@@ -159,8 +160,47 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
         templates_dir,
         confirmation=confirmation,
         completion=completion,
-        checks=ContentChecks(words[0], words[1], checks.must_include),
+        checks=checks,
     )
+
+
+def _content_checks(model: ChecksModel | None) -> ContentChecks:
+    if model is None:
+        return ContentChecks()  # no `checks:` block: none of them
+    words = model.words or (None, None)
+    return ContentChecks(
+        min_words=words[0],
+        max_words=words[1],
+        must_include=model.must_include,
+        reading_grade=model.reading_grade,
+        summary=model.summary,
+        step_items=model.step_items,
+        step_item_words=model.step_item_words,
+        sources=model.sources,
+        crisis_line=model.crisis_line,
+        max_call_to_action=model.max_call_to_action,
+    )
+
+
+CHECKIN_WEEK = 7  # days: the default asks once per week of the course
+
+
+def checkin_lessons(model: ScheduleModel) -> frozenset[str]:
+    """The lessons that ask "How has this week been?".
+
+    When any lesson sets ``checkin`` (true or false), exactly those with ``checkin: true``
+    ask. Otherwise the default: the first lesson of each week of the course after the first
+    (days 7-13, 14-20, ...), so a reader is asked once a week about the week behind them
+    and never on day 0, when there is no week behind them yet."""
+    lessons = [lesson for phase in model.phases for lesson in phase.lessons]
+    if any("checkin" in lesson.model_fields_set for lesson in lessons):
+        return frozenset(lesson.id for lesson in lessons if lesson.checkin)
+    asking: dict[int, str] = {}
+    for lesson in lessons:
+        week = lesson.day // CHECKIN_WEEK
+        if week >= 1:
+            asking.setdefault(week, lesson.id)
+    return frozenset(asking.values())
 
 
 def _email(

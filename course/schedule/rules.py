@@ -180,11 +180,21 @@ class _LessonModel(EmailModel):
     day: int = Field(ge=0)
     backfill: bool = False
     call_to_action: bool = False
+    checkin: bool = False  # left out everywhere: the weekly default (``load.checkin_lessons``)
 
 
 class ChecksModel(_Model):
+    """The ``checks:`` block. Its format rules take these defaults; ``null`` turns one off."""
+
     words: list[int] | None = Field(default=None, min_length=2, max_length=2)
     must_include: Text | None = None
+    reading_grade: float | None = Field(default=8, gt=0)
+    summary: SingleLine | None = "Today in one line"
+    step_items: int | None = Field(default=3, ge=1)
+    step_item_words: int | None = Field(default=25, ge=1)
+    sources: bool = True
+    crisis_line: SingleLine | None = None
+    max_call_to_action: int | None = Field(default=1, ge=0)
 
     @field_validator("words")
     @classmethod

@@ -10,15 +10,32 @@ written before kept every field and milliseconds; they read the same.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 from course.models.subscriber import Subscriber
 
 FIELD_NAMES = {f.name for f in fields(Subscriber)} - {"id", "version"}
-FLOAT_FIELDS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent"}
-INT_FIELDS = {"sent_that_day", "last_day"}
-# Values that mean "not set" and are not stored: empty, or the default of a counter.
-UNSET = {"paused": ("", "0"), "sent_that_day": ("", "0"), "v": ("", "0")}
+FLOAT_FIELDS = {"created", "start", "paused", "paused_at", "paused_until", "last_sent",
+                "anchor_paused"}  # fmt: skip
+INT_FIELDS = {"sent_that_day", "last_day", "anchor", "anchor_day"}
+# Values that mean "not set" and are not stored: empty, or the default of a field. A record
+# that never had a field (one written before it existed) reads its default.
+UNSET = {
+    "paused": ("", "0"),
+    "sent_that_day": ("", "0"),
+    "v": ("", "0"),
+    "pace": ("", "standard"),
+    "anchor_day": ("", "0"),
+    "anchor_paused": ("", "0"),
+}
+# What an unset field reads as: its default; for a field without one, None (a number, the
+# first name) or "" (text).
+_DEFAULTS = {
+    f.name: f.default
+    if f.default is not MISSING
+    else (None if f.name in FLOAT_FIELDS | INT_FIELDS | {"first_name"} else "")
+    for f in fields(Subscriber)
+}
 
 
 SUPPRESSION_DOMAIN = "healing-roadmap:suppressed:"
@@ -68,12 +85,12 @@ def decode_subscriber(sub_id: str, raw: dict[str, str]) -> Subscriber:
     values: dict[str, object] = {}
     for name in FIELD_NAMES:
         text = raw.get(name, "")
-        if name in FLOAT_FIELDS:
-            values[name] = float(text) if text else (0.0 if name == "paused" else None)
+        if not text:
+            values[name] = _DEFAULTS[name]
+        elif name in FLOAT_FIELDS:
+            values[name] = float(text)
         elif name in INT_FIELDS:
-            values[name] = int(text) if text else (0 if name == "sent_that_day" else None)
-        elif name == "first_name":
-            values[name] = text or None
+            values[name] = int(text)
         else:
             values[name] = text
     return Subscriber(id=sub_id, version=int(raw.get("v", 0)), **values)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, web state, schedule state, privacy, replies), so callers write
-``store.method(...)`` whatever part it is in; and :func:`connect`, which makes the Redis
-client it is given.
+ledger, counters, check-ins, web state, schedule state, privacy, replies, retention), so
+callers write ``store.method(...)`` whatever part it is in; and :func:`connect`, which makes
+the Redis client it is given.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from course.store.checkins import RECORD_SCRIPT, CheckIns
 from course.store.counters import Counters
 from course.store.due import DueIndex
 from course.store.errors import StoreError
@@ -17,6 +18,12 @@ from course.store.keys import DEFAULT_PREFIX
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
 from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
 from course.store.replies import ADD_REPLY_SCRIPT, ReplyRecords
+from course.store.retention import (
+    BACKFILL_SCRIPT,
+    RELEASE_SCRIPT,
+    RETIRE_SCRIPT,
+    RetentionRecords,
+)
 from course.store.settle import MARK_SCRIPT, SETTLE_SCRIPT, Settling
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
@@ -43,10 +50,12 @@ class Store(
     Ledger,
     Settling,
     Counters,
+    CheckIns,
     WebState,
     ScheduleState,
     PrivacyRecords,
     ReplyRecords,
+    RetentionRecords,
 ):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
@@ -65,6 +74,10 @@ class Store(
         self._count_statuses = client.register_script(COUNT_STATUSES_SCRIPT)
         self._erase = client.register_script(ERASE_SCRIPT)
         self._add_reply = client.register_script(ADD_REPLY_SCRIPT)
+        self._record_checkin = client.register_script(RECORD_SCRIPT)
+        self._retire = client.register_script(RETIRE_SCRIPT)
+        self._backfill = client.register_script(BACKFILL_SCRIPT)
+        self._release_lock = client.register_script(RELEASE_SCRIPT)
         self._settle = client.register_script(SETTLE_SCRIPT)
         self._mark = client.register_script(MARK_SCRIPT)
 

@@ -63,6 +63,11 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               week): the version live at any instant is
                               ``ZREVRANGEBYSCORE log t -inf LIMIT 0 1``, so a lesson can be
                               shown as it was when it was sent (course.store.versions.live_at).
+``P schedule:draft``  hash    the draft waiting to be published (at most one): id (a saved
+                              version, not live), live (the live version it was made over),
+                              author, at (ISO instant). Changed only by the scripts of
+                              course.store.drafts: saving is a compare-and-set on the draft the
+                              editor was opened from, publishing clears it in the same step.
 ``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files, as
                               kept before versions existed; read once, to publish it when a
                               store has no live version and the files on disk are invalid.
@@ -98,6 +103,15 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               runs: version (its id), fingerprint (the same id), loaded_at,
                               error and error_at of the latest version it could not load,
                               seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
+                              flare, same or better; the latest wins). Only readers who
+                              answered have one; erased with the record.
+``P stats:checkin:{lesson}`` hash  answer -> readers whose latest answer to that lesson's
+                              check-in it is (so the fields add up to the readers who answered).
+``P stats:checkin:readers`` hash  phase id -> readers who answered a check-in of that phase
+                              (the phase as the schedule had it when they first did); ``*`` ->
+                              readers who answered any. Written with the answers, by one script
+                              (course.store.checkins).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
 ``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
@@ -108,12 +122,30 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               Replies list reads the newest readers' lists only.
 ``P inbound:seen:{hash}`` string  a kept reply's Message-ID (SHA-256, 32 hex digits), for 7
                               days: SendGrid posting the same email again keeps nothing new.
+``P stats:replies``  hash    lesson id -> replies kept that answered that lesson (quoting its
+                              Message-ID), counted by the add-reply script as it keeps one (a
+                              repeated post counts nothing). Anonymous: an erase deletes the
+                              replies but leaves these counts, as it does the check-in counts.
 ``P stats:inbound``  hash    the Inbound Parse webhook's counts: received, kept,
                               unknown_sender (dropped: not a subscriber), duplicate,
                               invalid, refused (a wrong or missing secret).
 ``P suppressed``     set     :func:`suppression_hash` of every address erased on request
                               (course.subscribers.privacy): the only trace of them; no record can be
                               added for such an address again.
+``P retention:ended`` zset  subscriber id -> epoch at which that reader completed the course
+                              or left it (unsubscribed, bounced, complained): written by the
+                              scripts that make those changes (claim of the last lesson,
+                              update, suppress, import); the retention sweep reads only
+                              what is older than the policy (course.subscribers.retention).
+``P retention:unconfirmed`` zset  subscriber id -> epoch of a signup still waiting for its
+                              confirmation; taken out when the status changes.
+``P retention:backfill`` hash  cursor (ZSCAN cursor over ``P subs``), done (``1``): the one
+                              pass that indexes records made before the two indexes above.
+``P retention:lock`` string  held (with a TTL) by the retention run in progress, so a second
+                              beat's run does nothing at the same time.
+``P stats:retention`` hash   left, completed, pending -> records erased by retention for that
+                              reason, ever; last_at (epoch), last_erased, last_seconds of the
+                              latest run. No address, no id.
 
 Encoding of the values: :mod:`course.store.codec`.
 
@@ -203,6 +235,10 @@ class Keys:
         return f"{self.prefix}schedule:live"
 
     @property
+    def draft_key(self) -> str:
+        return f"{self.prefix}schedule:draft"
+
+    @property
     def live_log_key(self) -> str:
         return f"{self.prefix}schedule:live:log"
 
@@ -220,6 +256,16 @@ class Keys:
 
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
+
+    def checkin_key(self, sub_id: str) -> str:
+        return f"{self.prefix}checkin:{sub_id}"
+
+    def checkin_stats_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}stats:checkin:{lesson_id}"
+
+    @property
+    def checkin_readers_key(self) -> str:
+        return f"{self.prefix}stats:checkin:readers"
 
     @property
     def exits_key(self) -> str:
@@ -248,6 +294,10 @@ class Keys:
         return f"{self.prefix}inbound:seen:{digest}"
 
     @property
+    def reply_stats_key(self) -> str:
+        return f"{self.prefix}stats:replies"
+
+    @property
     def inbound_stats_key(self) -> str:
         return f"{self.prefix}stats:inbound"
 
@@ -266,3 +316,23 @@ class Keys:
     @property
     def beat_last_key(self) -> str:
         return f"{self.prefix}beat:last"
+
+    @property
+    def ended_key(self) -> str:
+        return f"{self.prefix}retention:ended"
+
+    @property
+    def unconfirmed_key(self) -> str:
+        return f"{self.prefix}retention:unconfirmed"
+
+    @property
+    def retention_backfill_key(self) -> str:
+        return f"{self.prefix}retention:backfill"
+
+    @property
+    def retention_lock_key(self) -> str:
+        return f"{self.prefix}retention:lock"
+
+    @property
+    def retention_stats_key(self) -> str:
+        return f"{self.prefix}stats:retention"

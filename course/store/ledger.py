@@ -18,8 +18,9 @@ from course.models.subscriber import LedgerEntry
 from course.store.codec import as_str, encode_score, encode_value
 from course.store.keys import Keys, member, split_member
 
-# KEYS: sub hash, ledger hash, due zset, pending zset
-# ARGV: id, lesson, expected version, now, next due ('' = none left: completed),
+# KEYS: sub hash, ledger hash, due zset, pending zset, retention ended zset
+# ARGV: id, lesson, expected version, now, next due ('' = none left: completed, and the
+#       instant of completing goes in the retention index),
 #       sent_that_day, lesson day, pending deadline, previous lesson ('' = none)
 # Returns 1 claimed, 0 not active, -1 version moved on, -2 lesson already in the ledger,
 # -3 the previous lesson is still on its way (claimed, sending or retry): order first.
@@ -41,6 +42,7 @@ redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'last_sent', ARGV[4],
 if ARGV[5] == '' then
   redis.call('HSET', KEYS[1], 'status', 'completed')
   redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 end
@@ -131,6 +133,7 @@ class Ledger(Keys):
                     self.ledger_key(c.sub_id),
                     self.due_key,
                     self.pending_key,
+                    self.ended_key,
                 ],
                 args=[
                     c.sub_id,

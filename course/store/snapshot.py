@@ -14,6 +14,7 @@ from datetime import datetime
 import redis
 
 from course.store.codec import as_str
+from course.store.drafts import ScheduleDrafts
 from course.store.errors import StoreError
 from course.store.keys import Keys
 from course.store.versions import ScheduleVersions
@@ -76,6 +77,10 @@ class ScheduleState(Keys):
     def schedule_versions(self) -> ScheduleVersions:
         """The published versions and the live pointer (``P schedule:version:*``, ``:live``)."""
         return ScheduleVersions(self.redis, self.prefix)
+
+    def schedule_drafts(self) -> ScheduleDrafts:
+        """The versions with the draft the admin editor saves (``P schedule:draft``)."""
+        return ScheduleDrafts(self.redis, self.prefix)
 
     def legacy_snapshot(self) -> dict[str, bytes]:
         """The last valid files a store kept before versions existed ({} when none)."""

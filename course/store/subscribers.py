@@ -16,6 +16,7 @@ from redis.commands.core import Script
 from course.models.subscriber import LedgerEntry, Subscriber
 from course.store.codec import (
     FIELD_NAMES,
+    UNSET,
     as_str,
     as_text,
     decode_subscriber,
@@ -28,9 +29,11 @@ from course.store.codec import (
 from course.store.errors import DuplicateSubscriber, ErasedAddress
 from course.store.keys import Keys
 
-# KEYS: sub hash, due zset
+# KEYS: sub hash, due zset, retention ended zset, retention unconfirmed zset
 # ARGV: id, expected version ('' = any), due score ('' = remove from due, '=' = leave),
 #       then field, value pairs to set ('' = unset: the field is removed).
+# A status change keeps the retention indexes: no longer pending leaves the unconfirmed one,
+# completed enters the ended one at Redis's clock (the instant it completed).
 # Returns 1 updated, -1 version moved on, -3 no such subscriber.
 UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
@@ -39,6 +42,12 @@ if ARGV[2] ~= '' and v ~= ARGV[2] then return -1 end
 for i = 4, #ARGV - 1, 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
   else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  if ARGV[i] == 'status' and ARGV[i + 1] ~= 'pending' then
+    redis.call('ZREM', KEYS[4], ARGV[1])
+    if ARGV[i + 1] == 'completed' then
+      redis.call('ZADD', KEYS[3], 'NX', redis.call('TIME')[1], ARGV[1])
+    end
+  end
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
@@ -47,14 +56,14 @@ return 1
 """
 
 # KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash,
-#       suppressed set
+#       suppressed set, retention unconfirmed zset
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
 #       the address's suppression hash, then field, value pairs of the new subscriber.
 # A suppressed (or vanished) holder of the address gives way to a new record: a new signup is
 # a new consent record, never a silent resume; the new record names the one it replaced
 # (``prior``), so every record that ever held the address can be found. Returns 1 added,
 # 0 the address is taken, -1 the address changed hands meanwhile, -2 the address was erased
-# on request (suppressed for good).
+# on request (suppressed for good). A pending record enters the retention unconfirmed index.
 ADD_SCRIPT = """
 if redis.call('SISMEMBER', KEYS[6], ARGV[6]) == 1 then return -2 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -68,13 +77,18 @@ if cur then redis.call('HSET', KEYS[3], 'prior', cur) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
+if redis.call('HGET', KEYS[3], 'status') == 'pending' then
+  redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
+end
 return 1
 """
 
-# KEYS: sub hash, due zset, exits stats hash
-# ARGV: id, new status (unsubscribed, bounced or complained)
+# KEYS: sub hash, due zset, exits stats hash, retention ended zset, retention unconfirmed zset
+# ARGV: id, new status (unsubscribed, bounced or complained), now ('' = Redis's clock)
 # Suppresses a subscriber who may still be mailed and counts the exit against their last
-# lesson. Returns 1 suppressed, 0 already suppressed (left as it is), -3 no such subscriber.
+# lesson; the instant they left goes in the retention index (a later exit of a completed
+# reader moves it later). Returns 1 suppressed, 0 already suppressed (left as it is), -3 no
+# such subscriber.
 SUPPRESS_SCRIPT = """
 local s = redis.call('HMGET', KEYS[1], 'status', 'last_lesson')
 if not s[1] then return -3 end
@@ -83,6 +97,10 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], (s[2] or '') .. '|' .. ARGV[2], 1)
+local at = ARGV[3]
+if at == '' then at = redis.call('TIME')[1] end
+redis.call('ZADD', KEYS[4], at, ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
 """
 
@@ -106,18 +124,21 @@ end
 return out
 """
 
-# KEYS: email hash, subs zset, due zset, suppressed set, then one new subscriber hash each
+# KEYS: email hash, subs zset, due zset, suppressed set, retention ended zset, retention
+#       unconfirmed zset, then one new subscriber hash each
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
 #       left out of the hash).
 # An import: each subscriber is added only while nobody holds the address, not even someone
 # suppressed (never a silent re-enrolment), and never an address erased on request.
+# A pending record enters the retention unconfirmed index, a completed or suppressed one the
+# ended index, both at its created instant (when it left is not known: counted from here).
 # Returns per subscriber 1 added, 0 address taken, -1 address erased.
 ADD_MANY_SCRIPT = """
 local f = tonumber(ARGV[1])
 local out = {}
 local i = f + 2
-for k = 5, #KEYS do
+for k = 7, #KEYS do
   local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if redis.call('SISMEMBER', KEYS[4], ARGV[i + 4]) == 1 then
     out[#out + 1] = -1
@@ -136,6 +157,11 @@ for k = 5, #KEYS do
     redis.call('HSET', KEYS[1], email, id)
     redis.call('ZADD', KEYS[2], created, id)
     if due ~= '' then redis.call('ZADD', KEYS[3], due, id) end
+    local status = redis.call('HGET', KEYS[k], 'status')
+    if status == 'pending' then redis.call('ZADD', KEYS[6], created, id)
+    elseif status ~= 'active' and status ~= 'paused' then
+      redis.call('ZADD', KEYS[5], created, id)
+    end
     out[#out + 1] = 1
   end
   i = i + 5 + f
@@ -188,7 +214,8 @@ class SubscriberRecords(Keys):
             current = self.redis.hget(self.email_key, address)
             current = as_str(current) if current else ""
             keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
-                    self.sub_key(current or sub_id), self.suppressed_key]  # fmt: skip
+                    self.sub_key(current or sub_id), self.suppressed_key,
+                    self.unconfirmed_key]  # fmt: skip
             args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
                     current, suppression_hash(address)]  # fmt: skip
             outcome = int(self._add(keys=keys, args=args + pairs))
@@ -216,6 +243,7 @@ class SubscriberRecords(Keys):
             stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
             args += [stored.get(name, "") for name in names]
         keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
+                self.ended_key, self.unconfirmed_key,
                 *(self.sub_key(s.id) for s in subs)]  # fmt: skip
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
 
@@ -321,7 +349,8 @@ class SubscriberRecords(Keys):
         due: float | str | None = "=",
         expected_version: int | None = None,
     ) -> int:
-        """Set fields and the due score in one step; ``due=None`` removes from the index."""
+        """Set fields and the due score in one step; ``due=None`` removes from the index. A
+        field set to its default (None, 0, "standard") is removed: unset costs no memory."""
         args: list[str] = [
             sub_id,
             "" if expected_version is None else str(expected_version),
@@ -330,14 +359,19 @@ class SubscriberRecords(Keys):
         for name, value in changes.items():
             if name not in FIELD_NAMES:
                 raise KeyError(name)
-            args += [name, encode_value(value)]
-        return int(self._update(keys=[self.sub_key(sub_id), self.due_key], args=args))
+            text = encode_value(value)
+            args += [name, "" if text in UNSET.get(name, ("",)) else text]  # a default: unset
+        keys = [self.sub_key(sub_id), self.due_key, self.ended_key, self.unconfirmed_key]
+        return int(self._update(keys=keys, args=args))
 
-    def suppress(self, sub_id: str, status: str) -> int:
+    def suppress(self, sub_id: str, status: str, now: float | None = None) -> int:
         """Suppress for good (no version check) and count the exit after their last lesson;
-        1 done, 0 already suppressed, -3 no such subscriber."""
-        keys = [self.sub_key(sub_id), self.due_key, self.exits_key]
-        return int(self._suppress(keys=keys, args=[sub_id, status]))
+        1 done, 0 already suppressed, -3 no such subscriber. ``now`` is when they left (for
+        retention); None takes Redis's clock."""
+        keys = [self.sub_key(sub_id), self.due_key, self.exits_key, self.ended_key,
+                self.unconfirmed_key]  # fmt: skip
+        at = "" if now is None else encode_score(now)
+        return int(self._suppress(keys=keys, args=[sub_id, status, at]))
 
     def status_counts(self, batch: int = 1000) -> dict[str, int]:
         """Subscribers by status: every record's ``status`` counted inside Redis, a batch of

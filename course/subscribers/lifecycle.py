@@ -1,4 +1,5 @@
-"""What can happen to a subscriber: enrol, confirm, pause, resume, unsubscribe.
+"""What can happen to a subscriber: enrol, confirm, pause, resume, change their settings
+(pace, send time, zone), unsubscribe.
 
 Each operation takes the store, the schedule where timing matters, and ``now``; the CLI,
 the web app and the tick call these, never the store's fields directly.
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course.models.schedule import Schedule
-from course.models.subscriber import SUPPRESSED, Subscriber
-from course.progress import due_at, next_lesson, resumed_at
+from course.models.subscriber import SUPPRESSED, ReaderSettings, Subscriber
+from course.progress import due_at, next_lesson, resumed_at, with_settings
 from course.transport import SEND_TIMEOUT
 
 if TYPE_CHECKING:
@@ -101,20 +102,59 @@ def resume(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> 
     return store.get(sub.id) or resumed
 
 
-def unsubscribe(store: Store, sub: Subscriber, status: str = "unsubscribed") -> Subscriber:
+# Version moves a settings change reads again and decides again before it gives up: a tick
+# claiming the reader's lesson meanwhile bumps the version too.
+SETTINGS_ROUNDS = 5
+
+
+def change_settings(
+    store: Store, schedule: Schedule, sub: Subscriber, wanted: ReaderSettings, now: datetime
+) -> Subscriber:
+    """Set the reader's pace, send time and zone (:func:`course.progress.with_settings`) and
+    move their due time to match, in one step checked against the record's version: a tick
+    that claimed a lesson meanwhile makes this read the record again and decide again, so a
+    change racing a tick never loses the change, and the claim decides who sends."""
+    check_zone(wanted.tz)
+    for _ in range(SETTINGS_ROUNDS):
+        if sub.status in SUPPRESSED:
+            raise SubscriptionError(f"{sub.email}: has left the course ({sub.status})")
+        done = set(store.ledger(sub.id))
+        changed = with_settings(schedule, sub, done, now, wanted)
+        if changed == sub:
+            return sub
+        due: float | str | None = "="  # paused, pending, completed: their index entry stays
+        lesson = next_lesson(schedule, changed, done) if changed.status == "active" else None
+        if lesson is not None:
+            due = due_at(schedule, changed, lesson).timestamp()
+        names = ("pace", "send_time", "tz", "anchor", "anchor_day", "anchor_paused")
+        fields = {name: getattr(changed, name) for name in names}
+        if store.update(sub.id, fields, due, sub.version) == 1:
+            return store.get(sub.id) or changed
+        current = store.get(sub.id)
+        if current is None:
+            raise SubscriptionError(f"{sub.email}: has left the course (erased)")
+        sub = current
+    raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+
+
+def unsubscribe(
+    store: Store, sub: Subscriber, status: str = "unsubscribed", now: datetime | None = None
+) -> Subscriber:
     """Suppress for good, whatever else is happening: no version check, unsubscribe wins.
 
     The link may come from an email sent before the person signed up again: whichever
     record now holds the address is suppressed too. A record already suppressed keeps the
     status it has (a bounce stays a bounce). Each change from a mailable status is counted
     once, against the subscriber's last lesson (``course stats``: "unsubscribed after").
+    ``now`` is when they left, kept for retention (None: Redis's clock).
     """
     if status not in SUPPRESSED:
         raise ValueError(status)
-    store.suppress(sub.id, status)
+    at = now.timestamp() if now is not None else None
+    store.suppress(sub.id, status, at)
     current = store.find(sub.email)
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
-        store.suppress(current.id, status)
+        store.suppress(current.id, status, at)
     return store.get(sub.id) or sub
 
 

@@ -6,8 +6,8 @@ the newest. Each new record names the one it replaced in its ``prior`` field, so
 from the current holder finds them all. Records made before that field existed are found
 only by reading every record (``scan=True``, the CLI's ``--scan``).
 
-Erasing deletes every record of the address with its ledger, its replies (the emails the
-person sent the course), its due, pending, listing and quarantine entries, the address
+Erasing deletes every record of the address with its ledger, its check-ins, its replies (the
+emails the person sent the course), its due, pending, listing and quarantine entries, the address
 mapping and the per-address rate-limit counters, and adds the address's
 :func:`~course.store.suppression_hash` to ``P suppressed``: nothing can be added for it
 again (a later signup gets the usual neutral answer and nothing is sent).
@@ -92,9 +92,9 @@ def export_data(store: Store, address: str, now: datetime, scan: bool = False) -
     """Everything held about ``address`` as plain data, or None when nothing is.
 
     Each record with all its fields, its consent record, its ledger (lesson, state, time,
-    attempts, the provider's message id or the reason), what is due, pending or in
-    quarantine, the replies the person sent (their words as kept, the lesson answered and
-    SendGrid's checks of the sender), and the per-address signup counters."""
+    attempts, the provider's message id or the reason), its check-ins (lesson, answer, time),
+    what is due, pending or in quarantine, the replies the person sent (their words as kept, the
+    lesson answered and SendGrid's checks of the sender), and the per-address signup counters."""
     address = normalise_address(address)
     ts = now.timestamp()
     records = [_record(store, sub_id, address) for sub_id in record_ids(store, address, scan)]
@@ -141,6 +141,10 @@ def _record(store: Store, sub_id: str, address: str) -> dict | None:
         "due_at": _iso(store.due_score(sub_id)),
         "quarantine": store.quarantine_reason(sub_id),
         "ledger": [_entry(e, at) for e, at in zip(entries, pending, strict=True)],
+        "checkins": [
+            {"lesson_id": c.lesson_id, "answer": c.answer, "at": _iso(c.at)}
+            for c in store.checkins(sub_id)
+        ],
         "replies": [
             {**reply.as_dict(), "at": _iso(reply.at)} for reply in store.replies_of(sub_id)
         ],
@@ -192,6 +196,8 @@ def erase(
     deleted = 0
     for sub_id in ids:
         deleted += store.erase_record(sub_id, address)
+        # After the record: a check-in needs a record that has not left, so none can come now.
+        deleted += store.erase_checkins(sub_id)
     store.drop_vanished_holder(address)  # a mapping to a vanished record
     counters = rate_limit_keys(store, address, now.timestamp())
     deleted += store.drop_counters(counters)

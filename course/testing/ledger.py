@@ -57,7 +57,8 @@ class MemoryLedger:
         self.subs[sub.id] = sub
         return sub
 
-    def suppress(self, sub_id: str, status: str) -> int:
+    def suppress(self, sub_id: str, status: str, now: float | None = None) -> int:
+        """As :meth:`course.store.Store.suppress`; ``now`` (for retention) is not kept here."""
         sub = self.subs.get(sub_id)
         if sub is None:
             return -3

@@ -60,6 +60,7 @@ def make_transport(settings: Settings) -> Transport:
                 settings.sendgrid_api_key,
                 host=settings.sendgrid_host,
                 max_group=settings.sendgrid_batch,
+                open_tracking=settings.open_tracking,
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc

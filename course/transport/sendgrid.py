@@ -1,6 +1,11 @@
 """The SendGrid transport: v3 Mail Send over a pool of kept-alive connections, one email per
 request (:func:`build_sendgrid_mail`) or one request per lesson group with a personalization
-per member (:func:`build_sendgrid_group`)."""
+per member (:func:`build_sendgrid_group`).
+
+Every request says ``tracking_settings: {"open_tracking": {"enable": false}}`` unless open
+tracking was asked for (``COURSE_OPEN_TRACKING=1``): an open pixel tells the provider when
+each reader reads, and measures nothing (Apple Mail loads every image). Click tracking is
+left as the account has it."""
 
 from __future__ import annotations
 
@@ -110,6 +115,12 @@ def build_sendgrid_group(group: EmailGroup) -> dict[str, Any]:
     return payload
 
 
+def tracking_settings(open_tracking: bool) -> dict[str, Any]:
+    """The request's ``tracking_settings``: the open pixel on or off (SendGrid's account
+    setting applies to what a request leaves out, so it is always said)."""
+    return {"open_tracking": {"enable": open_tracking}}
+
+
 def _address(email: str, name: str | None) -> dict[str, str]:
     return {"email": email, "name": name} if name else {"email": email}
 
@@ -134,6 +145,7 @@ class SendGridTransport:
     (:class:`~course.transport.keepalive.ConnectionPool`).
 
     ``max_group`` caps the personalizations of one request (SendGrid takes 1,000).
+    ``open_tracking`` turns SendGrid's open pixel on (off by default).
     ``host`` may point at :mod:`course.testing.sendgrid_standin`. ``clock`` (Unix seconds) turns the
     429 answer's ``X-RateLimit-Reset`` timestamp into a ``retry_after`` delay.
     """
@@ -148,12 +160,14 @@ class SendGridTransport:
         timeout: float = SEND_TIMEOUT,
         clock: Callable[[], float] = time.time,
         max_group: int = MAX_PERSONALIZATIONS,
+        open_tracking: bool = False,
     ) -> None:
         if not api_key:
             raise ValueError("SENDGRID_API_KEY: an API key is required")
         host = host.rstrip("/")
         self._clock = clock
         self._timeout = timeout
+        self._tracking = tracking_settings(open_tracking)
         self.max_group = max(1, min(max_group, MAX_PERSONALIZATIONS))
         self._connections = ConnectionPool(host, timeout)
         self._url = host + MAIL_SEND_PATH
@@ -177,7 +191,7 @@ class SendGridTransport:
         return self._post(build_sendgrid_group(group), group.members[0].email.message_id)
 
     def _post(self, payload: dict[str, Any], fallback_id: str) -> SendResult:
-        body = json.dumps(payload).encode("utf-8")
+        body = json.dumps({**payload, "tracking_settings": self._tracking}).encode("utf-8")
         try:  # safe from several threads: each request borrows a connection of its own
             status, headers, answer = self._connections.request(
                 "POST", self._url, body, self._headers, self._timeout

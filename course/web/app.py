@@ -1,16 +1,18 @@
 """The subscriber web app: signup with double opt-in, confirmation, one-click unsubscribe,
-flare pause and resume, the reader's Roadmap and lessons online, the SendGrid Event Webhook,
-SendGrid's Inbound Parse (readers' replies), a health check and Prometheus metrics.
+flare pause and resume, the reader's Roadmap and lessons online, check-ins, the SendGrid Event
+Webhook, SendGrid's Inbound Parse (readers' replies), a health check and Prometheus metrics.
 
 :func:`create_app` builds the shared :class:`~course.web.state.WebState`, caps request bodies,
 installs the error handlers and the security headers, and includes one router per noun
 (``course.web.subscribe``, ``confirm``, ``unsubscribe``, ``pause``, ``roadmap`` (the reader's
-own pages), ``webhook``, ``inbound`` (readers' replies), ``health``, and ``course.web.admin``).
+own pages), ``checkin``, ``webhook``, ``inbound`` (readers' replies), ``health``, and
+``course.web.admin``).
 
-Every state change goes through :mod:`course.subscribers.lifecycle`; nothing here writes subscriber
-fields itself. Emails are never sent inside a request: the app enqueues Celery tasks
-(``course.signup``, ``course.confirmation``, ``course.tick``) for the workers; a signup's store
-work is the ``course.signup`` task's, so every signup costs the web the same.
+Every state change goes through :mod:`course.subscribers.lifecycle` (a check-in through
+:mod:`course.subscribers.checkin`); nothing here writes subscriber fields itself. Emails are
+never sent inside a request: the app enqueues Celery tasks (``course.signup``,
+``course.confirmation``, ``course.tick``) for the workers; a signup's store work is the
+``course.signup`` task's, so every signup costs the web the same.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from course.settings import Settings
 from course.subscribers.double_opt_in import SendTask
 from course.web.access_log import redact_access_log
 from course.web.admin.install import install_admin
+from course.web.checkin import router as checkin_router
 from course.web.confirm import router as confirm_router
 from course.web.errors import install_handlers
 from course.web.health import router as health_router
@@ -46,6 +49,7 @@ ROUTERS = (
     unsubscribe_router,
     pause_router,
     roadmap_router,
+    checkin_router,
     webhook_router,
     inbound_router,
     health_router,

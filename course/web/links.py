@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from fastapi.responses import HTMLResponse
 
+from course.mail.samples import PREVIEW_ID, SAMPLE_ID
+from course.mail.send_test import TEST_SUBSCRIBER_ID
 from course.models.subscriber import Subscriber
 from course.tokens import InvalidToken, link, read_token
 from course.web.state import WebState
 
 MAX_TOKEN = 400  # characters; real tokens are far shorter
+# Readers who never were: the previews' and send-test's links open the not-valid page.
+NOBODY = frozenset({PREVIEW_ID, SAMPLE_ID, TEST_SUBSCRIBER_ID})
 ERASED = "Nothing more will be sent to you: your data was erased at your request."
 
 
@@ -28,6 +32,19 @@ def read_confirm(state: WebState, token: str) -> str:
     """The subscriber id of a confirm token (:class:`ExpiredToken` when too old)."""
     token = token if len(token) <= MAX_TOKEN else ""
     return read_token(state.settings.verification_keys, token, "confirm")
+
+
+def erased_reader(state: WebState, token: str) -> bool:
+    """Whether ``token`` is a genuine "me" token (any key, fallbacks too) of a real reader:
+    called when its record is gone, so that reader was erased on request and has left.
+    False for any other token and for the sample readers' links."""
+    try:
+        sub_id = read_token(
+            state.settings.verification_keys, token if len(token) <= MAX_TOKEN else "", "me"
+        )
+    except InvalidToken:
+        return False
+    return sub_id not in NOBODY
 
 
 def invalid_link(state: WebState, purpose: str) -> HTMLResponse:

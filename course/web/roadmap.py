@@ -1,40 +1,46 @@
 """The reader's own pages, on the never-expiring "me" token of every lesson email:
 ``GET /me/{token}`` (Your Roadmap: the lessons so far, the next one and when, the phase,
-the zone, pause/resume and unsubscribe) and ``GET /me/{token}/lessons/{lesson_id}`` (a
-lesson they were sent, online). Read-only: nothing here changes a record.
+the zone, the reader's settings, pause/resume and unsubscribe), ``POST /me/{token}`` (any of
+``pace``, ``send_time``, ``timezone``: :mod:`course.web.roadmap_form`) and
+``GET /me/{token}/lessons/{lesson_id}`` (a lesson they were sent, online).
 
 The token is the only key, so: a forged, truncated or other-purpose token is a 404; a lesson
 not handed to the provider for this reader is a 404; a reader who left sees only that they
-left; nothing personal is in a URL but the token (kept out of the access log, no referrer
-sent, never cached).
+left, and their POST changes nothing; nothing personal is in a URL but the token (kept out of
+the access log, no referrer sent, never cached). The POST needs no cookie, as ``POST
+/confirm`` and the one-click unsubscribe: the token is the secret, and a page on another site
+cannot know it (see :mod:`course.web.confirm`).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from course.mail.online import online_lesson
-from course.mail.samples import PREVIEW_ID, SAMPLE_ID
-from course.mail.send_test import TEST_SUBSCRIBER_ID
 from course.models.email import Recipient
 from course.models.subscriber import SUPPRESSED, Subscriber
-from course.reports.roadmap import readable_lesson, roadmap
-from course.tokens import InvalidToken, read_token, subscriber_links
-from course.web.links import MAX_TOKEN, invalid_link, links, token_sub
+from course.reports.roadmap import readable_lesson
+from course.tokens import subscriber_links
+from course.web.bodies import BadBody, problem, read_body
+from course.web.links import token_sub
 from course.web.openapi import HTML, INVALID_LINK, UNAVAILABLE
+from course.web.roadmap_form import (
+    PRIVATE,
+    SETTINGS_BODY,
+    change_from_form,
+    left,
+    left_or_invalid,
+    roadmap_response,
+)
 from course.web.state import WebState, now
-from course.web.status import pause_info
 
-# The reader's pages carry their token in every link: never kept by a cache, never sent on.
-PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
 # A lesson's own images (if a marketer adds one) load as they did in the email.
 LESSON_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-# Readers who never were: the previews' and send-test's links open the not-valid page.
-_NOBODY = frozenset({PREVIEW_ID, SAMPLE_ID, TEST_SUBSCRIBER_ID})
 
 
 def router(state: WebState) -> APIRouter:
@@ -53,20 +59,30 @@ def router(state: WebState) -> APIRouter:
     def roadmap_page(token: str) -> HTMLResponse:
         sub = token_sub(state, token, "me")
         if sub is None:
-            return _left_or_invalid(state, token)
-        view = roadmap(
-            state.schedule(), sub, state.store.ledger(sub.id), state.store.due_score(sub.id), now()
-        )
-        return state.page(
-            "roadmap",
-            title="Your Roadmap",
-            headers=PRIVATE,
-            sub=sub,
-            view=view,
-            token=token,
-            links=links(state, sub),
-            pause=pause_info(sub),
-        )
+            return left_or_invalid(state, token)
+        return roadmap_response(state, sub, token, now())
+
+    @router.post(
+        "/me/{token}",
+        response_class=HTMLResponse,
+        openapi_extra=SETTINGS_BODY,
+        responses={
+            200: {"description": "saved: Your Roadmap says when the next lesson now comes", **HTML},
+            400: {"description": "the form could not be read", **HTML},
+            404: INVALID_LINK,
+            409: {"description": "the reader has left (nothing changed), or try again", **HTML},
+            415: {"description": "not a form", **HTML},
+            422: {"description": "a field is not valid: the form again, the field marked", **HTML},
+            503: UNAVAILABLE,
+        },
+    )
+    async def change_page(token: str, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            data = await read_body(request, content_type, optional=True)
+        except BadBody as exc:
+            return problem(state, False, exc.status, exc.message)
+        return await run_in_threadpool(change_from_form, state, token, data, now())
 
     @router.get(
         "/me/{token}/lessons/{lesson_id}",
@@ -80,9 +96,9 @@ def router(state: WebState) -> APIRouter:
     def lesson_page(token: str, lesson_id: str) -> HTMLResponse:
         sub = token_sub(state, token, "me")
         if sub is None:
-            return _left_or_invalid(state, token)
+            return left_or_invalid(state, token)
         if sub.status in SUPPRESSED:
-            return _left(state)
+            return left(state)
         schedule = state.schedule()
         lesson = readable_lesson(schedule, state.store.ledger(sub.id), lesson_id)
         if lesson is None:  # not sent to them (yet), or no such lesson: nothing to show
@@ -105,21 +121,3 @@ def router(state: WebState) -> APIRouter:
 def _email_links(state: WebState, sub: Subscriber) -> dict[str, str]:
     """The links the reader's email carried (absolute, as the lesson's own text has them)."""
     return subscriber_links(state.settings.base_url, state.settings.secret_key, sub.id)
-
-
-def _left(state: WebState) -> HTMLResponse:
-    return state.page("roadmap", title="You have left the course", headers=PRIVATE, view=None)
-
-
-def _left_or_invalid(state: WebState, token: str) -> HTMLResponse:
-    """A genuine token whose record is gone was erased on request: the reader has left.
-    Any other token (and the sample readers' links) is not valid."""
-    try:
-        sub_id = read_token(
-            state.settings.verification_keys, token if len(token) <= MAX_TOKEN else "", "me"
-        )
-    except InvalidToken:
-        return invalid_link(state, "me")
-    if sub_id in _NOBODY:
-        return invalid_link(state, "me")
-    return _left(state)

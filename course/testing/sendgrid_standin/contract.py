@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from course.testing.sendgrid_standin.tracking import check_tracking_settings
+
 MAIL_SEND_PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000  # to + cc + bcc in one personalization
@@ -341,6 +343,8 @@ def validate_mail_send(payload: object) -> list[dict[str, Any]]:
         _check_string_map(
             payload["custom_args"], "custom_args", "custom_args", errors, "Custom args"
         )
+    if "tracking_settings" in payload:
+        errors += check_tracking_settings(payload["tracking_settings"])
     if "send_at" in payload and not _is_int(payload["send_at"]):
         errors.append(_error("send_at must be a Unix timestamp (integer).", "send_at", "send_at"))
     categories = payload.get("categories")

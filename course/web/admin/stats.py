@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
+from course.reports import checkins as checkin_report
 from course.reports import stats as course_stats
 from course.reports import stats_table
 from course.reports.stats_html import funnel_svg
@@ -39,6 +40,13 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             removed=stats_table.removed_rows(report),
             note=stats_table.EVENTS_NOTE,
             schedule_lines=stats_table.schedule_lines(report),
+            draft=state.store.schedule_drafts().draft(),
+            checkin_rows=checkin_report.rows(report.checkins) if report.checkins else [],
+            checkin_chart=Markup(checkin_report.chart_svg(report.checkins))  # escapes its labels
+            if report.checkins
+            else "",
+            checkin_columns=checkin_report.HEADINGS,
+            retention=stats_table.retention_line(report),
         )
 
     return router

@@ -86,7 +86,8 @@ def router(state: WebState, gate: Gate) -> APIRouter:
     @guarded
     def overview(request: Request) -> HTMLResponse:
         who = gate.session(request)
-        return page("index", title="Admin", csrf=who.csrf or "", error=None, email="")
+        draft = state.store.schedule_drafts().draft()
+        return page("index", title="Admin", csrf=who.csrf or "", error=None, email="", draft=draft)
 
     @router.post("/lookup")
     @guarded
