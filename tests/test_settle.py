@@ -334,3 +334,19 @@ def test_the_settling_window_is_read_from_the_environment_and_needs_a_signed_web
         Settings.from_env({**signed, "COURSE_SETTLE_WINDOW": "0"})
     with pytest.raises(SettingsError, match="COURSE_SETTLE_WINDOW: not a whole number"):
         Settings.from_env({**signed, "COURSE_SETTLE_WINDOW": "30m"})
+
+
+def test_retention_erasing_a_reader_who_left_removes_their_settling_records(loop, store, schedule):
+    from course.subscribers.retention import run_retention
+
+    start = local(2026, 3, 2, 9)
+    a, b, later = one_lost_one_sent(loop, store, schedule, start)
+    loop.event("processed", b, "hello", later)
+    loop.tick(later + timedelta(minutes=1))
+    assert store.settle_proof(a.id, "hello") and store.uncertain_counts() == (1, 1)
+    unsubscribe(store, store.get(a.id), now=later + timedelta(minutes=2))
+    result = run_retention(store, local(2028, 6, 15, 3), 24, 30)
+    assert result.erased["left"] == 1 and store.get(a.id) is None
+    assert store.settle_proof(a.id, "hello") is None
+    assert store.uncertain_counts() == (0, 0)
+    assert store.is_erased("a@example.com")
