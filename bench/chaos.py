@@ -1,12 +1,20 @@
 """Crash and fault test: the whole course calendar under SIGKILLs, a Redis crash and a
 misbehaving provider, checked against what the provider says it accepted.
 
-    .venv/bin/python bench/chaos.py [--subscribers 10000] [--workers 3] [--seed 1] [--small]
+    .venv/bin/python bench/chaos.py [--subscribers 10000] [--workers 3] [--seed 1] [--events]
 
 What runs, all real: a redis-server of its own with AOF (fsync always) in a temporary folder,
 ``--workers`` Celery worker processes on it, the SendGrid stand-in in this process (10% of
 requests answered 429 with ``X-RateLimit-Reset`` a second ahead, 5% 500, 1% stalled for
 ``--hang-s`` before it answers), and the subscriber web app (uvicorn in a thread).
+
+With ``--events`` the stand-in also posts signed Event Webhook events (``processed``,
+``delivered``, some ``deferred``) for every accepted email to the web app, which settles
+uncertain sends: an event settles a send the provider had, and the tick re-sends, once, one
+with no event while later sends' events came (COURSE_SETTLE_WINDOW, in simulated seconds).
+After each busy step the driver also waits until the events made so far were posted (SendGrid
+posts within seconds; a step is an hour). Once the calendar is over, a reader signs up now and
+then while uncertain sends remain, as readers keep doing, so that later sends exist.
 
 The course's whole calendar passes in simulated time: ticks run here with an advancing
 ``now`` (one simulated hour a step) and the workers stamp each send with the tick's instant,
@@ -24,13 +32,16 @@ Then, from the stand-in's own record of what it accepted and the ledger:
   twice       no (subscriber, lesson) accepted twice
   after-unsub nothing accepted for an address after its unsubscribe was answered
   missing     every other due lesson accepted exactly once or ``uncertain`` in the ledger
+              (with ``--events``: accepted, or failed for a permanent reason; uncertain
+              is missing)
   uncertain   uncertain entries <= (worker kills + workers x redis crashes) x the emails a
               worker has in flight (a Redis crash can strand them in every worker): with
               ``--send-concurrency 1 --sendgrid-batch 1``, one per kill
   order       lessons accepted in schedule order per subscriber
   phantom     no ledger ``sent`` entry the provider never accepted
   unfinished  no entry left claimed, sending or retry
-It prints the counts and exits 1 if any rule broke.
+It prints the counts, then ``duplicates / after unsubscribe / missing`` (the target is
+0/0/0), and exits 1 if any rule broke.
 """
 
 from __future__ import annotations
@@ -74,7 +85,12 @@ from course.store.embedded import (  # noqa: E402
 )
 from course.subscribers.lifecycle import enrol  # noqa: E402
 from course.tasks import create_app, enqueuer  # noqa: E402
-from course.testing.sendgrid_standin import Faults, SendGridStandIn  # noqa: E402
+from course.testing.sendgrid_standin import (  # noqa: E402
+    EventPoster,
+    EventRates,
+    Faults,
+    SendGridStandIn,
+)
 from course.tokens import subscriber_links  # noqa: E402
 from course.web.app import create_app as create_web_app  # noqa: E402
 
@@ -84,6 +100,7 @@ STEP = timedelta(hours=1)  # simulated time per tick
 ZONES = ("America/New_York", "Europe/Berlin", "Asia/Tokyo", "America/Los_Angeles")
 QUEUE = "celery"  # kombu's Redis list of the default queue
 UNFINISHED = ("claimed", "sending", "retry")
+TARGETS = ("twice", "after-unsub", "missing")  # printed as duplicates / after unsub / missing
 
 
 class ChaosError(RuntimeError):
@@ -116,6 +133,10 @@ class ChaosConfig:
     zones: tuple[str, ...] = ZONES  # subscribers are spread over these, in turn
     settle_days: int = 4  # simulated days after the calendar for retries and stale claims
     var_dir: Path | None = None  # default: a new temporary folder, removed afterwards
+    events: bool = False  # the stand-in posts signed events to the web app; uncertain settles
+    event_delay: float = 0.05  # wall seconds before a processed event (delivered: up to 2x)
+    event_deferred: float = 0.1  # share of emails deferred before delivered
+    settle_window: int = Settings.settle_window  # simulated seconds (COURSE_SETTLE_WINDOW)
 
 
 @dataclass
@@ -129,6 +150,9 @@ class ChaosReport:
 
     def lines(self) -> list[str]:
         out = [f"{name:<22}{value}" for name, value in self.counts.items()]
+        found = {rule: len(self.violations.get(rule, [])) for rule in TARGETS}
+        out.append("duplicates / after unsubscribe / missing: "
+                   + "/".join(str(n) for n in found.values()) + " (target 0/0/0)")  # fmt: skip
         out.append("violations:")
         for rule, found in self.violations.items():
             examples = "; ".join(found[:3])
@@ -362,6 +386,7 @@ class Chaos:
         self.rng = random.Random(config.seed)
         self.schedule: Schedule = load_schedule(config.schedule_path)
         self.settle_seconds = 0.0  # waiting for idle workers after a tick
+        self.canaries: set[str] = set()  # readers signed up after the calendar (--events)
 
     def run(self) -> ChaosReport:
         cfg = self.config
@@ -373,9 +398,14 @@ class Chaos:
         faults = Faults(cfg.rate_429, cfg.rate_500, cfg.rate_hang, reset_in=1.0,
                         hang_for=cfg.hang_for, hang_answers=not cfg.hang_drops,
                         seed=cfg.seed)  # fmt: skip
-        standin = SendGridStandIn(api_key=API_KEY, faults=faults, keep_payloads=False).start()
         web_port = _free_port()
         base_url = f"http://127.0.0.1:{web_port}"
+        self.poster = None
+        if cfg.events:
+            rates = EventRates(cfg.event_delay, cfg.event_deferred, 0.0, cfg.seed)
+            self.poster = EventPoster(f"{base_url}/webhooks/sendgrid", rates)
+        standin = SendGridStandIn(api_key=API_KEY, faults=faults, keep_payloads=False,
+                                  events=self.poster).start()  # fmt: skip
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -389,8 +419,11 @@ class Chaos:
             "COURSE_SECRET_KEY": SECRET,
             "COURSE_SEND_CONCURRENCY": str(cfg.send_concurrency),
             "COURSE_SENDGRID_BATCH": str(cfg.sendgrid_batch),
+            "COURSE_SETTLE_WINDOW": str(cfg.settle_window),
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": self.poster.public_key if self.poster else "",
         }
         settings = Settings.from_env(env)
+        self.settle_window = settings.settling_window  # None without events
         app = create_app(settings, url)
         enqueue = enqueuer(app)
         workers = Workers(cfg.workers, env, self.folder, app)
@@ -446,12 +479,18 @@ class Chaos:
             unsub.join()
             # Let retries and stale claims settle: the sweep calls a dead worker's send
             # uncertain and hands its unstarted claims out again.
-            for _ in range(cfg.settle_days * 24):
+            canaries = 0
+            for step in range(cfg.settle_days * 24):
+                waiting = cfg.events and _retrying(store.uncertain_counts)[0] > 0
+                if waiting and step % 3 == 0:  # a new reader: a later send, its events
+                    canary = enrol(store, self.schedule, f"canary{canaries}@chaos.example",
+                                   None, cfg.zones[0], now)  # fmt: skip
+                    self.canaries.add(canary.id)
+                    canaries += 1
                 self.tick(store, now, enqueue)
                 self.settle(client, workers)
-                if not _retrying(store.pending_count) and not _retrying(
-                    lambda: store.due_count(None)
-                ):
+                if (not waiting and not _retrying(store.pending_count)
+                        and not _retrying(lambda: store.due_count(None))):  # fmt: skip
                     break
                 now += STEP
             report = self.check(store, standin, unsub.answered)
@@ -465,6 +504,8 @@ class Chaos:
                     "  waiting for workers": round(self.settle_seconds, 1),
                 }
             )
+            if cfg.events:
+                report.counts["canary readers"] = canaries
             # Each kill can leave every send it had in flight without a known outcome; so can
             # a Redis crash, for every worker (the answer came, the ledger could not take it).
             # In flight per worker: up to send_concurrency requests of up to sendgrid_batch
@@ -512,7 +553,8 @@ class Chaos:
 
     def tick(self, store: Store, now: datetime, enqueue) -> engine.TickResult:
         def once() -> engine.TickResult:
-            return engine.tick(store, self.schedule, now, enqueue, self.config.batch_size)
+            return engine.tick(store, self.schedule, now, enqueue, self.config.batch_size,
+                               settle_window=self.settle_window)  # fmt: skip
 
         return _retrying(once)
 
@@ -525,7 +567,7 @@ class Chaos:
             if time.monotonic() > deadline:
                 raise ChaosError(f"the workers did not finish within {timeout:.0f} s")
             try:
-                empty = client.llen(QUEUE) == 0
+                empty = client.llen(QUEUE) == 0 and (self.poster is None or self.poster.idle())
                 quiet = quiet + 1 if empty and workers.idle() else 0
             except Exception:  # Redis restarting; a worker going down mid-question
                 quiet = 0
@@ -583,16 +625,17 @@ class Chaos:
                     violations["phantom"].append(f"{sub_id}/{lesson_id}")
                 if state == "uncertain" and accepted[sub_id, lesson_id]:
                     uncertain_accepted += 1
-            if sub_id in answered:
+            if sub_id in answered or sub_id in self.canaries:  # canaries: their course goes on
                 continue
+            excused = ("failed",) if self.config.events else ("uncertain",)
             for lesson_id in order:
-                if accepted[sub_id, lesson_id] == 0 and entries.get(lesson_id) != "uncertain":
+                if accepted[sub_id, lesson_id] == 0 and entries.get(lesson_id) not in excused:
                     violations["missing"].append(f"{sub_id}/{lesson_id} {entries.get(lesson_id)}")
         pending = [split_member(m) for m in store.redis.zrange(store.pending_key, 0, -1)]
         retried = sum(store.send_stats(lesson_id).get("retried", 0) for lesson_id in order)
         faults = standin.fault_counts
         counts: dict[str, int | float] = {
-            "subscribers": len(ids),
+            "subscribers": len(ids) - len(self.canaries),
             "emails accepted": len(records),
             "requests": standin.requests_seen,
             "429 answers": faults["429"],
@@ -606,6 +649,14 @@ class Chaos:
             "skipped": states["skipped"],
             "still pending": len(pending),
         }
+        if self.poster is not None:
+            hooks = store.webhook_stats()
+            counts.update({
+                "events posted": self.poster.posted,
+                "reconciled": hooks.get("reconciled", 0),
+                "re-sent": sum(store.send_stats(lesson_id).get("resent", 0) for lesson_id in order),
+                "late after re-send": hooks.get("late_after_resend", 0),
+            })  # fmt: skip
         return ChaosReport(counts=counts, violations=violations)
 
 
@@ -653,6 +704,12 @@ def main(argv: list[str] | None = None) -> int:
         "--hang-drops", action="store_true", help="hangs end unanswered (uncertain sends)"
     )
     parser.add_argument("--var", type=Path, help="keep logs and Redis files here")
+    parser.add_argument(
+        "--events", action="store_true",
+        help="the stand-in posts signed webhook events to the web app: uncertain sends settle",
+    )  # fmt: skip
+    parser.add_argument("--settle-window", type=int, default=Settings.settle_window,
+                        help="simulated seconds (COURSE_SETTLE_WINDOW)")  # fmt: skip
     args = parser.parse_args(argv)
     if (min(args.subscribers, args.workers, args.batch_size, args.send_concurrency,
             args.sendgrid_batch) < 1 or args.kill_every <= 0):  # fmt: skip
@@ -670,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
             hang_for=args.hang_s, start_spread_days=args.spread_days, var_dir=args.var,
             batch_size=args.batch_size, hang_drops=args.hang_drops,
             send_concurrency=args.send_concurrency, sendgrid_batch=args.sendgrid_batch,
+            events=args.events, settle_window=args.settle_window,
         )  # fmt: skip
         Faults(config.rate_429, config.rate_500, config.rate_hang)
     except ValueError as exc:

@@ -56,6 +56,8 @@ class Settings:
     send_concurrency: int = 16
     # Recipients of one lesson sent in one SendGrid request (personalizations); 1: one each
     sendgrid_batch: int = 1000
+    # Seconds an uncertain send waits, after a later send's event came, before it is re-sent
+    settle_window: int = 1800
     # Versions: publish the files at start when they differ from the live version (images)
     publish_on_start: bool = False
     publisher: str = "unknown"  # who publishes from this shell: COURSE_PUBLISHER, else the OS user
@@ -76,6 +78,15 @@ class Settings:
         """The keys a link's signature may have, oldest first: links are signed with the
         newest (``secret_key``); links signed with a key rotated out still work."""
         return [*self.secret_key_fallbacks, self.secret_key]
+
+    @property
+    def settling_window(self) -> float | None:
+        """Seconds before an uncertain send is re-sent, once a later send's event came; None
+        when uncertain sends are never re-sent: only SendGrid with a signed Event Webhook
+        (SENDGRID_WEBHOOK_PUBLIC_KEY) is believed to report every message it accepted."""
+        if self.transport != "sendgrid" or not self.sendgrid_webhook_public_key:
+            return None
+        return float(self.settle_window)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -109,6 +120,7 @@ class Settings:
             "COURSE_METRICS_TOKEN": self.metrics_token or "",
             "COURSE_SEND_CONCURRENCY": str(self.send_concurrency),
             "COURSE_SENDGRID_BATCH": str(self.sendgrid_batch),
+            "COURSE_SETTLE_WINDOW": str(self.settle_window),
             "COURSE_PUBLISH_ON_START": "1" if self.publish_on_start else "0",
             "COURSE_PUBLISHER": self.publisher,
             "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
@@ -164,6 +176,7 @@ class Settings:
             metrics_token=(env.get("COURSE_METRICS_TOKEN") or "").strip() or None,
             send_concurrency=_count(env, "COURSE_SEND_CONCURRENCY", 16),
             sendgrid_batch=_sendgrid_batch(env),
+            settle_window=_count(env, "COURSE_SETTLE_WINDOW", 1800),
             publish_on_start=_flag(env, "COURSE_PUBLISH_ON_START"),
             publisher=_publisher(env),
             open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),

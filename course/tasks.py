@@ -137,7 +137,8 @@ def _beat_started(sender, **_: object) -> None:
 def tick_task(now: str | None = None) -> dict:
     rt = runtime()
     schedule, _ = rt.schedules.current()
-    result = engine.tick(rt.store, schedule, _parse(now), enqueuer(current_app))
+    result = engine.tick(rt.store, schedule, _parse(now), enqueuer(current_app),
+                         settle_window=rt.settings.settling_window)  # fmt: skip
     return result.__dict__
 
 

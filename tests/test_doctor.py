@@ -212,8 +212,8 @@ def test_a_correct_production_passes_every_check(site, name_server):
     checks = [line.split(":", 1)[0] for line in lines]
     assert checks == [
         "✓ settings", "✓ base URL", "✓ transport", "✓ webhook key", "✓ schedule", "✓ Redis",
-        "✓ Redis AOF", "✓ Redis eviction", "✓ beat", "✓ workers", "✓ sender", "✓ SPF", "✓ DKIM",
-        "✓ DKIM", "✓ DMARC",
+        "✓ Redis AOF", "✓ Redis eviction", "✓ beat", "✓ workers", "✓ uncertain sends",
+        "✓ sender", "✓ SPF", "✓ DKIM", "✓ DKIM", "✓ DMARC",
     ], lines  # fmt: skip
     text = "\n".join(lines)
     assert f"return path em1234.{DOMAIN} → u1234.wl001.sendgrid.net" in text
@@ -426,3 +426,31 @@ def test_a_redis_gone_before_the_ping_means_no_worker_answered_not_a_traceback()
         probe.bind(("127.0.0.1", 0))
         url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
     assert ping_workers(Settings(), url, 0.2) == []
+
+
+def test_uncertain_sends_that_nothing_can_settle_are_named_with_why(site, name_server):
+    from course.models.subscriber import LedgerEntry
+
+    client = redis.Redis.from_url(site["url"], decode_responses=True)
+    store = Store(client)
+    beat_seen(site["url"], ago=20)
+    stuck = LedgerEntry("hello", "uncertain", time.time() - 3600, 1, "SendGrid sent no answer")
+    assert store.finish("doctor-reader", stuck, None, ("",))
+    try:
+        env = production_env(site["url"], site["schedule"], site["folder"])
+        _, lines = doctor(env, name_server(GOOD_ZONE), "--return-path", "em1234")
+        line = next(line for line in lines if "uncertain sends" in line)
+        assert line.startswith("✗ uncertain sends: 1 uncertain send(s) waiting; not settled: "
+                               "no webhook events"), line  # fmt: skip
+        store.mark_send(time.time() - 60, "someone", "hello", time.time())
+        _, lines = doctor(env, name_server(GOOD_ZONE), "--return-path", "em1234")
+        line = next(line for line in lines if "uncertain sends" in line)
+        assert line.startswith("✓ uncertain sends: 1 uncertain send(s) waiting; webhook events "
+                               "flowing (1 seen"), line  # fmt: skip
+        unsigned = {**env, "SENDGRID_WEBHOOK_PUBLIC_KEY": "", "COURSE_ENV": "dev"}
+        _, lines = doctor(unsigned, name_server(GOOD_ZONE), "--return-path", "em1234")
+        line = next(line for line in lines if "uncertain sends" in line)
+        assert "not settled: no signed webhook" in line and line.startswith("✗"), line
+    finally:
+        client.delete(store.uncertain_key, store.settle_mark_key, store.ledger_key("doctor-reader"))
+        client.close()

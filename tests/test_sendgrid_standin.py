@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -508,3 +509,80 @@ def test_cli_takes_fault_rates_and_refuses_impossible_ones():
     assert "Traceback" not in bad.stderr
     assert "500 1" in banner and "seed 3" in banner
     assert status == 500
+
+
+class Receiver:
+    """A webhook endpoint of the test's own: refuses its first ``refuse`` posts with a 500,
+    then records each batch with its signature headers."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        import http.server
+        import threading
+
+        self.batches: list[tuple[bytes, dict[str, str]]] = []
+        self.refuse = refuse
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.refuse > 0:
+                    receiver.refuse -= 1
+                    self.send_response(500)
+                else:
+                    receiver.batches.append((body, dict(self.headers)))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/sendgrid"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for body, _ in self.batches for event in json.loads(body)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_events_are_posted_signed_as_sendgrid_signs_them_and_retried_when_refused():
+    from course.testing.sendgrid_standin import EventPoster, EventRates
+    from course.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier
+
+    receiver = Receiver(refuse=1)
+    poster = EventPoster(receiver.url, EventRates(delay=0.05, deferred=0.5, bounce=0.2, seed=1))
+    try:
+        with SendGridStandIn(api_key="SG.test", events=poster) as standin:
+            for n in range(10):
+                payload = valid_payload()
+                payload["personalizations"][0]["custom_args"] = {"subscriber_id": f"s{n}",
+                                                                 "lesson_id": "hello"}  # fmt: skip
+                assert post(standin, payload)[0] == 202
+            deadline = time.monotonic() + 10
+            while poster.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            ids = standin.message_ids
+    finally:
+        receiver.close()
+    assert poster.pending() == 0 and poster.refused >= 1  # the refused batch came again
+    verifier = Verifier(poster.public_key)
+    for body, headers in receiver.batches:  # raises SignatureRejected if not
+        verifier.check(body, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER], time.time())
+    events = receiver.events()
+    by_sub: dict[str, list[str]] = {}
+    for event in events:
+        by_sub.setdefault(event["subscriber_id"], []).append(event["event"])
+        assert event["lesson_id"] == "hello" and event["email"] == "reader@example.com"
+        assert any(event["sg_message_id"].startswith(i) for i in ids)
+    assert len(by_sub) == 10 and all("processed" in names for names in by_sub.values())
+    # a batch posted again arrives after later ones: order is not kept, as with SendGrid
+    finals = Counter(({"delivered", "bounce"} & set(names)).pop() for names in by_sub.values())
+    assert sum(finals.values()) == 10 and finals["bounce"] >= 1
+    assert any("deferred" in names for names in by_sub.values())
+    assert len({event["sg_event_id"] for event in events}) == len(events)

@@ -267,6 +267,22 @@ def test_stats_command_prints_the_table_funnel_statuses_and_schedule(cli):
     assert "the file on disk is valid" in out
 
 
+def test_stats_says_why_uncertain_sends_are_not_settled(cli, redis_url):
+    from course.models.subscriber import LedgerEntry
+
+    client = redis.Redis.from_url(db_url(redis_url, STATS_DB), decode_responses=True)
+    stuck = LedgerEntry("hello", "uncertain", 1772400000.0, 1, "SendGrid sent no answer")
+    assert Store(client).finish("stats-reader", stuck, None, ("",))
+    client.close()
+    result = cli("stats", subprocess=True)
+    assert result.returncode == 0, result.stderr
+    assert "Uncertain sends: 1 uncertain send(s) waiting; not settled: no signed webhook" in (
+        result.stdout.replace("\n", " ")
+    )
+    data = json.loads(cli("stats", "--json").stdout)
+    assert data["settling"]["ok"] is False and "no signed webhook" in data["settling"]["detail"]
+
+
 def test_stats_json_has_every_lesson_in_schedule_order(cli):
     result = cli("stats", "--json")
     assert result.returncode == 0, result.stderr

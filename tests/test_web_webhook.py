@@ -3,42 +3,20 @@ duplicates, suppression, per-lesson counts and reconciliation of uncertain sends
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from datetime import UTC, datetime
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from course import engine
 from course.models.subscriber import LedgerEntry
 from course.settings import SettingsError
 from course.subscribers.lifecycle import enrol
+from course.testing.sendgrid_standin import Signer
 from course.web import create_app
 from course.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
-
-
-class Signer:
-    """An EC P-256 key pair, as SendGrid's Signed Event Webhook uses."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.public_key = base64.b64encode(der).decode()  # what SendGrid's settings show
-
-    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        stamp = str(int(time.time()) if timestamp is None else timestamp)
-        signature = self.key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-            TIMESTAMP_HEADER: stamp,
-        }
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from course.cli.health import BEAT_MAX_AGE, beat_health
 from course.clock import utc_now
 from course.doctor import checks, probes
 from course.doctor.checks import Line
+from course.reports.settling import settling_status
 from course.settings import Settings, SettingsError, audit_env
 
 PING_TIMEOUT = 1.0  # seconds a ping waits for the workers' answers
@@ -118,6 +119,9 @@ def _running(settings: Settings) -> list[Line]:
     lines.append(checks.beat_line(*beat_health(beat_seen, utc_now().timestamp(), BEAT_MAX_AGE)))
     lines.append(checks.workers_line(probes.ping_workers(settings, url, PING_TIMEOUT),
                                      PING_TIMEOUT))  # fmt: skip
+    facts = probes.settling_facts(url)
+    if facts is not None:
+        lines.append(checks.settling_line(*settling_status(settings.settling_window, facts)))
     return lines
 
 

@@ -47,9 +47,11 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
 
     else:
         enqueue = enqueuer(create_app(ctx.settings, rt.redis_url))
-    result = engine.tick(rt.store, schedule, now, enqueue)
+    window = rt.settings.settling_window  # None: no signed webhook, nothing is re-sent
+    result = engine.tick(rt.store, schedule, now, enqueue, settle_window=window)
     line = f"tick {now.isoformat()}: claimed {result.claimed}, retried {result.redispatched}"
-    line += f", uncertain {result.uncertain}, completed {result.completed}"
+    line += f", uncertain {result.uncertain}, re-sent {result.resent}"
+    line += f", completed {result.completed}"
     if inline:
         line += f"; sent {totals.sent}, failed {totals.failed}, retrying {totals.retrying}"
         line += f", uncertain {totals.uncertain}, skipped {totals.skipped}"

@@ -29,6 +29,7 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     """Results per phase and lesson, the funnel, subscribers by status, and which schedule
     the workers run; also validates the schedule file on disk (exit 1 if it is invalid)."""
     from course.reports import stats as course_stats
+    from course.reports.settling import settling_status
     from course.reports.stats_html import html_report
     from course.reports.stats_json import to_json
 
@@ -39,13 +40,16 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     rt = ctx.runtime
     schedule, _ = rt.schedules.current()  # the last valid one when the file is invalid
     report = course_stats.collect(rt.store, schedule, utc_now(), disk)
+    fine, settling = settling_status(ctx.settings.settling_window, rt.store.settling_facts())
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(html_report(report), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps(to_json(report), indent=2))
+        click.echo(json.dumps({**to_json(report), "settling": {"ok": fine, "detail": settling}},
+                              indent=2))  # fmt: skip
     else:
         _print_stats(report)
+        console.print(f"Uncertain sends: {settling}", markup=False, soft_wrap=True)
         if html_path is not None:
             console.print(f"wrote {html_path}")
     if disk.error:

@@ -207,6 +207,12 @@ def workers_line(answered: list[str], timeout: float) -> Line:
     )
 
 
+def settling_line(fine: bool, message: str) -> Line:
+    """Uncertain sends and whether they can be settled (course.reports.settling)."""
+    fix = "configure SendGrid's signed Event Webhook (README: Operations, uncertain sends)"
+    return Line(fine, "uncertain sends", message, None if fine else fix)
+
+
 def not_checked(check: str, why: str, fix: str) -> Line:
     return Line(False, check, f"not checked: {why}", fix)
 

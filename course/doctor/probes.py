@@ -121,6 +121,21 @@ def redis_facts(url: str) -> tuple[dict[str, str] | None, float | None, str | No
         return None, None, f"does not answer ({exc})"
 
 
+def settling_facts(url: str):
+    """What the store says of uncertain sends (course.reports.settling), or None when Redis
+    does not answer."""
+    from course.store import Store, StoreError, connect
+
+    try:
+        client = connect(url, socket_connect_timeout=3, socket_timeout=3, decode_responses=True)
+        try:
+            return Store(client).settling_facts()
+        finally:
+            client.close()
+    except (StoreError, OSError, ValueError):
+        return None
+
+
 def ping_workers(settings: Settings, url: str, timeout: float) -> list[str]:
     """The names of the Celery workers that answer a ping through ``url`` within ``timeout``."""
     from course.tasks import create_app

@@ -9,7 +9,9 @@ atomic script (only while the subscriber is active and the lesson is not in thei
 which also moves the due index forward. A worker (:mod:`course.engine.deliver`) moves a claimed
 entry to ``sending`` with a second atomic step that checks the subscriber may still be mailed
 (unsubscribe wins), then hands the email to the provider. An entry left in ``sending`` by a
-worker that died is marked ``uncertain`` by a later tick, never sent again.
+worker that died is marked ``uncertain`` by a later tick; with a signed webhook, the tick
+re-sends it once when later sends' events prove the provider never had it
+(:mod:`course.engine.settle`).
 """
 
 from course.engine.deliver import (

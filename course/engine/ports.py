@@ -88,6 +88,13 @@ class LedgerStore(Protocol):
 
     def touch_pending(self, items: list[Item], at: float) -> None: ...
 
+    # uncertain sends (course.store.settle): only a tick given a settling window calls these
+    def uncertain_due(self, now: float, limit: int = 10_000) -> list[Item]: ...
+
+    def settle_many(
+        self, items: list[Item], now: float, window: float, stale_at: float, recheck_at: float
+    ) -> list[int]: ...
+
     def record_tick(self, now: datetime, duration: float, due: int, claimed: int) -> None: ...
 
 

@@ -5,7 +5,9 @@ A tick reads the due index, plans each due subscriber's next lesson with the pur
 *claims* it with one atomic step of the ledger (only while the subscriber is active and the
 lesson is not in their ledger yet), which also moves the due index forward. Unfinished
 entries whose time has come go out again (retries, stale claims); a send left in ``sending``
-by a worker that died becomes ``uncertain``, never sent again.
+by a worker that died becomes ``uncertain``. Given a settling window (a signed webhook is
+configured), the tick also settles uncertain sends (:mod:`course.engine.settle`): one whose
+provider never had it, as later sends' events prove, is claimed again, once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime
 from functools import partial
 
 from course.engine.ports import Enqueue, Item, LedgerStore
+from course.engine.settle import settle_uncertain
 from course.logs import log_event
 from course.models.ledger import Claim
 from course.models.schedule import Schedule
@@ -44,6 +47,7 @@ class TickResult:
     claimed: int = 0
     redispatched: int = 0
     uncertain: int = 0
+    resent: int = 0  # uncertain sends claimed again by the settling
     completed: int = 0
     batches: int = 0
     duration: float = 0.0  # seconds
@@ -62,6 +66,7 @@ def tick(
     batch_size: int = TASK_BATCH_SIZE,
     chunk: int = 1000,
     timer: Callable[[], float] = time.perf_counter,
+    settle_window: float | None = None,
 ) -> TickResult:
     """Claim everything due by ``now`` and hand it to workers in batches.
 
@@ -69,6 +74,8 @@ def tick(
     Its cost grows with the number of due entries, not the number of subscribers. At most
     one lesson per subscriber is on its way at a time, so lessons go out in order.
     ``timer`` measures how long it took (recorded in Redis for the metrics).
+    ``settle_window`` (seconds; None: no webhook, nothing is re-sent) turns on the settling
+    of uncertain sends.
     """
     started = timer()
     result = TickResult()
@@ -82,6 +89,10 @@ def tick(
     swept = _sweep_pending(store, ts, result)
     result.redispatched = len(swept)
     hand_out(swept)
+    if settle_window is not None:
+        resend, _ = settle_uncertain(store, ts, settle_window, STALE_AFTER)
+        result.resent = len(resend)
+        hand_out(resend)
 
     # One pass over what is due now: with one lesson per subscriber on its way at a time,
     # nobody can be claimed twice in a tick. Only subscribers who changed between the read
@@ -192,8 +203,10 @@ def _sweep_pending(store: LedgerStore, ts: float, result: TickResult) -> list[It
         if entry.state in ("claimed", "retry"):
             work.append((sub_id, lesson_id))
         elif entry.state == "sending":
+            # The instant of the send is kept: the settling compares it with the sends
+            # whose events have arrived (course.store.settle).
             uncertain = LedgerEntry(
-                lesson_id, "uncertain", ts, entry.attempt, "no report from worker"
+                lesson_id, "uncertain", entry.at, entry.attempt, "no report from worker"
             )
             if store.finish(sub_id, uncertain, None, ("sending",)):
                 result.uncertain += 1

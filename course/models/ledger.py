@@ -4,6 +4,7 @@ apply them are the store's scripts, :mod:`course.store.ledger`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from course.models.subscriber import LedgerEntry
@@ -39,3 +40,13 @@ class Outcome(NamedTuple):
     entry: LedgerEntry
     pending_at: float | None = None  # keep it pending until then (a retry)
     allowed: tuple[str, ...] = FINISH_FROM  # states it may replace
+
+
+@dataclass(frozen=True)
+class SettlingFacts:
+    """Read from the store: uncertain entries in the settling's index, proofs kept (armed or
+    re-sent), and the mark (``Store.settle_mark``: empty when no event ever named a send)."""
+
+    waiting: int
+    proofs: int
+    mark: dict[str, str]

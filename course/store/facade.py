@@ -24,6 +24,7 @@ from course.store.retention import (
     RETIRE_SCRIPT,
     RetentionRecords,
 )
+from course.store.settle import MARK_SCRIPT, SETTLE_SCRIPT, Settling
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
@@ -47,6 +48,7 @@ class Store(
     SubscriberRecords,
     DueIndex,
     Ledger,
+    Settling,
     Counters,
     CheckIns,
     WebState,
@@ -76,6 +78,8 @@ class Store(
         self._retire = client.register_script(RETIRE_SCRIPT)
         self._backfill = client.register_script(BACKFILL_SCRIPT)
         self._release_lock = client.register_script(RELEASE_SCRIPT)
+        self._settle = client.register_script(SETTLE_SCRIPT)
+        self._mark = client.register_script(MARK_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""

@@ -21,6 +21,20 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P pending``        zset    ``{id}|{lesson}`` -> epoch at which that unfinished ledger entry
                               needs attention: a retry falls due, or a claim or send has
                               gone stale (its worker died) and the tick must look at it.
+``P uncertain``      zset    ``{id}|{lesson}`` -> epoch at which the settling looks at that
+                              ``uncertain`` entry next (first: the instant of its send). Kept
+                              by the finish script (an entry joins when it becomes uncertain,
+                              leaves when it is settled) and the settle script
+                              (course.store.settle); the settling's cost grows with it only.
+``P settle:mark``    hash    the latest send that a provider event proved went through: at
+                              (epoch its send started), event (``{id}|{lesson}``), seen
+                              (when that event came); last_seen, events (count of events
+                              that named a send). Empty: no event ever came, nothing is re-sent.
+``P settle:proof``   hash    ``{id}|{lesson}`` -> ``armed|n|epoch|mark at|mark event`` when a
+                              later send's event was seen and none for this one, then
+                              ``resent|n|epoch|mark at|mark event`` once it was claimed again
+                              (``n``: re-sends so far, at most course.store.settle.MAX_RESENDS):
+                              the proof, kept while the record is.
 ``P tick:last``      string  ISO instant of the last tick, for health checks.
 ``P tick:stats``     hash    every tick adds to it: count, seconds_total (time spent
                               ticking), and sets last_at (epoch of its ``now``),
@@ -173,6 +187,18 @@ class Keys:
     @property
     def pending_key(self) -> str:
         return f"{self.prefix}pending"
+
+    @property
+    def uncertain_key(self) -> str:
+        return f"{self.prefix}uncertain"
+
+    @property
+    def settle_mark_key(self) -> str:
+        return f"{self.prefix}settle:mark"
+
+    @property
+    def settle_proof_key(self) -> str:
+        return f"{self.prefix}settle:proof"
 
     @property
     def email_key(self) -> str:

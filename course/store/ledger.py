@@ -78,11 +78,13 @@ redis.call('ZADD', KEYS[3], ARGV[4], member)
 return n
 """
 
-# KEYS: ledger hash, pending zset, the lesson's send stats hash
-# ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list)
+# KEYS: ledger hash, pending zset, the lesson's send stats hash, uncertain zset
+# ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list),
+#       the new entry's epoch
 # Returns 1 written, 0 the entry was in a state not allowed. The stats count entries by
 # final state (an uncertain entry settled later moves from one count to the other) and
-# every retry scheduled.
+# every retry scheduled. An entry that becomes uncertain joins the uncertain index (what the
+# settling reads), one that leaves that state leaves it.
 FINISH_SCRIPT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 local state = raw and string.match(raw, '^([^|]*)') or ''
@@ -98,6 +100,8 @@ end
 local member = ARGV[1] .. '|' .. ARGV[2]
 if ARGV[4] == '' then redis.call('ZREM', KEYS[2], member)
 else redis.call('ZADD', KEYS[2], ARGV[4], member) end
+if new == 'uncertain' then redis.call('ZADD', KEYS[4], ARGV[6], member)
+elseif state == 'uncertain' then redis.call('ZREM', KEYS[4], member) end
 return 1
 """
 
@@ -186,13 +190,15 @@ class Ledger(Keys):
 
     def _finish_call(self, outcome: Outcome) -> dict:
         sub_id, entry = outcome.sub_id, outcome.entry
-        keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id)]
+        keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id),
+                self.uncertain_key]  # fmt: skip
         args = [
             sub_id,
             entry.lesson_id,
             entry.encode(),
             "" if outcome.pending_at is None else encode_score(outcome.pending_at),
             ",".join(outcome.allowed),
+            encode_score(float(entry.at)),
         ]
         return {"keys": keys, "args": args}
 
@@ -221,12 +227,30 @@ class Ledger(Keys):
 
     def resolve_uncertain(self, sub_id: str, lesson_id: str, state: str, detail: str,
                           now: float) -> bool:  # fmt: skip
-        """Settle an ``uncertain`` entry with what the provider reported (``sent`` or
-        ``failed``); any other state is left alone. True when it was settled."""
+        """Settle an ``uncertain`` (or still ``sending``) entry with what the provider
+        reported (``sent`` or ``failed``), keeping the instant of its send. A re-send that
+        the settling claimed (see :mod:`course.store.settle`) and that has not started yet
+        is settled the same way: the first send's event came late, so the re-send must not
+        go. Any other state is left alone. True when it was settled."""
         if state not in ("sent", "failed"):
             raise ValueError(state)
         entry = self.entry(sub_id, lesson_id)
-        if entry is None or entry.state != "uncertain":
+        if entry is None or entry.state not in ("uncertain", "sending", "claimed", "retry"):
             return False
-        settled = LedgerEntry(lesson_id, state, now, entry.attempt, detail)
-        return self.finish(sub_id, settled, None, allowed=("uncertain",))
+        settled = LedgerEntry(lesson_id, state, entry.at or now, entry.attempt, detail)
+        # From sending too: the provider had it while its worker waits for the answer, or
+        # after the worker died; an event that came then must not be lost, or the entry,
+        # called uncertain later, would be re-sent. The worker's own outcome then finds it
+        # settled and changes nothing.
+        if self.finish(sub_id, settled, None, allowed=("uncertain", "sending")):
+            return True
+        # Not uncertain (any more: the settling may have claimed the re-send since the read).
+        # A re-send not started yet is stopped: start_send moves it to sending atomically and
+        # finish only replaces claimed or retry, so exactly one of the two wins.
+        return self.resent(sub_id, lesson_id) and self.finish(
+            sub_id, settled, None, allowed=("claimed", "retry")
+        )
+
+    def resent(self, sub_id: str, lesson_id: str) -> bool:
+        """Whether the settling has re-sent this entry (its proof is kept)."""
+        return bool(self.redis.hexists(self.settle_proof_key, member(sub_id, lesson_id)))

@@ -12,7 +12,9 @@ from course.store.codec import as_str, suppression_hash
 from course.store.keys import Keys
 
 # KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash,
-#       replies list, replies zset, retention ended zset, retention unconfirmed zset
+#       replies list, replies zset, retention ended zset, retention unconfirmed zset, and
+#       always as the last two (a script that embeds this one passes keys of its own
+#       between): the uncertain zset and the settle proof hash
 # ARGV: id, address
 # Removes one record, its replies and every index entry of it in one step, so a tick or
 # worker running meanwhile sees either all of it or none. Returns the number of keys deleted
@@ -20,6 +22,8 @@ from course.store.keys import Keys
 ERASE_SCRIPT = """
 for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
   redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
+  redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1] .. '|' .. lesson)
+  redis.call('HDEL', KEYS[#KEYS], ARGV[1] .. '|' .. lesson)
 end
 local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[8])
 redis.call('ZREM', KEYS[9], ARGV[1])
@@ -75,7 +79,7 @@ class PrivacyRecords(Keys):
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
                 self.pending_key, self.quarantine_key, self.email_key,
                 self.replies_key(sub_id), self.replied_key, self.ended_key,
-                self.unconfirmed_key]  # fmt: skip
+                self.unconfirmed_key, self.uncertain_key, self.settle_proof_key]  # fmt: skip
         return int(self._erase(keys=keys, args=[sub_id, address]))
 
     def drop_vanished_holder(self, address: str) -> None:

@@ -16,9 +16,10 @@ from course.store.privacy import ERASE_SCRIPT
 
 KINDS = ("ended", "pending")  # the two indexes: completed or left, and never confirmed
 
-# KEYS: the eleven of ERASE_SCRIPT (sub hash, ledger hash, subs, due, pending, quarantine,
+# KEYS: the first eleven of ERASE_SCRIPT (sub hash, ledger hash, subs, due, pending, quarantine,
 #       email hash, replies list, replies zset, retention ended, retention unconfirmed),
-#       then the suppressed set and the retention stats hash
+#       then the suppressed set and the retention stats hash, then ERASE_SCRIPT's last two
+#       (the uncertain zset and the settle proof hash)
 # ARGV: id, address (as the caller read it), cutoff (epoch), kind ('ended' or 'pending'),
 #       the address's suppression hash, status (as the caller read it)
 # Checks, in the same step as the erase, that the record's time is still up: still in the
@@ -132,7 +133,8 @@ class RetentionRecords(Keys):
                     self.pending_key, self.quarantine_key, self.email_key,
                     self.replies_key(sub_id), self.replied_key, self.ended_key,
                     self.unconfirmed_key, self.suppressed_key,
-                    self.retention_stats_key]  # fmt: skip
+                    self.retention_stats_key, self.uncertain_key,
+                    self.settle_proof_key]  # fmt: skip
             args = [sub_id, address, encode_score(cutoff), kind, hashed, status]
             self._retire(keys=keys, args=args, client=pipe)
         return [int(r) for r in pipe.execute()] if items else []

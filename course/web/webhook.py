@@ -220,6 +220,7 @@ def _handle(store: Store, lessons: set[str], event: Event, now: float, report: R
         return
 
     if lesson_id and lesson_id in lessons:
+        _mark_send(store, sub.id, lesson_id, event, now)
         settled: tuple[str, str] | None = None
         if name in ("processed", "delivered"):
             settled = ("sent", event.message_id)
@@ -238,6 +239,28 @@ def _handle(store: Store, lessons: set[str], event: Event, now: float, report: R
         unsubscribe(store, sub, status)
         report.suppressed += 1
         log_event(log, logging.INFO, "suppression", subscriber=sub.id, status=status, reason=name)
+
+
+# Ledger states whose instant is that of the send an event can be about.
+_SENT_STATES = frozenset({"sending", "sent", "uncertain", "failed"})
+
+
+def _mark_send(store: Store, sub_id: str, lesson_id: str, event: Event, now: float) -> None:
+    """Any event about a send proves the provider had that request: the settling's mark
+    moves forward to the instant it started (course.store.settle). An event whose message
+    id is not the one the ledger holds (the first send of an entry re-sent since) says
+    nothing about the send the ledger knows, and is not used."""
+    entry = store.entry(sub_id, lesson_id)
+    if entry is None or entry.state not in _SENT_STATES or not entry.at:
+        return
+    other = event.sg_message_id and not event.sg_message_id.startswith(entry.detail)
+    if entry.state == "sent" and entry.detail and other:
+        if store.resent(sub_id, lesson_id):  # the first send got there after all: counted
+            store.count_webhook("late_after_resend")
+            log_event(log, logging.WARNING, "late_after_resend", subscriber=sub_id,
+                      lesson=lesson_id)  # fmt: skip
+        return
+    store.mark_send(entry.at, sub_id, lesson_id, now)
 
 
 _EVENTS_BODY = {

@@ -25,11 +25,16 @@ Or let it misbehave at random, reproducibly (a seeded generator)::
 arrived, the recipient and the ``custom_args`` (``keep_payloads=False`` keeps only those,
 for runs too long to hold every payload).
 
+With ``events=EventPoster(url)`` it posts signed Event Webhook events (``processed``,
+``delivered``, some ``deferred`` or ``bounce``) for every accepted email back to ``url``, with
+delays (:mod:`.events`); the web app is given ``poster.public_key``.
+
 Run it by hand with ``python -m course.testing.sendgrid_standin --port 8090 --latency-ms 30``
 (``--rate-429 0.1 --rate-500 0.05 --rate-hang 0.01 --seed 7`` for random faults).
 """
 
 from course.testing.sendgrid_standin.contract import MAIL_SEND_PATH, validate_mail_send
+from course.testing.sendgrid_standin.events import EventPoster, EventRates, Signer
 from course.testing.sendgrid_standin.messages import Message, messages
 from course.testing.sendgrid_standin.replies import Faults, Reply
 from course.testing.sendgrid_standin.server import Acceptance, SendGridStandIn
@@ -37,10 +42,13 @@ from course.testing.sendgrid_standin.server import Acceptance, SendGridStandIn
 __all__ = [
     "MAIL_SEND_PATH",
     "Acceptance",
+    "EventPoster",
+    "EventRates",
     "Faults",
     "Message",
     "Reply",
     "SendGridStandIn",
+    "Signer",
     "messages",
     "validate_mail_send",
 ]

@@ -24,6 +24,7 @@ from course.testing.sendgrid_standin.contract import (
     MAX_BODY_BYTES,
     validate_mail_send,
 )
+from course.testing.sendgrid_standin.events import EventPoster
 from course.testing.sendgrid_standin.replies import (
     DEFAULT_MESSAGES,
     Faults,
@@ -179,6 +180,7 @@ class SendGridStandIn:
         latency: float = 0.0,
         faults: Faults | None = None,
         keep_payloads: bool = True,
+        events: EventPoster | None = None,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -186,6 +188,7 @@ class SendGridStandIn:
         self.latency = latency
         self.faults = faults
         self.keep_payloads = keep_payloads
+        self.events = events  # set: signed Event Webhook events for every accepted email
         self.log_requests = False
         self._lock = threading.Lock()
         self._rng = random.Random(faults.seed if faults else 0)
@@ -220,6 +223,8 @@ class SendGridStandIn:
             name=f"sendgrid-standin-{self.port}",
         )
         self._thread.start()
+        if self.events is not None:
+            self.events.start()
         return self
 
     def stop(self) -> None:
@@ -227,6 +232,8 @@ class SendGridStandIn:
         server, self._server = self._server, None
         if server is None:
             return
+        if self.events is not None:
+            self.events.stop()
         self._stopping.set()
         server.shutdown()
         with self._lock:
@@ -340,6 +347,9 @@ class SendGridStandIn:
                 self._accepted.append(payload)
                 self._message_ids.append(message_id)
             self._records.extend(records)
+        if self.events is not None:
+            for index, record in enumerate(records):
+                self.events.accepted(arrived, message_id, index, record.to, record.custom_args)
         return message_id
 
     def _count_request(self) -> None:
