@@ -24,6 +24,7 @@ from course.store.retention import (
     RETIRE_SCRIPT,
     RetentionRecords,
 )
+from course.store.segments import SegmentReads
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
@@ -54,6 +55,7 @@ class Store(
     PrivacyRecords,
     ReplyRecords,
     RetentionRecords,
+    SegmentReads,
 ):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
