@@ -24,7 +24,7 @@ from course.store.retention import (
     RETIRE_SCRIPT,
     RetentionRecords,
 )
-from course.store.segments import SegmentReads
+from course.store.segments import FACTS_SCRIPT, SegmentReads
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
@@ -78,6 +78,7 @@ class Store(
         self._retire = client.register_script(RETIRE_SCRIPT)
         self._backfill = client.register_script(BACKFILL_SCRIPT)
         self._release_lock = client.register_script(RELEASE_SCRIPT)
+        self._facts = client.register_script(FACTS_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""
