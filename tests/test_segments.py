@@ -107,6 +107,17 @@ def test_every_error_names_its_column_and_what_was_expected(schedule, text, erro
     assert raised.value.column == int(error.split()[1].rstrip(":"))
 
 
+def test_length_and_nesting_are_bounded(schedule):
+    deep = "(" * 40 + "status:active" + ")" * 40
+    with pytest.raises(SegmentError, match=r"^column 33: nested more than 32 deep$"):
+        parse(deep, schedule)
+    with pytest.raises(SegmentError, match=r"^column 129: nested more than 32 deep$"):
+        parse("not " * 40 + "status:active", schedule)
+    assert parse("(" * 32 + "status:active" + ")" * 32, schedule) == Status("active")
+    with pytest.raises(SegmentError, match=r"^column 2001: longer than 2000 characters$"):
+        parse("status:active " * 200, schedule)
+
+
 # --- evaluation ---------------------------------------------------------------------------
 
 

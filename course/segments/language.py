@@ -42,6 +42,10 @@ from course.models.subscriber import PACES, STATUSES
 TERMS = ("status", "phase", "received", "not-received", "checkin", "tz", "joined", "pace")
 JOINED_OPS = (">=", "<=", ">", "<", "=")
 KEYWORDS = ("and", "or", "not")
+# Bounds on what a parse and an evaluation may cost (an expression may come from the web one
+# day): its length, and how deep parentheses and ``not`` may nest (each level is a frame).
+MAX_LENGTH = 2000
+MAX_DEPTH = 32
 
 
 class SegmentError(ValueError):
@@ -143,6 +147,7 @@ class _Parser:
         self.pos = 0
         self.end = len(text.rstrip()) + 1
         self.schedule = schedule
+        self.depth = 0
 
     def peek(self) -> tuple[str, int] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -181,8 +186,16 @@ class _Parser:
         token = self.peek()
         if token and token[0].lower() == "not":
             self.pos += 1
-            return Not(self.not_expr())
+            return Not(self.nested(token[1], self.not_expr))
         return self.primary()
+
+    def nested(self, column: int, parse) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SegmentError(column, f"nested more than {MAX_DEPTH} deep")
+        node = parse()
+        self.depth -= 1
+        return node
 
     def primary(self) -> Node:
         token = self.peek()
@@ -192,7 +205,7 @@ class _Parser:
         text, column = token
         if text == "(":
             self.pos += 1
-            node = self.or_expr()
+            node = self.nested(column, self.or_expr)
             closing = self.peek()
             if closing is None or closing[0] != ")":
                 raise SegmentError(
@@ -279,4 +292,6 @@ _TERM_PARSERS = {
 
 def parse(text: str, schedule: Schedule) -> Node:
     """The tree of ``text``; :class:`SegmentError` names the column and what was expected."""
+    if len(text) > MAX_LENGTH:
+        raise SegmentError(MAX_LENGTH + 1, f"longer than {MAX_LENGTH} characters")
     return _Parser(text, schedule).parse()
