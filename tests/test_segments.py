@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from fnmatch import fnmatchcase
 
 import pytest
+import redis
 from conftest import cli_runner, course_env
 
 from course.models.segment import ReaderFacts
@@ -29,6 +30,7 @@ from course.segments.language import (
     Zone,
     parse,
 )
+from course.store import Store
 
 
 def epoch(text: str) -> float:
@@ -294,6 +296,15 @@ def test_reader_facts_reads_in_pages_and_only_what_is_needed(store, redis_client
     wanted = needs(parse("received:hello checkin:any tz:Europe/*", schedule))
     every = [f for page in store.reader_facts(wanted, batch=3) for f in page]
     assert all(f.tz for f in every) and set().union(*(f.ledger for f in every)) <= {"hello"}
+
+
+def test_reader_facts_read_alike_through_a_client_that_returns_bytes(
+    store, redis_client, redis_url, schedule
+):
+    populate(store, redis_client, count=9)
+    wanted = needs(parse("phase:1 received:hello checkin:any tz:E* joined:>2026-01-01", schedule))
+    raw = Store(redis.Redis.from_url(redis_url))  # no decode_responses
+    assert list(raw.reader_facts(wanted)) == list(store.reader_facts(wanted))
 
 
 # --- the command --------------------------------------------------------------------------

@@ -76,9 +76,10 @@ class SegmentReads(Keys):
             reply = self._facts(
                 keys=[self.subs_key], args=[start, start + batch - 1, self.prefix, *tail]
             )
-            size, flat = int(reply[0]), [as_str(item) for item in reply[1:]]
+            flat = reply if isinstance(reply[0], str) else [as_str(item) for item in reply]
+            size = int(flat[0])
             page = []
-            for at in range(0, len(flat), width):
+            for at in range(1, len(flat), width):
                 row = flat[at : at + width]
                 if row[1]:  # a status: the record is there
                     page.append(_facts(row, fields, lessons, needs.checkins))
