@@ -36,8 +36,14 @@ def segment() -> None:
 def segment_count(
     ctx: Context, expression: str, sample: int, as_json: bool, show_addresses: bool
 ) -> None:
-    """How many readers EXPRESSION matches, of how many, and a sample of them, e.g.
-    ``course segment count 'status:active phase:2 not received:sleep-first'``."""
+    """How many readers EXPRESSION matches, of how many, and a sample of them.
+
+    \b
+    Terms: status:S  phase:N  received:ID  not-received:ID  checkin:flare|same|better|any
+           tz:GLOB  joined:>=2026-01-01  pace:standard|gentle
+    combined with and, or, not and parentheses (a space is "and"), e.g.
+      course segment count 'status:active phase:2 not received:sleep-first'
+    """
     from course.segments.count import count_segment, mask_address
     from course.segments.language import SegmentError, parse
 
