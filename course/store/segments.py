@@ -12,7 +12,8 @@ its read (no status) is left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from redis.commands.core import Script
@@ -66,40 +67,60 @@ class SegmentReads(Keys):
     _facts: Script
 
     def reader_facts(self, needs: Needs, batch: int = 1000) -> Iterator[list[ReaderFacts]]:
-        """The facts ``needs`` names of every subscriber, in signup order, a page at a time."""
+        """The facts ``needs`` names of every subscriber, in signup order, a page at a time.
+        The next page is read (in a thread) while the caller works through this one."""
         fields = [name for name in SEGMENT_FIELDS if name in needs.fields or name == "status"]
         lessons = list(needs.lessons)
         tail = [len(fields), *fields, len(lessons), *lessons, "1" if needs.checkins else "0"]
         width = 1 + len(fields) + len(lessons) + (1 if needs.checkins else 0)
-        start = 0
-        while True:
+        build = _builder(fields, lessons, needs.checkins)
+
+        def read(start: int) -> list:
             reply = self._facts(
                 keys=[self.subs_key], args=[start, start + batch - 1, self.prefix, *tail]
             )
-            flat = reply if isinstance(reply[0], str) else [as_str(item) for item in reply]
-            size = int(flat[0])
-            page = []
-            for at in range(1, len(flat), width):
-                row = flat[at : at + width]
-                if row[1]:  # a status: the record is there
-                    page.append(_facts(row, fields, lessons, needs.checkins))
-            yield page
-            if size < batch:
-                return
-            start += batch
+            return reply if isinstance(reply[0], str) else [as_str(item) for item in reply]
+
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            start = 0
+            ahead = reader.submit(read, start)
+            while True:
+                flat = ahead.result()
+                more = int(flat[0]) == batch
+                if more:
+                    start += batch
+                    ahead = reader.submit(read, start)
+                # A record with no status is gone (erased between the index and its read).
+                rows = (flat[at : at + width] for at in range(1, len(flat), width))
+                yield [build(row) for row in rows if row[1]]
+                if not more:
+                    return
 
 
-def _facts(row: list[str], fields: list[str], lessons: list[str], checkins: bool) -> ReaderFacts:
-    values = dict(zip(fields, row[1 : 1 + len(fields)], strict=True))
-    states = row[1 + len(fields) : 1 + len(fields) + len(lessons)]
-    created = values.get("created")
-    return ReaderFacts(
-        id=row[0],
-        status=values["status"],
-        tz=values.get("tz", ""),
-        created=float(created) if created else 0.0,
-        pace=values.get("pace") or "standard",
-        last_lesson=values.get("last_lesson") or None,
-        ledger={lesson: state for lesson, state in zip(lessons, states, strict=True) if state},
-        checkin=(row[-1] or None) if checkins else None,
+def _builder(
+    fields: list[str], lessons: list[str], checkins: bool
+) -> Callable[[list[str]], ReaderFacts]:
+    """A function from one reader's row of the script's reply to their facts (the columns
+    found once, not once a reader: a count builds a million of these)."""
+    column = {name: 1 + n for n, name in enumerate(fields)}
+    tz, created, pace, last = (
+        column.get(name) for name in ("tz", "created", "pace", "last_lesson")
     )
+    first = 1 + len(fields)
+    ledger = slice(first, first + len(lessons))
+
+    def build(row: list[str]) -> ReaderFacts:
+        return ReaderFacts(
+            row[0],
+            row[1],
+            row[tz] if tz else "",
+            float(row[created] or 0) if created else 0.0,
+            (row[pace] or "standard") if pace else "standard",
+            (row[last] or None) if last else None,
+            {lesson: state for lesson, state in zip(lessons, row[ledger], strict=True) if state}
+            if lessons
+            else {},
+            (row[-1] or None) if checkins else None,
+        )
+
+    return build
