@@ -79,3 +79,14 @@ def test_signup_timing_probe_runs_small_and_prints_the_median_difference_last():
     assert re.fullmatch(r"median answer, active address: \d+\.\d\d ms", lines[-3])
     assert re.fullmatch(r"median answer, new address: +\d+\.\d\d ms", lines[-2])
     assert re.fullmatch(r"median of \(new - active\) per pair: [+-]\d+\.\d\d ms", lines[-1])
+
+
+def test_segment_benchmark_runs_small_and_prints_its_ratio_last():
+    command = [sys.executable, str(ROOT / "bench" / "segment_bench.py")]
+    command += ["--total", "400", "--small", "100", "--rounds", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"segment count per subscriber over 400 / over 100 = [\d.]+x", lines[-1])
+    assert "status:active not-received:sleep-first" in done.stdout
+    assert "redis://" not in done.stdout  # the throwaway server's password stays out

@@ -24,6 +24,7 @@ from course.store.retention import (
     RETIRE_SCRIPT,
     RetentionRecords,
 )
+from course.store.segments import FACTS_SCRIPT, SegmentReads
 from course.store.settle import MARK_SCRIPT, SETTLE_SCRIPT, Settling
 from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
@@ -56,6 +57,7 @@ class Store(
     PrivacyRecords,
     ReplyRecords,
     RetentionRecords,
+    SegmentReads,
 ):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 
@@ -80,6 +82,7 @@ class Store(
         self._release_lock = client.register_script(RELEASE_SCRIPT)
         self._settle = client.register_script(SETTLE_SCRIPT)
         self._mark = client.register_script(MARK_SCRIPT)
+        self._facts = client.register_script(FACTS_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""

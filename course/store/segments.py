@@ -1,0 +1,126 @@
+"""The read path of segments: every subscriber's facts an expression needs, a page at a time.
+
+One pass over the signup index (``P subs``), a page per call of :data:`FACTS_SCRIPT`, which
+reads inside Redis only what is needed of each record: an HMGET of the needed fields of
+``P sub:{id}``, of the needed lessons of ``P ledger:{id}`` (only when the expression asks
+about the ledger; only the state is returned) and the latest answer of ``P checkin:{id}``
+(only when it asks about check-ins). There is no per-status index to narrow it: a count is a
+scan, kept cheap by reading little and by one round trip per page, not per record (a page of
+1,000 holds the server for about a millisecond). A record erased between the signup index and
+its read (no status) is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+from redis.commands.core import Script
+
+from course.models.segment import SEGMENT_FIELDS, Needs, ReaderFacts
+from course.store.codec import as_str
+from course.store.keys import Keys
+
+# KEYS: subs zset
+# ARGV: start, stop (ranks in the signup index), key prefix, n, n field names, m, m lesson
+#       ids, checkins ('1' to read the latest check-in answer, else '0').
+# Returns a flat list, per subscriber: id, the n field values, the m ledger states, then
+# (with checkins) the answer of the newest check-in (ties: the greater lesson id, as
+# CheckIns.checkins orders them); '' for anything absent. The first item is the page's size.
+FACTS_SCRIPT = """
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+local p, nf = ARGV[3], tonumber(ARGV[4])
+local fields, lessons = {}, {}
+for i = 1, nf do fields[i] = ARGV[4 + i] end
+local nl = tonumber(ARGV[5 + nf])
+for i = 1, nl do lessons[i] = ARGV[5 + nf + i] end
+local checkins = ARGV[6 + nf + nl] == '1'
+local out = {tostring(#ids)}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  local values = redis.call('HMGET', p .. 'sub:' .. id, unpack(fields))
+  for i = 1, nf do out[#out + 1] = values[i] or '' end
+  if nl > 0 then
+    local entries = redis.call('HMGET', p .. 'ledger:' .. id, unpack(lessons))
+    for i = 1, nl do out[#out + 1] = entries[i] and string.match(entries[i], '^[^|]*') or '' end
+  end
+  if checkins then
+    local answers = redis.call('HGETALL', p .. 'checkin:' .. id)
+    local best, best_at, best_lesson = '', -1, ''
+    for i = 1, #answers, 2 do
+      local answer, at = string.match(answers[i + 1], '^([^|]*)|?(.*)$')
+      at = tonumber(at) or 0
+      if at > best_at or (at == best_at and answers[i] > best_lesson) then
+        best, best_at, best_lesson = answer, at, answers[i]
+      end
+    end
+    out[#out + 1] = best
+  end
+end
+return out
+"""
+
+
+class SegmentReads(Keys):
+    redis: redis.Redis
+    _facts: Script
+
+    def reader_facts(self, needs: Needs, batch: int = 1000) -> Iterator[list[ReaderFacts]]:
+        """The facts ``needs`` names of every subscriber, in signup order, a page at a time.
+        The next page is read (in a thread) while the caller works through this one."""
+        fields = [name for name in SEGMENT_FIELDS if name in needs.fields or name == "status"]
+        lessons = list(needs.lessons)
+        tail = [len(fields), *fields, len(lessons), *lessons, "1" if needs.checkins else "0"]
+        width = 1 + len(fields) + len(lessons) + (1 if needs.checkins else 0)
+        build = _builder(fields, lessons, needs.checkins)
+
+        def read(start: int) -> list:
+            reply = self._facts(
+                keys=[self.subs_key], args=[start, start + batch - 1, self.prefix, *tail]
+            )
+            return reply if isinstance(reply[0], str) else [as_str(item) for item in reply]
+
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            start = 0
+            ahead = reader.submit(read, start)
+            while True:
+                flat = ahead.result()
+                more = int(flat[0]) == batch
+                if more:
+                    start += batch
+                    ahead = reader.submit(read, start)
+                # A record with no status is gone (erased between the index and its read).
+                rows = (flat[at : at + width] for at in range(1, len(flat), width))
+                yield [build(row) for row in rows if row[1]]
+                if not more:
+                    return
+
+
+def _builder(
+    fields: list[str], lessons: list[str], checkins: bool
+) -> Callable[[list[str]], ReaderFacts]:
+    """A function from one reader's row of the script's reply to their facts (the columns
+    found once, not once a reader: a count builds a million of these)."""
+    column = {name: 1 + n for n, name in enumerate(fields)}
+    tz, created, pace, last = (
+        column.get(name) for name in ("tz", "created", "pace", "last_lesson")
+    )
+    first = 1 + len(fields)
+    ledger = slice(first, first + len(lessons))
+
+    def build(row: list[str]) -> ReaderFacts:
+        return ReaderFacts(
+            row[0],
+            row[1],
+            row[tz] if tz else "",
+            float(row[created] or 0) if created else 0.0,
+            (row[pace] or "standard") if pace else "standard",
+            (row[last] or None) if last else None,
+            {lesson: state for lesson, state in zip(lessons, row[ledger], strict=True) if state}
+            if lessons
+            else {},
+            (row[-1] or None) if checkins else None,
+        )
+
+    return build
