@@ -384,3 +384,24 @@ def test_the_call_to_action_names_its_terms_and_the_completion_asks_one_question
     assert "support group" in lesson and "not medical care" in lesson
     done = (schedule.templates_dir / schedule.completion.template).read_text(encoding="utf-8")
     assert "support group" in done and "hit reply" in done
+
+
+ROADMAP_STEPS = [
+    "sleep-first",
+    "food-as-input",
+    "pacing-your-day",
+    "longer-exhales",
+    "catching-monitoring",
+    "releasing-the-brace",
+    "small-safe-doses",
+    "reprocessing-pain",
+    "ordinary-week",
+    "flare-plan",
+]
+
+
+@pytest.mark.parametrize("lesson", ROADMAP_STEPS)
+def test_the_step_says_what_to_write_in_the_roadmap_notes(lesson: str) -> None:
+    source = (ROOT / "templates" / "lessons" / f"{lesson}.md").read_text(encoding="utf-8")
+    step = source.split("\n::: step\n", 1)[1].split("\n:::\n", 1)[0]
+    assert "Roadmap notes" in step, lesson
