@@ -405,3 +405,28 @@ def test_the_step_says_what_to_write_in_the_roadmap_notes(lesson: str) -> None:
     source = (ROOT / "templates" / "lessons" / f"{lesson}.md").read_text(encoding="utf-8")
     step = source.split("\n::: step\n", 1)[1].split("\n:::\n", 1)[0]
     assert "Roadmap notes" in step, lesson
+
+
+def step_of(lesson: str) -> str:
+    source = (ROOT / "templates" / "lessons" / f"{lesson}.md").read_text(encoding="utf-8")
+    return source.split("\n::: step\n", 1)[1].split("\n:::\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("lesson", "words"),
+    [
+        ("longer-exhales", ["count of 4", "6 to 8", "two minutes", "timer"]),
+        ("ordinary-week", ["floor: the smallest practice"]),
+        ("values-and-a-life", ["such as"]),
+        ("work-family-being-believed", ["It is ___. On bad days I ___. It helps when you ___."]),
+        ("feelings-and-past-stress", ["cognitive behavioral therapy", "acceptance and commitment"]),
+    ],
+)
+def test_the_step_carries_its_own_how(lesson: str, words: list[str]) -> None:
+    step = step_of(lesson)
+    for phrase in words:
+        assert phrase in step, (lesson, phrase)
+
+
+def test_the_reprocessing_step_uses_plain_words() -> None:
+    assert "reappraisal" not in step_of("reprocessing-pain")
