@@ -165,14 +165,14 @@ Hi {{ first_name or "there" }},
 
 **Today in one line:** a regular wake-up time helps your body settle.
 
-Sleep is one input you can change a little at a time. Pick a time. Keep it. Your body learns it.
-
 ::: step
 **One small step for today**
 
 1. Pick a wake-up time you can keep every day this week.
 2. Set an alarm for it now.
 :::
+
+Sleep is one input you can change a little at a time. Pick a time. Keep it. Your body learns it.
 """
 
 
@@ -183,7 +183,7 @@ def lesson_problems(shipped: Path, source: str, key: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "key", ["summary", "step_items", "step_item_words", "reading_grade", "sources"]
+    "key", ["summary", "step_items", "step_first", "step_item_words", "reading_grade", "sources"]
 )
 def test_a_lesson_in_the_format_meets_every_rule(shipped: Path, key: str) -> None:
     assert lesson_problems(shipped, GOOD, key) == []
@@ -208,16 +208,47 @@ def test_a_lesson_without_its_step_block_is_named(shipped: Path) -> None:
 def test_a_step_of_four_items_is_named_with_its_line(shipped: Path) -> None:
     source = GOOD.replace("2. Set", "2. Rest.\n3. Drink water.\n4. Set")
     assert lesson_problems(shipped, source, "step_items") == [
-        "templates/lessons/sleep-first.md:7: the step has 4 items; at most 3 (checks.step_items)"
+        "templates/lessons/sleep-first.md:5: the step has 4 items; at most 3 (checks.step_items)"
     ]
 
 
 def test_a_long_step_item_is_named_with_its_words(shipped: Path) -> None:
     source = GOOD.replace("Set an alarm for it now.", "Set an alarm for it now" + " and rest" * 10)
     assert lesson_problems(shipped, source, "step_item_words") == [
-        "templates/lessons/sleep-first.md:11: step item 2 has 26 words; at most 25 "
+        "templates/lessons/sleep-first.md:9: step item 2 has 26 words; at most 25 "
         "(checks.step_item_words)"
     ]
+
+
+STEP_LAST = GOOD.replace("::: step\n", "Sleep first.\n\n## Why\n\n::: step\n")
+
+
+def test_a_step_after_a_paragraph_is_named_with_the_paragraphs_line(shipped: Path) -> None:
+    assert lesson_problems(shipped, STEP_LAST, "step_first") == [
+        "templates/lessons/sleep-first.md:5: the step block must come right after the summary, "
+        "before any heading or paragraph (checks.step_first)"
+    ]
+
+
+def test_a_step_after_a_heading_is_named_and_fails_validate(shipped: Path) -> None:
+    source = GOOD.replace("::: step\n", "## Why\n\n::: step\n")
+    assert lesson_problems(shipped, source, "step_first") == [
+        "templates/lessons/sleep-first.md:5: the step block must come right after the summary, "
+        "before any heading or paragraph (checks.step_first)"
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "course", "validate", "--schedule", str(shipped)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=shipped.parent,
+    )
+    assert run.returncode == 1 and "(checks.step_first)" in run.stdout + run.stderr
+
+
+def test_step_first_false_lets_the_step_come_later(shipped: Path) -> None:
+    edit(shipped, "  step_first: true", "  step_first: false  #")
+    assert lesson_problems(shipped, STEP_LAST, "step_first") == []
 
 
 def test_a_hard_to_read_lesson_is_named_with_its_hardest_paragraph(shipped: Path) -> None:
@@ -225,10 +256,10 @@ def test_a_hard_to_read_lesson_is_named_with_its_hardest_paragraph(shipped: Path
         "Contemporary pharmacological interventions demonstrate heterogeneous effectiveness "
         "across individuals experiencing persistent widespread musculoskeletal discomfort.\n"
     )
-    source = GOOD.replace("::: step", dense + "\n::: step")
+    source = GOOD.replace("Sleep is one", dense + "\nSleep is one")
     found = lesson_problems(shipped, source, "reading_grade")
     assert len(found) == 1
-    assert found[0].startswith("templates/lessons/sleep-first.md:7: reading grade ")
+    assert found[0].startswith("templates/lessons/sleep-first.md:12: reading grade ")
     assert found[0].endswith(
         "(Flesch–Kincaid); at most 8; the hardest paragraph starts here (checks.reading_grade)"
     )
@@ -255,7 +286,7 @@ def test_links_headings_and_sources_do_not_count_toward_the_grade(shipped: Path)
 def test_a_figure_or_a_studys_result_without_sources_is_named(shipped: Path, claim: str) -> None:
     source = GOOD.replace("Your body learns it.", f"Your body learns it. {claim}")
     assert lesson_problems(shipped, source, "sources") == [
-        f'templates/lessons/sleep-first.md:5: "{claim}" states a figure or a study\'s result; '
+        f'templates/lessons/sleep-first.md:12: "{claim}" states a figure or a study\'s result; '
         'add a "## Sources" section (checks.sources)'
     ]
     cited = source + "\n## Sources\n\n- Author A. A paper. Journal. 2022.\n"
@@ -353,3 +384,49 @@ def test_the_call_to_action_names_its_terms_and_the_completion_asks_one_question
     assert "support group" in lesson and "not medical care" in lesson
     done = (schedule.templates_dir / schedule.completion.template).read_text(encoding="utf-8")
     assert "support group" in done and "hit reply" in done
+
+
+ROADMAP_STEPS = [
+    "sleep-first",
+    "food-as-input",
+    "pacing-your-day",
+    "longer-exhales",
+    "catching-monitoring",
+    "releasing-the-brace",
+    "small-safe-doses",
+    "reprocessing-pain",
+    "ordinary-week",
+    "flare-plan",
+]
+
+
+@pytest.mark.parametrize("lesson", ROADMAP_STEPS)
+def test_the_step_says_what_to_write_in_the_roadmap_notes(lesson: str) -> None:
+    source = (ROOT / "templates" / "lessons" / f"{lesson}.md").read_text(encoding="utf-8")
+    step = source.split("\n::: step\n", 1)[1].split("\n:::\n", 1)[0]
+    assert "Roadmap notes" in step, lesson
+
+
+def step_of(lesson: str) -> str:
+    source = (ROOT / "templates" / "lessons" / f"{lesson}.md").read_text(encoding="utf-8")
+    return source.split("\n::: step\n", 1)[1].split("\n:::\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("lesson", "words"),
+    [
+        ("longer-exhales", ["count of 4", "6 to 8", "two minutes", "timer"]),
+        ("ordinary-week", ["floor: the smallest practice"]),
+        ("values-and-a-life", ["such as"]),
+        ("work-family-being-believed", ["It is ___. On bad days I ___. It helps when you ___."]),
+        ("feelings-and-past-stress", ["cognitive behavioral therapy", "acceptance and commitment"]),
+    ],
+)
+def test_the_step_carries_its_own_how(lesson: str, words: list[str]) -> None:
+    step = step_of(lesson)
+    for phrase in words:
+        assert phrase in step, (lesson, phrase)
+
+
+def test_the_reprocessing_step_uses_plain_words() -> None:
+    assert "reappraisal" not in step_of("reprocessing-pain")

@@ -539,3 +539,24 @@ def test_the_step_is_a_boxed_numbered_block_in_html_text_and_online_copy(
     compiled = renderer.compiled("sleep")
     body = compiled.body.render(compiled.context(recipient()))
     assert '<div class="step">' in body and "<ol>" in body
+
+
+def _style(html: str, pattern: str) -> str:
+    found = re.search(pattern + r'[^>]*style="([^"]*)"', html)
+    assert found, pattern
+    return found.group(1)
+
+
+def test_the_confirm_and_pause_links_are_tall_buttons_and_footer_lines_24px() -> None:
+    # 24 px line + 2 x 10-12 px padding (+ border): at least 44 px to tap on a phone.
+    renderer = Renderer(load_schedule(Path(__file__).resolve().parent.parent / "schedule.yaml"))
+    confirm = renderer.render_confirmation(RECIPIENT, "https://c.test/confirm/tok").html
+    button = _style(confirm, r'<a href="https://c\.test/confirm/tok"')
+    assert "display: inline-block" in button and "padding: 12px 20px" in button
+    assert "line-height: 24px" in button
+    lesson = renderer.render("welcome", RECIPIENT).html
+    pause = _style(lesson, r'<a class="answer" href="https://p\.test/y"')
+    assert "display: inline-block" in pause and "padding: 10px 16px" in pause
+    assert "line-height: 24px" in pause and "border: 2px solid" in pause
+    for html in (confirm, lesson):
+        assert "line-height: 24px" in _style(html, r'<div class="footer"')

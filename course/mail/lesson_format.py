@@ -9,6 +9,8 @@ each configured in ``schedule.yaml``'s ``checks:`` (``null`` turns one off):
   such as ``Hi {{ first_name or "there" }},``) starts with ``**<summary>:**``.
 - ``step_items`` / ``step_item_words``: the step block is there, with a numbered list within
   the limits.
+- ``step_first``: the step block comes right after the summary, before the first ``##``
+  heading and before any other paragraph of the lesson.
 - ``reading_grade``: the Flesch–Kincaid grade (``mail/readability.py``) of the lesson's prose
   (paragraphs and list items; not headings, not link addresses, not the Sources section).
 - ``sources``: a lesson with a sentence that states a percentage (``%``, "percent") or what
@@ -63,6 +65,8 @@ def check_format(name: str, source: str, checks: ContentChecks) -> Iterator[str]
         yield from _check_summary(name, prose, checks.summary)
     if checks.step_items is not None or checks.step_item_words is not None:
         yield from _check_step(name, tokens[:end], checks)
+    if checks.step_first:
+        yield from _check_step_first(name, tokens[:end], prose)
     if checks.reading_grade is not None and prose:
         yield from _check_grade(name, prose, checks.reading_grade)
     if checks.sources and end == len(tokens):
@@ -134,6 +138,28 @@ def _check_step(name: str, tokens: list[Token], checks: ContentChecks) -> Iterat
                 f"{name}:{item_line}: step item {number} has {words} words; at most {most} "
                 f"(checks.step_item_words)"
             )
+
+
+def _check_step_first(name: str, tokens: list[Token], prose: list[Block]) -> Iterator[str]:
+    """The step block comes before the first heading and any paragraph after the summary."""
+    top = [block for block in prose if block.top]
+    if top and top[0].text.rstrip().endswith(","):
+        top = top[1:]  # the greeting
+    summary_line = top[0].line if top else 0
+    if not any(token.type == f"container_{STEP}_open" for token in tokens):
+        return  # no step block at all: checks.step_items says so
+    for token in tokens:
+        if token.type == f"container_{STEP}_open":
+            return
+        line = (token.map or [0])[0] + 1
+        heading = token.type == "heading_open"
+        paragraph = token.type == "paragraph_open" and token.level == 0 and line > summary_line
+        if heading or (paragraph and summary_line):
+            yield (
+                f"{name}:{line}: the step block must come right after the summary, before "
+                f"any heading or paragraph (checks.step_first)"
+            )
+            return
 
 
 def _step_items(tokens: list[Token], start: int) -> Iterator[tuple[int, int]]:

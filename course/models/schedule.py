@@ -77,6 +77,7 @@ class ContentChecks:
     summary: str | None = None  # the first paragraph after the greeting starts "**<this>:**"
     step_items: int | None = None  # the "::: step" block present, with at most this many items
     step_item_words: int | None = None  # words per item of the step, at most
+    step_first: bool = False  # the step block comes right after the summary
     sources: bool = False  # a Sources section where a lesson cites a figure or a study
     crisis_line: str | None = None  # a phrase every email's footer shows, in both parts
     max_call_to_action: int | None = None  # lessons with call_to_action: true, at most

@@ -176,6 +176,7 @@ def _content_checks(model: ChecksModel | None) -> ContentChecks:
         summary=model.summary,
         step_items=model.step_items,
         step_item_words=model.step_item_words,
+        step_first=model.step_first,
         sources=model.sources,
         crisis_line=model.crisis_line,
         max_call_to_action=model.max_call_to_action,

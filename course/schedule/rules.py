@@ -192,6 +192,7 @@ class ChecksModel(_Model):
     summary: SingleLine | None = "Today in one line"
     step_items: int | None = Field(default=3, ge=1)
     step_item_words: int | None = Field(default=25, ge=1)
+    step_first: bool = True
     sources: bool = True
     crisis_line: SingleLine | None = None
     max_call_to_action: int | None = Field(default=1, ge=0)
