@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from course.mail.lesson_format import check_format
 from course.mail.plaintext import MARKDOWN
+from course.mail.readability import WORD
 from course.mail.render import DISCLAIMER, Renderer
 from course.mail.samples import SAMPLE, render_sample
 from course.models.email import Email
@@ -36,7 +37,6 @@ REPEAT_MIN_WORDS = 8
 _markdown = MARKDOWN
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _CTA_LINE = re.compile(r"^\s+-?\s*call_to_action:\s*true\b")
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def check_content(schedule: Schedule, renderer: Renderer) -> list[str]:
 
 def word_count(source: str) -> int:
     """Words a reader reads in a lesson's Markdown: no template tags, no list of sources."""
-    return len(_WORD.findall(_JINJA.sub(" ", _without_sources(source))))
+    return len(WORD.findall(_JINJA.sub(" ", _without_sources(source))))
 
 
 def _read_source(schedule: Schedule, lesson: Lesson) -> str:
@@ -137,7 +137,7 @@ def _paragraphs(name: str, source: str) -> Iterator[Paragraph]:
     for index, token in enumerate(tokens):
         if token.type != "paragraph_open" or token.map is None:
             continue
-        words = _WORD.findall(_JINJA.sub(" ", tokens[index + 1].content).lower())
+        words = WORD.findall(_JINJA.sub(" ", tokens[index + 1].content).lower())
         if len(words) >= REPEAT_MIN_WORDS:
             yield Paragraph(name, token.map[0] + 1, " ".join(words))
 

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from markdown_it.token import Token
 
 from course.mail.plaintext import MARKDOWN, STEP
-from course.mail.readability import reading_grade
+from course.mail.readability import WORD, reading_grade
 from course.models.schedule import ContentChecks
 
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 _SOURCES = re.compile(r"^sources$", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _FIGURE = re.compile(r"%|\bper ?cent\b", re.IGNORECASE)
@@ -177,7 +176,7 @@ def _step_items(tokens: list[Token], start: int) -> Iterator[tuple[int, int]]:
             yield (item.map or [0])[0] + 1, words
             item = None
         elif token.type == "inline" and item is not None:
-            words += len(_WORD.findall(_plain(token)))
+            words += len(WORD.findall(_plain(token)))
 
 
 def _check_grade(name: str, prose: list[Block], limit: float) -> Iterator[str]:

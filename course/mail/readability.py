@@ -22,7 +22,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+# A word as every content check counts it (the same rule for the grade, the length and steps).
+WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 _SENTENCE_END = re.compile(r"[.!?]+(?:[\"'’”)\]]*)(?=\s|$)")
 _CLOSED = re.compile(r"[.!?]+[\"'’”)\]]*$")
 _VOWELS = re.compile(r"[aeiouy]+")
@@ -59,7 +60,7 @@ def text_stats(blocks: Iterable[str]) -> TextStats:
     """Counts over ``blocks``: paragraphs or list items, each ending a sentence."""
     sentences = words = syllable_count = 0
     for block in blocks:
-        found = _WORD.findall(block)
+        found = WORD.findall(block)
         if not found:
             continue
         words += len(found)
