@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,13 @@ class SentTasks:
         self.calls.clear()
         self.options.clear()
         self._done = 0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

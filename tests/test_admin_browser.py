@@ -5,13 +5,13 @@ Screenshots of every page go to var/test-artifacts/ (test output, not committed)
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import uvicorn
+from conftest import free_port
 
 from course import engine
 from course.mail.render import Renderer
@@ -23,12 +23,6 @@ from course.web import create_app
 
 PHONE = {"width": 375, "height": 812}
 TOKEN = "admin-token-for-the-browser-test-42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import httpx
 import pytest
 import redis
 import yaml
-from conftest import ROOT
+from conftest import ROOT, free_port
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kombu import Connection
@@ -68,12 +67,6 @@ SECRET_ENV = {  # what .env holds in production, with this test's values
     "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_public_key(),
     "FLOWER_BASIC_AUTH": "admin:compose-test",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def interpolate(text: str, dotenv: dict[str, str] = SECRET_ENV) -> str:

@@ -10,17 +10,12 @@ import sys
 import time
 
 import redis
+from conftest import free_port
 
 from course.local.supervise import service_env
 from course.settings import Settings
 from course.store.embedded import redact_url, running_url, stop_embedded_redis
 from course.tasks import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_run_starts_embedded_redis_worker_beat_restarts_redis_and_ctrl_c_stops_all(

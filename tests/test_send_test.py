@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 from datetime import UTC, datetime
 from email import policy
 from urllib.parse import urlparse
@@ -13,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 import redis
 from aiosmtpd.controller import Controller
-from conftest import cli_runner, course_env, db_url
+from conftest import cli_runner, course_env, db_url, free_port
 from fastapi.testclient import TestClient
 
 from course.schedule import load_schedule
@@ -146,12 +145,6 @@ class Recorder:
             )
         )
         return "250 Message accepted for delivery"  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_send_test_through_smtp(run):

@@ -4,7 +4,6 @@ re-sends the lost one once, and nobody gets a lesson twice."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -13,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 import uvicorn
-from conftest import course_env, db_url, start_worker
+from conftest import course_env, db_url, free_port, start_worker
 
 from course import engine
 from course.engine.settle import RECHECK_AFTER
@@ -28,12 +27,6 @@ from course.web import create_app as create_web_app
 
 SETTLE_DB = 9  # this module owns this database of the tests' server
 WINDOW = 5.0  # seconds of the ticks' clock
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what) -> None:

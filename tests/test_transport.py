@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import socket
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import SMALL_SCHEDULE, write_course
+from conftest import SMALL_SCHEDULE, free_port, write_course
 
 from course.mail.grouping import Tags, group_emails
 from course.mail.render import Renderer
@@ -64,12 +63,6 @@ def make_email(n: int = 1, **changes: Any) -> Email:
     }
     fields.update(changes)
     return Email(**fields)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from course.store.embedded import stop_embedded_redis
 
 PHONE = {"width": 375, "height": 812}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(what: str, check, timeout: float = 60.0, proc=None, log: Path | None = None):
