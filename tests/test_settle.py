@@ -41,11 +41,22 @@ class Loop:
         self.n = 0
 
     def tick(self, now: datetime, window: float | None = WINDOW) -> engine.TickResult:
-        result = engine.tick(self.store, self.schedule, now, self.queue, settle_window=window)
-        queued, self.queued = self.queued, []
-        for items, when in queued:
-            engine.deliver(self.store, self.renderer, self.transport, items, when, self.links)
+        """A tick, and the deliveries it queued, done at once."""
+        result = self.claim(now, window)
+        self.deliver_queued()
         return result
+
+    def claim(self, now: datetime, window: float | None = WINDOW) -> engine.TickResult:
+        """A tick whose deliveries wait in ``queued`` (a worker has not started them yet)."""
+        return engine.tick(self.store, self.schedule, now, self.queue, settle_window=window)
+
+    def deliver_queued(self) -> list:
+        """What a worker does with the queued deliveries: their results."""
+        queued, self.queued = self.queued, []
+        return [
+            engine.deliver(self.store, self.renderer, self.transport, items, when, self.links)
+            for items, when in queued
+        ]
 
     def queue(self, items, now) -> None:
         self.queued.append((items, now))
@@ -197,16 +208,12 @@ def test_its_event_after_the_resend_is_claimed_but_before_it_starts_stops_it(loo
     armed = later + timedelta(minutes=1)
     loop.tick(armed)
     # the tick claims the re-send; the first send's event comes before a worker starts it
-    engine.tick(
-        store, schedule, armed + timedelta(seconds=WINDOW), loop.queue, settle_window=WINDOW
-    )
+    loop.claim(armed + timedelta(seconds=WINDOW))
     assert store.entry(a.id, "hello").state == "claimed"
     loop.event("processed", a, "hello", armed + timedelta(seconds=WINDOW + 5), "sg-a")
     assert store.entry(a.id, "hello").state == "sent"
-    queued, loop.queued = loop.queued, []
-    for items, when in queued:
-        result = engine.deliver(store, loop.renderer, loop.transport, items, when, loop.links)
-        assert result.skipped == 1 and result.sent == 0
+    results = loop.deliver_queued()
+    assert results and all(r.skipped == 1 and r.sent == 0 for r in results)
     loop.event("delivered", a, "hello", armed + timedelta(seconds=WINDOW + 9), "sg-a")
     assert loop.tick(armed + timedelta(hours=3)).resent == 0
     assert loop.standin.requests_seen == 2 and loop.sends_to(a) == 0
@@ -252,13 +259,9 @@ def test_an_unsubscribe_after_the_resend_is_claimed_still_wins(loop, store, sche
     loop.event("processed", b, "hello", later)
     armed = later + timedelta(minutes=1)
     loop.tick(armed)
-    engine.tick(
-        store, schedule, armed + timedelta(seconds=WINDOW), loop.queue, settle_window=WINDOW
-    )
+    loop.claim(armed + timedelta(seconds=WINDOW))
     unsubscribe(store, store.get(a.id))
-    queued, loop.queued = loop.queued, []
-    for items, when in queued:
-        engine.deliver(store, loop.renderer, loop.transport, items, when, loop.links)
+    loop.deliver_queued()
     assert store.entry(a.id, "hello").state == "skipped"
     assert loop.sends_to(a) == 0
 
