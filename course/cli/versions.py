@@ -26,6 +26,7 @@ from course.mail.render import RenderError
 from course.models.schedule import Schedule
 from course.schedule import ScheduleError
 from course.schedule.bundle import ExportError, export_files, load_contents
+from course.schedule.diff import changed_files
 from course.schedule.load import sender_problems
 from course.schedule.publish import publish_files, publish_version, working_version
 from course.store.versions import ScheduleVersions, StaleLive, VersionError, clean_text
@@ -42,15 +43,6 @@ def _live_schedule(versions: ScheduleVersions, vid: str, reserved: bool):
     except (ScheduleError, RenderError) as exc:
         raise Failed(f"version {vid} cannot be loaded: {exc}") from None
     return schedule, unpacked
-
-
-def _changed_files(old: dict[str, bytes], new: dict[str, bytes]) -> list[str]:
-    lines = [f"+ file     {name}" for name in sorted(new.keys() - old.keys())]
-    lines += [f"- file     {name}" for name in sorted(old.keys() - new.keys())]
-    lines += [
-        f"~ file     {name}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]
-    ]
-    return lines
 
 
 def _gate(
@@ -79,7 +71,7 @@ def _gate(
         click.echo(f"{live} (live) -> {target} ({label})")
         for line in [
             *report_lines(changes, found),
-            *_changed_files(versions.files(live), new_files),
+            *changed_files(versions.files(live), new_files),
         ]:
             click.echo(line)
         soon = {k: n for k, n in (found.removed_soon if found else {}).items() if n}

@@ -214,3 +214,14 @@ def changes_json(diff: ScheduleDiff) -> dict[str, Any]:
         "settings": [{"name": s.name, "old": s.old, "new": s.new} for s in diff.settings],
         "reordered": list(diff.reordered),
     }
+
+
+def changed_files(old: dict[str, bytes], new: dict[str, bytes]) -> list[str]:
+    """The files one version adds (``+``), removes (``-``) and changes (``~``) against another
+    (relative path -> bytes), one line each, as publish, rollback and the admin print them."""
+    lines = [f"+ file     {name}" for name in sorted(new.keys() - old.keys())]
+    lines += [f"- file     {name}" for name in sorted(old.keys() - new.keys())]
+    lines += [
+        f"~ file     {name}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]
+    ]
+    return lines

@@ -81,12 +81,3 @@ def impact_of(store, live_files: dict[str, bytes], new: Schedule, now: datetime)
         unpacked.close()
     soon = {k: n for k, n in (found.removed_soon if found else {}).items() if n}
     return Impact(report_lines(changes, found), soon)
-
-
-def changed_files(old: dict[str, bytes], new: dict[str, bytes]) -> list[str]:
-    lines = [f"+ file     {name}" for name in sorted(new.keys() - old.keys())]
-    lines += [f"- file     {name}" for name in sorted(old.keys() - new.keys())]
-    lines += [
-        f"~ file     {name}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]
-    ]
-    return lines

@@ -20,11 +20,12 @@ from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
 from course.mail.samples import sample_email
+from course.schedule.diff import changed_files
 from course.schedule.edit import EditError, LessonText, edit_lesson, lesson_rows, lesson_text
 from course.store.drafts import StaleDraft
 from course.store.versions import MAX_AUTHOR, MAX_MESSAGE, clean_text
 from course.web.admin.auth import Denied, Gate, Session, guarded, ip
-from course.web.admin.drafting import changed_files, checked, impact_of
+from course.web.admin.drafting import checked, impact_of
 from course.web.admin.pages import admin_page
 from course.web.state import WebState, now
 

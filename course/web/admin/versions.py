@@ -19,10 +19,11 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from course.logs import log_event
+from course.schedule.diff import changed_files
 from course.schedule.publish import publish_version
 from course.store.versions import MAX_AUTHOR, MAX_MESSAGE, StaleLive, VersionError, clean_text
 from course.web.admin.auth import Denied, Gate, Session, guarded
-from course.web.admin.drafting import changed_files, checked, impact_of
+from course.web.admin.drafting import checked, impact_of
 from course.web.admin.editor import VERSION_ID, admin_identity
 from course.web.admin.pages import admin_page
 from course.web.state import WebState, now
