@@ -31,6 +31,9 @@ class Claim(NamedTuple):
 # The states a send's outcome may replace unless told otherwise: its own ``sending``, or an
 # ``uncertain`` a tick called it meanwhile (the answer came after all).
 FINISH_FROM = ("sending", "uncertain")
+# The states of a lesson handed to the provider (or possibly so): what a reader has received, as
+# the Roadmap page reads it online and a segment's ``received:`` counts it.
+HANDED_OVER = frozenset({"sent", "sending", "uncertain"})
 
 
 class Outcome(NamedTuple):

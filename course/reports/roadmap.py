@@ -16,11 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from course.models.ledger import HANDED_OVER
 from course.models.schedule import CONFIRMATION, Lesson, Phase, Schedule
 from course.models.subscriber import SUPPRESSED, LedgerEntry, Subscriber, to_instant
 from course.progress import upcoming
-
-READABLE = frozenset({"sent", "sending", "uncertain"})
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def readable_lesson(
 ) -> Lesson | None:
     """The lesson ``lesson_id`` if this reader may read it online, else None."""
     entry = ledger.get(lesson_id)
-    if entry is None or entry.state not in READABLE:
+    if entry is None or entry.state not in HANDED_OVER:
         return None
     for lesson in schedule.lessons:  # the lessons and the completion, never the confirmation
         if lesson.id == lesson_id and lesson.kind != CONFIRMATION:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from course.models.ledger import HANDED_OVER
 from course.models.segment import Needs, ReaderFacts
 from course.segments.language import (
     And,
@@ -26,7 +27,6 @@ from course.segments.language import (
 )
 
 # Ledger states that count as received: it went out, or may have (never sent twice).
-RECEIVED_STATES = frozenset({"sent", "sending", "uncertain"})
 
 Predicate = Callable[[ReaderFacts], bool]
 
@@ -95,7 +95,7 @@ def predicate(node: Node) -> Predicate:
         first = node.number == 1
         return lambda f: f.last_lesson in node.lessons or (first and f.last_lesson is None)
     if isinstance(node, Received):
-        return lambda f: f.ledger.get(node.lesson) in RECEIVED_STATES
+        return lambda f: f.ledger.get(node.lesson) in HANDED_OVER
     if isinstance(node, CheckInAnswer):
         if node.answer == "any":
             return lambda f: f.checkin is not None
