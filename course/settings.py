@@ -6,6 +6,7 @@ Nothing else in the project reads ``os.environ``: build a :class:`Settings` with
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from course.guard import DEV_SECRET_KEY, unsafe_settings
+from course.webhooks.delivery import DEFAULT_DELAYS
+from course.webhooks.endpoints import Endpoint, WebhookConfigError, parse_endpoints
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
 LOG_FORMATS = ("json", "text")
@@ -67,6 +70,9 @@ class Settings:
     # Retention (the organisation's policy, not the marketer's: course.subscribers.retention)
     retention_months: int = 24  # readers who completed or left: erased this long after
     retention_pending_days: int = 30  # signups never confirmed: deleted this long after
+    # Outbound webhooks (course.webhooks): endpoints, and the waits between attempts
+    webhooks: tuple[Endpoint, ...] = ()
+    webhook_delays: tuple[float, ...] = DEFAULT_DELAYS
 
     @property
     def templates_dir(self) -> Path:
@@ -126,6 +132,8 @@ class Settings:
             "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
             "COURSE_RETENTION_MONTHS": str(self.retention_months),
             "COURSE_RETENTION_PENDING_DAYS": str(self.retention_pending_days),
+            "COURSE_WEBHOOKS": _webhooks_env(self.webhooks),
+            "COURSE_WEBHOOK_RETRY_DELAYS": ",".join(f"{d:g}" for d in self.webhook_delays),
         }
 
     @classmethod
@@ -182,6 +190,8 @@ class Settings:
             open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),
             retention_months=_count(env, "COURSE_RETENTION_MONTHS", 24),
             retention_pending_days=_count(env, "COURSE_RETENTION_PENDING_DAYS", 30),
+            webhooks=_webhooks(env),
+            webhook_delays=_delays(env),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])
@@ -340,3 +350,42 @@ def _publisher(env: Mapping[str, str]) -> str:
         if value := (env.get(name) or "").strip():
             return value
     return "unknown"
+
+
+def _webhooks_env(endpoints: tuple[Endpoint, ...]) -> str:
+    """``COURSE_WEBHOOKS`` for ``endpoints`` (empty for none)."""
+    if not endpoints:
+        return ""
+    entries = [{"url": e.url, "events": sorted(e.events), "secret": e.secret} for e in endpoints]
+    return json.dumps(entries)
+
+
+def _webhooks(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
+    try:
+        return parse_endpoints(env.get("COURSE_WEBHOOKS"))
+    except WebhookConfigError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+MAX_WEBHOOK_DELAY = 3000.0  # seconds: below the broker's visibility timeout (course.tasks)
+
+
+def _delays(env: Mapping[str, str]) -> tuple[float, ...]:
+    """``COURSE_WEBHOOK_RETRY_DELAYS``: seconds before each retry, comma-separated; as many
+    retries as numbers (the first attempt is at once)."""
+    name = "COURSE_WEBHOOK_RETRY_DELAYS"
+    text = (env.get(name) or "").strip()
+    if not text:
+        return DEFAULT_DELAYS
+    delays = []
+    for part in text.split(","):
+        try:
+            delay = float(part)
+        except ValueError:
+            raise SettingsError(f"{name}: not a number of seconds: {part.strip()!r}") from None
+        if not 0 <= delay <= MAX_WEBHOOK_DELAY:
+            raise SettingsError(f"{name}: each delay from 0 to {MAX_WEBHOOK_DELAY:g} seconds")
+        delays.append(delay)
+    if len(delays) > 20:
+        raise SettingsError(f"{name}: at most 20 retries")
+    return tuple(delays)

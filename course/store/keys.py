@@ -114,6 +114,13 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (course.store.checkins).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
+``P stats:webhooks:out`` hash  outbound webhooks (course.webhooks): ``{host}|{name}`` -> count,
+                              name one of sent (2xx), failed (an attempt that will be or was
+                              retried: network error, timeout, 429, 5xx), refused (another
+                              status: not retried), dropped (gave up after the last attempt,
+                              or the endpoint left COURSE_WEBHOOKS), unqueued (the broker
+                              did not take the event). ``host`` is the endpoint's host[:port]
+                              only, never its path.
 ``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
                               most 20 (course.store.replies.MAX_PER_READER): JSON of
                               course.models.reply.Reply (id, at, subject, text, lesson_id,
@@ -282,6 +289,10 @@ class Keys:
     @property
     def webhook_stats_key(self) -> str:
         return f"{self.prefix}stats:webhook"
+
+    @property
+    def outbound_stats_key(self) -> str:
+        return f"{self.prefix}stats:webhooks:out"
 
     def replies_key(self, sub_id: str) -> str:
         return f"{self.prefix}replies:{sub_id}"

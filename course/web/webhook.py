@@ -26,6 +26,7 @@ from course.settings import SettingsError
 from course.store import Store
 from course.subscribers.lifecycle import unsubscribe
 from course.web.state import WebState, now
+from course.webhooks.events import NO_EVENTS, EventSink
 
 log = logging.getLogger("course.web")
 
@@ -162,9 +163,12 @@ def read_event(raw: object) -> Event:
     return Event(**values)
 
 
-def handle_events(store: Store, schedule: Schedule, events: list, now: float) -> Report:
+def handle_events(
+    store: Store, schedule: Schedule, events: list, now: float, sink: EventSink = NO_EVENTS
+) -> Report:
     """Apply a batch of events; nothing in an event can make this fail (a Redis outage can,
-    so that SendGrid sends the batch again). A bad event is logged, counted and skipped."""
+    so that SendGrid sends the batch again). A bad event is logged, counted and skipped. A
+    reader suppressed by one goes to ``sink`` (subscriber.bounced, .unsubscribed)."""
     report = Report()
     lessons = {email.id for email in schedule.emails}  # the confirmation and completion too
     for index, raw in enumerate(events):
@@ -180,7 +184,7 @@ def handle_events(store: Store, schedule: Schedule, events: list, now: float) ->
             report.duplicate += 1
             store.count_webhook("duplicate")
             continue
-        _handle(store, lessons, event, now, report)
+        _handle(store, lessons, event, now, report, sink)
         # Marked only once handled: a process killed mid-batch leaves the rest to SendGrid's
         # retry (suppressing and reconciling twice changes nothing; a count may go up twice).
         if event.sg_event_id:
@@ -189,7 +193,9 @@ def handle_events(store: Store, schedule: Schedule, events: list, now: float) ->
     return report
 
 
-def _handle(store: Store, lessons: set[str], event: Event, now: float, report: Report) -> None:
+def _handle(
+    store: Store, lessons: set[str], event: Event, now: float, report: Report, sink: EventSink
+) -> None:
     name = event.event.lower()
     if event.send_test:  # a marketer's ``course send-test``: nobody's, not counted
         store.count_webhook("send_test")
@@ -236,7 +242,7 @@ def _handle(store: Store, lessons: set[str], event: Event, now: float, report: R
     if name == "dropped":
         status = DROP_REASONS.get(event.reason.lower(), status)
     if status and sub.status not in SUPPRESSED:
-        unsubscribe(store, sub, status)
+        unsubscribe(store, sub, status, events=sink)
         report.suppressed += 1
         log_event(log, logging.INFO, "suppression", subscriber=sub.id, status=status, reason=name)
 
@@ -340,7 +346,7 @@ def router(state: WebState) -> APIRouter:
             return JSONResponse({"error": "expected a JSON array of events"}, 400)
         schedule = await run_in_threadpool(state.schedule)
         report = await run_in_threadpool(
-            handle_events, state.store, schedule, events, now().timestamp()
+            handle_events, state.store, schedule, events, now().timestamp(), state.events
         )
         return JSONResponse(report.as_dict())
 
