@@ -53,7 +53,7 @@ def run_jobs(
         if endpoint is None:  # COURSE_WEBHOOKS changed since the event was emitted
             run.counts[(_host(url), "dropped")] += 1
             log_event(log, logging.WARNING, "webhook", outcome="dropped", host=_host(url),
-                      event=event.id, reason="no longer in COURSE_WEBHOOKS")  # fmt: skip
+                      event_id=event.id, reason="no longer in COURSE_WEBHOOKS")  # fmt: skip
             continue
         if url in down:
             answer = Answer("retry", "not tried: the endpoint failed earlier in this run")
@@ -73,7 +73,7 @@ def run_jobs(
             level, outcome = logging.ERROR, "refused"
         else:
             level, outcome = logging.INFO, "sent"
-        log_event(log, level, "webhook", outcome=outcome, host=endpoint.host, event=event.id,
+        log_event(log, level, "webhook", outcome=outcome, host=endpoint.host, event_id=event.id,
                   type=event.type, attempt=attempt, status=answer.detail)  # fmt: skip
     return run
 
