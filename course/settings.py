@@ -15,8 +15,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from course.guard import DEV_SECRET_KEY, unsafe_settings
-from course.webhooks.delivery import DEFAULT_DELAYS
-from course.webhooks.endpoints import Endpoint, WebhookConfigError, parse_endpoints
+from course.webhooks.endpoints import (
+    DEFAULT_DELAYS,
+    Endpoint,
+    WebhookConfigError,
+    parse_delays,
+    parse_endpoints,
+)
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
 LOG_FORMATS = ("json", "text")
@@ -367,25 +372,8 @@ def _webhooks(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
         raise SettingsError(str(exc)) from None
 
 
-MAX_WEBHOOK_DELAY = 3000.0  # seconds: below the broker's visibility timeout (course.tasks)
-
-
 def _delays(env: Mapping[str, str]) -> tuple[float, ...]:
-    """``COURSE_WEBHOOK_RETRY_DELAYS``: seconds before each retry, comma-separated; as many
-    retries as numbers (the first attempt is at once)."""
-    name = "COURSE_WEBHOOK_RETRY_DELAYS"
-    text = (env.get(name) or "").strip()
-    if not text:
-        return DEFAULT_DELAYS
-    delays = []
-    for part in text.split(","):
-        try:
-            delay = float(part)
-        except ValueError:
-            raise SettingsError(f"{name}: not a number of seconds: {part.strip()!r}") from None
-        if not 0 <= delay <= MAX_WEBHOOK_DELAY:
-            raise SettingsError(f"{name}: each delay from 0 to {MAX_WEBHOOK_DELAY:g} seconds")
-        delays.append(delay)
-    if len(delays) > 20:
-        raise SettingsError(f"{name}: at most 20 retries")
-    return tuple(delays)
+    try:
+        return parse_delays(env.get("COURSE_WEBHOOK_RETRY_DELAYS"))
+    except WebhookConfigError as exc:
+        raise SettingsError(str(exc)) from None

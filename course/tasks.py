@@ -41,7 +41,7 @@ from course.task_names import (
     WEBHOOK_TASK,
 )
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
-from course.webhooks.delivery import run_jobs
+from course.webhooks.delivery import GONE, run_jobs
 from course.webhooks.lessons import SentRecorder, emit_lesson_events
 from course.webhooks.post import Poster
 
@@ -267,7 +267,7 @@ def retention_task(now: str | None = None) -> dict:
 
 @shared_task(name=WEBHOOK_TASK)
 def webhook_task(jobs: list[list], attempt: int = 1) -> dict:
-    """Post outbound webhook events (course.webhooks.delivery): each job is [endpoint url,
+    """Post outbound webhook events (course.webhooks.delivery): each job is [endpoint key,
     event]; what must be tried again goes in one new message after the next retry delay."""
     rt = runtime()
     poster = Poster()
@@ -282,9 +282,9 @@ def webhook_task(jobs: list[list], attempt: int = 1) -> dict:
         except Exception as exc:  # the broker is gone: those events are lost, and counted
             log_event(log, logging.ERROR, "webhook", outcome="dropped", events=len(run.retry),
                       reason=f"could not queue the retry: {type(exc).__name__}")  # fmt: skip
-            by_url = {endpoint.url: endpoint.host for endpoint in rt.settings.webhooks}
-            for url, _ in run.retry:
-                run.counts[(by_url.get(url, "?"), "dropped")] += 1
+            by_key = {endpoint.key: endpoint.host for endpoint in rt.settings.webhooks}
+            for key, _ in run.retry:
+                run.counts[(by_key.get(key, GONE), "dropped")] += 1
     try:
         rt.store.count_outbound(run.counts)
     except StoreError as exc:

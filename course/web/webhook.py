@@ -237,6 +237,8 @@ def _handle(
             store.count_webhook("reconciled")
             log_event(log, logging.INFO, "reconcile", subscriber=sub.id, lesson=lesson_id,
                       state=settled[0])  # fmt: skip
+            if settled[0] == "sent":  # an uncertain send that went after all: now it is known
+                _sent_events(sink, sub, lesson_id)
 
     status = SUPPRESSING.get(name)
     if name == "dropped":
@@ -245,6 +247,12 @@ def _handle(
         unsubscribe(store, sub, status, events=sink)
         report.suppressed += 1
         log_event(log, logging.INFO, "suppression", subscriber=sub.id, status=status, reason=name)
+
+
+def _sent_events(sink: EventSink, sub: Subscriber, lesson_id: str) -> None:
+    sink.emit("lesson.sent", {"subscriber": sub.id, "lesson": lesson_id})
+    if sub.status == "completed" and sub.last_lesson == lesson_id:
+        sink.emit("subscriber.completed", {"subscriber": sub.id, "lesson": lesson_id})
 
 
 # Ledger states whose instant is that of the send an event can be about.

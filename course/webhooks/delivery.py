@@ -15,7 +15,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from course.logs import log_event
 from course.webhooks.endpoints import Endpoint
@@ -24,8 +23,8 @@ from course.webhooks.post import Answer
 
 log = logging.getLogger("course.webhooks")
 
-Job = list  # [endpoint url, event as a dict]: what a course.webhook message carries
-DEFAULT_DELAYS = (60.0, 300.0, 600.0, 1200.0, 1800.0)  # 6 attempts over about 66 minutes
+Job = list  # [endpoint key, event as a dict]: what a course.webhook message carries
+GONE = "(no longer configured)"  # the host counted for an endpoint the worker does not know
 
 
 @dataclass
@@ -43,28 +42,28 @@ def run_jobs(
     post: Callable[[Endpoint, Event], Answer],
 ) -> Run:
     """Post every job of attempt number ``attempt`` (1 = the first)."""
-    by_url = {endpoint.url: endpoint for endpoint in endpoints}
+    by_key = {endpoint.key: endpoint for endpoint in endpoints}
     last = attempt > len(delays)
     run = Run(delay=None if last else delays[attempt - 1])
     down: set[str] = set()
-    for url, raw in jobs:
-        endpoint = by_url.get(url)
+    for key, raw in jobs:
+        endpoint = by_key.get(key)
         event = Event.from_dict(raw)
         if endpoint is None:  # COURSE_WEBHOOKS changed since the event was emitted
-            run.counts[(_host(url), "dropped")] += 1
-            log_event(log, logging.WARNING, "webhook", outcome="dropped", host=_host(url),
+            run.counts[(GONE, "dropped")] += 1
+            log_event(log, logging.WARNING, "webhook", outcome="dropped", host=GONE,
                       event_id=event.id, reason="no longer in COURSE_WEBHOOKS")  # fmt: skip
             continue
-        if url in down:
+        if key in down:
             answer = Answer("retry", "not tried: the endpoint failed earlier in this run")
         else:
             answer = post(endpoint, event)
             if answer.endpoint_down:
-                down.add(url)
+                down.add(key)
             name = {"ok": "sent", "retry": "failed", "refused": "refused"}[answer.outcome]
             run.counts[(endpoint.host, name)] += 1
         if answer.outcome == "retry" and not last:
-            run.retry.append([url, raw])
+            run.retry.append([key, raw])
             level, outcome = logging.WARNING, "retry"
         elif answer.outcome == "retry":
             run.counts[(endpoint.host, "dropped")] += 1
@@ -76,7 +75,3 @@ def run_jobs(
         log_event(log, level, "webhook", outcome=outcome, host=endpoint.host, event_id=event.id,
                   type=event.type, attempt=attempt, status=answer.detail)  # fmt: skip
     return run
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or "?"

@@ -55,7 +55,7 @@ class Emitter:
             targets = [endpoint for endpoint in self.endpoints if endpoint.wants(event_type)]
             if targets:
                 event = new_event(event_type, data, now).as_dict()
-                jobs += [[endpoint.url, event] for endpoint in targets]
+                jobs += [[endpoint.key, event] for endpoint in targets]
         if not jobs:
             return
         try:
@@ -66,8 +66,8 @@ class Emitter:
         if queued is False:
             log_event(log, logging.ERROR, "webhook", outcome="unqueued", events=len(jobs),
                       reason=reason)  # fmt: skip
-            hosts = {endpoint.url: endpoint.host for endpoint in self.endpoints}
-            self._safe_count(Counter((hosts[url], "unqueued") for url, _ in jobs))
+            hosts = {endpoint.key: endpoint.host for endpoint in self.endpoints}
+            self._safe_count(Counter((hosts[key], "unqueued") for key, _ in jobs))
 
     def _safe_count(self, counts: Counter[tuple[str, str]]) -> None:
         try:

@@ -9,6 +9,7 @@ The setting is a JSON list, one object per endpoint::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,6 +26,9 @@ EVENT_TYPES = (
 ALL = "*"
 MIN_WEBHOOK_SECRET = 32  # outside dev (course.guard); any length in dev
 MAX_ENDPOINTS = 20
+DEFAULT_DELAYS = (60.0, 300.0, 600.0, 1200.0, 1800.0)  # 6 attempts over about 66 minutes
+MAX_DELAY = 3000.0  # seconds: below the broker's visibility timeout (course.tasks)
+MAX_RETRIES = 20
 
 
 class WebhookConfigError(ValueError):
@@ -41,6 +45,13 @@ class Endpoint:
 
     def __repr__(self) -> str:  # never the secret, in a log line or a traceback
         return f"Endpoint(url={self.url!r}, events={sorted(self.events)!r})"
+
+    @property
+    def key(self) -> str:
+        """What a queued job names its endpoint by: a digest of the URL, so that neither the
+        broker's messages nor Celery's log lines of them carry a path or query (which may
+        hold a token of the receiver's). Every process reads the same COURSE_WEBHOOKS."""
+        return hashlib.sha256(self.url.encode()).hexdigest()[:16]
 
     @property
     def host(self) -> str:
@@ -125,3 +136,23 @@ def endpoint_problems(endpoints: tuple[Endpoint, ...]) -> list[str]:
                 f"{MIN_WEBHOOK_SECRET} outside dev"
             )
     return problems
+
+
+def parse_delays(text: str | None) -> tuple[float, ...]:
+    """``COURSE_WEBHOOK_RETRY_DELAYS``: seconds before each retry, comma-separated; as many
+    retries as numbers (the first attempt is at once). Empty: DEFAULT_DELAYS."""
+    name = "COURSE_WEBHOOK_RETRY_DELAYS"
+    if not (text or "").strip():
+        return DEFAULT_DELAYS
+    delays = []
+    for part in (text or "").split(","):
+        try:
+            delay = float(part)
+        except ValueError:
+            raise WebhookConfigError(f"{name}: not a number of seconds: {part.strip()!r}") from None
+        if not 0 <= delay <= MAX_DELAY:
+            raise WebhookConfigError(f"{name}: each delay from 0 to {MAX_DELAY:g} seconds")
+        delays.append(delay)
+    if len(delays) > MAX_RETRIES:
+        raise WebhookConfigError(f"{name}: at most {MAX_RETRIES} retries")
+    return tuple(delays)
