@@ -101,6 +101,12 @@ def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:
             "COURSE_FORWARDED_ALLOW_IPS: '*' would believe any X-Forwarded-For; give your "
             "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
         )
+    for number, endpoint in enumerate(settings.webhooks, 1):
+        if _is_placeholder(endpoint.secret):
+            problems.append(
+                f"COURSE_WEBHOOKS: endpoint {number} ({endpoint.host}): secret is the "
+                f"placeholder from .env.example; {MAKE_SECRET}"
+            )
     problems += endpoint_problems(settings.webhooks)
     return [problem for problem in problems if problem]
 

@@ -393,3 +393,50 @@ def test_a_command_with_a_bad_setting_says_so_in_one_line_and_exits_2(tmp_path, 
     assert result.stderr.strip().splitlines() == [
         "course: COURSE_WEBHOOKS: endpoint 1: expected an object with url, events and secret"
     ]
+
+
+# The web app's changes, queued through its task sender (no worker needed to see them)
+
+
+def test_the_web_app_emits_unsubscribes_bounces_and_sends_that_events_settled(
+    settings, store, schedule
+):
+    from course.models.subscriber import LedgerEntry
+    from course.tokens import subscriber_links
+
+    hook = Endpoint("https://hooks.example.org/course", frozenset({"*"}), "s" * 32)
+    queued: list[dict] = []
+
+    def send_task(name: str, *args: object, **kwargs: object) -> None:
+        if name == "course.webhook":
+            assert kwargs["queue"] == "webhooks"
+            queued.extend(event for _, event in kwargs["args"][0])
+
+    now = datetime.now(UTC)
+    ann = enrol(store, schedule, "ann@example.com", "Ann", None, now)
+    bob = enrol(store, schedule, "bob@example.com", "Bob", None, now)
+    cat = enrol(store, schedule, "cat@example.com", "Cat", None, now)
+    claimed: list = []
+    engine.tick(store, schedule, now, lambda items, when: claimed.extend(items))
+    ts = now.timestamp()
+    assert store.start_send(ann.id, "hello", ts, ts + 900) == 1  # sent, no answer came
+    assert store.finish(ann.id, LedgerEntry("hello", "uncertain", ts, 1, "timed out"))
+    app = create_web_app(settings.with_(webhooks=(hook,)), send_task=send_task)
+    with TestClient(app) as client:
+        events = [
+            {"event": "processed", "email": ann.email, "subscriber_id": ann.id,
+             "lesson_id": "hello", "sg_event_id": "p1", "sg_message_id": "m1.x",
+             "timestamp": int(ts)},
+            {"event": "bounce", "type": "bounce", "email": bob.email, "subscriber_id": bob.id,
+             "sg_event_id": "b1", "timestamp": int(ts), "reason": "550 unknown user"},
+        ]  # fmt: skip
+        assert client.post("/webhooks/sendgrid", json=events).json()["reconciled"] == 1
+        link = subscriber_links(settings.base_url, settings.secret_key, cat.id)["unsubscribe_url"]
+        path = "/" + link.split("/", 3)[3]
+        one_click = client.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert one_click.status_code == 200
+        client.post(path, data={"List-Unsubscribe": "One-Click"})  # again: no second event
+    assert sorted((e["type"], e["data"]["subscriber"]) for e in queued) == sorted([
+        ("lesson.sent", ann.id), ("subscriber.bounced", bob.id),
+        ("subscriber.unsubscribed", cat.id),
+    ])  # fmt: skip
