@@ -289,4 +289,8 @@ def webhook_task(jobs: list[list], attempt: int = 1) -> dict:
         rt.store.count_outbound(run.counts)
     except StoreError as exc:
         log.warning("could not count webhook deliveries: %s", type(exc).__name__)
-    return {"jobs": len(jobs), "retrying": len(run.retry)}
+    totals = {name: sum(n for (_, kind), n in run.counts.items() if kind == name)
+              for name in ("sent", "failed", "refused", "dropped")}  # fmt: skip
+    log_event(log, logging.INFO, "webhook_run", attempt=attempt, jobs=len(jobs),
+              retrying=len(run.retry), **totals)  # fmt: skip
+    return {"jobs": len(jobs), "retrying": len(run.retry), **totals}

@@ -169,8 +169,12 @@ def unsubscribe(
     at = now.timestamp() if now is not None else None
     changed = [sub.id] if store.suppress(sub.id, status, at) == 1 else []
     current = store.find(sub.email)
-    other = current is not None and current.id != sub.id and current.status not in SUPPRESSED
-    if current is not None and other and store.suppress(current.id, status, at) == 1:
+    if (
+        current is not None
+        and current.id != sub.id
+        and current.status not in SUPPRESSED
+        and store.suppress(current.id, status, at) == 1
+    ):
         changed.append(current.id)
     for sub_id in changed:
         if status == "bounced":
