@@ -9,6 +9,7 @@ timeouts a request can wait, and the schedule is loaded at the first request tha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -65,6 +66,9 @@ class WebState:
             health_check_interval=30,
         )
         self.store = Store(self.client)
+        # LayoutMismatch: the app refuses to start; Redis down: it starts, /healthz says so.
+        with contextlib.suppress(StoreError):
+            self.store.require_layout()
         self._send_task = send_task
         self._celery = None
         self._broker_url = url
