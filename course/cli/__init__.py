@@ -5,6 +5,7 @@ adds its commands to the group."""
 from course.cli import (
     doctor,
     health,
+    migrate,
     preview,
     privacy,
     retention,
@@ -24,6 +25,7 @@ __all__ = [
     "doctor",
     "health",
     "main",
+    "migrate",
     "preview",
     "privacy",
     "retention",
