@@ -275,15 +275,18 @@ def webhook_task(jobs: list[list], attempt: int = 1) -> dict:
         run = run_jobs(jobs, rt.settings.webhooks, attempt, rt.settings.webhook_delays, poster.post)
     finally:
         poster.close()
-    if run.retry:
+    for jobs_next, attempt_next, wait in ((run.retry, attempt + 1, run.delay),
+                                          (run.later, attempt, 0.0)):  # fmt: skip
+        if not jobs_next:
+            continue
         try:
-            current_app.send_task(WEBHOOK_TASK, args=[run.retry, attempt + 1],
-                                  countdown=run.delay, queue=WEBHOOK_QUEUE)  # fmt: skip
+            current_app.send_task(WEBHOOK_TASK, args=[jobs_next, attempt_next],
+                                  countdown=wait, queue=WEBHOOK_QUEUE)  # fmt: skip
         except Exception as exc:  # the broker is gone: those events are lost, and counted
-            log_event(log, logging.ERROR, "webhook", outcome="dropped", events=len(run.retry),
-                      reason=f"could not queue the retry: {type(exc).__name__}")  # fmt: skip
+            log_event(log, logging.ERROR, "webhook", outcome="dropped", events=len(jobs_next),
+                      reason=f"could not queue them again: {type(exc).__name__}")  # fmt: skip
             by_key = {endpoint.key: endpoint.host for endpoint in rt.settings.webhooks}
-            for key, _ in run.retry:
+            for key, _ in jobs_next:
                 run.counts[(by_key.get(key, GONE), "dropped")] += 1
     try:
         rt.store.count_outbound(run.counts)
@@ -292,5 +295,5 @@ def webhook_task(jobs: list[list], attempt: int = 1) -> dict:
     totals = {name: sum(n for (_, kind), n in run.counts.items() if kind == name)
               for name in ("sent", "failed", "refused", "dropped")}  # fmt: skip
     log_event(log, logging.INFO, "webhook_run", attempt=attempt, jobs=len(jobs),
-              retrying=len(run.retry), **totals)  # fmt: skip
-    return {"jobs": len(jobs), "retrying": len(run.retry), **totals}
+              retrying=len(run.retry), later=len(run.later), **totals)  # fmt: skip
+    return {"jobs": len(jobs), "retrying": len(run.retry), "later": len(run.later), **totals}

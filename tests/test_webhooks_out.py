@@ -311,6 +311,22 @@ def test_a_slow_endpoint_costs_one_timeout_per_run_and_the_rest_waits_for_the_re
         fine.close()
 
 
+def test_a_run_out_of_time_leaves_the_untried_events_for_a_new_message_at_the_same_attempt():
+    slowish = Receiver()
+    slowish.delay = 0.15
+    try:
+        target = endpoint(slowish)
+        jobs = [[target.key, new_event("lesson.sent", {"n": i}, NOW).as_dict()] for i in range(6)]
+        poster = Poster(timeout=2)
+        run = run_jobs(jobs, (target,), 3, (1.0, 1.0), poster.post, budget=0.2)
+        poster.close()
+        tried = len(slowish.posts)
+        assert 1 <= tried < 6 and run.counts == {(slowish.host, "sent"): tried}
+        assert run.later == jobs[tried:] and run.retry == []
+    finally:
+        slowish.close()
+
+
 def test_a_redirect_is_not_followed_and_an_endpoint_no_longer_configured_is_dropped():
     moved = Receiver(lambda _id, _seen: 302)
     try:

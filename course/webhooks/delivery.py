@@ -6,12 +6,15 @@ the retry delays (``COURSE_WEBHOOK_RETRY_DELAYS``), until the last attempt, afte
 dropped and counted; any other status (a 4xx, a redirect) is refused: counted, never retried.
 An endpoint that timed out, could not be reached or answered 429 is not tried again in the
 same run: its other jobs wait for the retry with it, so a slow receiver costs one timeout
-per run, not one per event.
+per run, not one per event. A run stops posting after RUN_BUDGET seconds (a receiver that
+answers, but slowly): the jobs it did not try go at once into a new message at the same
+attempt, so one run never holds a worker process for long.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ log = logging.getLogger("course.webhooks")
 
 Job = list  # [endpoint key, event as a dict]: what a course.webhook message carries
 GONE = "(no longer configured)"  # the host counted for an endpoint the worker does not know
+RUN_BUDGET = 30.0  # seconds of posting per run; the rest waits in a new message
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Run:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (host, name) -> n
     retry: list[Job] = field(default_factory=list)  # the jobs for the next attempt
     delay: float | None = None  # seconds before that attempt
+    later: list[Job] = field(default_factory=list)  # not tried (out of time): same attempt
 
 
 def run_jobs(
@@ -40,13 +45,20 @@ def run_jobs(
     attempt: int,
     delays: tuple[float, ...],
     post: Callable[[Endpoint, Event], Answer],
+    budget: float = RUN_BUDGET,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Run:
-    """Post every job of attempt number ``attempt`` (1 = the first)."""
+    """Post every job of attempt number ``attempt`` (1 = the first), for ``budget`` seconds
+    at most."""
     by_key = {endpoint.key: endpoint for endpoint in endpoints}
     last = attempt > len(delays)
     run = Run(delay=None if last else delays[attempt - 1])
     down: set[str] = set()
-    for key, raw in jobs:
+    deadline = clock() + budget
+    for index, (key, raw) in enumerate(jobs):
+        if clock() > deadline:
+            run.later = [list(job) for job in jobs[index:]]
+            break
         endpoint = by_key.get(key)
         event = Event.from_dict(raw)
         if endpoint is None:  # COURSE_WEBHOOKS changed since the event was emitted
