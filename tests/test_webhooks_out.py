@@ -433,8 +433,10 @@ def test_the_web_app_emits_unsubscribes_bounces_and_sends_that_events_settled(
     bob = enrol(store, schedule, "bob@example.com", "Bob", None, now)
     cat = enrol(store, schedule, "cat@example.com", "Cat", None, now)
     claimed: list = []
-    engine.tick(store, schedule, now, lambda items, when: claimed.extend(items))
-    ts = now.timestamp()
+    later = now + timedelta(minutes=1)  # the day-0 lessons are due
+    engine.tick(store, schedule, later, lambda items, when: claimed.extend(items))
+    assert (ann.id, "hello") in claimed
+    ts = later.timestamp()
     assert store.start_send(ann.id, "hello", ts, ts + 900) == 1  # sent, no answer came
     assert store.finish(ann.id, LedgerEntry("hello", "uncertain", ts, 1, "timed out"))
     app = create_web_app(settings.with_(webhooks=(hook,)), send_task=send_task)
