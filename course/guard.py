@@ -82,6 +82,8 @@ def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:
     ):
         if token is not None:
             problems.append(_secret_problem(name, token))
+    for api in settings.api_tokens:
+        problems.append(_secret_problem("COURSE_API_TOKENS", api.secret, f"{api.name}'s token"))
     problems.append(_redis_password_problem(env.get("REDIS_PASSWORD") or ""))
     for name, value in (
         ("SENDGRID_API_KEY", settings.sendgrid_api_key),
