@@ -34,6 +34,8 @@ PLACEHOLDERS = frozenset(
         "replace-with-python-c-import-secrets-print-secrets-token_urlsafe-32",  # ADMIN_TOKEN
         "a-long-random-string",  # COURSE_METRICS_TOKEN
         "another-long-random-string",  # COURSE_INBOUND_SECRET
+        "another-long-random-token",  # COURSE_API_TOKENS (crm's)
+        "a-third-long-random-token",  # COURSE_API_TOKENS (dash's)
         "admin:change-me",  # FLOWER_BASIC_AUTH (read by Flower, checked here)
     }
 )

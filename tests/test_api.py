@@ -1,5 +1,9 @@
 """The REST API under /api/v1 through FastAPI's TestClient, against the tests' real Redis:
-tokens and scopes, each endpoint's answer and its errors, and schemathesis over the API."""
+tokens and scopes, each endpoint's answer and its errors, and schemathesis over the API.
+
+The API's double opt-in through a real Celery worker (the confirmation email really sent) is
+in tests/test_worker.py (test_an_api_signup_is_the_double_opt_in_...), beside that module's
+worker, so that no second worker process is started for it."""
 
 from __future__ import annotations
 
