@@ -118,11 +118,11 @@ def test_the_log_names_the_token_never_its_secret(api, schedule, caplog):
     assert WRITE not in text and READ not in text
 
 
-def test_many_wrong_tokens_from_one_address_are_refused_without_comparing(api):
-    answers = [api.get("/stats", token=f"guess-{i:02d}-" + "x" * 30) for i in range(21)]
-    assert [a.status_code for a in answers] == [401] * 20 + [429]
-    assert api.get("/stats", token=READ).status_code == 429  # even a right one, for a while
-    assert answers[-1].headers["Retry-After"] == "900"
+def test_many_wrong_tokens_from_one_address_are_429_yet_never_lock_a_right_one_out(api):
+    answers = [api.get("/stats", token=f"guess-{i:02d}-" + "x" * 30) for i in range(22)]
+    assert [a.status_code for a in answers] == [401] * 20 + [429] * 2
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 900
+    assert api.get("/stats", token=READ).status_code == 200  # from the same address
 
 
 def test_each_token_has_its_own_rate_limit(settings, store, schedule):
@@ -341,6 +341,9 @@ def test_pause_until_then_resume_and_the_state_errors(api, schedule):
     past = api.post(f"/subscribers/{sub.id}/pause", {"until": "2020-01-01T00:00:00+00:00"})
     assert past.status_code == 422 and past.json()["field"] == "until"
     naive = api.post(f"/subscribers/{sub.id}/pause", {"until": "2099-01-01T00:00:00"})
+    assert naive.status_code == 422 and naive.json()["field"] == "until"
+    far = api.post(f"/subscribers/{sub.id}/pause", {"until": "2099-01-01T00:00:00Z"})
+    assert far.status_code == 422 and "366 days" in far.json()["error"]
     assert naive.status_code == 422 and naive.json()["field"] == "until"
     until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     paused = api.post(f"/subscribers/{sub.id}/pause", {"until": until})

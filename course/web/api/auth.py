@@ -2,10 +2,13 @@
 time with every configured token (no early exit, so the time says nothing about which one
 nearly matched), its scope (``read``: GET only; ``write``: everything), and its rate limit.
 
-A missing or wrong token is a 401 with ``WWW-Authenticate: Bearer``; after MAX_FAILURES wrong
-tokens from one IP address in FAILURE_WINDOW seconds, 429 without comparing. A read token that
-writes is a 403. Past ``COURSE_API_RATE_LIMIT`` requests in a minute, a token gets 429 with
-``Retry-After``. The log names the token, never its secret. No cookies: no CSRF to forge.
+A missing or wrong token is a 401 with ``WWW-Authenticate: Bearer``; past MAX_FAILURES wrong
+tokens from one IP address in FAILURE_WINDOW seconds, a wrong token is a 429 (logged once). A
+right token is never refused for others' failures: someone sharing its client's address (a
+NAT, a cloud host) cannot lock it out, and at 32 random characters or more a token is not
+found by guessing. A read token that writes is a 403. Past ``COURSE_API_RATE_LIMIT``
+requests in a minute, a token gets 429 with ``Retry-After``. The log names the token, never
+its secret. No cookies: no CSRF to forge.
 """
 
 from __future__ import annotations
@@ -76,14 +79,15 @@ class ApiAuth:
         at = now().timestamp()
         if credentials is None:
             raise ApiError(401, "a bearer token is required", None, _CHALLENGE)
-        failures = self.state.store.counter(
-            self.state.store.rate_key("api-fail", ip, FAILURE_WINDOW, at)
-        )
-        if failures is not None and failures[0] >= MAX_FAILURES:
-            raise ApiError(429, "too many wrong tokens; try later", None, {"Retry-After": "900"})
         token = self.token_for(credentials.credentials)
         if token is None:
-            self.state.store.hit("api-fail", ip, FAILURE_WINDOW, at)
+            failures, left = self.state.store.hit("api-fail", ip, FAILURE_WINDOW, at)
+            if failures > MAX_FAILURES:
+                if failures == MAX_FAILURES + 1:
+                    log.warning("api tokens refused: %d wrong from ip=%s", MAX_FAILURES, ip)
+                retry = str(max(1, int(left + 0.999)))
+                raise ApiError(429, "too many wrong tokens; try later", None,
+                               {"Retry-After": retry})  # fmt: skip
             log.warning("api token refused ip=%s", ip)
             raise ApiError(401, "the bearer token is not valid", None, _CHALLENGE)
         count, left = self.state.store.hit("api", token.name, RATE_WINDOW, at)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -42,6 +43,7 @@ from course.web.state import Unavailable, WebState, now
 log = logging.getLogger("course.web.api")
 
 _ID = re.compile(r"[0-9a-f]{12}")
+MAX_PAUSE = timedelta(days=366)
 ACCEPTED = (
     "If that address can receive the course, a confirmation email is on its way; nothing "
     "else is sent until it is confirmed."
@@ -143,8 +145,8 @@ def router(state: WebState, auth: ApiAuth) -> APIRouter:
         until = body.until if body else None
         if until is not None and until.tzinfo is None:
             raise ApiError(422, "give the instant with its UTC offset", "until")
-        if until is not None and until <= at:
-            raise ApiError(422, "must be in the future", "until")
+        if until is not None and not at < until <= at + MAX_PAUSE:
+            raise ApiError(422, "must be in the future, at most 366 days ahead", "until")
         return report(_state_change(lambda: lifecycle.pause(state.store, sub, at, until)))
 
     @router.post("/{sub_id}/resume", response_model=SubscriberOut,
