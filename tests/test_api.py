@@ -465,3 +465,14 @@ def test_no_input_makes_any_api_operation_fail(settings, store, schedule):
             case.call_and_validate(checks=[not_a_server_error])
 
         no_server_error()
+
+
+def test_reads_of_every_record_have_a_lower_limit_of_their_own(api):
+    codes = [api.get("/stats").status_code for _ in range(4)]
+    codes += [api.get("/segments/count", params={"expr": "status:active"}).status_code
+              for _ in range(3)]  # fmt: skip
+    assert codes == [200] * 6 + [429]
+    assert (
+        api.get("/segments/count", params={"expr": "status:active"}, token=WRITE).status_code == 200
+    )
+    assert api.get("/subscribers/000000000000").status_code == 404  # the rest still answers

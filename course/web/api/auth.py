@@ -29,6 +29,9 @@ from course.web.state import WebState, now
 log = logging.getLogger("course.web.api")
 
 RATE_WINDOW = 60  # seconds: COURSE_API_RATE_LIMIT counts requests per token per minute
+# Reads of every record (stats, segment counts: about a second per 100,000 readers) per token
+# per minute: a token must not keep the web app's threads, the signup pages' too, busy.
+HEAVY_PER_MINUTE = 6
 FAILURE_WINDOW = 900  # seconds: wrong tokens are counted per IP address per 15 minutes
 MAX_FAILURES = 20  # wrong tokens compared per IP address per window; then 429
 
@@ -97,6 +100,14 @@ class ApiAuth:
         log_event(log, logging.INFO, "api", token=token.name, method=request.method,
                   path=request.url.path)  # fmt: skip
         return Caller(token.name, token.scope)
+
+    def heavy(self, caller: Caller) -> None:
+        """Count a read of every record against the caller's HEAVY_PER_MINUTE; 429 past it."""
+        count, left = self.state.store.hit("api-heavy", caller.name, RATE_WINDOW, now().timestamp())
+        if count > HEAVY_PER_MINUTE:
+            retry = str(max(1, int(left + 0.999)))
+            raise ApiError(429, f"at most {HEAVY_PER_MINUTE} of these a minute; try later", None,
+                           {"Retry-After": retry})  # fmt: skip
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}

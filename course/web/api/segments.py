@@ -33,6 +33,7 @@ def router(state: WebState, auth: ApiAuth) -> APIRouter:
             node = parse(expr, state.schedule())
         except SegmentError as exc:
             raise ApiError(422, str(exc), "expr") from None
+        auth.heavy(caller)
         result = count_segment(state.store, node, sample)
         people = [{"id": s.id, "email": mask_address(s.email), "status": s.status}
                   for s in result.sample]  # fmt: skip

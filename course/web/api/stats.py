@@ -23,6 +23,7 @@ def router(state: WebState, auth: ApiAuth) -> APIRouter:
     def stats(caller: Caller = read) -> dict[str, Any]:
         """Results per phase and lesson, the funnel, readers by status, check-ins, and which
         version each process runs: the JSON of ``course stats --json``."""
+        auth.heavy(caller)
         store = state.store
         report = course_stats.collect(store, state.schedule(), now())
         fine, settling = settling_status(state.settings.settling_window, store.settling_facts())
