@@ -274,6 +274,7 @@ def test_a_confirmed_signup_never_re_enrols_someone_who_left(api, schedule):
         ({"email": "e@example.com", "send_time": "25:00"}, "send_time"),
         ({"email": "e@example.com", "admin": True}, "admin"),
         ({"first_name": "Eve"}, "email"),
+        ({"email": "e@example.com", "confirmed": True, "consent_source": "a\nb"}, "consent_source"),
     ],
 )
 def test_a_bad_signup_field_is_a_422_naming_it_and_queues_nothing(api, body, field):

@@ -231,6 +231,8 @@ def _checked(state: WebState, body: NewSubscriber) -> tuple[str, str | None, str
         send_time = None if send_time == f"{schedule.course.send_time:%H:%M}" else send_time
     if body.confirmed and not (body.consent_source or "").strip():
         raise ApiError(422, "required with confirmed: where they gave consent", "consent_source")
+    if body.consent_source and not body.consent_source.isprintable():
+        raise ApiError(422, "one line of text, without control characters", "consent_source")
     return address, first_name, zone, send_time
 
 
