@@ -199,7 +199,11 @@ class Signups:
                 continue
             if request.pace is not None or request.send_time is not None:
                 wanted = ReaderSettings(request.pace or sub.pace, request.send_time, sub.tz)
-                sub = change_settings(self.store, schedule, sub, wanted, request.at)
+                try:
+                    sub = change_settings(self.store, schedule, sub, wanted, request.at)
+                except SubscriptionError:  # confirmed or left meanwhile: theirs stands
+                    log_event(log, logging.INFO, "signup", outcome="settings_skipped",
+                              subscriber=sub.id)  # fmt: skip
             self._send_confirmation(sub.id)
             log_event(log, logging.INFO, "signup", outcome="new", subscriber=sub.id, tz=sub.tz)
             return SignupResult("new", sub.id)
