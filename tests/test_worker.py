@@ -188,6 +188,31 @@ def test_a_web_signup_is_done_by_the_worker_and_its_log_names_no_address(world):
     assert "'email': 'p\\u2026@example.com'" in log and "'ip': '\\u2026'" in log
 
 
+def test_an_api_signup_is_the_double_opt_in_and_the_worker_sends_its_confirmation(world):
+    """``POST /api/v1/subscribers`` queues the form's ``course.signup`` (with the pace and
+    send time the API may give); the worker stores the pending record with them and sends
+    the confirmation email, and nothing else."""
+    token = "crm-token-" + "t" * 30
+    env = course_env(world["url"], world["schedule"], world["outbox"],
+                     COURSE_API_TOKENS=f"crm:write:{token}")  # fmt: skip
+    with TestClient(create_web_app(Settings.from_env(env))) as client:
+        answer = client.post(
+            "/api/v1/subscribers",
+            json={"email": "api.reader@example.com", "first_name": "Api", "pace": "gentle",
+                  "send_time": "19:15", "timezone": "Asia/Tokyo"},
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+        assert answer.status_code == 202
+        wait_for(lambda: len(outbox(world)) == 1, world["proc"])
+    (message,) = outbox(world)
+    assert str(message["To"]) == "Api <api.reader@example.com>"
+    assert message["Subject"] == "Please confirm"
+    sub = world["store"].find("api.reader@example.com")
+    assert (sub.status, sub.pace, sub.send_time, sub.tz) == ("pending", "gentle", "19:15",
+                                                             "Asia/Tokyo")  # fmt: skip
+    assert sub.consent_record["text_version"] == "api:crm"
+
+
 def test_a_signup_the_store_refuses_is_retried_with_backoff_and_logs_no_address(world):
     """A Redis error in the signup task (here: a key of the wrong type, as a damaged store
     would answer) is retried later, as the delivery tasks are; nothing is lost or logged

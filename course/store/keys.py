@@ -79,7 +79,10 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               the address, ``admin`` admin sign-in attempts per IP per 15
                               minutes, ``admin-device`` the same per browser that signed in
                               before (its signed device cookie), counted before the token is
-                              compared; a correct one is taken off again); expires with its
+                              compared; a correct one is taken off again; ``api`` REST API
+                              requests per token name per minute, ``api-heavy`` its reads of
+                              every record (stats, segment counts) per minute, ``api-fail``
+                              wrong API tokens per IP per 15 minutes); expires with its
                               window.
 ``P admin:session:{id}`` string  a signed-in admin page session (value ``1``), expiring with
                               it (12 hours); its id is in the signed session cookie and is

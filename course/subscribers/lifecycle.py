@@ -1,5 +1,5 @@
 """What can happen to a subscriber: enrol, confirm, pause, resume, change their settings
-(pace, send time, zone), unsubscribe.
+(pace, send time, zone) or first name, unsubscribe.
 
 Each operation takes the store, the schedule where timing matters, and ``now``; the CLI,
 the web app and the tick call these, never the store's fields directly.
@@ -135,6 +135,18 @@ def change_settings(
             raise SubscriptionError(f"{sub.email}: has left the course (erased)")
         sub = current
     raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+
+
+def rename(store: Store, sub: Subscriber, first_name: str | None) -> Subscriber:
+    """Set the first name the emails greet the subscriber by (None: none), under the record's
+    version; a subscriber who left keeps theirs."""
+    if sub.status in SUPPRESSED:
+        raise SubscriptionError(f"{sub.email}: has left the course ({sub.status})")
+    if sub.first_name == first_name:
+        return sub
+    if store.update(sub.id, {"first_name": first_name}, "=", sub.version) != 1:
+        raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    return store.get(sub.id) or replace(sub, first_name=first_name)
 
 
 def unsubscribe(
