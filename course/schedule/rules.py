@@ -175,8 +175,19 @@ class _CompletionModel(EmailModel):
     after_days: int = Field(default=2, ge=0)  # days after the last lesson
 
 
+def _winner(value: str) -> str:
+    if value not in ("auto", "a", "b", "c", "d"):
+        raise _fail(f"must be auto or a variant's letter (a, b, c, d), got {value!r}")
+    return value
+
+
 class _LessonModel(EmailModel):
     id: Slug
+    # Either ``subject`` or ``subject_variants`` (``_check_subjects``); the first variant is
+    # the lesson's subject where one is shown (online copy, preview, stats).
+    subject: Subject | None = None  # type: ignore[assignment]
+    subject_variants: list[Subject] | None = Field(default=None, min_length=2, max_length=4)
+    winner: Annotated[str, AfterValidator(_winner)] | None = None
     day: int = Field(ge=0)
     backfill: bool = False
     call_to_action: bool = False
@@ -234,6 +245,7 @@ _EMPTY_LIST_MESSAGES = {
     "lessons": "must list at least one lesson",
     "weekdays": "must list at least one day",
     "words": "must be [min, max]",
+    "subject_variants": "must list 2 to 4 subjects",
 }
 
 
@@ -285,6 +297,8 @@ def _message(error: Any) -> str:
         return _EMPTY_LIST_MESSAGES.get(names[-1] if names else "", "must not be empty")
     if kind == "too_long" and error["loc"][-1:] == ("words",):
         return "must be [min, max]"
+    if kind == "too_long" and error["loc"][-1:] == ("subject_variants",):
+        return _EMPTY_LIST_MESSAGES["subject_variants"]
     if kind == "greater_than_equal":
         return f"must be >= {error['ctx']['ge']}"
     if kind == "model_type" and not error["loc"]:
@@ -324,6 +338,7 @@ def _check_across_lessons(tree: Tree) -> Iterator[tuple[FieldPath, int | None, s
                 continue
             path = ("phases", p_index, "lessons", l_index)
             yield from _unique(tree, lesson, path, "lesson", lesson_lines)
+            yield from _check_subjects(tree, lesson, path)
             if lesson.get("id") in (COMPLETION_ID, CONFIRMATION_ID):
                 id_path = (*path, "id")
                 message = f"{lesson['id']!r} is reserved for the course's own emails"
@@ -348,6 +363,45 @@ def _check_across_lessons(tree: Tree) -> Iterator[tuple[FieldPath, int | None, s
             lesson_id = lesson.get("id")
             name = repr(lesson_id) if isinstance(lesson_id, str) else dotted(path)
             previous = (name, day)
+
+
+def _check_subjects(
+    tree: Tree, lesson: dict[str, Any], path: FieldPath
+) -> Iterator[tuple[FieldPath, int | None, str]]:
+    """A lesson has a ``subject`` or ``subject_variants`` (not both, not neither); ``winner``
+    only with variants, naming one of them; no two variants alike."""
+    variants = lesson.get("subject_variants")
+    if "subject" in lesson and "subject_variants" in lesson:
+        where = (*path, "subject_variants")
+        yield where, tree.line_of(where), "give either subject or subject_variants, not both"
+    elif "subject" not in lesson and "subject_variants" not in lesson:
+        where = (*path, "subject")
+        yield where, tree.line_of(where, missing=True), "required field missing"
+    winner = lesson.get("winner")
+    if "winner" in lesson and not isinstance(variants, list):
+        where = (*path, "winner")
+        yield where, tree.line_of(where), "only a lesson with subject_variants has a winner"
+    elif (
+        isinstance(variants, list)
+        and 2 <= len(variants) <= 4
+        and winner in ("a", "b", "c", "d")
+        and "abcd".index(winner) >= len(variants)
+    ):
+        where = (*path, "winner")
+        last = "abcd"[len(variants) - 1]
+        message = f"there is no variant {winner!r}: the {len(variants)} variants are a to {last}"
+        yield where, tree.line_of(where), message
+    seen: dict[str, int] = {}
+    for index, subject in enumerate(variants if isinstance(variants, list) else []):
+        if not isinstance(subject, str):
+            continue
+        key = subject.strip().casefold()
+        if key in seen:
+            where = (*path, "subject_variants", index)
+            message = f"the same subject as variant {'abcd'[seen[key]]!r}"
+            yield where, tree.line_of(where), message
+        elif index < 4:
+            seen[key] = index
 
 
 def _unique(
