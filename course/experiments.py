@@ -71,6 +71,20 @@ def served_variant(
     return variant_letter(variant_for(subscriber_id, lesson_id, n))
 
 
+def choose_variant(
+    variants: int, pinned: str | None, decided: str | None, subscriber_id: str, lesson_id: str
+) -> str | None:
+    """The letter of the subject to send: None without variants; else the pinned letter
+    (``winner: b``), else the stored decision of ``winner: auto``, else the reader's own."""
+    if variants < MIN_VARIANTS:
+        return None
+    if pinned and pinned != AUTO:
+        return pinned
+    if decided:
+        return decided
+    return variant_letter(variant_for(subscriber_id, lesson_id, variants))
+
+
 # -- statistics ---------------------------------------------------------------------------
 
 
@@ -110,6 +124,16 @@ class Figures:
     @property
     def rate(self) -> float | None:
         return self.clicked / self.sent if self.sent else None
+
+
+@dataclass(frozen=True)
+class Winner:
+    """A stored decision of ``winner: auto`` (``course.store.variants``)."""
+
+    variant: str
+    at: float  # epoch of the decision: sends from then on carry the winner's subject
+    look: int
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import css_inline
 import jinja2
 from markupsafe import Markup
 
+from course.experiments import AUTO, choose_variant
 from course.mail.addresses import ascii_address
 from course.mail.environments import compile_environment, fill_environment
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
@@ -135,11 +136,36 @@ class Renderer:
         """The compiled templates of a lesson (``KeyError`` for an unknown id)."""
         return self._lessons[lesson_id]
 
-    def render(self, lesson_id: str, recipient: Recipient) -> Email:
-        """Lesson ``lesson_id`` for ``recipient``; only the compiled templates are filled."""
+    @property
+    def auto_experiments(self) -> frozenset[str]:
+        """The lessons whose subject experiment has ``winner: auto``."""
+        return frozenset(
+            lesson_id
+            for lesson_id, compiled in self._lessons.items()
+            if compiled.lesson.subject_variants and compiled.lesson.winner == AUTO
+        )
+
+    def render(self, lesson_id: str, recipient: Recipient, decided: str | None = None) -> Email:
+        """Lesson ``lesson_id`` for ``recipient``; only the compiled templates are filled.
+
+        A lesson with ``subject_variants`` takes the subject of the reader's variant (or of
+        the pinned one, or ``decided``: the stored winner of ``winner: auto``), named in the
+        email's ``custom_args`` as ``variant``; the body is the same for every variant."""
         if lesson_id == CONFIRMATION_ID:
             raise KeyError(lesson_id)  # it needs its link: render_confirmation
-        return self._render(self._lessons[lesson_id], recipient, "")
+        compiled = self._lessons[lesson_id]
+        lesson = compiled.lesson
+        letter = choose_variant(
+            len(lesson.subject_variants), lesson.winner, decided, recipient.subscriber_id, lesson_id
+        )
+        email = self._render(compiled, recipient, "")
+        if letter is None:
+            return email
+        return dataclasses.replace(
+            email,
+            subject=lesson.subject_for(letter),
+            custom_args={**email.custom_args, "variant": letter},
+        )
 
     def render_confirmation(self, recipient: Recipient, confirm_url: str) -> Email:
         """The double opt-in email, with the link that confirms the subscription.

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 
+from course.experiments import VARIANT_NAMES
 from course.logs import log_event
 from course.mail.addresses import stored_address
 from course.models.schedule import Schedule
@@ -106,9 +107,11 @@ class BadEvent(ValueError):
     or holds a lone surrogate): it is logged and skipped, the rest of the batch is applied."""
 
 
+VARIANT_LETTERS = frozenset(VARIANT_NAMES)
 # The fields an event is read by; each is text or absent, at most this many characters.
 FIELDS = {"event": 64, "type": 64, "send_test": 64, "subscriber_id": 64, "lesson_id": 200,
-          "email": 320, "sg_event_id": 200, "sg_message_id": 400, "reason": 200}  # fmt: skip
+          "email": 320, "sg_event_id": 200, "sg_message_id": 400, "reason": 200,
+          "variant": 8}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Event:
     sg_event_id: str = ""
     sg_message_id: str = ""
     reason: str = ""
+    variant: str = ""  # a subject experiment's letter (custom_args)
 
     @property
     def message_id(self) -> str:
@@ -220,6 +224,8 @@ def _handle(store: Store, lessons: set[str], event: Event, now: float, report: R
         return
 
     if lesson_id and lesson_id in lessons:
+        if name == "click" and event.variant in VARIANT_LETTERS:
+            store.count_variant_click(lesson_id, event.variant, sub.id)
         _mark_send(store, sub.id, lesson_id, event, now)
         settled: tuple[str, str] | None = None
         if name in ("processed", "delivered"):
