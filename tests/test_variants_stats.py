@@ -118,3 +118,26 @@ def test_a_schedule_without_experiments_shows_none(tmp_path, store):
 
     plain = load_schedule(write_course(tmp_path / "plain"))
     assert collect_experiments(store, plain) == ()
+
+
+def test_preview_shows_the_default_subject_and_each_variant_on_request(cli):
+    shown = cli("preview", "hello")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"Subject: {SUBJECTS['a']}\n")
+    assert f"  variant b: {SUBJECTS['b']}" in shown.stdout
+    other = cli("preview", "hello", "--variant", "b")
+    assert other.stdout.startswith(f"Subject: {SUBJECTS['b']}\n")
+    for args in (("hello", "--variant", "c"), ("second", "--variant", "b")):
+        refused = cli("preview", *args)
+        assert refused.returncode == 2 and "has no variant" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
+def test_validate_accepts_an_experiment_and_names_the_line_of_a_mistake(cli, course_path):
+    assert cli("validate").returncode == 0
+    course_path.write_text(course_path.read_text().replace("winner: auto", "winner: e"))
+    result = cli("validate")
+    assert result.returncode == 1
+    assert f"{course_path}:14: phases[0].lessons[0].winner: must be auto or a variant" in (
+        result.stdout + result.stderr
+    )
