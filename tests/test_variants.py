@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import SMALL_SCHEDULE, Sender, write_course
 
+from course import engine
 from course.engine.experiments import evaluate_experiments, evaluate_hourly
 from course.experiments import MIN_SAMPLE, variant_for
 from course.schedule import load_schedule
@@ -211,3 +212,39 @@ def test_the_hourly_turn_looks_once_an_hour(store, tmp_path):
     store.redis.delete(store.variant_check_key)
     assert evaluate_hourly(store, plain, START) == {}  # no experiment: nothing claimed
     assert not store.redis.exists(store.variant_check_key)
+
+
+def test_an_erase_counts_as_an_unsubscribe_of_the_readers_variant(store, sender_for):
+    from course.subscribers.privacy import erase
+
+    sender = sender_for()
+    subs = enrol_many(store, sender.schedule, 6)
+    sender.tick(START)
+    sender.deliver(START)
+    reader = subs[2]
+    erase(store, reader.email, START + timedelta(hours=1), timeout=0)
+    counts = store.variant_counts(["hello"])["hello"][own_letter(reader.id)]
+    assert counts["unsubscribed"] == 1
+
+
+def test_an_uncertain_send_settled_by_its_event_counts_as_sent(store, sender_for):
+    from course.models.subscriber import LedgerEntry
+
+    sender = sender_for()
+    enrol_many(store, sender.schedule, 2)
+    sender.tick(START)
+    sender.deliver(START)  # both sent: the experiment's basis is known
+    late = enrol(store, sender.schedule, "late@example.com", "Late", None, START)
+    claimed: list = []
+    engine.tick(store, sender.schedule, START, lambda items, _: claimed.extend(items))
+    assert claimed == [(late.id, "hello")]
+    ts = START.timestamp()
+    assert store.start_send(late.id, "hello", ts, ts + 900) == 1
+    store.finish(late.id, LedgerEntry("hello", "uncertain", ts, 1, "timed out"),
+                 allowed=("sending",))  # fmt: skip
+    letter = own_letter(late.id)
+    before = store.variant_counts(["hello"])["hello"].get(letter, {}).get("sent", 0)
+    event = {"event": "processed", "sg_event_id": "p1", "subscriber_id": late.id,
+             "lesson_id": "hello", "variant": letter, "sg_message_id": "m1.filter"}  # fmt: skip
+    assert handle_events(store, sender.schedule, [event], ts).reconciled == 1
+    assert store.variant_counts(["hello"])["hello"][letter]["sent"] == before + 1

@@ -1,11 +1,12 @@
 """A reader's check-in or unsubscribe, counted under the subject experiment's variant of the
-lesson they had (``P variant:lesson:{id}``, :mod:`course.store.variants`)."""
+lesson they had, and an uncertain send settled as sent by the provider's event, counted under
+the variant it carried (``P variant:lesson:{id}``, :mod:`course.store.variants`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from course.experiments import served_variant
+from course.experiments import VARIANT_NAMES, served_variant
 
 if TYPE_CHECKING:
     from course.store import Store
@@ -36,3 +37,11 @@ def count_reader(store: Store, sub_id: str, lesson_id: str | None, field: str) -
         )
     store.count_variant_reader(lesson_id, letter, field)
     return letter
+
+
+def count_settled_variant(store: Store, lesson_id: str, letter: str) -> None:
+    """An uncertain send that the provider's event proved went through: counted as sent
+    under the variant its event carried (the lesson's experiment as last counted)."""
+    n, pin = store.variant_basis(lesson_id)
+    if n >= 2 and letter in VARIANT_NAMES[:n]:
+        store.count_variant_sends(lesson_id, n, pin, [letter])

@@ -26,6 +26,7 @@ from course.models.subscriber import SUPPRESSED, Subscriber
 from course.settings import SettingsError
 from course.store import Store
 from course.subscribers.lifecycle import unsubscribe
+from course.subscribers.variants import count_settled_variant
 from course.web.state import WebState, now
 
 log = logging.getLogger("course.web")
@@ -233,6 +234,8 @@ def _handle(store: Store, lessons: set[str], event: Event, now: float, report: R
         elif name in ("bounce", "dropped"):
             settled = ("failed", f"{name}: {event.reason}".rstrip(": "))
         if settled and store.resolve_uncertain(sub.id, lesson_id, *settled, now):
+            if settled[0] == "sent" and event.variant in VARIANT_LETTERS:
+                count_settled_variant(store, lesson_id, event.variant)
             report.reconciled += 1
             store.count_webhook("reconciled")
             log_event(log, logging.INFO, "reconcile", subscriber=sub.id, lesson=lesson_id,
