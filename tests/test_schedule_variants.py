@@ -108,12 +108,13 @@ def test_diff_shows_variant_changes_as_content_edits(templates: Path) -> None:
 
 
 def test_the_admin_editor_keeps_a_lessons_variants(templates: Path) -> None:
-    from course.schedule.edit import edit_lesson, lesson_text
+    from course.schedule.edit import edit_lesson, lesson_rows, lesson_text
 
     text = variants("subject_variants: [Second, Another second]", "winner: auto")
     files = {"schedule.yaml": text.encode(), "templates/lessons/second.md": b"Hi.\n"}
     shown = lesson_text(files, "second")
-    assert shown is not None and shown.subject == ""
+    assert shown is not None and shown.subject == ""  # left empty: the variants stay
+    assert ("second", "2", "Second") in lesson_rows(files)  # listed by its first variant
     changed = edit_lesson(files, replace(shown, preheader="A new preheader", body="Hello.\n"))
     lesson = parse_schedule(changed["schedule.yaml"].decode(), "schedule.yaml", templates).lesson(
         "second"

@@ -57,9 +57,17 @@ def lesson_rows(files: dict[str, bytes]) -> list[tuple[str, str, str]]:
     except ScheduleError:
         return []
     return [
-        (str(lesson.get("id", "")), str(lesson.get("day", "")), str(lesson.get("subject", "")))
+        (str(lesson.get("id", "")), str(lesson.get("day", "")), _listed_subject(lesson))
         for _, lesson in _lessons(data)
     ]
+
+
+def _listed_subject(lesson: dict) -> str:
+    """The subject as written; a subject experiment's first variant (its default)."""
+    variants = lesson.get("subject_variants")
+    if "subject" not in lesson and isinstance(variants, list) and variants:
+        return str(variants[0])
+    return str(lesson.get("subject", ""))
 
 
 def lesson_text(files: dict[str, bytes], lesson_id: str) -> LessonText | None:
