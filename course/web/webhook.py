@@ -2,7 +2,8 @@
 suppression, per-lesson counts and reconciliation of sends whose outcome was unknown.
 
 SendGrid posts a JSON array of events. Every lesson email carries ``custom_args``
-``subscriber_id`` and ``lesson_id``; SendGrid echoes them as top-level fields of each event.
+``subscriber_id`` and ``lesson_id`` (and ``variant``, a subject experiment's letter);
+SendGrid echoes them as top-level fields of each event.
 """
 
 from __future__ import annotations
@@ -288,6 +289,7 @@ _EVENTS_BODY = {
                             "sg_message_id": {"type": "string"},
                             "subscriber_id": {"type": "string"},
                             "lesson_id": {"type": "string"},
+                            "variant": {"type": "string"},
                             "type": {"type": "string"},
                             "reason": {"type": "string"},
                             "timestamp": {"type": "integer"},
