@@ -158,14 +158,7 @@ class Renderer:
         letter = choose_variant(
             len(lesson.subject_variants), lesson.winner, decided, recipient.subscriber_id, lesson_id
         )
-        email = self._render(compiled, recipient, "")
-        if letter is None:
-            return email
-        return dataclasses.replace(
-            email,
-            subject=lesson.subject_for(letter),
-            custom_args={**email.custom_args, "variant": letter},
-        )
+        return self._render(compiled, recipient, "", letter)
 
     def render_confirmation(self, recipient: Recipient, confirm_url: str) -> Email:
         """The double opt-in email, with the link that confirms the subscription.
@@ -178,8 +171,17 @@ class Renderer:
         message_id = f"<{recipient.subscriber_id}.{CONFIRMATION_ID}.{nonce}@{self._from_domain}>"
         return dataclasses.replace(email, message_id=message_id)
 
-    def _render(self, compiled: CompiledLesson, recipient: Recipient, confirm_url: str) -> Email:
+    def _render(
+        self,
+        compiled: CompiledLesson,
+        recipient: Recipient,
+        confirm_url: str,
+        variant: str | None = None,
+    ) -> Email:
         lesson_id = compiled.lesson.id
+        args = {"subscriber_id": recipient.subscriber_id, "lesson_id": lesson_id}
+        if variant:
+            args["variant"] = variant
         context = compiled.context(recipient, confirm_url)
         try:
             html, text = compiled.fill(context)
@@ -192,7 +194,7 @@ class Renderer:
             from_email=ascii_address(course.from_email),
             from_name=course.from_name,
             reply_to=ascii_address(course.reply_to),
-            subject=compiled.lesson.subject,
+            subject=compiled.lesson.subject_for(variant),
             text=text,
             html=html,
             message_id=f"<{recipient.subscriber_id}.{lesson_id}@{self._from_domain}>",
@@ -200,7 +202,7 @@ class Renderer:
                 "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
-            custom_args={"subscriber_id": recipient.subscriber_id, "lesson_id": lesson_id},
+            custom_args=args,
         )
 
     # -- compile time ---------------------------------------------------------------------------
