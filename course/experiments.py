@@ -78,9 +78,10 @@ def choose_variant(
     (``winner: b``), else the stored decision of ``winner: auto``, else the reader's own."""
     if variants < MIN_VARIANTS:
         return None
-    if pinned and pinned != AUTO:
+    letters = VARIANT_NAMES[:variants]
+    if pinned and pinned != AUTO and pinned in letters:
         return pinned
-    if decided:
+    if decided and decided in letters:  # a winner the schedule since lost is not one
         return decided
     return variant_letter(variant_for(subscriber_id, lesson_id, variants))
 

@@ -12,6 +12,7 @@ from course.experiments import (
     ALPHA,
     MIN_SAMPLE,
     Figures,
+    choose_variant,
     decide,
     look_due,
     served_variant,
@@ -56,6 +57,16 @@ def test_served_variant_follows_the_winner_from_its_decision_on():
     assert served_variant("r1", "welcome", 2, other, winner_at=100.0, sent_at=50.0) == own
     assert served_variant("r1", "welcome", 2, other, winner_at=100.0, sent_at=150.0) == other
     assert served_variant("r1", "welcome", 2, other) == other  # pinned: always
+
+
+def test_choose_variant_pinned_then_decided_then_own():
+    own = "ab"[variant_for("r1", "welcome", 2)]
+    assert choose_variant(0, None, None, "r1", "welcome") is None
+    assert choose_variant(2, None, None, "r1", "welcome") == own
+    assert choose_variant(2, "auto", "b", "r1", "welcome") == "b"
+    assert choose_variant(2, "a", "b", "r1", "welcome") == "a"
+    # a winner decided among three, then the schedule kept two: not a winner any more
+    assert choose_variant(2, "auto", "c", "r1", "welcome") == own
 
 
 def test_wilson_interval_matches_known_values():

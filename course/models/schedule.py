@@ -35,10 +35,12 @@ class Lesson:
     winner: str | None = None  # "auto" (course.experiments.decide) or a pinned letter
 
     def subject_for(self, letter: str | None) -> str:
-        """The subject of variant ``letter`` (None, or a lesson without variants: ``subject``)."""
-        if not letter or not self.subject_variants:
+        """The subject of variant ``letter`` (``subject`` for None, a lesson without variants,
+        or a letter it does not have)."""
+        index = "abcd".find(letter) if letter else -1
+        if not 0 <= index < len(self.subject_variants):
             return self.subject
-        return self.subject_variants["abcd".index(letter)]
+        return self.subject_variants[index]
 
 
 @dataclass(frozen=True)
