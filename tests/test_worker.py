@@ -258,3 +258,46 @@ def test_beat_schedules_retention_daily_and_a_worker_runs_it(world):
     wait_for(lambda: store.retention_stats().get("last_at"), world["proc"])
     assert store.get(sub.id) is None and store.is_erased("ret.gone@example.com")
     assert store.get(kept.id).status == "unsubscribed"
+
+
+def test_a_subject_experiment_in_the_worker_splits_readers_and_the_tick_task_picks_a_winner(
+    world,
+):
+    from test_variants import SUBJECTS, experiment, own_letter
+
+    from course.task_names import TICK_TASK
+
+    store, path, proc = world["store"], world["schedule"], world["proc"]
+    good = path.read_text()
+    try:
+        path.write_text(experiment())
+        publish_course(store, path, "a subject experiment")
+        schedule = load_schedule(path)
+        now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+        subs = [enrol(store, schedule, f"x{i}@example.com", None, None, now) for i in range(8)]
+        enqueue = enqueuer(world["app"])
+        assert engine.tick(store, schedule, now, enqueue).claimed == 8
+        wait_drained(store, proc)
+        subjects = {str(m["To"]): str(m["Subject"]) for m in outbox(world)}
+        assert subjects == {s.email: SUBJECTS[own_letter(s.id)] for s in subs}
+        sent = store.variant_counts(["hello"])["hello"]
+        assert sum(c["sent"] for c in sent.values()) == 8
+        # b clearly ahead with enough sends: the worker's tick task decides, once
+        store.count_variant_sends("hello", 2, None, ["a"] * 600 + ["b"] * 600)
+        for letter, clicks in (("a", 10), ("b", 60)):
+            for i in range(clicks):
+                store.count_variant_click("hello", letter, f"{letter}-{i}")
+        later = now + timedelta(hours=1)
+        world["app"].send_task(TICK_TASK, kwargs={"now": later.isoformat()})
+        wait_for(lambda: "hello" in store.experiment_winners(), proc)
+        assert store.experiment_winners()["hello"].variant == "b"
+        for eml in world["outbox"].glob("*.eml"):
+            eml.unlink()
+        for i in range(4):
+            enrol(store, schedule, f"y{i}@example.com", None, None, later)
+        assert engine.tick(store, schedule, later, enqueue).claimed == 4
+        wait_drained(store, proc)
+        assert {str(m["Subject"]) for m in outbox(world)} == {SUBJECTS["b"]}
+    finally:
+        path.write_text(good)
+        publish_course(store, path, "the course again")

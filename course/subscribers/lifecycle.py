@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, ReaderSettings, Subscriber
 from course.progress import due_at, next_lesson, resumed_at, with_settings
+from course.subscribers.variants import count_reader
 from course.transport import SEND_TIMEOUT
 
 if TYPE_CHECKING:
@@ -163,7 +164,8 @@ def unsubscribe(
     if status not in SUPPRESSED:
         raise ValueError(status)
     at = now.timestamp() if now is not None else None
-    store.suppress(sub.id, status, at)
+    if store.suppress(sub.id, status, at) == 1 and status == "unsubscribed":
+        count_reader(store, sub.id, sub.last_lesson, "unsubscribed")  # a subject experiment's
     current = store.find(sub.email)
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
         store.suppress(current.id, status, at)
