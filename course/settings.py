@@ -6,30 +6,33 @@ Nothing else in the project reads ``os.environ``: build a :class:`Settings` with
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from course.guard import DEV_SECRET_KEY, unsafe_settings
-from course.webhooks.endpoints import (
-    DEFAULT_DELAYS,
-    Endpoint,
-    WebhookConfigError,
-    parse_delays,
-    parse_endpoints,
-)
+from course.settings_error import SettingsError
+from course.webhooks import endpoints as hooks
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
 LOG_FORMATS = ("json", "text")
 DEFAULT_BASE_URL = "http://localhost:8000"
 
 
-class SettingsError(ValueError):
-    """An environment variable has a value the project cannot use."""
+API_SCOPES = ("read", "write")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One REST API token (``COURSE_API_TOKENS``): a name for the logs, a scope (``read``:
+    GET only; ``write``: everything) and the secret itself, never shown in a repr."""
+
+    name: str
+    scope: str
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     admin_token: str | None = None  # set: the admin page at /admin; unset: /admin is a 404
     inbound_secret: str | None = None  # set: SendGrid Inbound Parse posts replies; unset: 404
+    api_tokens: tuple[ApiToken, ...] = ()  # the REST API's bearer tokens; none: /api is a 404
+    api_rate_limit: int = 600  # requests per API token per minute
     # Operations
     secret_key_fallbacks: tuple[str, ...] = ()  # old keys whose links are still accepted
     log_format: str = "json"  # of the services (worker, beat, web): json or text
@@ -75,9 +80,8 @@ class Settings:
     # Retention (the organisation's policy, not the marketer's: course.subscribers.retention)
     retention_months: int = 24  # readers who completed or left: erased this long after
     retention_pending_days: int = 30  # signups never confirmed: deleted this long after
-    # Outbound webhooks (course.webhooks): endpoints, and the waits between attempts
-    webhooks: tuple[Endpoint, ...] = ()
-    webhook_delays: tuple[float, ...] = DEFAULT_DELAYS
+    webhooks: tuple[hooks.Endpoint, ...] = ()  # outbound webhooks, and the waits between tries
+    webhook_delays: tuple[float, ...] = hooks.DEFAULT_DELAYS
 
     @property
     def templates_dir(self) -> Path:
@@ -126,6 +130,10 @@ class Settings:
             "COURSE_FORWARDED_ALLOW_IPS": self.forwarded_allow_ips,
             "COURSE_ADMIN_TOKEN": self.admin_token or "",
             "COURSE_INBOUND_SECRET": self.inbound_secret or "",
+            "COURSE_API_TOKENS": ",".join(
+                f"{t.name}:{t.scope}:{t.secret}" for t in self.api_tokens
+            ),
+            "COURSE_API_RATE_LIMIT": str(self.api_rate_limit),
             "COURSE_SECRET_KEY_FALLBACKS": ",".join(self.secret_key_fallbacks),
             "COURSE_LOG_FORMAT": self.log_format,
             "COURSE_METRICS_TOKEN": self.metrics_token or "",
@@ -137,8 +145,7 @@ class Settings:
             "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
             "COURSE_RETENTION_MONTHS": str(self.retention_months),
             "COURSE_RETENTION_PENDING_DAYS": str(self.retention_pending_days),
-            "COURSE_WEBHOOKS": _webhooks_env(self.webhooks),
-            "COURSE_WEBHOOK_RETRY_DELAYS": ",".join(f"{d:g}" for d in self.webhook_delays),
+            **hooks.webhooks_env(self.webhooks, self.webhook_delays),
         }
 
     @classmethod
@@ -180,6 +187,8 @@ class Settings:
             forwarded_allow_ips=_forwarded(env),
             admin_token=_admin_token(env),
             inbound_secret=_inbound_secret(env),
+            api_tokens=_api_tokens(env),
+            api_rate_limit=_count(env, "COURSE_API_RATE_LIMIT", 600),
             secret_key_fallbacks=tuple(
                 key.strip()
                 for key in (env.get("COURSE_SECRET_KEY_FALLBACKS") or "").split(",")
@@ -195,8 +204,8 @@ class Settings:
             open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),
             retention_months=_count(env, "COURSE_RETENTION_MONTHS", 24),
             retention_pending_days=_count(env, "COURSE_RETENTION_PENDING_DAYS", 30),
-            webhooks=_webhooks(env),
-            webhook_delays=_delays(env),
+            webhooks=hooks.parse_endpoints(env.get("COURSE_WEBHOOKS")),
+            webhook_delays=hooks.parse_delays(env.get("COURSE_WEBHOOK_RETRY_DELAYS")),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])
@@ -235,6 +244,39 @@ def _inbound_secret(env: Mapping[str, str]) -> str | None:
             "print(secrets.token_urlsafe(32))')"
         )
     return secret
+
+
+_API_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_API_SECRET = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+def _api_tokens(env: Mapping[str, str]) -> tuple[ApiToken, ...]:
+    """``COURSE_API_TOKENS``: ``NAME:SCOPE:TOKEN`` entries, comma-separated (``crm:write:…,
+    dash:read:…``). Errors name the entry by its place and name, never its token."""
+    tokens: list[ApiToken] = []
+    for place, entry in enumerate((env.get("COURSE_API_TOKENS") or "").split(","), 1):
+        if not entry.strip():
+            continue
+        name, scope, secret = ([*entry.strip().split(":", 2), "", ""])[:3]
+        where = f"COURSE_API_TOKENS: entry {place}"
+        if _API_NAME.fullmatch(name) is None:
+            raise SettingsError(
+                f"{where}: expected NAME:SCOPE:TOKEN, NAME of lower-case letters, digits, - and _"
+            )
+        if scope not in API_SCOPES:
+            raise SettingsError(f"{where} ({name}): scope must be read or write")
+        if _API_SECRET.fullmatch(secret) is None or len(secret) < MIN_ADMIN_TOKEN:
+            raise SettingsError(
+                f"{where} ({name}): the token must be at least {MIN_ADMIN_TOKEN} characters of "
+                "letters, digits and - _ . ~ (make one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+        if any(t.name == name for t in tokens):
+            raise SettingsError(f"{where} ({name}): the name is used twice")
+        if any(t.secret == secret for t in tokens):
+            raise SettingsError(f"{where} ({name}): the same token as another entry")
+        tokens.append(ApiToken(name, scope, secret))
+    return tuple(tokens)
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -355,25 +397,3 @@ def _publisher(env: Mapping[str, str]) -> str:
         if value := (env.get(name) or "").strip():
             return value
     return "unknown"
-
-
-def _webhooks_env(endpoints: tuple[Endpoint, ...]) -> str:
-    """``COURSE_WEBHOOKS`` for ``endpoints`` (empty for none)."""
-    if not endpoints:
-        return ""
-    entries = [{"url": e.url, "events": sorted(e.events), "secret": e.secret} for e in endpoints]
-    return json.dumps(entries)
-
-
-def _webhooks(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
-    try:
-        return parse_endpoints(env.get("COURSE_WEBHOOKS"))
-    except WebhookConfigError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _delays(env: Mapping[str, str]) -> tuple[float, ...]:
-    try:
-        return parse_delays(env.get("COURSE_WEBHOOK_RETRY_DELAYS"))
-    except WebhookConfigError as exc:
-        raise SettingsError(str(exc)) from None

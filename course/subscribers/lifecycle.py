@@ -1,5 +1,5 @@
 """What can happen to a subscriber: enrol, confirm, pause, resume, change their settings
-(pace, send time, zone), unsubscribe.
+(pace, send time, zone) or first name, unsubscribe.
 
 Each operation takes the store, the schedule where timing matters, and ``now``; the CLI,
 the web app and the tick call these, never the store's fields directly.
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, ReaderSettings, Subscriber
 from course.progress import due_at, next_lesson, resumed_at, with_settings
+from course.subscribers.variants import count_reader
 from course.transport import SEND_TIMEOUT
 from course.webhooks.events import NO_EVENTS, EventSink
 
@@ -147,6 +148,18 @@ def change_settings(
     raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
 
 
+def rename(store: Store, sub: Subscriber, first_name: str | None) -> Subscriber:
+    """Set the first name the emails greet the subscriber by (None: none), under the record's
+    version; a subscriber who left keeps theirs."""
+    if sub.status in SUPPRESSED:
+        raise SubscriptionError(f"{sub.email}: has left the course ({sub.status})")
+    if sub.first_name == first_name:
+        return sub
+    if store.update(sub.id, {"first_name": first_name}, "=", sub.version) != 1:
+        raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    return store.get(sub.id) or replace(sub, first_name=first_name)
+
+
 def unsubscribe(
     store: Store,
     sub: Subscriber,
@@ -167,7 +180,11 @@ def unsubscribe(
     if status not in SUPPRESSED:
         raise ValueError(status)
     at = now.timestamp() if now is not None else None
-    changed = [sub.id] if store.suppress(sub.id, status, at) == 1 else []
+    changed = []
+    if store.suppress(sub.id, status, at) == 1:
+        changed.append(sub.id)
+        if status == "unsubscribed":  # a subject experiment's count
+            count_reader(store, sub.id, sub.last_lesson, "unsubscribed")
     current = store.find(sub.email)
     if (
         current is not None

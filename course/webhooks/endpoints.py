@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from course.settings_error import SettingsError
+
 EVENT_TYPES = (
     "subscriber.confirmed",
     "lesson.sent",
@@ -31,7 +33,7 @@ MAX_DELAY = 3000.0  # seconds: below the broker's visibility timeout (course.tas
 MAX_RETRIES = 20
 
 
-class WebhookConfigError(ValueError):
+class WebhookConfigError(SettingsError):
     """``COURSE_WEBHOOKS`` cannot be used; the message is one line naming the entry."""
 
 
@@ -156,3 +158,12 @@ def parse_delays(text: str | None) -> tuple[float, ...]:
     if len(delays) > MAX_RETRIES:
         raise WebhookConfigError(f"{name}: at most {MAX_RETRIES} retries")
     return tuple(delays)
+
+
+def webhooks_env(endpoints: tuple[Endpoint, ...], delays: tuple[float, ...]) -> dict[str, str]:
+    """The two settings as :meth:`course.settings.Settings.to_env` gives them to a child."""
+    entries = [{"url": e.url, "events": sorted(e.events), "secret": e.secret} for e in endpoints]
+    return {
+        "COURSE_WEBHOOKS": json.dumps(entries) if endpoints else "",
+        "COURSE_WEBHOOK_RETRY_DELAYS": ",".join(f"{delay:g}" for delay in delays),
+    }
