@@ -25,6 +25,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     from course import engine
     from course.engine.experiments import evaluate_hourly
     from course.tasks import create_app, enqueuer
+    from course.webhooks.lessons import SentRecorder, emit_lesson_events
 
     rt = ctx.runtime
     now = instant_or_now(now_text, "--now")
@@ -40,9 +41,13 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
             return now + timedelta(seconds=time.monotonic() - began)
 
         def enqueue(items, when):
-            outcome = engine.deliver(
-                rt.store, renderer, rt.transport, items, when, rt.links, clock=clock
-            )
+            store = SentRecorder(rt.store)
+            try:
+                outcome = engine.deliver(
+                    store, renderer, rt.transport, items, when, rt.links, clock=clock
+                )
+            finally:  # the batch's lesson.sent events, as a worker emits them
+                emit_lesson_events(rt.store, rt.events, store.sent, clock())
             for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
                 setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
 

@@ -117,6 +117,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (course.store.checkins).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
+``P stats:webhooks:out`` hash  ``{host}|{outcome}`` -> outbound webhook posts (course.webhooks).
 ``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
                               most 20 (course.store.replies.MAX_PER_READER): JSON of
                               course.models.reply.Reply (id, at, subject, text, lesson_id,
@@ -331,6 +332,10 @@ class Keys:
     @property
     def webhook_stats_key(self) -> str:
         return f"{self.prefix}stats:webhook"
+
+    @property
+    def outbound_stats_key(self) -> str:
+        return f"{self.prefix}stats:webhooks:out"
 
     def replies_key(self, sub_id: str) -> str:
         return f"{self.prefix}replies:{sub_id}"
