@@ -152,6 +152,7 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     dry = course("migrate", "--dry-run", "--batch", "2")
     assert dry.returncode == 0, dry.stderr
     assert "settling): 6 records read, 1 would change" in dry.stdout
+    assert "small buckets): 6 records read, 6 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -161,9 +162,15 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     write_old_store(redis_client)
     done = course("migrate", "--batch", "2")
     assert done.returncode == 0, done.stderr
-    assert "migrated: layout 1 -> 2" in done.stdout
+    assert f"migrated: layout 1 -> {LAYOUT}" in done.stdout
     assert redis_client.get(f"{P}layout") == str(LAYOUT)
     assert not redis_client.exists(f"{P}migrate:state")
+    # The email index is in small buckets now; the one big hash is gone.
+    assert not redis_client.exists(f"{P}email")
+    buckets = redis_client.keys(f"{P}e:*")
+    assert len(buckets) == 6 and all(redis_client.object("encoding", b) in ("ziplist", "listpack")
+                                     for b in buckets)  # fmt: skip
+    assert store.find("Bea@Example.com").id == "b" * 12
     # The old uncertain send is where the settling looks, at the instant of its send.
     assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
     assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"

@@ -38,7 +38,7 @@ OLD_ENTRY = "sent|1772479830.125|1|W3xQj5YlQy2BkqM2i9cJ9A"
 def write_old(store, sub_id: str = "0123456789ab") -> str:
     store.redis.hset(store.sub_key(sub_id), mapping=OLD_RECORD)
     store.redis.hset(store.ledger_key(sub_id), "hello", OLD_ENTRY)
-    store.redis.hset(store.email_key, OLD_RECORD["email"], sub_id)
+    store.redis.hset(store.email_key(OLD_RECORD["email"]), OLD_RECORD["email"], sub_id)
     store.redis.zadd(store.subs_key, {sub_id: 1772479500.25})
     store.redis.zadd(store.due_key, {sub_id: 1772629200.0})  # "second": 2026-03-04 08:00 NY
     return sub_id

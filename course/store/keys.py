@@ -9,7 +9,13 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (``text version|IP`` of the signup), prior (the record
                               that held the address before this one, set on a re-signup
                               only). Empty string means "not set".
-``P email``          hash    lower-cased email address -> subscriber id
+``P e:{bucket}``     hash    lower-cased email address -> subscriber id, for the addresses of one
+                              bucket: ``{bucket}`` is :func:`email_bucket` of the address, 4
+                              hex digits (CRC-16 of the address, :data:`EMAIL_BUCKETS` of them),
+                              so that each stays a small ziplist/listpack (about 61 addresses
+                              a bucket at 1,000,000 subscribers, under the default limit of 128)
+                              instead of one big hashtable. Layouts 1 and 2 had one ``P email``
+                              hash (read only by ``course migrate``).
 ``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
                               active subscribers with a lesson left are in it, so a tick
@@ -165,7 +171,15 @@ tick or worker that read old state can never claim on top of a newer change.
 
 from __future__ import annotations
 
+import binascii
+
 DEFAULT_PREFIX = "hr:"
+EMAIL_BUCKETS = 16384  # a power of two: the bucket is the low bits of the CRC
+
+
+def email_bucket(address: str) -> str:
+    """The bucket of a normalised address in the email index: 4 hex digits."""
+    return f"{binascii.crc_hqx(address.encode(), 0) & (EMAIL_BUCKETS - 1):04x}"
 
 
 def member(sub_id: str, lesson_id: str) -> str:
@@ -210,8 +224,17 @@ class Keys:
     def settle_proof_key(self) -> str:
         return f"{self.prefix}settle:proof"
 
+    def email_key(self, address: str) -> str:
+        """The email index bucket that holds ``address`` (normalised)."""
+        return f"{self.prefix}e:{email_bucket(address)}"
+
+    def email_bucket_key(self, bucket: int) -> str:
+        """The email index bucket number ``bucket`` (0 .. EMAIL_BUCKETS - 1)."""
+        return f"{self.prefix}e:{bucket:04x}"
+
     @property
-    def email_key(self) -> str:
+    def legacy_email_key(self) -> str:
+        """The one email index hash of layouts 1 and 2 (``course migrate`` moves it)."""
         return f"{self.prefix}email"
 
     @property

@@ -11,7 +11,8 @@ from redis.commands.core import Script
 from course.store.codec import as_str, suppression_hash
 from course.store.keys import Keys
 
-# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash,
+# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, the
+#       address's email bucket,
 #       replies list, replies zset, retention ended zset, retention unconfirmed zset, and
 #       always as the last two (a script that embeds this one passes keys of its own
 #       between): the uncertain zset and the settle proof hash
@@ -45,7 +46,7 @@ class PrivacyRecords(Keys):
 
     def address_holder(self, address: str) -> str:
         """The id the address maps to now (``P email``), or "" when none."""
-        current = self.redis.hget(self.email_key, address)
+        current = self.redis.hget(self.email_key(address), address)
         return as_str(current) if current else ""
 
     def email_and_prior(self, sub_id: str) -> tuple[str | None, str]:
@@ -77,13 +78,13 @@ class PrivacyRecords(Keys):
         """Remove one record, its replies and its index entries (:data:`ERASE_SCRIPT`); keys
         deleted."""
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
-                self.pending_key, self.quarantine_key, self.email_key,
+                self.pending_key, self.quarantine_key, self.email_key(address),
                 self.replies_key(sub_id), self.replied_key, self.ended_key,
                 self.unconfirmed_key, self.uncertain_key, self.settle_proof_key]  # fmt: skip
         return int(self._erase(keys=keys, args=[sub_id, address]))
 
     def drop_vanished_holder(self, address: str) -> None:
         """Remove the address's mapping if the record it names no longer exists."""
-        left = self.redis.hget(self.email_key, address)
+        left = self.redis.hget(self.email_key(address), address)
         if left and not self.redis.exists(self.sub_key(as_str(left))):
-            self.redis.hdel(self.email_key, address)
+            self.redis.hdel(self.email_key(address), address)

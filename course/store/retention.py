@@ -17,7 +17,8 @@ from course.store.privacy import ERASE_SCRIPT
 KINDS = ("ended", "pending")  # the two indexes: completed or left, and never confirmed
 
 # KEYS: the first eleven of ERASE_SCRIPT (sub hash, ledger hash, subs, due, pending, quarantine,
-#       email hash, replies list, replies zset, retention ended, retention unconfirmed),
+#       the address's email bucket, replies list, replies zset, retention ended, retention
+#       unconfirmed),
 #       then the suppressed set and the retention stats hash, then ERASE_SCRIPT's last two
 #       (the uncertain zset and the settle proof hash)
 # ARGV: id, address (as the caller read it), cutoff (epoch), kind ('ended' or 'pending'),
@@ -130,7 +131,7 @@ class RetentionRecords(Keys):
         pipe = self.redis.pipeline(transaction=False)
         for sub_id, address, status, hashed in items:
             keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
-                    self.pending_key, self.quarantine_key, self.email_key,
+                    self.pending_key, self.quarantine_key, self.email_key(address),
                     self.replies_key(sub_id), self.replied_key, self.ended_key,
                     self.unconfirmed_key, self.suppressed_key,
                     self.retention_stats_key, self.uncertain_key,

@@ -1,7 +1,7 @@
 """Subscriber records: adding (one, or an import), reading, finding by address, updating
 with a version check, suppressing for good, and counting by status.
 
-The records are ``P sub:{id}`` hashes, indexed by address (``P email``), signup order
+The records are ``P sub:{id}`` hashes, indexed by address (``P e:{bucket}``), signup order
 (``P subs``) and the due index (``P due``); see :mod:`course.store.keys`.
 """
 
@@ -56,7 +56,7 @@ elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
 return 1
 """
 
-# KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash,
+# KEYS: the address's email bucket, subs zset, new sub hash, due zset, current holder's sub hash,
 #       suppressed set, retention unconfirmed zset, layout string
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
 #       the address's suppression hash, then field, value pairs of the new subscriber.
@@ -127,8 +127,8 @@ end
 return out
 """
 
-# KEYS: email hash, subs zset, due zset, suppressed set, retention ended zset, retention
-#       unconfirmed zset, layout string, then one new subscriber hash each
+# KEYS: subs zset, due zset, suppressed set, retention ended zset, retention unconfirmed
+#       zset, layout string, then per subscriber: their new hash, their address's email bucket
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
 #       left out of the hash).
@@ -139,15 +139,15 @@ return out
 # A record written here is in this release's layout: a store without a layout gets it.
 # Returns per subscriber 1 added, 0 address taken, -1 address erased.
 ADD_MANY_SCRIPT = f"""
-redis.call('SET', KEYS[7], '{LAYOUT}', 'NX')
+redis.call('SET', KEYS[6], '{LAYOUT}', 'NX')
 local f = tonumber(ARGV[1])
 local out = {{}}
 local i = f + 2
-for k = 8, #KEYS do
+for k = 7, #KEYS, 2 do
   local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('SISMEMBER', KEYS[4], ARGV[i + 4]) == 1 then
+  if redis.call('SISMEMBER', KEYS[3], ARGV[i + 4]) == 1 then
     out[#out + 1] = -1
-  elseif redis.call('HEXISTS', KEYS[1], email) == 1 then
+  elseif redis.call('HEXISTS', KEYS[k + 1], email) == 1 then
     out[#out + 1] = 0
   else
     local pairs = {{'v', '0'}}
@@ -159,13 +159,13 @@ for k = 8, #KEYS do
       end
     end
     redis.call('HSET', KEYS[k], unpack(pairs))
-    redis.call('HSET', KEYS[1], email, id)
-    redis.call('ZADD', KEYS[2], created, id)
-    if due ~= '' then redis.call('ZADD', KEYS[3], due, id) end
+    redis.call('HSET', KEYS[k + 1], email, id)
+    redis.call('ZADD', KEYS[1], created, id)
+    if due ~= '' then redis.call('ZADD', KEYS[2], due, id) end
     local status = redis.call('HGET', KEYS[k], 'status')
-    if status == 'pending' then redis.call('ZADD', KEYS[6], created, id)
+    if status == 'pending' then redis.call('ZADD', KEYS[5], created, id)
     elseif status ~= 'active' and status ~= 'paused' then
-      redis.call('ZADD', KEYS[5], created, id)
+      redis.call('ZADD', KEYS[4], created, id)
     end
     out[#out + 1] = 1
   end
@@ -216,9 +216,9 @@ class SubscriberRecords(Keys):
         )
         pairs = [item for pair in encode_subscriber(sub).items() for item in pair]
         for _ in range(5):
-            current = self.redis.hget(self.email_key, address)
+            current = self.redis.hget(self.email_key(address), address)
             current = as_str(current) if current else ""
-            keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
+            keys = [self.email_key(address), self.subs_key, self.sub_key(sub_id), self.due_key,
                     self.sub_key(current or sub_id), self.suppressed_key,
                     self.unconfirmed_key, self.layout_key]  # fmt: skip
             args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
@@ -247,17 +247,21 @@ class SubscriberRecords(Keys):
                      suppression_hash(sub.email)]  # fmt: skip
             stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
             args += [stored.get(name, "") for name in names]
-        keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
-                self.ended_key, self.unconfirmed_key, self.layout_key,
-                *(self.sub_key(s.id) for s in subs)]  # fmt: skip
+        keys = [self.subs_key, self.due_key, self.suppressed_key, self.ended_key,
+                self.unconfirmed_key, self.layout_key]  # fmt: skip
+        for sub in subs:
+            keys += [self.sub_key(sub.id), self.email_key(sub.email)]
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
 
     def find_many(self, emails: list[str]) -> list[Subscriber | None]:
         """The subscriber holding each address (or None), in two round trips."""
         if not emails:
             return []
-        found = self.redis.hmget(self.email_key, [email.strip().lower() for email in emails])
-        ids = [as_str(i) if i else None for i in found]
+        pipe = self.redis.pipeline(transaction=False)
+        for email in emails:
+            address = normalise_address(email)
+            pipe.hget(self.email_key(address), address)
+        ids = [as_str(i) if i else None for i in pipe.execute()]
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in ids:
             if sub_id:
@@ -320,7 +324,8 @@ class SubscriberRecords(Keys):
         ]
 
     def find(self, email: str) -> Subscriber | None:
-        sub_id = self.redis.hget(self.email_key, email.strip().lower())
+        address = normalise_address(email)
+        sub_id = self.redis.hget(self.email_key(address), address)
         return self.get(as_str(sub_id)) if sub_id else None
 
     def is_erased(self, email: str) -> bool:
