@@ -153,6 +153,7 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     assert dry.returncode == 0, dry.stderr
     assert "settling): 6 records read, 1 would change" in dry.stdout
     assert "small buckets): 6 records read, 6 would change" in dry.stdout
+    assert "field names in every record): 6 records read, 6 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -171,6 +172,11 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     assert len(buckets) == 6 and all(redis_client.object("encoding", b) in ("ziplist", "listpack")
                                      for b in buckets)  # fmt: skip
     assert store.find("Bea@Example.com").id == "b" * 12
+    # Every record's fields have their short names; the values are those written.
+    bea = redis_client.hgetall(f"{P}sub:{'b' * 12}")
+    assert (bea["e"], bea["s"], bea["ll"], bea["k"]) == (
+        "bea@example.com", "active", "second", "v1|203.0.113.9")  # fmt: skip
+    assert not {"email", "status", "last_lesson", "consent"} & set(bea)
     # The old uncertain send is where the settling looks, at the instant of its send.
     assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
     assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"

@@ -3,12 +3,17 @@ key templates (:class:`Keys`). Nothing outside this module builds a key string.
 
 Key layout (``P`` is the key prefix, ``hr:`` by default):
 
-``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
-                              paused, paused_at, paused_until, last_sent, sent_that_day,
-                              last_lesson, last_day, version (``v``), source, consent
-                              (``text version|IP`` of the signup), prior (the record
-                              that held the address before this one, set on a re-signup
-                              only). Empty string means "not set".
+``P sub:{id}``       hash    one subscriber, each field under its stored name of one or two
+                              letters (course.store.codec.STORED_NAMES; the Lua scripts spell
+                              ``@status`` and get it from there): email (e), first_name (n), tz
+                              (z), status (s), created (c), start (t), paused (p), paused_at
+                              (pa), paused_until (pu), last_sent (ls), sent_that_day (sd),
+                              last_lesson (ll), last_day (ld), version (v), source (o), consent
+                              (k: ``text version|IP`` of the signup), pace (pc), send_time (st),
+                              anchor (a), anchor_day (ad), anchor_paused (ap), prior (pr: the
+                              record that held the address before this one, set on a re-signup
+                              only). Absent or empty means "not set". Layouts 1 to 3 used the
+                              long names.
 ``P e:{bucket}``     hash    lower-cased email address -> subscriber id, for the addresses of one
                               bucket: ``{bucket}`` is :func:`email_bucket` of the address, 4
                               hex digits (CRC-16 of the address, :data:`EMAIL_BUCKETS` of them),

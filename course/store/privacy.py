@@ -8,7 +8,7 @@ from __future__ import annotations
 import redis
 from redis.commands.core import Script
 
-from course.store.codec import as_str, suppression_hash
+from course.store.codec import FIELD_OF, as_str, stored_name, suppression_hash
 from course.store.keys import Keys
 
 # KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, the
@@ -51,24 +51,27 @@ class PrivacyRecords(Keys):
 
     def email_and_prior(self, sub_id: str) -> tuple[str | None, str]:
         """A record's address (None: no such record) and the record it replaced ("" none)."""
-        email, prior = self.redis.hmget(self.sub_key(sub_id), "email", "prior")
+        email, prior = self.redis.hmget(self.sub_key(sub_id), stored_name("email"),
+                                         stored_name("prior"))  # fmt: skip
         return (None if email is None else as_str(email)), (as_str(prior) if prior else "")
 
     def email_of(self, sub_id: str) -> str | None:
         """A record's address, or None when there is no such record."""
-        email = self.redis.hget(self.sub_key(sub_id), "email")
+        email = self.redis.hget(self.sub_key(sub_id), stored_name("email"))
         return None if email is None else as_str(email)
 
     def emails_of(self, sub_ids: list[str]) -> list[str | None]:
         """:meth:`email_of` for each record, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in sub_ids:
-            pipe.hget(self.sub_key(sub_id), "email")
+            pipe.hget(self.sub_key(sub_id), stored_name("email"))
         return [None if email is None else as_str(email) for email in pipe.execute()]
 
     def raw_fields(self, sub_id: str) -> dict[str, str]:
-        """A record's hash exactly as stored (empty when there is none)."""
-        return {as_str(k): as_str(v) for k, v in self.redis.hgetall(self.sub_key(sub_id)).items()}
+        """A record's hash as stored, each field under its full name (``status``, not the
+        stored ``s``; the version as ``v``); empty when there is none."""
+        raw = self.redis.hgetall(self.sub_key(sub_id)).items()
+        return {_full_name(as_str(k)): as_str(v) for k, v in raw}
 
     def suppress_address(self, address: str) -> bool:
         """Add the address to ``P suppressed`` for good; False when it was there already."""
@@ -88,3 +91,8 @@ class PrivacyRecords(Keys):
         left = self.redis.hget(self.email_key(address), address)
         if left and not self.redis.exists(self.sub_key(as_str(left))):
             self.redis.hdel(self.email_key(address), address)
+
+
+def _full_name(stored: str) -> str:
+    name = FIELD_OF.get(stored, stored)
+    return "v" if name == "version" else name
