@@ -38,6 +38,7 @@ from pathlib import Path
 from course.mail.render import Renderer, RenderError
 from course.models.subscriber import STATUSES
 from course.reports.checkins import CheckinReport, collect_checkins
+from course.reports.experiments import ExperimentStats, collect_experiments
 from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
 from course.schedule.bundle import course_files, read_files
 from course.schedule.reload import fingerprint
@@ -173,6 +174,7 @@ class CourseStats:
     live: LiveSchedule | None = None
     checkins: CheckinReport | None = None
     retention: RetentionStats = RetentionStats()
+    experiments: tuple[ExperimentStats, ...] = ()  # lessons with subject_variants
 
     @property
     def subscribers(self) -> int:
@@ -267,6 +269,7 @@ def collect(
         live=read_live(store),
         checkins=checkins,
         retention=read_retention(store),
+        experiments=collect_experiments(store, schedule),
     )
     return _with_funnel(result)
 

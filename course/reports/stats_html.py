@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 
 from course.reports import checkins
+from course.reports.experiments import experiments_html
 from course.reports.stats import CourseStats
 from course.reports.stats_table import (
     COLUMNS,
@@ -79,7 +80,8 @@ def _table_html(rows: list[Row], caption: str) -> str:
         body.append(f'<tr class="{row.kind}"><th scope="row">{html.escape(row.label)}</th>'
                     f"{tds}</tr>")  # fmt: skip
     return (
-        f'<div class="scroll"><table><caption>{html.escape(caption)}</caption>'
+        f'<div class="scroll" role="region" aria-label="{html.escape(caption)}" tabindex="0">'
+        f"<table><caption>{html.escape(caption)}</caption>"
         f'<thead><tr><th scope="col">lesson</th>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
@@ -100,7 +102,8 @@ def checkins_html(stats: CourseStats) -> str:
     return (
         "<h2>Check-ins: “How has this week been?”</h2>"
         + checkins.chart_svg(report)
-        + '<div class="scroll"><table><caption>Answers per phase and lesson</caption>'
+        + '<div class="scroll" role="region" aria-label="Answers per phase and lesson" '
+        + 'tabindex="0"><table><caption>Answers per phase and lesson</caption>'
         + f'<thead><tr><th scope="col">lesson</th>{head}</tr></thead>'
         + f"<tbody>{body}</tbody></table></div>"
         + f'<p class="note">Readers who answered any check-in: {report.readers}. Each reader '
@@ -133,6 +136,7 @@ def html_report(stats: CourseStats) -> str:
         exits=html.escape(f"Left before the first lesson: {exits}.") if exits else "",
         removed=removed,
         checkins=checkins_html(stats),
+        experiments=experiments_html(stats.experiments),
         statuses=statuses,
         total=stats.subscribers,
         quarantined=stats.quarantined,
@@ -184,6 +188,7 @@ _PAGE = """<!DOCTYPE html>
 <p class="note">{note} Shares are of sent. {exits}</p>
 {removed}
 {checkins}
+{experiments}
 <h2>Subscribers: {total}</h2>
 <ul class="statuses">{statuses}</ul>
 <p class="note">In quarantine (a record a tick could not handle): {quarantined}</p>
