@@ -53,8 +53,8 @@ from course.store import (  # noqa: E402
     embedded,
     encode_subscriber,
 )
+from course.store.codec import EMAIL_BUCKETS  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
-from course.store.keys import EMAIL_BUCKETS  # noqa: E402
 from course.timeline import LATE_GRACE  # noqa: E402
 
 # A winter Tuesday, 13:30 UTC: 08:30 on the wall clocks of the due subscribers' zones, so

@@ -13,6 +13,7 @@ Records of layouts 1 to 3 had the long names: ``course migrate`` renames them.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from dataclasses import MISSING, fields
@@ -63,6 +64,15 @@ def stored_name(name: str) -> str:
 def with_fields(script: str) -> str:
     """A Lua script with each ``@name`` replaced by that field's stored name."""
     return re.sub(r"@(\w+)", lambda m: STORED_NAMES[m.group(1)], script)
+
+
+EMAIL_BUCKETS = 16384  # buckets of the email index; a power of two: the CRC's low bits
+
+
+def email_bucket(address: str) -> str:
+    """The bucket of a normalised address in the email index (``P e:{bucket}``): 4 hex
+    digits, so that each bucket stays a small hash."""
+    return f"{binascii.crc_hqx(address.encode(), 0) & (EMAIL_BUCKETS - 1):04x}"
 
 
 SUPPRESSION_DOMAIN = "healing-roadmap:suppressed:"

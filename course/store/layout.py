@@ -3,7 +3,7 @@
 Layout 1 is the layout of the release before layouts were recorded (a store with subscribers
 and no ``P layout`` key is layout 1). Layout 2 is layout 1 with the version key and every
 ``uncertain`` ledger entry in the ``P uncertain`` index. Layout 3 splits the email index (one
-``P email`` hash) into small hashes ``P e:{bucket}`` (course.store.keys.EMAIL_BUCKETS of
+``P email`` hash) into small hashes ``P e:{bucket}`` (course.store.codec.EMAIL_BUCKETS of
 them). Layout 4 names a record's fields with one or two letters (course.store.codec
 STORED_NAMES). :data:`LAYOUT` is the layout this release reads and writes; ``course migrate``
 (:mod:`course.store.migrate`) moves an older store to it. A store with no subscriber is
