@@ -286,7 +286,7 @@ def test_quarantine_lists_and_releases(run, redis_url):
     added = run("subscribers", "add", "q@example.com")
     assert added.returncode == 0, added.stderr
     client = redis.Redis.from_url(db_url(redis_url, CLI_DB), decode_responses=True)
-    sub_id = client.hget("hr:email", "q@example.com")
+    sub_id = client.hget(Store(client).email_key("q@example.com"), "q@example.com")
     client.hset("hr:quarantine", sub_id, "ValueError: damaged")
     listed = run("subscribers", "quarantine")
     assert "q@example.com" in listed.stdout and "1 in quarantine" in listed.stdout

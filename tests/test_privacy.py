@@ -227,7 +227,7 @@ def test_records_from_before_the_prior_link_are_found_by_a_scan(store, schedule)
     old = enrol(store, schedule, "eve@example.com", "Eve", None, NOW)
     unsubscribe(store, old)
     new = enrol(store, schedule, "eve@example.com", "Eve", None, NOW + timedelta(days=3))
-    store.redis.hdel(store.sub_key(new.id), "prior")  # as a record made by an older version
+    store.redis.hdel(store.sub_key(new.id), "pr")  # as a record made by an older version
     assert record_ids(store, "eve@example.com") == [new.id]
     assert record_ids(store, "eve@example.com", scan=True) == [new.id, old.id]
     # The admin page erases from the record it shows, which the chain may not reach.
