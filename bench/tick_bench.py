@@ -299,7 +299,6 @@ def breakdown(store: Store, ids: list[str], rng: random.Random, samples: int = 2
         pipe.memory_usage(store.email_bucket_key(bucket), samples=0)
     result["email buckets"] = sum(size or 0 for size in pipe.execute()) / len(ids)
     for name, key in (
-        ("subs zset", store.subs_key),
         ("due zset", store.due_key),
         ("pending zset", store.pending_key),
     ):
@@ -319,7 +318,7 @@ def encodings(store: Store, ids: list[str], rng: random.Random) -> str:
         key = store.email_bucket_key(bucket)
         if client.exists(key):
             seen[f"e:{client.object('encoding', key)}"] += 1
-    for key in (store.subs_key, store.due_key):
+    for key in (store.due_key,):
         if client.exists(key):
             seen[f"{key.removeprefix(store.prefix)}:{client.object('encoding', key)}"] += 1
     return ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))

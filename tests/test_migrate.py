@@ -154,6 +154,7 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     assert "settling): 6 records read, 1 would change" in dry.stdout
     assert "small buckets): 6 records read, 6 would change" in dry.stdout
     assert "field names in every record): 6 records read, 6 would change" in dry.stdout
+    assert "of the signup index): 6 records read, 0 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -177,6 +178,11 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     assert (bea["e"], bea["s"], bea["ll"], bea["k"]) == (
         "bea@example.com", "active", "second", "v1|203.0.113.9")  # fmt: skip
     assert not {"email", "status", "last_lesson", "consent"} & set(bea)
+    # No signup index any more: a count of the records instead; listing scans them.
+    assert not redis_client.exists(f"{P}subs")
+    assert store.count() == 6 and len(set(store.iter_ids())) == 6
+    assert store.signup_order(limit=3) == ["e" * 12, "d" * 12, "b" * 12]  # Dec, 2nd, 3rd
+    assert store.signup_order("completed") == ["e" * 12]
     # The old uncertain send is where the settling looks, at the instant of its send.
     assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
     assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"
@@ -278,3 +284,19 @@ def test_a_store_stamped_layout_2_moves_on_to_this_layout(redis_client, store, c
     assert f"migrated: layout 2 -> {LAYOUT}" in done.stdout
     assert store.find("uma@example.com").status == "unsubscribed"
     assert not redis_client.exists(f"{P}uncertain")  # step 1 -> 2 was not run again
+
+
+def test_the_record_count_follows_signups_re_signups_and_erases(store):
+    """Layout 5 counts the records (``P subs:count``) instead of indexing their signup."""
+    ann = store.add("ann@example.com", None, "UTC", at(5))
+    store.add("bea@example.com", None, "UTC", at(5, 14))
+    assert store.suppress(ann.id, "unsubscribed") == 1
+    again = store.add("ann@example.com", None, "UTC", at(6))  # a new record, the old kept
+    assert store.count() == 3 and store.signup_order(limit=1) == [ann.id]
+    assert store.signup_order("pending") == [i for i in store.signup_order() if i != ann.id]
+    assert store.erase_record(again.id, "ann@example.com") >= 1
+    assert store.count() == 2 and sorted(store.iter_ids()) == sorted(store.signup_order())
+    assert store.signup_order(limit=1) == [ann.id]
+    assert store.erase_record(ann.id, "ann@example.com") >= 1
+    assert store.erase_record(ann.id, "ann@example.com") == 0  # gone: counted down once
+    assert store.count() == 1 and store.status_counts() == {"pending": 1}

@@ -12,7 +12,9 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (course.store.codec.email_bucket: CRC-16, 4 hex digits,
                               EMAIL_BUCKETS of them) it is: small ziplists (~61 addresses at
                               1,000,000) instead of one hashtable (``P email``, layouts 1-2).
-``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
+``P subs:count``     string  how many ``P sub:{id}`` records there are, kept by the scripts
+                              that add and erase them (layouts 1-4 had ``P subs``, a zset of
+                              id -> created: listing now SCANs ``P sub:*``).
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
                               active subscribers with a lesson left are in it, so a tick
                               reads only what is due (``ZRANGEBYSCORE -inf now``).
@@ -145,7 +147,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               what is older than the policy (course.subscribers.retention).
 ``P retention:unconfirmed`` zset  subscriber id -> epoch of a signup still waiting for its
                               confirmation; taken out when the status changes.
-``P retention:backfill`` hash  cursor (ZSCAN cursor over ``P subs``), done (``1``): the one
+``P retention:backfill`` hash  cursor (SCAN cursor over ``P sub:*``), done (``1``): the one
                               pass that indexes records made before the two indexes above.
 ``P retention:lock`` string  held (with a TTL) by the retention run in progress, so a second
                               beat's run does nothing at the same time.
@@ -242,8 +244,19 @@ class Keys:
         return f"{self.prefix}email"
 
     @property
-    def subs_key(self) -> str:
+    def subs_key(self) -> str:  # layouts 1-4: id -> created (course migrate deletes it)
         return f"{self.prefix}subs"
+
+    @property
+    def subs_count_key(self) -> str:
+        return f"{self.prefix}subs:count"
+
+    @property
+    def sub_pattern(self) -> str:  # a SCAN pattern for every ``P sub:{id}``
+        return f"{self.prefix}sub:*"
+
+    def sub_id_of(self, key: str) -> str:  # ``P sub:{id}`` back to the id
+        return key[len(self.prefix) + 4 :]
 
     @property
     def quarantine_key(self) -> str:

@@ -81,6 +81,7 @@ STEPS = {
     1: "index uncertain sends for the settling",
     2: "split the email index into small buckets",
     3: "short field names in every record",
+    4: "a count of the records instead of the signup index",
 }
 HEARTBEAT_MAX_AGE = 180  # seconds: a process seen this recently is taken to be running
 
@@ -133,6 +134,8 @@ class Migrations(Keys):
             return self._split_email_index(cursor, count, dry_run)
         if source == 3:
             return self._rename_fields(cursor, count, dry_run)
+        if source == 4:  # nothing per record: the count is written as the step ends
+            return 0, int(self.redis.zcard(self.subs_key)), 0
         raise ValueError(f"no migration step from layout {source}")
 
     def _split_email_index(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
@@ -178,10 +181,19 @@ class Migrations(Keys):
 
     def end_migration_step(self, source: int) -> None:
         """The step from ``source`` is over: the store is at ``source + 1``, in one MULTI
-        (with what the step leaves behind: layout 2's email hash)."""
+        (with what the step leaves behind: layout 2's email hash; layout 4's signup index,
+        replaced by its count, and a retention backfill's ZSCAN cursor over it, restarted
+        as a SCAN)."""
+        restart = source == 4 and self.redis.hget(self.retention_backfill_key, "done") == b"0"
+        records = int(self.redis.zcard(self.subs_key)) if source == 4 else 0
         pipe = self.redis.pipeline()
         if source == 2:
             pipe.delete(self.legacy_email_key)
+        if source == 4:
+            pipe.set(self.subs_count_key, records)
+            pipe.delete(self.subs_key)
+        if restart:
+            pipe.hset(self.retention_backfill_key, "cursor", 0)
         pipe.set(self.layout_key, source + 1)
         pipe.delete(self.migrate_state_key)
         pipe.execute()
