@@ -258,7 +258,7 @@ def test_each_fault_of_a_wrong_production_is_named_with_its_fix(site, faulty_red
         assert line.startswith(start), (line, start)
         assert " — fix: " in line
     # 600 s and the run's own seconds: under 100 even on a busy machine
-    assert re.match(r"✗ beat: last seen 6\d\d s ago \(more than 180 s\)", wrong[5]), wrong[5]
+    assert re.match(r"✗ beat: last seen 6\d\d s ago \(more than 180 s\)", wrong[6]), wrong[6]
     assert "✓ schedule" in "\n".join(lines) and "✓ sender" in "\n".join(lines)
 
 
