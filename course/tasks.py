@@ -19,6 +19,7 @@ from celery.signals import after_task_publish, beat_init
 from kombu.exceptions import OperationalError
 
 from course import engine
+from course.broadcasts.service import prepare_batch
 from course.clock import utc_now
 from course.logs import log_event
 from course.models.schedule import CONFIRMATION_ID
@@ -147,6 +148,9 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
     rt = runtime()
     _, renderer = rt.schedules.current()
     batch = [(sub_id, lesson_id) for sub_id, lesson_id in items]
+    # Broadcasts (``b:{id}`` entries): a cancelled one's claims are skipped, the others are
+    # rendered from their own stored text in the course's layout.
+    batch, renderer = prepare_batch(rt.store, renderer, batch, _parse(now))
     result = engine.deliver(
         rt.store,
         renderer,

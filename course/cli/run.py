@@ -23,6 +23,7 @@ from course.settings import Settings
 def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     """Run one tick: claim every lesson due by NOW and deliver it."""
     from course import engine
+    from course.broadcasts.service import prepare_batch
     from course.tasks import create_app, enqueuer
 
     rt = ctx.runtime
@@ -39,9 +40,9 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
             return now + timedelta(seconds=time.monotonic() - began)
 
         def enqueue(items, when):
-            outcome = engine.deliver(
-                rt.store, renderer, rt.transport, items, when, rt.links, clock=clock
-            )
+            items, mail = prepare_batch(rt.store, renderer, items, when)
+            outcome = engine.deliver(rt.store, mail, rt.transport, items, when, rt.links,
+                                     clock=clock)  # fmt: skip
             for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
                 setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
 

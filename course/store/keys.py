@@ -103,6 +103,16 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               runs: version (its id), fingerprint (the same id), loaded_at,
                               error and error_at of the latest version it could not load,
                               seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P broadcast:{id}`` hash  one broadcast (course.store.broadcasts): template (its path),
+                              subject, source (the template's text when it was created: what
+                              every recipient gets), expression (the segment), at_local
+                              (``HH:MM`` or ``""``: each reader's local hour), include_paused
+                              (``1``/``0``), status (draft, sending, sent, cancelled), created
+                              and sent_at (epochs), claimed (recipients claimed, counted by the
+                              claim script). Its recipients are ledger entries ``b:{id}`` in
+                              ``P ledger:{sub}``; its outcomes ``P stats:sends:b:{id}``, its
+                              provider events ``P stats:lesson:b:{id}``.
+``P broadcasts``     zset    broadcast id -> epoch it was created (the list of broadcasts).
 ``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
                               flare, same or better; the latest wins). Only readers who
                               answered have one; erased with the record.
@@ -256,6 +266,13 @@ class Keys:
 
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
+
+    def broadcast_key(self, broadcast_id: str) -> str:
+        return f"{self.prefix}broadcast:{broadcast_id}"
+
+    @property
+    def broadcasts_key(self) -> str:
+        return f"{self.prefix}broadcasts"
 
     def checkin_key(self, sub_id: str) -> str:
         return f"{self.prefix}checkin:{sub_id}"
