@@ -283,6 +283,8 @@ def test_the_commands_from_create_to_cancel(store, course_cli, tmp_path):
     assert status["counts"]["claimed"] == 1 and status["counts"]["waiting"] == 1
     listed = json.loads(course_cli("broadcast", "list", "--json").stdout)
     assert [row["id"] for row in listed] == [bid]
+    stats = course_cli("stats").stdout
+    assert "\nBroadcasts" in stats and f"│ {bid} sent: Open (to" in stats
     cancelled = course_cli("broadcast", "cancel", bid)
     assert cancelled.stdout.strip() == f"broadcast {bid}: cancelled; 1 waiting sends stopped"
 
@@ -306,3 +308,38 @@ def test_the_commands_errors_are_one_line_with_exit_1_or_2(course_cli, templates
         assert "Traceback" not in result.stderr and result.stderr.startswith(start), result.stderr
         if start:
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_stats_show_each_broadcast_with_its_outcomes_and_events(
+    store, schedule, renderer, templates, tmp_path
+):
+    from course.reports.stats import collect
+    from course.reports.stats_html import html_report
+    from course.reports.stats_json import to_json
+    from course.web.webhook import handle_events
+
+    ids = populate(store, per_status=2)
+    b = make(store, schedule, renderer, templates, to="status:active or status:completed")
+    send_broadcast(store, schedule, b.id, NOW)
+    unsubscribe(store, store.get(ids["completed"][0]), now=NOW)  # before their send
+    deliver_due(store, schedule, renderer, OutboxTransport(tmp_path / "out"), NOW)
+    reader = store.get(ids["active"][0])
+    events = [
+        {"event": name, "email": reader.email, "subscriber_id": reader.id,
+         "lesson_id": f"b:{b.id}", "sg_event_id": f"e-{name}"}
+        for name in ("delivered", "click", "unsubscribe")
+    ] + [{"event": "click", "lesson_id": "b:feedbeef", "subscriber_id": reader.id,
+          "email": reader.email, "sg_event_id": "e-unknown"}]  # fmt: skip
+    handle_events(store, schedule, events, NOW.timestamp() + 60)
+    report = collect(store, schedule, NOW + timedelta(minutes=2))
+    [row] = report.broadcasts
+    assert row["id"] == b.id and row["status"] == "sent"
+    counts = row["counts"]
+    assert (counts["claimed"], counts["sent"], counts["skipped"], counts["waiting"]) == (4, 3, 1, 0)
+    assert (counts["click"], counts["unsubscribe"], counts["delivered"]) == (1, 1, 1)
+    assert store.get(reader.id).status == "unsubscribed"
+    assert store.webhook_stats()["unknown_lesson"] == 1  # no such broadcast: not counted
+    assert not report.removed  # a broadcast is not a removed lesson
+    assert to_json(report)["broadcasts"] == [row]
+    page = html_report(report)
+    assert "<h2>Broadcasts</h2>" in page and f"{b.id} sent: The program is open" in page

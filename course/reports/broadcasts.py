@@ -12,6 +12,7 @@ stats`` (its JSON and HTML) and the admin pages show the same rows.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from html import escape
 
 from course.models.broadcast import Broadcast
 
@@ -46,3 +47,47 @@ def broadcast_row(b: Broadcast) -> dict:
         "sent_at": _iso(b.sent_at),
         "counts": broadcast_counts(b),
     }
+
+
+# The columns ``course stats`` and its HTML show per broadcast: (count, heading).
+COLUMNS = (
+    ("claimed", "recipients"),
+    ("sent", "sent"),
+    ("skipped", "skipped"),
+    ("failed", "failed"),
+    ("uncertain", "uncertain"),
+    ("waiting", "waiting"),
+    ("click", "clicked"),
+    ("unsubscribe", "unsubscribed"),
+)
+NOTE = (
+    "Recipients: readers claimed (each once). Skipped: unsubscribed or suppressed before "
+    "their send, or cancelled. Waiting: claimed, not sent yet (their local hour has not "
+    "come, or on the way). Clicked and unsubscribed: the provider's events."
+)
+
+
+def broadcast_label(row: dict) -> str:
+    return f"{row['id']} {row['status']}: {row['subject']} (to {row['to']})"
+
+
+def broadcast_cells(row: dict) -> list[str]:
+    return [str(row["counts"].get(name, 0)) for name, _ in COLUMNS]
+
+
+def broadcasts_html(rows: tuple[dict, ...]) -> str:
+    """The broadcasts section of the HTML report ("" when there are none)."""
+    if not rows:
+        return ""
+    head = "".join(f'<th scope="col">{escape(heading)}</th>' for _, heading in COLUMNS)
+    body = "".join(
+        f'<tr><th scope="row">{escape(broadcast_label(row))}</th>'
+        + "".join(f"<td>{cell}</td>" for cell in broadcast_cells(row))
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        '<h2>Broadcasts</h2><div class="scroll"><table><caption>Per broadcast, newest first'
+        f'</caption><thead><tr><th scope="col">broadcast</th>{head}</tr></thead>'
+        f'<tbody>{body}</tbody></table></div><p class="note">{escape(NOTE)}</p>'
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 
 from course.reports import checkins
+from course.reports.broadcasts import broadcasts_html
 from course.reports.stats import CourseStats
 from course.reports.stats_table import (
     COLUMNS,
@@ -133,6 +134,7 @@ def html_report(stats: CourseStats) -> str:
         exits=html.escape(f"Left before the first lesson: {exits}.") if exits else "",
         removed=removed,
         checkins=checkins_html(stats),
+        broadcasts=broadcasts_html(stats.broadcasts),
         statuses=statuses,
         total=stats.subscribers,
         quarantined=stats.quarantined,
@@ -184,6 +186,7 @@ _PAGE = """<!DOCTYPE html>
 <p class="note">{note} Shares are of sent. {exits}</p>
 {removed}
 {checkins}
+{broadcasts}
 <h2>Subscribers: {total}</h2>
 <ul class="statuses">{statuses}</ul>
 <p class="note">In quarantine (a record a tick could not handle): {quarantined}</p>

@@ -76,6 +76,9 @@ class BroadcastRecords(Keys):
         found = self.broadcasts([broadcast_id])
         return found[0] if found else None
 
+    def broadcast_exists(self, broadcast_id: str) -> bool:
+        return bool(self.redis.exists(self.broadcast_key(broadcast_id)))
+
     def broadcast_ids(self, limit: int = 200) -> list[str]:
         """The newest broadcasts' ids, newest first."""
         return [as_str(i) for i in self.redis.zrevrange(self.broadcasts_key, 0, limit - 1)]
