@@ -6,7 +6,13 @@ import sys
 from course.logs import configure_celery_logging
 from course.private_files import PRIVATE_UMASK
 from course.settings import Settings, SettingsError
-from course.startup import dev_warning, refuse_reserved_sender, require_schedule_file
+from course.startup import (
+    dev_warning,
+    refuse_other_layout,
+    refuse_reserved_sender,
+    require_schedule_file,
+)
+from course.store import LayoutMismatch
 from course.tasks import create_app
 
 try:
@@ -23,6 +29,11 @@ if warning := dev_warning(settings):
 # course run; the children inherit it.
 os.umask(PRIVATE_UMASK)
 app = create_app(settings)
+try:
+    refuse_other_layout(app.conf.course_settings.redis_url)
+except LayoutMismatch as exc:  # an old store: `course migrate` first, one line says so
+    print(f"course: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 configure_celery_logging(settings.log_format)
 
 __all__ = ["app"]

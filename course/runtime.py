@@ -78,9 +78,15 @@ def holder(settings: Settings, store: Store, role: str | None, **options: object
 
 def build_runtime(settings: Settings, role: str | None = None) -> Runtime:
     """The runtime of a process; with a ``role`` (``worker``) the process records the
-    version it runs in Redis (short-lived CLI commands do not)."""
+    version it runs in Redis (short-lived CLI commands do not). Raises
+    :class:`course.store.LayoutMismatch` when the store is not in this release's layout."""
     url, client = connect(settings)
     store = Store(client)
+    try:
+        store.require_layout()  # refuses a store of another layout, stamps an empty one
+    except BaseException:
+        client.close()
+        raise
     return Runtime(
         settings=settings,
         redis_url=url,

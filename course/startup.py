@@ -50,3 +50,19 @@ def dev_warning(settings: Settings) -> str | None:
         f"address: dev accepts unsigned webhook events{keys}; set COURSE_ENV=production on "
         "a site others reach"
     )
+
+
+def refuse_other_layout(redis_url: str) -> None:
+    """At the start of the worker and beat: the store must be in this release's layout (an
+    empty one is stamped with it). Raises :class:`course.store.LayoutMismatch` with the one
+    line to print. A Redis that does not answer yet is left to the broker's retries; the
+    worker's runtime checks again when it is built."""
+    from course.store import Store, StoreError, connect
+
+    client = connect(redis_url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        Store(client).require_layout()
+    except (StoreError, OSError):
+        pass
+    finally:
+        client.close()

@@ -212,8 +212,8 @@ def test_a_correct_production_passes_every_check(site, name_server):
     checks = [line.split(":", 1)[0] for line in lines]
     assert checks == [
         "✓ settings", "✓ base URL", "✓ transport", "✓ webhook key", "✓ schedule", "✓ Redis",
-        "✓ Redis AOF", "✓ Redis eviction", "✓ beat", "✓ workers", "✓ uncertain sends",
-        "✓ sender", "✓ SPF", "✓ DKIM", "✓ DKIM", "✓ DMARC",
+        "✓ Redis AOF", "✓ Redis eviction", "✓ store layout", "✓ beat", "✓ workers",
+        "✓ uncertain sends", "✓ sender", "✓ SPF", "✓ DKIM", "✓ DKIM", "✓ DMARC",
     ], lines  # fmt: skip
     text = "\n".join(lines)
     assert f"return path em1234.{DOMAIN} → u1234.wl001.sendgrid.net" in text
@@ -230,6 +230,7 @@ def test_a_correct_production_passes_every_check(site, name_server):
 def test_each_fault_of_a_wrong_production_is_named_with_its_fix(site, faulty_redis, name_server):
     server = name_server({})  # the domain has no records at all
     beat_seen(faulty_redis, ago=600)  # and no worker listens on this Redis
+    redis.Redis.from_url(faulty_redis).zadd("hr:subs", {"0" * 12: 1})  # a store of layout 1
     env = production_env(
         faulty_redis, site["schedule"], site["folder"], COURSE_SECRET_KEY="short",
         COURSE_BASE_URL=f"http://course.{DOMAIN}", SENDGRID_WEBHOOK_PUBLIC_KEY="",
@@ -243,6 +244,7 @@ def test_each_fault_of_a_wrong_production_is_named_with_its_fix(site, faulty_red
         "✗ webhook key: SENDGRID_WEBHOOK_PUBLIC_KEY: required with COURSE_TRANSPORT=sendgrid",
         "✗ Redis AOF: off",
         "✗ Redis eviction: maxmemory-policy allkeys-lru",
+        "✗ store layout: layout 1, older than this release's layout",
         "✗ beat: last seen 60",  # 600 s and the time the run took
         "✗ workers: none answered a ping within 1 s",
         f"✗ SPF: no SPF record at {DOMAIN}",

@@ -344,3 +344,26 @@ def test_a_sent_entry_of_a_lesson_since_removed_is_not_listed(reader, redis_clie
     page = reader.client.get(path_of(roadmap_url(lesson)))
     assert "/lessons/gone" not in page.text
     assert reader.client.get(path_of(roadmap_url(lesson)) + "/lessons/gone").status_code == 404
+
+
+def test_a_lesson_online_is_shown_as_the_version_live_when_it_was_sent(reader, store):
+    """A lesson edited (and another removed) after it went out still reads online as the
+    reader's email had it: rendered from the version live at the time of sending."""
+    versions = store.schedule_versions()
+    reader.client.get("/healthz")  # the first look publishes the files: version 1
+    v1 = versions.live()
+    sent_at = datetime.now(UTC) + timedelta(seconds=2)  # after version 1 went live
+    (lesson,) = reader.send_due(sent_at)
+    url = path_of(online_url(lesson))
+    files = versions.files(v1)
+    files["templates/lessons/hello.md"] = b"Hi {{ first_name }}, rewritten since.\n"
+    v2, _ = versions.save(files, "bo", "rewrite", sent_at + timedelta(seconds=5), parent=v1)
+    versions.publish(v2, v1, "bo", "rewrite", sent_at + timedelta(seconds=5))
+    assert reader.client.get("/healthz").status_code == 200  # a health check looks at once
+    assert reader.client.app.state.web._holder.version == v2
+
+    page = reader.client.get(url)
+
+    assert page.status_code == 200
+    assert visible_text(page.text, "lesson") == visible_text(html_of(lesson), "content")
+    assert "rewritten since" not in page.text

@@ -74,6 +74,7 @@ class Context:
         self.settings = settings
         self._runtime = None
         self._store = None
+        self._layout_checked = False
 
     @property
     def runtime(self):
@@ -88,9 +89,18 @@ class Context:
     @property
     def store(self):
         """The store alone, without loading the live version (``course publish`` and its
-        kin must see an empty store as empty)."""
+        kin must see an empty store as empty); refused unless in this release's layout."""
         if self._runtime is not None:
             return self._runtime.store
+        store = self.any_store
+        if not self._layout_checked:
+            store.require_layout()
+            self._layout_checked = True
+        return store
+
+    @property
+    def any_store(self):
+        """The store whatever its layout (``course migrate`` moves it to this release's)."""
         if self._store is None:
             from course.runtime import connect
             from course.store import Store

@@ -104,6 +104,7 @@ def gather(settings: Settings, problems: list[str], resolver: probes.Dns,
 def _running(settings: Settings) -> list[Line]:
     """Redis, beat and the workers: the running parts."""
     from course.store.embedded import MIN_REDIS_VERSION, redact_url, running_url
+    from course.store.layout import LAYOUT
 
     url = settings.redis_url or running_url(settings.var_dir)
     if url is None:
@@ -115,7 +116,8 @@ def _running(settings: Settings) -> list[Line]:
     if facts is None:
         fix = "make Redis answer first"
         return lines + [checks.not_checked(name, "Redis does not answer", fix)
-                        for name in ("beat", "workers")]  # fmt: skip
+                        for name in ("store layout", "beat", "workers")]  # fmt: skip
+    lines.append(checks.layout_line(probes.layout_facts(url), LAYOUT))
     lines.append(checks.beat_line(*beat_health(beat_seen, utc_now().timestamp(), BEAT_MAX_AGE)))
     lines.append(checks.workers_line(probes.ping_workers(settings, url, PING_TIMEOUT),
                                      PING_TIMEOUT))  # fmt: skip

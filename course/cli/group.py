@@ -13,7 +13,7 @@ from course.mail.render import RenderError
 from course.schedule import ScheduleError
 from course.settings import Settings, SettingsError
 from course.startup import dev_warning, refuse_reserved_sender, require_schedule_file
-from course.store import DuplicateSubscriber, StoreError
+from course.store import DuplicateSubscriber, LayoutMismatch, StoreError
 from course.store.embedded import EmbeddedRedisError
 from course.subscribers.lifecycle import SubscriptionError
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
-    except SettingsError as exc:
+    except (SettingsError, LayoutMismatch) as exc:
         click.echo(f"course: {exc}", err=True)
         raise SystemExit(2) from None
     except USER_ERRORS as exc:

@@ -213,6 +213,26 @@ def settling_line(fine: bool, message: str) -> Line:
     return Line(fine, "uncertain sends", message, None if fine else fix)
 
 
+def layout_line(facts: tuple[int | None, bool] | str, current: int) -> Line:
+    """The store's layout (:func:`course.doctor.probes.layout_facts`) against this release's."""
+    fix = "stop the workers, beat and the web app, back up, then run `course migrate`"
+    if isinstance(facts, str):
+        return Line(False, "store layout", facts, "restore the backup made before the upgrade")
+    found, migrating = facts
+    if found is None:
+        return Line(True, "store layout", f"empty store (layout {current} at the first start)")
+    if found == current and not migrating:
+        return Line(True, "store layout", f"layout {current}")
+    if found < current:
+        under = ", a migration was interrupted" if migrating else ""
+        return Line(False, "store layout", f"layout {found}, older than this release's "
+                    f"layout {current}{under}: every process refuses to start", fix)  # fmt: skip
+    if found > current:
+        return Line(False, "store layout", f"layout {found} was written by a newer release "
+                    f"(this one knows {current})", "run the newer release")  # fmt: skip
+    return Line(False, "store layout", f"layout {current}, a migration left unfinished", fix)
+
+
 def not_checked(check: str, why: str, fix: str) -> Line:
     return Line(False, check, f"not checked: {why}", fix)
 

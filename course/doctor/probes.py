@@ -121,6 +121,24 @@ def redis_facts(url: str) -> tuple[dict[str, str] | None, float | None, str | No
         return None, None, f"does not answer ({exc})"
 
 
+def layout_facts(url: str) -> tuple[int | None, bool] | str:
+    """The store's layout (None: an empty store) and whether a migration is under way; or,
+    when the layout key cannot be read as one, the reason (a one-line message)."""
+    from course.store import LayoutMismatch, Store, StoreError, connect
+
+    try:
+        client = connect(url, socket_connect_timeout=3, socket_timeout=3, decode_responses=True)
+        try:
+            store = Store(client)
+            return store.stored_layout(), bool(store.migration_state())
+        finally:
+            client.close()
+    except LayoutMismatch as exc:
+        return str(exc)
+    except (StoreError, OSError, ValueError) as exc:
+        return f"does not answer ({exc})"
+
+
 def settling_facts(url: str):
     """What the store says of uncertain sends (course.reports.settling), or None when Redis
     does not answer."""

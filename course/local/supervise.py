@@ -212,6 +212,7 @@ def run_services(
     url, client = connect(settings)
     console.print(f"redis: {redact_url(url)}" + (" (embedded)" if embedded else ""))
     try:
+        Store(client).require_layout()  # LayoutMismatch: nothing is started
         watcher = _start_versions(settings, Store(client), watch, console)
     except BaseException:
         client.close()

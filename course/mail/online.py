@@ -3,9 +3,9 @@
 
 The body is the compiled lesson's own (:attr:`CompiledLesson.body`: the Markdown as HTML,
 without the email's layout or inlined CSS) filled for the reader exactly as their email was
-(first name, links), so the page can frame it in the site's look. Until the schedule keeps
-its published versions, it is rendered from the current templates: an edit made since the
-email went shows the edited lesson.
+(first name, links), so the page can frame it in the site's look. The web app renders it
+from the version of the course that was live when the email was sent
+(course.schedule.past), so an edit published since does not change what the reader got.
 """
 
 from __future__ import annotations

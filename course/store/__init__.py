@@ -2,7 +2,8 @@
 
 :mod:`course.store.keys` documents every key; :class:`Store` (:mod:`course.store.facade`)
 is the one object callers use, made of one part per concept: subscriber records
-(:mod:`.subscribers`), the due index (:mod:`.due`), the ledger (:mod:`.ledger`), counters
+(:mod:`.subscribers`), its layout version (:mod:`.layout`, moved on by
+:mod:`.migrate`), the due index (:mod:`.due`), the ledger (:mod:`.ledger`), counters
 (:mod:`.counters`), readers' check-ins (:mod:`.checkins`), the web app's state
 (:mod:`.web_state`), the schedule's snapshot and status board (:mod:`.snapshot`) and what an
 erase needs (:mod:`.privacy`). Records are encoded in :mod:`.codec`; the errors to catch are in
@@ -13,6 +14,7 @@ from course.store.codec import encode_subscriber, normalise_address, suppression
 from course.store.errors import (
     DuplicateSubscriber,
     ErasedAddress,
+    LayoutMismatch,
     StoreConnectionError,
     StoreError,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "Client",
     "DuplicateSubscriber",
     "ErasedAddress",
+    "LayoutMismatch",
     "Outcome",
     "Store",
     "StoreConnectionError",

@@ -19,3 +19,8 @@ class DuplicateSubscriber(ValueError):
 
 class ErasedAddress(DuplicateSubscriber):
     """The address was erased on request: nothing may be added for it, ever."""
+
+
+class LayoutMismatch(Exception):
+    """The store's layout is not this release's: older (run ``course migrate``), newer, or
+    unknown. Its message is the one line a process prints as it refuses to start."""

@@ -17,7 +17,9 @@ from course.store.counters import Counters
 from course.store.due import DueIndex
 from course.store.errors import StoreError
 from course.store.keys import DEFAULT_PREFIX
+from course.store.layout import LayoutRecords
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
+from course.store.migrate import Migrations
 from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
 from course.store.replies import ADD_REPLY_SCRIPT, ReplyRecords
 from course.store.retention import (
@@ -60,6 +62,8 @@ class Store(
     ReplyRecords,
     RetentionRecords,
     SegmentReads,
+    LayoutRecords,
+    Migrations,
     BroadcastRecords,
 ):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""

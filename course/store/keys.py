@@ -157,6 +157,16 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               reason, ever; last_at (epoch), last_erased, last_seconds of the
                               latest run. No address, no id.
 
+``P layout``         string  the store's layout version (an integer; course.store.layout.LAYOUT is
+                              this release's). Absent on a store of layout 1 (the release
+                              before it was recorded) and on an empty one, which the first
+                              process to start stamps. Every process refuses another layout.
+``P migrate:state``  hash    the migration in progress (``course migrate``): from (the layout
+                              its current step starts from), cursor (the SCAN/ZSCAN cursor
+                              of the next batch), seen, changed (records read and changed so
+                              far by that step). Deleted when the step ends, with ``P layout``
+                              moved on in the same MULTI; a crashed run resumes from it.
+
 Encoding of the values: :mod:`course.store.codec`.
 
 Every change of a subscriber bumps ``version``; the claim is a compare-and-set on it, so a
@@ -353,3 +363,11 @@ class Keys:
     @property
     def retention_stats_key(self) -> str:
         return f"{self.prefix}stats:retention"
+
+    @property
+    def layout_key(self) -> str:
+        return f"{self.prefix}layout"
+
+    @property
+    def migrate_state_key(self) -> str:
+        return f"{self.prefix}migrate:state"

@@ -28,6 +28,7 @@ from course.store.codec import (
 )
 from course.store.errors import DuplicateSubscriber, ErasedAddress
 from course.store.keys import Keys
+from course.store.layout import LAYOUT
 
 # KEYS: sub hash, due zset, retention ended zset, retention unconfirmed zset
 # ARGV: id, expected version ('' = any), due score ('' = remove from due, '=' = leave),
@@ -56,7 +57,7 @@ return 1
 """
 
 # KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash,
-#       suppressed set, retention unconfirmed zset
+#       suppressed set, retention unconfirmed zset, layout string
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
 #       the address's suppression hash, then field, value pairs of the new subscriber.
 # A suppressed (or vanished) holder of the address gives way to a new record: a new signup is
@@ -64,7 +65,8 @@ return 1
 # (``prior``), so every record that ever held the address can be found. Returns 1 added,
 # 0 the address is taken, -1 the address changed hands meanwhile, -2 the address was erased
 # on request (suppressed for good). A pending record enters the retention unconfirmed index.
-ADD_SCRIPT = """
+# A record written here is in this release's layout: a store without a layout gets it.
+ADD_SCRIPT = f"""
 if redis.call('SISMEMBER', KEYS[6], ARGV[6]) == 1 then return -2 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if (cur or '') ~= ARGV[5] then return -1 end
@@ -80,6 +82,7 @@ if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
 if redis.call('HGET', KEYS[3], 'status') == 'pending' then
   redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
 end
+redis.call('SET', KEYS[8], '{LAYOUT}', 'NX')
 return 1
 """
 
@@ -125,7 +128,7 @@ return out
 """
 
 # KEYS: email hash, subs zset, due zset, suppressed set, retention ended zset, retention
-#       unconfirmed zset, then one new subscriber hash each
+#       unconfirmed zset, layout string, then one new subscriber hash each
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
 #       left out of the hash).
@@ -133,19 +136,21 @@ return out
 # suppressed (never a silent re-enrolment), and never an address erased on request.
 # A pending record enters the retention unconfirmed index, a completed or suppressed one the
 # ended index, both at its created instant (when it left is not known: counted from here).
+# A record written here is in this release's layout: a store without a layout gets it.
 # Returns per subscriber 1 added, 0 address taken, -1 address erased.
-ADD_MANY_SCRIPT = """
+ADD_MANY_SCRIPT = f"""
+redis.call('SET', KEYS[7], '{LAYOUT}', 'NX')
 local f = tonumber(ARGV[1])
-local out = {}
+local out = {{}}
 local i = f + 2
-for k = 7, #KEYS do
+for k = 8, #KEYS do
   local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if redis.call('SISMEMBER', KEYS[4], ARGV[i + 4]) == 1 then
     out[#out + 1] = -1
   elseif redis.call('HEXISTS', KEYS[1], email) == 1 then
     out[#out + 1] = 0
   else
-    local pairs = {'v', '0'}
+    local pairs = {{'v', '0'}}
     for j = 1, f do
       local value = ARGV[i + 4 + j]
       if value ~= '' then
@@ -215,7 +220,7 @@ class SubscriberRecords(Keys):
             current = as_str(current) if current else ""
             keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
                     self.sub_key(current or sub_id), self.suppressed_key,
-                    self.unconfirmed_key]  # fmt: skip
+                    self.unconfirmed_key, self.layout_key]  # fmt: skip
             args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
                     current, suppression_hash(address)]  # fmt: skip
             outcome = int(self._add(keys=keys, args=args + pairs))
@@ -243,7 +248,7 @@ class SubscriberRecords(Keys):
             stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
             args += [stored.get(name, "") for name in names]
         keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
-                self.ended_key, self.unconfirmed_key,
+                self.ended_key, self.unconfirmed_key, self.layout_key,
                 *(self.sub_key(s.id) for s in subs)]  # fmt: skip
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
 

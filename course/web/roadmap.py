@@ -14,6 +14,8 @@ cannot know it (see :mod:`course.web.confirm`).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -99,14 +101,17 @@ def router(state: WebState) -> APIRouter:
             return left_or_invalid(state, token)
         if sub.status in SUPPRESSED:
             return left(state)
-        schedule = state.schedule()
-        lesson = readable_lesson(schedule, state.store.ledger(sub.id), lesson_id)
+        ledger = state.store.ledger(sub.id)
+        entry = ledger.get(lesson_id)
+        sent_at = datetime.fromtimestamp(entry.at, UTC) if entry else now()
+        schedule, renderer = state.as_sent(sent_at)  # the lesson as the email had it
+        lesson = readable_lesson(schedule, ledger, lesson_id)
         if lesson is None:  # not sent to them (yet), or no such lesson: nothing to show
             return state.page(
                 "lesson", 404, title="Not here yet", headers=PRIVATE, shown=None, token=token
             )
         recipient = Recipient.for_subscriber(sub, _email_links(state, sub))
-        shown = online_lesson(schedule, state.renderer(), lesson, recipient)
+        shown = online_lesson(schedule, renderer, lesson, recipient)
         return state.page(
             "lesson",
             title=lesson.subject,

@@ -9,6 +9,7 @@ timeouts a request can wait, and the schedule is loaded at the first request tha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from course.clock import utc_now
 from course.mail.render import Renderer, RenderError
 from course.runtime import holder
 from course.schedule import Schedule, ScheduleError
+from course.schedule.past import PastVersions
 from course.schedule.reload import ScheduleHolder
 from course.settings import Settings
 from course.store import Store, StoreError, connect
@@ -64,10 +66,14 @@ class WebState:
             health_check_interval=30,
         )
         self.store = Store(self.client)
+        # LayoutMismatch: the app refuses to start; Redis down: it starts, /healthz says so.
+        with contextlib.suppress(StoreError):
+            self.store.require_layout()
         self._send_task = send_task
         self._celery = None
         self._broker_url = url
         self._holder: ScheduleHolder | None = None
+        self._past = PastVersions(self.store.schedule_versions())
         self._load_error: str | None = None
         self._lock = threading.Lock()
         self._disk_pages = Pages(settings.templates_dir)  # until a version is loaded
@@ -140,6 +146,14 @@ class WebState:
         self.schedule()
         assert self._holder is not None
         return self._holder.current()[1]
+
+    def as_sent(self, instant: datetime) -> tuple[Schedule, Renderer]:
+        """The schedule and templates of the version that was live at ``instant`` (what an
+        email sent then was rendered from); the live ones if that is the same version or
+        cannot be loaded."""
+        running = (self.schedule(), self.renderer())
+        assert self._holder is not None
+        return self._past.as_of(instant, self._holder.version, running)
 
     def schedule_status(self) -> dict[str, object]:
         try:

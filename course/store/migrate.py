@@ -1,0 +1,174 @@
+"""``course migrate``: moving a store from an older layout (:mod:`course.store.layout`) to this
+release's, one step (layout n -> n + 1) at a time.
+
+Each step works in batches over a SCAN/ZSCAN cursor; after each batch the cursor is saved in
+``P migrate:state``, so a run killed half-way resumes where it stopped. Every batch is
+idempotent per record (a batch redone after a crash changes nothing it changed before). When a
+step's scan is over, ``P layout`` moves on and the state is cleared in one MULTI. A dry run
+reads the same batches with scripts that count instead of writing, and writes nothing at all.
+Migration runs while the workers, beat and the web app are stopped: :meth:`live_processes`
+says who showed that it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis
+
+from course.store.codec import as_str, as_text
+from course.store.errors import LayoutMismatch
+from course.store.keys import Keys
+from course.store.layout import LAYOUT, newer_message
+
+# KEYS: uncertain zset, then one ledger hash each
+# ARGV: '1' to count only (a dry run) or '0', then the subscriber id of each ledger
+# Layout 1 -> 2: puts every ``uncertain`` entry of those ledgers into the uncertain index at the
+# instant of its send (what the finish script does for a new one), unless it is there already
+# (an entry indexed before keeps its time). Returns how many it added (or would add).
+BACKFILL_UNCERTAIN_SCRIPT = """
+local dry = ARGV[1] == '1'
+local added = 0
+for k = 2, #KEYS do
+  local entries = redis.call('HGETALL', KEYS[k])
+  for i = 1, #entries, 2 do
+    local state, at = string.match(entries[i + 1], '^([^|]*)|([^|]*)')
+    if state == 'uncertain' then
+      local member = ARGV[k] .. '|' .. entries[i]
+      if not redis.call('ZSCORE', KEYS[1], member) then
+        added = added + 1
+        if not dry then redis.call('ZADD', KEYS[1], tonumber(at) or 0, member) end
+      end
+    end
+  end
+end
+return added
+"""
+
+# What each step does, by the layout it starts from (shown in the progress bar and summary).
+STEPS = {1: "index uncertain sends for the settling"}
+HEARTBEAT_MAX_AGE = 180  # seconds: a process seen this recently is taken to be running
+
+
+@dataclass
+class StepResult:
+    source: int  # the layout the step starts from
+    title: str
+    seen: int = 0  # records read
+    changed: int = 0  # records (or entries) changed, or that would change in a dry run
+    resumed: bool = False  # it went on from a saved cursor
+
+
+@dataclass
+class MigrationReport:
+    start: int | None  # the store's layout before (None: empty)
+    end: int
+    dry_run: bool
+    steps: list[StepResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# (step, records read so far, records in all) after each batch
+Progress = Callable[[StepResult, int, int], None]
+
+
+class Migrations(Keys):
+    """The batches of each migration step, its saved cursor, and who is running."""
+
+    redis: redis.Redis
+
+    def migration_state(self) -> dict[str, str]:
+        """``P migrate:state`` (empty when no migration is under way)."""
+        return as_text(self.redis.hgetall(self.migrate_state_key))
+
+    def migration_total(self, source: int) -> int:
+        """How many records the step from ``source`` reads (for the progress bar)."""
+        return int(self.redis.zcard(self.subs_key))
+
+    def migration_batch(
+        self, source: int, cursor: int, count: int, dry_run: bool
+    ) -> tuple[int, int, int]:
+        """One batch of the step from ``source``: (next cursor, 0 when done; records read;
+        records changed or, in a dry run, that would change)."""
+        if source != 1:
+            raise ValueError(f"no migration step from layout {source}")
+        cursor, found = self.redis.zscan(self.subs_key, cursor, count=count)
+        ids = [as_str(m) for m, _ in found]
+        if not ids:
+            return int(cursor), 0, 0
+        script = self.redis.register_script(BACKFILL_UNCERTAIN_SCRIPT)
+        keys = [self.uncertain_key, *(self.ledger_key(i) for i in ids)]
+        changed = int(script(keys=keys, args=["1" if dry_run else "0", *ids]))
+        return int(cursor), len(ids), changed
+
+    def save_migration_state(self, step: StepResult, cursor: int) -> None:
+        mapping = {"from": step.source, "cursor": cursor, "seen": step.seen,
+                   "changed": step.changed}  # fmt: skip
+        self.redis.hset(self.migrate_state_key, mapping=mapping)
+
+    def end_migration_step(self, source: int) -> None:
+        """The step from ``source`` is over: the store is at ``source + 1``, in one MULTI."""
+        pipe = self.redis.pipeline()
+        pipe.set(self.layout_key, source + 1)
+        pipe.delete(self.migrate_state_key)
+        pipe.execute()
+
+    def live_processes(self, now: float, max_age: float = HEARTBEAT_MAX_AGE) -> list[str]:
+        """The processes that showed they run within ``max_age`` seconds of ``now``: beat
+        (``P beat:last``) and every worker or web app on the status board."""
+        found = []
+        beat = self.redis.get(self.beat_last_key)
+        if beat is not None and now - float(beat) <= max_age:
+            found.append("beat")
+        for name, text in as_text(self.redis.hgetall(self.schedule_status_key)).items():
+            try:
+                seen = datetime.fromisoformat(json.loads(text)["seen_at"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            if now - seen <= max_age:
+                found.append(name)
+        return found
+
+
+def migrate_store(store, batch: int, dry_run: bool,
+                  progress: Progress | None = None) -> MigrationReport:  # fmt: skip
+    """Move ``store`` to :data:`LAYOUT`, step by step from its layout (resuming a step a crash
+    interrupted); with ``dry_run``, count what would change and write nothing. Raises
+    :class:`LayoutMismatch` for a layout newer than this release's."""
+    started = time.perf_counter()
+    layout = store.stored_layout()
+    report = MigrationReport(layout, LAYOUT, dry_run)
+    if layout is None:  # empty: nothing to move, only the stamp
+        if not dry_run:
+            store.require_layout()
+        return report
+    if layout > LAYOUT:
+        raise LayoutMismatch(newer_message(layout))
+    saved = store.migration_state()
+    for source in range(layout, LAYOUT):
+        step = StepResult(source, STEPS[source])
+        cursor = 0
+        if saved.get("from") == str(source):
+            cursor = int(saved.get("cursor", 0))
+            step.seen, step.changed = int(saved.get("seen", 0)), int(saved.get("changed", 0))
+            step.resumed = cursor != 0
+        total = store.migration_total(source)
+        while True:
+            cursor, seen, changed = store.migration_batch(source, cursor, batch, dry_run)
+            step.seen += seen
+            step.changed += changed
+            if not dry_run and cursor != 0:
+                store.save_migration_state(step, cursor)
+            if progress:
+                progress(step, step.seen, total)
+            if cursor == 0:
+                break
+        if not dry_run:
+            store.end_migration_step(source)
+        report.steps.append(step)
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,254 @@
+"""The store's layout version and ``course migrate``: a store written as the release before
+layouts wrote it (its keys set directly, with redis commands) is refused until it is migrated,
+then the course goes on for its subscribers with nothing sent twice or skipped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pytest
+from conftest import ROOT, cli_runner, course_env
+
+from course import engine
+from course.doctor.checks import layout_line
+from course.mail.render import Renderer
+from course.runtime import build_runtime
+from course.store import LayoutMismatch
+from course.store.layout import LAYOUT
+from course.store.migrate import migrate_store
+from course.subscribers.lifecycle import resume
+from course.tokens import subscriber_links
+from course.transport import OutboxTransport
+
+P = "hr:"
+OLDER = (
+    f"course: store layout 1 is older than this release's layout {LAYOUT}: stop the workers "
+    "and run `course migrate`"
+)
+
+
+def at(day: int, hour: int = 13, month: int = 1, year: int = 2026) -> float:
+    """An epoch in January 2026 (New York is UTC-5: 13:00 UTC is the course's 08:00)."""
+    return datetime(year, month, day, hour, tzinfo=UTC).timestamp()
+
+
+def write_subscriber(pipe, sub_id: str, email: str, status: str, start: float,
+                     ledger: dict[str, str], due: float | None = None,
+                     **fields) -> None:  # fmt: skip
+    """One subscriber as the release before layouts wrote it: ``sub:{id}`` with the long
+    field names, ``ledger:{id}`` entries ``state|epoch|attempt|detail``, the address in
+    ``email``, the signup in ``subs`` and, while a lesson is due, ``due``."""
+    record = {"email": email, "first_name": email.split("@")[0].title(),
+              "tz": "America/New_York", "status": status, "created": int(start) - 600,
+              "start": int(start), "v": 3, "source": "web", "consent": "v1|203.0.113.9",
+              **fields}  # fmt: skip
+    pipe.hset(f"{P}sub:{sub_id}", mapping=record)
+    if ledger:
+        pipe.hset(f"{P}ledger:{sub_id}", mapping=ledger)
+    pipe.hset(f"{P}email", email, sub_id)
+    pipe.zadd(f"{P}subs", {sub_id: start - 600})
+    if due is not None:
+        pipe.zadd(f"{P}due", {sub_id: due})
+
+
+def write_old_store(client) -> None:
+    """Six readers at different stages, on 5 January 2026 at 12:00 UTC."""
+    pipe = client.pipeline()
+    # a: confirmed today, day 0 sent (an entry with milliseconds, as older ones were)
+    write_subscriber(pipe, "a" * 12, "ann@example.com", "active", at(5, 12),
+                     {"hello": f"sent|{at(5, 12):.3f}|1|msg-a1"}, due=at(7),
+                     last_sent=int(at(5, 12)), sent_that_day=1, last_lesson="hello",
+                     last_day=0)  # fmt: skip
+    # b: the second lesson's send ended uncertain, before the uncertain index existed
+    write_subscriber(pipe, "b" * 12, "bea@example.com", "active", at(3, 12),
+                     {"hello": f"sent|{int(at(3, 12))}|1|msg-b1",
+                      "second": f"uncertain|{int(at(5))}|1|timeout"}, due=at(6),
+                     last_sent=int(at(5)), sent_that_day=1, last_lesson="second",
+                     last_day=2)  # fmt: skip
+    # r: the second lesson waits for a retry (429), in the pending index
+    write_subscriber(pipe, "c" * 12, "rae@example.com", "active", at(3, 12),
+                     {"hello": f"sent|{int(at(3, 12))}|1|msg-r1",
+                      "second": f"retry|{int(at(5))}|1|429 too many requests"}, due=at(6),
+                     last_sent=int(at(5)), sent_that_day=1, last_lesson="second",
+                     last_day=2)  # fmt: skip
+    pipe.zadd(f"{P}pending", {f"{'c' * 12}|second": at(5, 13) + 300})
+    # p: paused since the 3rd (a flare), before the second lesson
+    write_subscriber(pipe, "d" * 12, "pia@example.com", "paused", at(2, 12),
+                     {"hello": f"sent|{int(at(2, 12))}|1|msg-p1"}, paused_at=int(at(3, 12)),
+                     last_sent=int(at(2, 12)), sent_that_day=1, last_lesson="hello",
+                     last_day=0)  # fmt: skip
+    # c: completed the course last year
+    done = {les: f"sent|{int(at(20 + n, 13, 12, 2025))}|1|msg-c{n}"
+            for n, les in enumerate(("hello", "second", "third", "fourth"))}  # fmt: skip
+    write_subscriber(pipe, "e" * 12, "cal@example.com", "completed", at(20, 12, 12, 2025), done,
+                     last_sent=int(at(1, 13)), last_lesson="fourth", last_day=4)  # fmt: skip
+    # u: unsubscribed after the first lesson
+    write_subscriber(pipe, "f" * 12, "uma@example.com", "unsubscribed", at(4, 12),
+                     {"hello": f"sent|{int(at(4, 12))}|1|msg-u1"}, last_sent=int(at(4, 12)),
+                     sent_that_day=1, last_lesson="hello", last_day=0)  # fmt: skip
+    pipe.hset(f"{P}stats:sends:hello", mapping={"sent": 6})
+    pipe.execute()
+
+
+def dump(client) -> dict[str, bytes]:
+    return {key: client.dump(key) for key in sorted(client.keys("*"))}
+
+
+class Recording(OutboxTransport):
+    """The outbox transport (a real one: it writes each .eml), also noting who got what."""
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, email):
+        result = super().send(email)
+        self.sent.append((email.to_email, email.custom_args["lesson_id"]))
+        return result
+
+
+@pytest.fixture
+def course(redis_url, course_path, tmp_path, monkeypatch, capsys):
+    return cli_runner(course_env(redis_url, course_path, tmp_path), monkeypatch, capsys)
+
+
+def test_every_process_refuses_an_old_store_with_one_line(redis_client, course, settings,
+                                                         course_path, tmp_path):  # fmt: skip
+    write_old_store(redis_client)
+    before = dump(redis_client)
+    listed = course("subscribers", "list")
+    assert listed.returncode == 2
+    assert listed.stderr.strip() == OLDER
+    assert course("tick").returncode == 2
+    with pytest.raises(LayoutMismatch, match="run `course migrate`"):
+        build_runtime(settings)
+    env = course_env(settings.redis_url, course_path, tmp_path)
+    worker = subprocess.run([sys.executable, "-c", "import worker"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert worker.returncode == 2
+    assert worker.stderr.strip() == OLDER
+    assert dump(redis_client) == before  # refusing changes nothing
+
+
+def test_a_newer_layout_is_refused_too(redis_client, course):
+    redis_client.set(f"{P}layout", LAYOUT + 1)
+    listed = course("subscribers", "list")
+    assert listed.returncode == 2
+    assert f"store layout {LAYOUT + 1} was written by a newer release" in listed.stderr
+    assert course("migrate").returncode == 2
+
+
+def test_an_empty_store_is_stamped_with_this_layout(redis_client, course):
+    assert course("subscribers", "list").returncode == 0
+    assert redis_client.get(f"{P}layout") == str(LAYOUT)
+
+
+def test_dry_run_counts_and_writes_nothing(redis_client, course):
+    write_old_store(redis_client)
+    before = dump(redis_client)
+    dry = course("migrate", "--dry-run", "--batch", "2")
+    assert dry.returncode == 0, dry.stderr
+    assert "settling): 6 records read, 1 would change" in dry.stdout
+    assert "nothing was written" in dry.stdout
+    assert dump(redis_client) == before
+
+
+def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, schedule, store,
+                                                      tmp_path):  # fmt: skip
+    write_old_store(redis_client)
+    done = course("migrate", "--batch", "2")
+    assert done.returncode == 0, done.stderr
+    assert "migrated: layout 1 -> 2" in done.stdout
+    assert redis_client.get(f"{P}layout") == str(LAYOUT)
+    assert not redis_client.exists(f"{P}migrate:state")
+    # The old uncertain send is where the settling looks, at the instant of its send.
+    assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
+    assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"
+
+    transport = Recording(tmp_path / "outbox")
+    renderer = Renderer(schedule)
+
+    def links(sub_id):
+        return subscriber_links("https://course.example", "secret", sub_id)
+
+    queued: list = []
+    for hour in range(0, 7 * 24):
+        now = datetime.fromtimestamp(at(5, 14) + hour * 3600, UTC)
+        if hour == 22:  # 6 January, noon: the paused reader resumes after three days
+            resume(store, schedule, store.find("pia@example.com"), now)
+        engine.tick(store, schedule, now, lambda items, _: queued.append(items))
+        while queued:
+            engine.deliver(store, renderer, transport, queued.pop(0), now, links)
+
+    rest = ("second", "third", "fourth")
+    expected = sorted([("ann@example.com", les) for les in rest]
+                      + [("bea@example.com", les) for les in ("third", "fourth")]
+                      + [("rae@example.com", les) for les in rest]
+                      + [("pia@example.com", les) for les in rest])  # fmt: skip
+    assert sorted(transport.sent) == expected  # once each; nothing to cal, uma or again
+    for email in ("ann@example.com", "rae@example.com", "pia@example.com", "bea@example.com"):
+        sub = store.find(email)
+        assert sub.status == "completed"
+        assert {e.state for e in store.ledger(sub.id).values()} <= {"sent", "uncertain"}
+    assert store.entry("b" * 12, "second").state == "uncertain"  # no webhook: never re-sent
+    assert store.find("uma@example.com").status == "unsubscribed"
+
+
+def write_many(client, count: int) -> None:
+    """``count`` more readers of the old layout, each with an uncertain send: enough that the
+    signup index is no longer a small ziplist, and a batch is really a part of it."""
+    pipe = client.pipeline()
+    for n in range(count):
+        write_subscriber(pipe, f"{n:012x}", f"reader{n}@example.com", "active", at(3, 12),
+                         {"hello": f"uncertain|{int(at(3, 12)) + n}|1|"}, due=at(6),
+                         last_sent=int(at(3, 12)), sent_that_day=1, last_lesson="hello",
+                         last_day=0)  # fmt: skip
+    pipe.execute()
+
+
+def test_a_migration_killed_half_way_resumes_and_ends_the_same(redis_client, store, course):
+    write_old_store(redis_client)
+    write_many(redis_client, 300)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_batch(step, seen, total):
+        raise Killed
+
+    with pytest.raises(Killed):
+        migrate_store(store, 40, False, kill_after_first_batch)
+    state = redis_client.hgetall(f"{P}migrate:state")
+    assert state["from"] == "1" and state["cursor"] != "0"
+    assert 0 < int(state["seen"]) < 306
+    assert course("subscribers", "list").returncode == 2  # still layout 1 until it ends
+    resumed = course("migrate", "--batch", "40")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "layout 1 -> 2 (resumed) (" in resumed.stdout
+    assert redis_client.get(f"{P}layout") == str(LAYOUT)
+    indexed = dict(redis_client.zrange(f"{P}uncertain", 0, -1, withscores=True))
+    expected = {f"{n:012x}|hello": at(3, 12) + n for n in range(300)}
+    assert indexed == {**expected, f"{'b' * 12}|second": at(5)}
+
+
+def test_migrate_refuses_while_beat_runs_unless_forced(redis_client, course):
+    write_old_store(redis_client)
+    redis_client.set(f"{P}beat:last", time.time())
+    refused = course("migrate")
+    assert refused.returncode == 1
+    assert "beat seen running" in refused.stderr
+    assert redis_client.get(f"{P}layout") is None
+    assert course("migrate", "--force").returncode == 0
+    assert redis_client.get(f"{P}layout") == str(LAYOUT)
+
+
+def test_doctor_says_what_layout_the_store_is_in():
+    assert layout_line((LAYOUT, False), LAYOUT).ok
+    assert layout_line((None, False), LAYOUT).ok
+    old = layout_line((1, True), LAYOUT)
+    assert not old.ok and "a migration was interrupted" in old.detail
+    assert "course migrate" in (old.fix or "")
+    assert not layout_line((LAYOUT + 1, False), LAYOUT).ok
