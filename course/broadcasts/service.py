@@ -25,7 +25,15 @@ from course.engine.ports import Messenger
 from course.mail.render import Renderer, RenderError, read_template
 from course.mail.samples import sample_email
 from course.mail.send_test import build_test_email
-from course.models.broadcast import CANCELLED, DRAFT, SENDING, SENT, Broadcast, broadcast_of
+from course.models.broadcast import (
+    CANCELLED,
+    DRAFT,
+    SENDING,
+    SENT,
+    Broadcast,
+    ClaimCounts,
+    broadcast_of,
+)
 from course.models.email import Email
 from course.models.schedule import Schedule
 from course.models.segment import Needs, ReaderFacts
@@ -68,7 +76,7 @@ class BroadcastStore(Protocol):
     def set_broadcast_status(self, broadcast_id: str, status: str, allowed: tuple[str, ...],
                              now: float | None = ...) -> str | None: ...  # fmt: skip
     def claim_broadcast_many(self, b: Broadcast, recipients: list[tuple[str, float]],
-                             now: float) -> list[int]: ...  # fmt: skip
+                             now: float) -> ClaimCounts: ...  # fmt: skip
     def broadcast_waiting(self, broadcast_id: str) -> list[tuple[str, str]]: ...
     def skip_entries(self, items: list[tuple[str, str]], now: float, why: str,
                      batch: int = ...) -> int: ...  # fmt: skip
@@ -226,11 +234,11 @@ def send_broadcast(
                 report.first_at = min(report.first_at or at, at)
                 report.last_at = max(report.last_at or at, at)
         report.matched += len(recipients)
-        answers = store.claim_broadcast_many(b, recipients, now.timestamp())
-        report.claimed += answers.count(1)
-        report.already += answers.count(-2)
-        report.refused += answers.count(0)
-        if -4 in answers:
+        counts = store.claim_broadcast_many(b, recipients, now.timestamp())
+        report.claimed += counts.claimed
+        report.already += counts.already
+        report.refused += counts.refused
+        if counts.stopped:
             report.stopped = True
             return report
     store.set_broadcast_status(b.id, SENT, (SENDING,))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import time
+from typing import NamedTuple
 
 BROADCAST = "broadcast"  # the kind of email (the layouts' ``lesson.kind``)
 ENTRY_PREFIX = "b:"
@@ -51,3 +52,12 @@ class Broadcast:
 
     def with_status(self, status: str) -> Broadcast:
         return replace(self, status=status)
+
+
+class ClaimCounts(NamedTuple):
+    """What claiming a page of recipients did."""
+
+    claimed: int
+    refused: int  # not mailable (any more): changed status since the segment was read
+    already: int  # claimed before (an earlier run of send)
+    stopped: int  # the broadcast is not sending (cancelled meanwhile)
