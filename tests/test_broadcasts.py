@@ -98,8 +98,9 @@ def test_a_broadcast_reaches_each_active_reader_once_and_nobody_else(
     due = {i: store.due_score(i) for i in ids["active"]}
     first = send_broadcast(store, schedule, b.id, NOW)
     assert (first.claimed, first.already) == (3, 0)
+    assert not first.was_sent
     again = send_broadcast(store, schedule, b.id, NOW)  # sent: nothing more
-    assert again.claimed == 0 and store.broadcast(b.id).status == "sent"
+    assert again.claimed == 0 and again.was_sent and store.broadcast(b.id).status == "sent"
     # A run cut short (status still sending) claims nobody twice either.
     store.set_broadcast_status(b.id, "sending", ("sent",))
     rerun = send_broadcast(store, schedule, b.id, NOW)

@@ -195,6 +195,7 @@ class SendReport:
     already: int = 0  # claimed before (an earlier run)
     refused: int = 0  # changed status between the read and the claim
     stopped: bool = False  # cancelled while claiming
+    was_sent: bool = False  # sent before this run: nothing was done
     first_at: datetime | None = None  # the earliest and latest send instants claimed
     last_at: datetime | None = None
 
@@ -211,7 +212,7 @@ def send_broadcast(
     b = get_broadcast(store, broadcast_id)
     before = store.set_broadcast_status(b.id, SENDING, (DRAFT, SENDING), now.timestamp())
     if before == SENT:
-        return SendReport(b)
+        return SendReport(b, was_sent=True)
     if before == CANCELLED:
         raise BroadcastError(f"broadcast {b.id} was cancelled")
     try:

@@ -144,7 +144,7 @@ def send(ctx: Context, broadcast_id: str) -> None:
     b = report.broadcast
     if report.stopped:
         raise Failed(f"broadcast {b.id} was cancelled while claiming ({report.claimed} claimed)")
-    if not report.matched and b.status == "sent" and not report.claimed:
+    if report.was_sent:
         click.echo(f"broadcast {b.id}: already sent ({b.claimed} recipients)")
         return
     line = f"broadcast {b.id}: claimed {report.claimed}"
