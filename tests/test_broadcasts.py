@@ -344,3 +344,18 @@ def test_stats_show_each_broadcast_with_its_outcomes_and_events(
     assert to_json(report)["broadcasts"] == [row]
     page = html_report(report)
     assert "<h2>Broadcasts</h2>" in page and f"{b.id} sent: The program is open" in page
+
+
+def test_course_tick_inline_delivers_a_sent_broadcast(store, course_cli, tmp_path):
+    ids = populate(store, per_status=1)
+    bid = course_cli("broadcast", "create", "--template", "broadcasts/news.md", "--subject",
+                     "Open", "--to", "status:active").stdout.strip()  # fmt: skip
+    empty = course_cli("broadcast", "create", "--template", "broadcasts/news.md", "--subject",
+                       "Nobody", "--to", "status:paused").stdout.strip()  # fmt: skip
+    assert course_cli("broadcast", "send", empty).stdout.startswith(f"broadcast {empty}: claimed 0")
+    assert course_cli("broadcast", "send", bid).returncode == 0
+    ticked = course_cli("tick", "--inline")
+    assert ticked.returncode == 0 and "sent 1," in ticked.stdout, ticked.stdout
+    [mail] = outbox_mail(tmp_path / "outbox")
+    assert mail["To"].addresses[0].addr_spec == "active0@example.org"
+    assert store.entry(ids["active"][0], f"b:{bid}").state == "sent"
