@@ -34,6 +34,8 @@ PLACEHOLDERS = frozenset(
         "replace-with-python-c-import-secrets-print-secrets-token_urlsafe-32",  # ADMIN_TOKEN
         "a-long-random-string",  # COURSE_METRICS_TOKEN
         "another-long-random-string",  # COURSE_INBOUND_SECRET
+        "another-long-random-token",  # COURSE_API_TOKENS (crm's)
+        "a-third-long-random-token",  # COURSE_API_TOKENS (dash's)
         "admin:change-me",  # FLOWER_BASIC_AUTH (read by Flower, checked here)
     }
 )
@@ -82,6 +84,8 @@ def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:
     ):
         if token is not None:
             problems.append(_secret_problem(name, token))
+    for api in settings.api_tokens:
+        problems.append(_secret_problem("COURSE_API_TOKENS", api.secret, f"{api.name}'s token"))
     problems.append(_redis_password_problem(env.get("REDIS_PASSWORD") or ""))
     for name, value in (
         ("SENDGRID_API_KEY", settings.sendgrid_api_key),

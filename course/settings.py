@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +22,19 @@ DEFAULT_BASE_URL = "http://localhost:8000"
 
 class SettingsError(ValueError):
     """An environment variable has a value the project cannot use."""
+
+
+API_SCOPES = ("read", "write")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One REST API token (``COURSE_API_TOKENS``): a name for the logs, a scope (``read``:
+    GET only; ``write``: everything) and the secret itself, never shown in a repr."""
+
+    name: str
+    scope: str
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     admin_token: str | None = None  # set: the admin page at /admin; unset: /admin is a 404
     inbound_secret: str | None = None  # set: SendGrid Inbound Parse posts replies; unset: 404
+    api_tokens: tuple[ApiToken, ...] = ()  # the REST API's bearer tokens; none: /api is a 404
+    api_rate_limit: int = 600  # requests per API token per minute
     # Operations
     secret_key_fallbacks: tuple[str, ...] = ()  # old keys whose links are still accepted
     log_format: str = "json"  # of the services (worker, beat, web): json or text
@@ -115,6 +130,10 @@ class Settings:
             "COURSE_FORWARDED_ALLOW_IPS": self.forwarded_allow_ips,
             "COURSE_ADMIN_TOKEN": self.admin_token or "",
             "COURSE_INBOUND_SECRET": self.inbound_secret or "",
+            "COURSE_API_TOKENS": ",".join(
+                f"{t.name}:{t.scope}:{t.secret}" for t in self.api_tokens
+            ),
+            "COURSE_API_RATE_LIMIT": str(self.api_rate_limit),
             "COURSE_SECRET_KEY_FALLBACKS": ",".join(self.secret_key_fallbacks),
             "COURSE_LOG_FORMAT": self.log_format,
             "COURSE_METRICS_TOKEN": self.metrics_token or "",
@@ -167,6 +186,8 @@ class Settings:
             forwarded_allow_ips=_forwarded(env),
             admin_token=_admin_token(env),
             inbound_secret=_inbound_secret(env),
+            api_tokens=_api_tokens(env),
+            api_rate_limit=_count(env, "COURSE_API_RATE_LIMIT", 600),
             secret_key_fallbacks=tuple(
                 key.strip()
                 for key in (env.get("COURSE_SECRET_KEY_FALLBACKS") or "").split(",")
@@ -220,6 +241,39 @@ def _inbound_secret(env: Mapping[str, str]) -> str | None:
             "print(secrets.token_urlsafe(32))')"
         )
     return secret
+
+
+_API_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_API_SECRET = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+def _api_tokens(env: Mapping[str, str]) -> tuple[ApiToken, ...]:
+    """``COURSE_API_TOKENS``: ``NAME:SCOPE:TOKEN`` entries, comma-separated (``crm:write:…,
+    dash:read:…``). Errors name the entry by its place and name, never its token."""
+    tokens: list[ApiToken] = []
+    for place, entry in enumerate((env.get("COURSE_API_TOKENS") or "").split(","), 1):
+        if not entry.strip():
+            continue
+        name, scope, secret = ([*entry.strip().split(":", 2), "", ""])[:3]
+        where = f"COURSE_API_TOKENS: entry {place}"
+        if _API_NAME.fullmatch(name) is None:
+            raise SettingsError(
+                f"{where}: expected NAME:SCOPE:TOKEN, NAME of lower-case letters, digits, - and _"
+            )
+        if scope not in API_SCOPES:
+            raise SettingsError(f"{where} ({name}): scope must be read or write")
+        if _API_SECRET.fullmatch(secret) is None or len(secret) < MIN_ADMIN_TOKEN:
+            raise SettingsError(
+                f"{where} ({name}): the token must be at least {MIN_ADMIN_TOKEN} characters of "
+                "letters, digits and - _ . ~ (make one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+        if any(t.name == name for t in tokens):
+            raise SettingsError(f"{where} ({name}): the name is used twice")
+        if any(t.secret == secret for t in tokens):
+            raise SettingsError(f"{where} ({name}): the same token as another entry")
+        tokens.append(ApiToken(name, scope, secret))
+    return tuple(tokens)
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from course import engine
 from course.broadcasts.service import prepare_batch
 from course.clock import utc_now
+from course.engine.experiments import evaluate_hourly
 from course.logs import log_event
 from course.models.schedule import CONFIRMATION_ID
 from course.runtime import Runtime, build_runtime
@@ -140,6 +141,7 @@ def tick_task(now: str | None = None) -> dict:
     schedule, _ = rt.schedules.current()
     result = engine.tick(rt.store, schedule, _parse(now), enqueuer(current_app),
                          settle_window=rt.settings.settling_window)  # fmt: skip
+    evaluate_hourly(rt.store, schedule, _parse(now))  # subject experiments: winner: auto
     return result.__dict__
 
 

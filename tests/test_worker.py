@@ -188,6 +188,31 @@ def test_a_web_signup_is_done_by_the_worker_and_its_log_names_no_address(world):
     assert "'email': 'p\\u2026@example.com'" in log and "'ip': '\\u2026'" in log
 
 
+def test_an_api_signup_is_the_double_opt_in_and_the_worker_sends_its_confirmation(world):
+    """``POST /api/v1/subscribers`` queues the form's ``course.signup`` (with the pace and
+    send time the API may give); the worker stores the pending record with them and sends
+    the confirmation email, and nothing else."""
+    token = "crm-token-" + "t" * 30
+    env = course_env(world["url"], world["schedule"], world["outbox"],
+                     COURSE_API_TOKENS=f"crm:write:{token}")  # fmt: skip
+    with TestClient(create_web_app(Settings.from_env(env))) as client:
+        answer = client.post(
+            "/api/v1/subscribers",
+            json={"email": "api.reader@example.com", "first_name": "Api", "pace": "gentle",
+                  "send_time": "19:15", "timezone": "Asia/Tokyo"},
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+        assert answer.status_code == 202
+        wait_for(lambda: len(outbox(world)) == 1, world["proc"])
+    (message,) = outbox(world)
+    assert str(message["To"]) == "Api <api.reader@example.com>"
+    assert message["Subject"] == "Please confirm"
+    sub = world["store"].find("api.reader@example.com")
+    assert (sub.status, sub.pace, sub.send_time, sub.tz) == ("pending", "gentle", "19:15",
+                                                             "Asia/Tokyo")  # fmt: skip
+    assert sub.consent_record["text_version"] == "api:crm"
+
+
 def test_a_signup_the_store_refuses_is_retried_with_backoff_and_logs_no_address(world):
     """A Redis error in the signup task (here: a key of the wrong type, as a damaged store
     would answer) is retried later, as the delivery tasks are; nothing is lost or logged
@@ -233,3 +258,46 @@ def test_beat_schedules_retention_daily_and_a_worker_runs_it(world):
     wait_for(lambda: store.retention_stats().get("last_at"), world["proc"])
     assert store.get(sub.id) is None and store.is_erased("ret.gone@example.com")
     assert store.get(kept.id).status == "unsubscribed"
+
+
+def test_a_subject_experiment_in_the_worker_splits_readers_and_the_tick_task_picks_a_winner(
+    world,
+):
+    from test_variants import SUBJECTS, experiment, own_letter
+
+    from course.task_names import TICK_TASK
+
+    store, path, proc = world["store"], world["schedule"], world["proc"]
+    good = path.read_text()
+    try:
+        path.write_text(experiment())
+        publish_course(store, path, "a subject experiment")
+        schedule = load_schedule(path)
+        now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+        subs = [enrol(store, schedule, f"x{i}@example.com", None, None, now) for i in range(8)]
+        enqueue = enqueuer(world["app"])
+        assert engine.tick(store, schedule, now, enqueue).claimed == 8
+        wait_drained(store, proc)
+        subjects = {str(m["To"]): str(m["Subject"]) for m in outbox(world)}
+        assert subjects == {s.email: SUBJECTS[own_letter(s.id)] for s in subs}
+        sent = store.variant_counts(["hello"])["hello"]
+        assert sum(c["sent"] for c in sent.values()) == 8
+        # b clearly ahead with enough sends: the worker's tick task decides, once
+        store.count_variant_sends("hello", 2, None, ["a"] * 600 + ["b"] * 600)
+        for letter, clicks in (("a", 10), ("b", 60)):
+            for i in range(clicks):
+                store.count_variant_click("hello", letter, f"{letter}-{i}")
+        later = now + timedelta(hours=1)
+        world["app"].send_task(TICK_TASK, kwargs={"now": later.isoformat()})
+        wait_for(lambda: "hello" in store.experiment_winners(), proc)
+        assert store.experiment_winners()["hello"].variant == "b"
+        for eml in world["outbox"].glob("*.eml"):
+            eml.unlink()
+        for i in range(4):
+            enrol(store, schedule, f"y{i}@example.com", None, None, later)
+        assert engine.tick(store, schedule, later, enqueue).claimed == 4
+        wait_drained(store, proc)
+        assert {str(m["Subject"]) for m in outbox(world)} == {SUBJECTS["b"]}
+    finally:
+        path.write_text(good)
+        publish_course(store, path, "the course again")

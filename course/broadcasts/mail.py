@@ -65,10 +65,16 @@ class BroadcastRenderer:
         extra = self._extra.get(lesson_id)
         return extra if extra is not None else self._renderer.compiled(lesson_id)
 
-    def render(self, lesson_id: str, recipient: Recipient) -> Email:
+    def __getattr__(self, name: str) -> object:
+        """Anything else (``auto_experiments``, ...) is the schedule's renderer's."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._renderer, name)
+
+    def render(self, lesson_id: str, recipient: Recipient, decided: str | None = None) -> Email:
         extra = self._extra.get(lesson_id)
         if extra is None:
-            return self._renderer.render(lesson_id, recipient)
+            return self._renderer.render(lesson_id, recipient, decided)
         # Its custom_args carry ``lesson_id`` = ``b:{id}``: the Event Webhook counts by it.
         return self._renderer.render_compiled(extra, recipient)
 

@@ -24,6 +24,12 @@ from course.mail.render import Renderer
     help="Write the HTML here (with --all: the gallery's folder, default var/gallery).",
 )
 @click.option("--name", "first_name", default="Alex", help="Sample subscriber's first name.")
+@click.option(
+    "--variant",
+    type=click.Choice(list("abcd")),
+    default=None,
+    help="A subject experiment's variant to show (default: a, the lesson's subject).",
+)
 @pass_ctx
 def preview(
     ctx: Context,
@@ -32,6 +38,7 @@ def preview(
     fmt: str,
     out: Path | None,
     first_name: str,
+    variant: str | None,
 ) -> None:
     """Render one email (LESSON_ID, or 'confirmation') or, with --all, every email."""
     from course.mail.samples import sample_email, write_gallery
@@ -54,11 +61,20 @@ def preview(
         raise click.BadParameter(
             f"no lesson {lesson_id!r} (lessons: {ids})", param_hint="LESSON_ID"
         ) from None
-    email = sample_email(renderer, ctx.settings, lesson, first_name)
+    if variant and "abcd".index(variant) >= len(lesson.subject_variants):
+        have = ", ".join("abcd"[: len(lesson.subject_variants)]) or "none"
+        raise click.BadParameter(
+            f"{lesson_id} has no variant {variant!r} (its subject_variants: {have})",
+            param_hint="--variant",
+        )
+    email = sample_email(renderer, ctx.settings, lesson, first_name, variant)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(email.html, encoding="utf-8")
         console.print(f"wrote {out}")
         return
-    click.echo(f"Subject: {email.subject}\n")
+    click.echo(f"Subject: {email.subject}")
+    for letter, subject in zip("abcd", lesson.subject_variants, strict=False):
+        click.echo(f"  variant {letter}: {subject}")
+    click.echo("")
     click.echo(email.html if fmt == "html" else email.text)

@@ -24,6 +24,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     """Run one tick: claim every lesson due by NOW and deliver it."""
     from course import engine
     from course.broadcasts.service import prepare_batch
+    from course.engine.experiments import evaluate_hourly
     from course.tasks import create_app, enqueuer
 
     rt = ctx.runtime
@@ -50,6 +51,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
         enqueue = enqueuer(create_app(ctx.settings, rt.redis_url))
     window = rt.settings.settling_window  # None: no signed webhook, nothing is re-sent
     result = engine.tick(rt.store, schedule, now, enqueue, settle_window=window)
+    evaluate_hourly(rt.store, schedule, now)  # subject experiments with winner: auto
     line = f"tick {now.isoformat()}: claimed {result.claimed}, retried {result.redispatched}"
     line += f", uncertain {result.uncertain}, re-sent {result.resent}"
     line += f", completed {result.completed}"

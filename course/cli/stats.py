@@ -59,6 +59,23 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
         )
 
 
+def _print_experiments(experiments) -> None:
+    from rich.markup import escape
+
+    from course.reports.experiments import HEADINGS, NOTE, rows
+
+    for experiment in experiments:
+        title = f"Subject experiment: {experiment.lesson_id}"
+        out = Table(title=escape(title), title_justify="left", caption=escape(experiment.state),
+                    caption_justify="left")  # fmt: skip
+        for heading in HEADINGS:
+            out.add_column(heading, justify="left" if heading == "subject" else "right")
+        for cells in rows(experiment):
+            out.add_row(*(escape(cell) for cell in cells))
+        console.print(out)
+    console.print(NOTE, markup=False, soft_wrap=True)
+
+
 def _print_checkins(report) -> None:
     from rich.markup import escape
 
@@ -129,6 +146,8 @@ def _print_stats(report) -> None:
         _print_checkins(report.checkins)
     if report.broadcasts:
         _print_broadcasts(report.broadcasts)
+    if report.experiments:
+        _print_experiments(report.experiments)
     console.print("\n[bold]Funnel[/bold]: subscribers sent each lesson")
     top = max((step.sent for step in report.funnel), default=0)
     width = max((len(step.label) for step in report.funnel), default=0)

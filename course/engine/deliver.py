@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 
+from course.engine.experiments import count_variant_sends, experiment_winners
 from course.engine.ports import Item, LedgerStore, LinkMaker, Messenger
 from course.engine.tick import STALE_AFTER
 from course.logs import log_event
@@ -95,18 +96,22 @@ def deliver(
     hold = _Hold()
     work: list[Item | tuple[str, EmailGroup]]
     max_group = getattr(transport, "max_group", 1)  # a transport of one's own may not say
+    decided = experiment_winners(store, renderer)
     if max_group > 1 and len(items) > 1:
-        work = _requests(store, renderer, max_group, items, links)
+        work = _requests(store, renderer, max_group, items, links, decided)
     else:
         work = list(items)
 
+    def counted(lesson_id: str, emails: list[Email]) -> None:
+        count_variant_sends(store, renderer, lesson_id, emails)
+
     def alone(item: Item) -> Sent:
-        return _deliver_one(store, renderer, transport, item, now, links, clock, hold)
+        return _deliver_one(store, renderer, transport, item, now, links, clock, hold, decided)
 
     def one(job: Item | tuple[str, EmailGroup]) -> list[Sent]:
         try:
             if isinstance(job[1], EmailGroup):
-                return _deliver_group(store, transport, job, now, clock, hold, alone)
+                return _deliver_group(store, transport, job, now, clock, hold, alone, counted)
             return [alone(job)]
         except BaseException:
             hold.broken = True  # whatever has not started stays claimed
@@ -160,7 +165,12 @@ def _stamp(now: datetime, clock: Callable[[], datetime] | None) -> float:
 
 
 def _requests(
-    store: LedgerStore, renderer: Renderer, max_group: int, items: list[Item], links: LinkMaker
+    store: LedgerStore,
+    renderer: Renderer,
+    max_group: int,
+    items: list[Item],
+    links: LinkMaker,
+    decided: dict[str, str],
 ) -> list[Item | tuple[str, EmailGroup]]:
     """The batch as requests: ``(lesson, group)`` for emails that can share one, and the
     items the one-by-one path must handle (it says why each cannot go: erased, a lesson this
@@ -174,7 +184,7 @@ def _requests(
             continue
         recipient = Recipient.for_subscriber(sub, links(sub.id))
         try:
-            email = renderer.render(lesson_id, recipient)
+            email = renderer.render(lesson_id, recipient, decided.get(lesson_id))
         except Exception:  # recorded as a failure, with its reason, by the one-by-one path
             singles.append(item)
             continue
@@ -198,6 +208,7 @@ def _deliver_group(
     clock: Callable[[], datetime] | None,
     hold: _Hold,
     alone: Callable[[Item], Sent],
+    counted: Callable[[str, list[Email]], None],
 ) -> list[Sent]:
     """Start every member of a group (those refused are skipped), then send it as one request."""
     lesson_id, group = job
@@ -220,7 +231,9 @@ def _deliver_group(
     if live:
         started = replace(group, members=tuple(member for member, _ in live))
         attempts = [attempt for _, attempt in live]
-        outcomes += _send_group(store, transport, lesson_id, started, attempts, ts, hold, alone)
+        outcomes += _send_group(
+            store, transport, lesson_id, started, attempts, ts, hold, alone, counted
+        )
     return outcomes
 
 
@@ -233,6 +246,7 @@ def _send_group(
     ts: float,
     hold: _Hold,
     alone: Callable[[Item], Sent],
+    counted: Callable[[str, list[Email]], None],
 ) -> list[Sent]:
     """One request for a started group; every member's outcome recorded in one round trip."""
     sent: SendResult | None = None
@@ -256,7 +270,12 @@ def _send_group(
         _outcome(member.subscriber_id, lesson_id, attempt, ts, hold, sent, error)
         for member, attempt in zip(group.members, attempts, strict=True)
     ]
-    store.finish_many([record for record, _ in recorded])
+    finished = store.finish_many([record for record, _ in recorded])
+    counted(lesson_id, [
+        member.email
+        for member, (record, _), done in zip(group.members, recorded, finished, strict=True)
+        if done and record.entry.state == "sent"
+    ])  # fmt: skip
     return [result for _, result in recorded]
 
 
@@ -269,6 +288,7 @@ def _deliver_one(
     links: LinkMaker,
     clock: Callable[[], datetime] | None,
     hold: _Hold,
+    decided: dict[str, str],
 ) -> Sent:
     """Send one claimed item in a request of its own."""
     sub_id, lesson_id = item
@@ -288,18 +308,20 @@ def _deliver_one(
         return "skipped", None
     sent: SendResult | None = None
     error: Exception | None = None
+    email: Email | None = None
     try:
         if lesson_id not in renderer.lesson_ids:
             # Claimed by a tick with a newer schedule than this worker has (a rolling
             # deploy): wait for it rather than drop it.
             raise TransientSendError(f"lesson {lesson_id!r} is not in this worker's schedule")
-        sent = transport.send(
-            renderer.render(lesson_id, Recipient.for_subscriber(sub, links(sub.id)))
-        )
+        recipient = Recipient.for_subscriber(sub, links(sub.id))
+        email = renderer.render(lesson_id, recipient, decided.get(lesson_id))
+        sent = transport.send(email)
     except Exception as exc:  # sorted by _outcome: retry, uncertain, failed
         error = exc
     record, result = _outcome(sub_id, lesson_id, attempt, ts, hold, sent, error)
-    store.finish(*record)
+    if store.finish(*record) and email is not None and record.entry.state == "sent":
+        count_variant_sends(store, renderer, lesson_id, [email])
     return result
 
 

@@ -10,9 +10,9 @@ fast tests), and :class:`Messenger` is the transport side (every
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from course.mail.grouping import EmailGroup
 from course.models.email import Email
@@ -96,6 +96,29 @@ class LedgerStore(Protocol):
     ) -> list[int]: ...
 
     def record_tick(self, now: datetime, duration: float, due: int, claimed: int) -> None: ...
+
+    # subject experiments (course.store.variants)
+    def experiment_winners(self) -> Mapping[str, Any]: ...  # lesson -> Winner (``.variant``)
+
+    def count_variant_sends(
+        self, lesson_id: str, n: int, pin: str | None, letters: Iterable[str]
+    ) -> None: ...
+
+
+class ExperimentStore(Protocol):
+    """What the hourly look at subject experiments needs (:mod:`course.store.variants`)."""
+
+    def experiment_winners(self) -> Mapping[str, Any]: ...
+
+    def variant_counts(self, lesson_ids: Iterable[str]) -> dict[str, dict[str, dict[str, int]]]: ...
+
+    def looks_taken(self, lesson_id: str) -> int: ...
+
+    def take_look(self, lesson_id: str, look: int) -> bool: ...
+
+    def record_winner(self, lesson_id: str, winner: Any) -> bool: ...
+
+    def claim_experiment_turn(self, seconds: int = 3600) -> bool: ...
 
 
 class Messenger(Protocol):

@@ -11,7 +11,8 @@ HTML part carries escaped values). Nothing is assumed about how a template uses 
 recipient's email is also rendered in full as usual, and a recipient joins a group only when
 the group's body with their substitutions gives exactly that email, byte for byte. Anyone else
 (a template that transforms the name, say) goes out in a request of their own with their own
-full email, so a recipient always gets what a one-by-one send would have given them.
+full email, so a recipient always gets what a one-by-one send would have given them. The
+readers of each subject of a subject experiment share requests of their own.
 
 Pure: no I/O. The engine claims and records; the transport builds the request.
 """
@@ -148,13 +149,14 @@ def group_emails(
     their substitutions fit the provider's limits; any other recipient gets a group of their
     own without tags.
     """
-    variants: dict[tuple[bool, ...], _Variant] = {}
+    variants: dict[tuple[object, ...], _Variant] = {}
     order: list[_Variant | Member] = []
     for recipient, email in recipients:
         context = compiled.context(recipient)
         subs = tags.values(context)
-        # A tag stands for any true value; a missing one is filled in as it is.
-        key = tuple(True if context[name] else context[name] for name in PERSONAL)
+        # A tag stands for any true value; a missing one is filled in as it is. Emails with
+        # another subject (a subject experiment's variants) share no request.
+        key = (email.subject, *(True if context[name] else context[name] for name in PERSONAL))
         variant = variants.get(key)
         if variant is None:
             variant = variants[key] = _Variant(compiled, tags, recipient, email)

@@ -32,6 +32,7 @@ import css_inline
 import jinja2
 from markupsafe import Markup
 
+from course.experiments import AUTO, choose_variant
 from course.mail.addresses import ascii_address
 from course.mail.environments import compile_environment, fill_environment
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
@@ -135,11 +136,29 @@ class Renderer:
         """The compiled templates of a lesson (``KeyError`` for an unknown id)."""
         return self._lessons[lesson_id]
 
-    def render(self, lesson_id: str, recipient: Recipient) -> Email:
-        """Lesson ``lesson_id`` for ``recipient``; only the compiled templates are filled."""
+    @property
+    def auto_experiments(self) -> frozenset[str]:
+        """The lessons whose subject experiment has ``winner: auto``."""
+        return frozenset(
+            lesson_id
+            for lesson_id, compiled in self._lessons.items()
+            if compiled.lesson.subject_variants and compiled.lesson.winner == AUTO
+        )
+
+    def render(self, lesson_id: str, recipient: Recipient, decided: str | None = None) -> Email:
+        """Lesson ``lesson_id`` for ``recipient``; only the compiled templates are filled.
+
+        A lesson with ``subject_variants`` takes the subject of the reader's variant (or of
+        the pinned one, or ``decided``: the stored winner of ``winner: auto``), named in the
+        email's ``custom_args`` as ``variant``; the body is the same for every variant."""
         if lesson_id == CONFIRMATION_ID:
             raise KeyError(lesson_id)  # it needs its link: render_confirmation
-        return self._render(self._lessons[lesson_id], recipient, "")
+        compiled = self._lessons[lesson_id]
+        lesson = compiled.lesson
+        letter = choose_variant(
+            len(lesson.subject_variants), lesson.winner, decided, recipient.subscriber_id, lesson_id
+        )
+        return self._render(compiled, recipient, "", letter)
 
     def render_confirmation(self, recipient: Recipient, confirm_url: str) -> Email:
         """The double opt-in email, with the link that confirms the subscription.
@@ -152,8 +171,17 @@ class Renderer:
         message_id = f"<{recipient.subscriber_id}.{CONFIRMATION_ID}.{nonce}@{self._from_domain}>"
         return dataclasses.replace(email, message_id=message_id)
 
-    def _render(self, compiled: CompiledLesson, recipient: Recipient, confirm_url: str) -> Email:
+    def _render(
+        self,
+        compiled: CompiledLesson,
+        recipient: Recipient,
+        confirm_url: str,
+        variant: str | None = None,
+    ) -> Email:
         lesson_id = compiled.lesson.id
+        args = {"subscriber_id": recipient.subscriber_id, "lesson_id": lesson_id}
+        if variant:
+            args["variant"] = variant
         context = compiled.context(recipient, confirm_url)
         try:
             html, text = compiled.fill(context)
@@ -166,7 +194,7 @@ class Renderer:
             from_email=ascii_address(course.from_email),
             from_name=course.from_name,
             reply_to=ascii_address(course.reply_to),
-            subject=compiled.lesson.subject,
+            subject=compiled.lesson.subject_for(variant),
             text=text,
             html=html,
             # A broadcast's ``b:{id}``: a colon is not allowed in a Message-ID's left part.
@@ -176,7 +204,7 @@ class Renderer:
                 "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
-            custom_args={"subscriber_id": recipient.subscriber_id, "lesson_id": lesson_id},
+            custom_args=args,
         )
 
     # -- compile time ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Also here: the gallery, every email rendered for a sample reader, for people to 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 from collections.abc import Mapping
@@ -75,19 +76,32 @@ def render_sample(
     lesson: Lesson,
     recipient: Recipient = SAMPLE,
     confirm_url: str = SAMPLE_CONFIRM_URL,
+    variant: str | None = None,
 ) -> Email:
     """``lesson`` (of any kind: a lesson, the confirmation, the completion) as ``recipient``
-    would get it; ``confirm_url`` is the confirmation email's link."""
+    would get it; ``confirm_url`` is the confirmation email's link. A subject experiment's
+    lesson shows the subject of ``variant``, by default its first (the lesson's subject)."""
     if lesson.kind == CONFIRMATION:
         return renderer.render_confirmation(recipient, confirm_url)
-    return renderer.render(lesson.id, recipient)
+    email = renderer.render(lesson.id, recipient)
+    if not lesson.subject_variants:
+        return email
+    letter = variant or "a"
+    args = {**email.custom_args, "variant": letter}
+    return dataclasses.replace(email, subject=lesson.subject_for(letter), custom_args=args)
 
 
 def sample_email(
-    renderer: EmailRenderer, settings: Settings, lesson: Lesson, first_name: str
+    renderer: EmailRenderer,
+    settings: Settings,
+    lesson: Lesson,
+    first_name: str,
+    variant: str | None = None,
 ) -> Email:
-    """``lesson`` (of any kind) as a sample subscriber gets it, with working-looking links."""
-    return render_sample(renderer, lesson, signed_recipient(settings, PREVIEW_ID, first_name))
+    """``lesson`` (of any kind) as a sample subscriber gets it, with working-looking links
+    (with the subject of ``variant`` for a subject experiment's lesson)."""
+    recipient = signed_recipient(settings, PREVIEW_ID, first_name)
+    return render_sample(renderer, lesson, recipient, variant=variant)
 
 
 def write_gallery(

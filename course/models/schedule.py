@@ -29,6 +29,18 @@ class Lesson:
     call_to_action: bool = False  # shows the course's call-to-action box
     kind: str = LESSON  # LESSON, COMPLETION (after the last lesson) or CONFIRMATION (opt-in)
     checkin: bool = False  # asks "How has this week been?" (the schedule's rule, resolved)
+    # A subject experiment: the subjects of variants a, b, c, d (``subject`` is the first,
+    # the default); empty for a lesson with one subject. See course.experiments.
+    subject_variants: tuple[str, ...] = ()
+    winner: str | None = None  # "auto" (course.experiments.decide) or a pinned letter
+
+    def subject_for(self, letter: str | None) -> str:
+        """The subject of variant ``letter`` (``subject`` for None, a lesson without variants,
+        or a letter it does not have)."""
+        index = "abcd".find(letter) if letter else -1
+        if not 0 <= index < len(self.subject_variants):
+            return self.subject
+        return self.subject_variants[index]
 
 
 @dataclass(frozen=True)

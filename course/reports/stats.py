@@ -40,6 +40,7 @@ from course.models.broadcast import broadcast_of
 from course.models.subscriber import STATUSES
 from course.reports.broadcasts import broadcast_row
 from course.reports.checkins import CheckinReport, collect_checkins
+from course.reports.experiments import ExperimentStats, collect_experiments
 from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
 from course.schedule.bundle import course_files, read_files
 from course.schedule.reload import fingerprint
@@ -176,6 +177,7 @@ class CourseStats:
     checkins: CheckinReport | None = None
     retention: RetentionStats = RetentionStats()
     broadcasts: tuple[dict, ...] = ()  # course.reports.broadcasts.broadcast_row, newest first
+    experiments: tuple[ExperimentStats, ...] = ()  # lessons with subject_variants
 
     @property
     def subscribers(self) -> int:
@@ -273,6 +275,7 @@ def collect(
         checkins=checkins,
         retention=read_retention(store),
         broadcasts=tuple(broadcast_row(b) for b in store.broadcasts(store.broadcast_ids())),
+        experiments=collect_experiments(store, schedule),
     )
     return _with_funnel(result)
 

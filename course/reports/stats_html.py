@@ -8,6 +8,7 @@ import html
 
 from course.reports import checkins
 from course.reports.broadcasts import broadcasts_html
+from course.reports.experiments import experiments_html
 from course.reports.stats import CourseStats
 from course.reports.stats_table import (
     COLUMNS,
@@ -80,7 +81,8 @@ def _table_html(rows: list[Row], caption: str) -> str:
         body.append(f'<tr class="{row.kind}"><th scope="row">{html.escape(row.label)}</th>'
                     f"{tds}</tr>")  # fmt: skip
     return (
-        f'<div class="scroll"><table><caption>{html.escape(caption)}</caption>'
+        f'<div class="scroll" role="region" aria-label="{html.escape(caption)}" tabindex="0">'
+        f"<table><caption>{html.escape(caption)}</caption>"
         f'<thead><tr><th scope="col">lesson</th>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
@@ -101,7 +103,8 @@ def checkins_html(stats: CourseStats) -> str:
     return (
         "<h2>Check-ins: “How has this week been?”</h2>"
         + checkins.chart_svg(report)
-        + '<div class="scroll"><table><caption>Answers per phase and lesson</caption>'
+        + '<div class="scroll" role="region" aria-label="Answers per phase and lesson" '
+        + 'tabindex="0"><table><caption>Answers per phase and lesson</caption>'
         + f'<thead><tr><th scope="col">lesson</th>{head}</tr></thead>'
         + f"<tbody>{body}</tbody></table></div>"
         + f'<p class="note">Readers who answered any check-in: {report.readers}. Each reader '
@@ -135,6 +138,7 @@ def html_report(stats: CourseStats) -> str:
         removed=removed,
         checkins=checkins_html(stats),
         broadcasts=broadcasts_html(stats.broadcasts),
+        experiments=experiments_html(stats.experiments),
         statuses=statuses,
         total=stats.subscribers,
         quarantined=stats.quarantined,
@@ -187,6 +191,7 @@ _PAGE = """<!DOCTYPE html>
 {removed}
 {checkins}
 {broadcasts}
+{experiments}
 <h2>Subscribers: {total}</h2>
 <ul class="statuses">{statuses}</ul>
 <p class="note">In quarantine (a record a tick could not handle): {quarantined}</p>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from course.reports import checkins
+from course.reports import checkins, experiments
 from course.reports.stats import CourseStats, LessonStats
 from course.reports.stats_table import COLUMNS
 
@@ -56,6 +56,7 @@ def to_json(stats: CourseStats) -> dict:
         "confirmation": _lesson_json(stats.confirmation) if stats.confirmation else None,
         "totals": stats.totals.as_dict(),
         "checkins": checkins.to_json(stats.checkins) if stats.checkins else None,
+        "experiments": experiments.to_json(stats.experiments),
         "removed_lessons": [_lesson_json(lesson) for lesson in stats.removed],
         "broadcasts": list(stats.broadcasts),
         "exits_before_first_lesson": stats.exits_before_first,

@@ -16,7 +16,16 @@ from typing import Any
 
 from course.schedule import Lesson, Schedule
 
-_CONTENT_FIELDS = ("subject", "preheader", "template", "call_to_action", "backfill", "checkin")
+_CONTENT_FIELDS = (
+    "subject",
+    "subject_variants",
+    "winner",
+    "preheader",
+    "template",
+    "call_to_action",
+    "backfill",
+    "checkin",
+)
 _TIMING_FIELDS = ("send_time", "weekdays", "max_lessons_per_day")
 
 
@@ -33,7 +42,8 @@ class OffsetChange:
 @dataclass(frozen=True)
 class ContentChange:
     lesson_id: str
-    # which of subject, preheader, template, call_to_action, backfill, checkin
+    # which of subject, subject_variants, winner, preheader, template, call_to_action,
+    # backfill, checkin
     fields: tuple[str, ...]
 
 

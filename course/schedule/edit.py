@@ -57,9 +57,17 @@ def lesson_rows(files: dict[str, bytes]) -> list[tuple[str, str, str]]:
     except ScheduleError:
         return []
     return [
-        (str(lesson.get("id", "")), str(lesson.get("day", "")), str(lesson.get("subject", "")))
+        (str(lesson.get("id", "")), str(lesson.get("day", "")), _listed_subject(lesson))
         for _, lesson in _lessons(data)
     ]
+
+
+def _listed_subject(lesson: dict) -> str:
+    """The subject as written; a subject experiment's first variant (its default)."""
+    variants = lesson.get("subject_variants")
+    if "subject" not in lesson and isinstance(variants, list) and variants:
+        return str(variants[0])
+    return str(lesson.get("subject", ""))
 
 
 def lesson_text(files: dict[str, bytes], lesson_id: str) -> LessonText | None:
@@ -123,10 +131,11 @@ def edit_lesson(files: dict[str, bytes], edit: LessonText) -> dict[str, bytes]:
     template = f"templates/{lesson.get('template', '')}"
     if template != edit.template or template not in files:
         raise EditError(f"{edit.id}: its body is {template}, which this version does not have")
-    values = {name: " ".join(getattr(edit, name).splitlines()) for name in FIELDS}
+    fields = _edited_fields(lesson, edit)
+    values = {name: " ".join(getattr(edit, name).splitlines()) for name in fields}
     keys = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
     edits: list[tuple[int, int, str]] = []
-    for name in FIELDS:
+    for name in fields:
         written = _written(name, values[name])
         if name in keys:
             value = keys[name][1]
@@ -151,6 +160,14 @@ def edit_lesson(files: dict[str, bytes], edit: LessonText) -> dict[str, bytes]:
     return {**files, SCHEDULE_NAME: text.encode(), template: body.encode()}
 
 
+def _edited_fields(lesson: dict, edit: LessonText) -> tuple[str, ...]:
+    """The fields the editor writes: a subject experiment's lesson (``subject_variants``, no
+    ``subject``) keeps its variants as written while the editor's subject is left empty."""
+    if "subject_variants" in lesson and "subject" not in lesson and not edit.subject.strip():
+        return tuple(name for name in FIELDS if name != "subject")
+    return FIELDS
+
+
 def _check_only_the_lesson_changed(
     before: object, text: str, path: tuple, lesson_id: str, values: dict[str, str]
 ) -> None:
@@ -160,7 +177,7 @@ def _check_only_the_lesson_changed(
         after = None
     expected = json.loads(json.dumps(before))
     lesson = expected["phases"][path[1]]["lessons"][path[3]]
-    for name in FIELDS:
+    for name in values:
         lesson[name] = json.loads(_written(name, values[name]))
     if after is None or json.loads(json.dumps(after)) != expected:
         raise EditError(

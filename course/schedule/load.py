@@ -132,7 +132,7 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
                 Lesson(
                     id=lesson.id,
                     day=lesson.day,
-                    subject=lesson.subject,
+                    subject=lesson.subject or (lesson.subject_variants or [""])[0],
                     preheader=lesson.preheader,
                     template=lesson.template,
                     phase_id=phase.id,
@@ -140,6 +140,8 @@ def _build(model: ScheduleModel, path: Path, templates_dir: Path) -> Schedule:
                     backfill=lesson.backfill,
                     call_to_action=lesson.call_to_action,
                     checkin=lesson.id in asking,
+                    subject_variants=tuple(lesson.subject_variants or ()),
+                    winner=lesson.winner,
                 )
             )
         phases.append(Phase(phase.id, phase.title, phase_number, tuple(lessons)))

@@ -24,8 +24,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from course.guard import reserved_domain
-from course.models.schedule import COMPLETION_ID, CONFIRMATION_ID, WEEKDAY_NAMES
-from course.schedule.yaml_lines import FieldPath, Tree, dotted
+from course.models.schedule import WEEKDAY_NAMES
+from course.schedule.across_lessons import check_across_lessons
+from course.schedule.yaml_lines import FieldPath, Tree
 
 SUBJECT_MAX_LENGTH = 60  # what an inbox shows on a phone before cutting it off
 PREHEADER_MAX_LENGTH = 110
@@ -175,8 +176,19 @@ class _CompletionModel(EmailModel):
     after_days: int = Field(default=2, ge=0)  # days after the last lesson
 
 
+def _winner(value: str) -> str:
+    if value not in ("auto", "a", "b", "c", "d"):
+        raise _fail(f"must be auto or a variant's letter (a, b, c, d), got {value!r}")
+    return value
+
+
 class _LessonModel(EmailModel):
     id: Slug
+    # Either ``subject`` or ``subject_variants`` (``_check_subjects``); the first variant is
+    # the lesson's subject where one is shown (online copy, preview, stats).
+    subject: Subject | None = None  # type: ignore[assignment]
+    subject_variants: list[Subject] | None = Field(default=None, min_length=2, max_length=4)
+    winner: Annotated[str, AfterValidator(_winner)] | None = None
     day: int = Field(ge=0)
     backfill: bool = False
     call_to_action: bool = False
@@ -234,6 +246,7 @@ _EMPTY_LIST_MESSAGES = {
     "lessons": "must list at least one lesson",
     "weekdays": "must list at least one day",
     "words": "must be [min, max]",
+    "subject_variants": "must list 2 to 4 subjects",
 }
 
 
@@ -250,7 +263,7 @@ def validate(
             path: FieldPath = tuple(error["loc"])
             line = tree.line_of(path, missing=error["type"] == "missing")
             problems.append((path, line, _message(error)))
-    problems += _check_across_lessons(tree)
+    problems += check_across_lessons(tree)
     return model, problems
 
 
@@ -285,80 +298,10 @@ def _message(error: Any) -> str:
         return _EMPTY_LIST_MESSAGES.get(names[-1] if names else "", "must not be empty")
     if kind == "too_long" and error["loc"][-1:] == ("words",):
         return "must be [min, max]"
+    if kind == "too_long" and error["loc"][-1:] == ("subject_variants",):
+        return _EMPTY_LIST_MESSAGES["subject_variants"]
     if kind == "greater_than_equal":
         return f"must be >= {error['ctx']['ge']}"
     if kind == "model_type" and not error["loc"]:
         return "the schedule must be a mapping with 'course' and 'phases'"
     return _TYPE_MESSAGES.get(kind, error["msg"])
-
-
-def _check_across_lessons(tree: Tree) -> Iterator[tuple[FieldPath, int | None, str]]:
-    """What no single field can tell: unique ids, first day 0, days in order, repeated weekdays.
-
-    Works on the raw data and skips whatever is malformed, which the models already report.
-    """
-    data = tree.data if isinstance(tree.data, dict) else {}
-    course = data.get("course") if isinstance(data.get("course"), dict) else {}
-    weekdays = course.get("weekdays")
-    seen_days: set[str] = set()
-    for index, day in enumerate(weekdays if isinstance(weekdays, list) else []):
-        if isinstance(day, str) and day.lower() in WEEKDAY_NAMES:
-            if day.lower() in seen_days:
-                path = ("course", "weekdays", index)
-                yield path, tree.line_of(path), f"duplicate day {day.lower()!r}"
-            seen_days.add(day.lower())
-
-    has_cta = isinstance(course.get("call_to_action"), dict)
-    phases = data.get("phases")
-    phase_lines: dict[str, int | None] = {}
-    lesson_lines: dict[str, int | None] = {}
-    previous: tuple[str, int] | None = None  # (id or path, day) of the last lesson with a valid day
-    first = True
-    for p_index, phase in enumerate(phases if isinstance(phases, list) else []):
-        if not isinstance(phase, dict):
-            continue
-        yield from _unique(tree, phase, ("phases", p_index), "phase", phase_lines)
-        lessons = phase.get("lessons")
-        for l_index, lesson in enumerate(lessons if isinstance(lessons, list) else []):
-            if not isinstance(lesson, dict):
-                continue
-            path = ("phases", p_index, "lessons", l_index)
-            yield from _unique(tree, lesson, path, "lesson", lesson_lines)
-            if lesson.get("id") in (COMPLETION_ID, CONFIRMATION_ID):
-                id_path = (*path, "id")
-                message = f"{lesson['id']!r} is reserved for the course's own emails"
-                yield id_path, tree.line_of(id_path), message
-            if lesson.get("call_to_action") is True and not has_cta:
-                cta_path = (*path, "call_to_action")
-                message = "the course has no call_to_action (set course.call_to_action)"
-                yield cta_path, tree.line_of(cta_path), message
-            day = lesson.get("day")
-            was_first, first = first, False
-            if type(day) is not int or day < 0:
-                continue
-            day_path = (*path, "day")
-            if was_first and day != 0:
-                yield day_path, tree.line_of(day_path), f"the first lesson must be day 0, got {day}"
-            if previous is not None and day < previous[1]:
-                message = (
-                    f"out of order: day {day} comes before day {previous[1]} "
-                    f"of the previous lesson {previous[0]}"
-                )
-                yield day_path, tree.line_of(day_path), message
-            lesson_id = lesson.get("id")
-            name = repr(lesson_id) if isinstance(lesson_id, str) else dotted(path)
-            previous = (name, day)
-
-
-def _unique(
-    tree: Tree, item: dict[str, Any], path: FieldPath, kind: str, seen: dict[str, int | None]
-) -> Iterator[tuple[FieldPath, int | None, str]]:
-    item_id = item.get("id")
-    if not isinstance(item_id, str):
-        return
-    id_path = (*path, "id")
-    if item_id in seen:
-        message = f"duplicate {kind} id {item_id!r} (first used at line {seen[item_id]})"
-        yield id_path, tree.line_of(id_path), message
-    else:
-        seen[item_id] = tree.line_of(id_path)

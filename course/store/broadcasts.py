@@ -1,5 +1,15 @@
-"""Broadcasts in Redis: their definitions (``P broadcast:{id}``), the list of them
-(``P broadcasts``), and the claim of one recipient (:data:`CLAIM_SCRIPT`).
+"""Broadcasts in Redis: their definitions, the list of them, and the claim of their
+recipients (:data:`CLAIM_SCRIPT`). The keys (course.store.keys):
+
+``P broadcast:{id}`` hash  template (its path), subject, source (the template's text when it
+                           was created: what every recipient gets), expression (the segment),
+                           at_local (``HH:MM``, or ``""``: at once), include_paused (``1``/``0``),
+                           status (draft, sending, sent, cancelled), created and sent_at
+                           (epochs), claimed (recipients claimed, counted by the claim script).
+``P broadcasts``     zset  broadcast id -> epoch it was created.
+``P ledger:{sub}``   the recipient's entry ``b:{id}`` (a ledger entry like a lesson's);
+                           its outcomes in ``P stats:sends:b:{id}``, its provider events in
+                           ``P stats:lesson:b:{id}``.
 
 A recipient is claimed as the ledger entry ``b:{id}`` in their own ledger, so the rest of
 a broadcast's way is the lessons' own: the tick's pending pass hands the claim to a worker
@@ -82,7 +92,7 @@ class BroadcastRecords(Keys):
         }
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.broadcast_key(b.id), mapping=fields)
-        pipe.zadd(self.broadcasts_key, {b.id: b.created})
+        pipe.zadd(self.broadcast_key(), {b.id: b.created})
         pipe.execute()
 
     def broadcast(self, broadcast_id: str) -> Broadcast | None:
@@ -95,7 +105,7 @@ class BroadcastRecords(Keys):
 
     def broadcast_ids(self, limit: int = 200) -> list[str]:
         """The newest broadcasts' ids, newest first."""
-        return [as_str(i) for i in self.redis.zrevrange(self.broadcasts_key, 0, limit - 1)]
+        return [as_str(i) for i in self.redis.zrevrange(self.broadcast_key(), 0, limit - 1)]
 
     def broadcasts(self, ids: list[str]) -> list[Broadcast]:
         """These broadcasts (those that exist), with their counts, in one round trip."""

@@ -1,7 +1,7 @@
 """The :class:`Store`: one object composed of the store's parts (subscribers, due index,
-ledger, counters, check-ins, web state, schedule state, privacy, replies, retention), so
-callers write ``store.method(...)`` whatever part it is in; and :func:`connect`, which makes
-the Redis client it is given.
+ledger, counters, check-ins, web state, schedule state, privacy, replies, retention, subject
+experiments), so callers write ``store.method(...)`` whatever part it is in; and
+:func:`connect`, which makes the Redis client it is given.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from course.store.subscribers import (
     UPDATE_SCRIPT,
     SubscriberRecords,
 )
+from course.store.variants import VariantRecords
 from course.store.web_state import WebState
 
 Client = redis.Redis  # what :func:`connect` returns, for annotations outside the store
@@ -65,6 +66,7 @@ class Store(
     LayoutRecords,
     Migrations,
     BroadcastRecords,
+    VariantRecords,
 ):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
 

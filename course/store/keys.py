@@ -79,7 +79,10 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               the address, ``admin`` admin sign-in attempts per IP per 15
                               minutes, ``admin-device`` the same per browser that signed in
                               before (its signed device cookie), counted before the token is
-                              compared; a correct one is taken off again); expires with its
+                              compared; a correct one is taken off again; ``api`` REST API
+                              requests per token name per minute, ``api-heavy`` its reads of
+                              every record (stats, segment counts) per minute, ``api-fail``
+                              wrong API tokens per IP per 15 minutes); expires with its
                               window.
 ``P admin:session:{id}`` string  a signed-in admin page session (value ``1``), expiring with
                               it (12 hours); its id is in the signed session cookie and is
@@ -103,15 +106,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               runs: version (its id), fingerprint (the same id), loaded_at,
                               error and error_at of the latest version it could not load,
                               seen_at (see course.store.snapshot.ScheduleStatusBoard).
-``P broadcast:{id}`` hash  one broadcast (course.store.broadcasts): template (its path),
-                              subject, source (the template's text when it was created: what
-                              every recipient gets), expression (the segment), at_local
-                              (``HH:MM`` or ``""``: each reader's local hour), include_paused
-                              (``1``/``0``), status (draft, sending, sent, cancelled), created
-                              and sent_at (epochs), claimed (recipients claimed, counted by the
-                              claim script). Its recipients are ledger entries ``b:{id}`` in
-                              ``P ledger:{sub}``; its outcomes ``P stats:sends:b:{id}``, its
-                              provider events ``P stats:lesson:b:{id}``.
+``P broadcast:{id}`` hash  one broadcast (its fields, recipients, counts: course.store.broadcasts)
 ``P broadcasts``     zset    broadcast id -> epoch it was created (the list of broadcasts).
 ``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
                               flare, same or better; the latest wins). Only readers who
@@ -156,6 +151,24 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P stats:retention`` hash   left, completed, pending -> records erased by retention for that
                               reason, ever; last_at (epoch), last_erased, last_seconds of the
                               latest run. No address, no id.
+``P variant:lesson:{lesson}`` hash  a subject experiment's counts (course.store.variants):
+                              ``{v}:sent`` emails sent with variant ``v``'s subject (a to d;
+                              counted when the ledger entry is finished ``sent``),
+                              ``{v}:clicks`` click events, ``{v}:clicked`` readers who
+                              clicked (each once), ``{v}:checkins`` readers who answered the
+                              lesson's check-in (each once), ``{v}:unsubscribed`` readers who
+                              unsubscribed while it was their last lesson; ``n`` the number of
+                              variants and ``pin`` the pinned letter (or absent) at the last
+                              counted send, for recomputing a reader's variant.
+``P variant:clicked:{lesson}`` set  subscriber ids that clicked that lesson's email (only
+                              lessons with variants): a reader's clicks count once in
+                              ``{v}:clicked``. A few per cent of the lesson's readers.
+``P variant:winners`` hash   lesson id -> JSON ``{"variant", "at", "look", "reason"}``: the
+                              decision of ``winner: auto``, written once (HSETNX), never changed.
+``P variant:looks``  hash    lesson id -> looks taken by the rule of ``winner: auto``
+                              (course.experiments): each look is tested once.
+``P variant:check``  string  held for an hour (SET NX EX) by the tick that evaluated the
+                              experiments, so they are looked at at most once an hour.
 
 ``P layout``         string  the store's layout version (an integer; course.store.layout.LAYOUT is
                               this release's). Absent on a store of layout 1 (the release
@@ -277,12 +290,26 @@ class Keys:
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
 
-    def broadcast_key(self, broadcast_id: str) -> str:
-        return f"{self.prefix}broadcast:{broadcast_id}"
+    def broadcast_key(self, broadcast_id: str = "") -> str:  # "": the list, P broadcasts
+        return f"{self.prefix}broadcast" + (f":{broadcast_id}" if broadcast_id else "s")
+
+    def variant_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}variant:lesson:{lesson_id}"
+
+    def variant_clicked_key(self, lesson_id: str) -> str:
+        return f"{self.prefix}variant:clicked:{lesson_id}"
 
     @property
-    def broadcasts_key(self) -> str:
-        return f"{self.prefix}broadcasts"
+    def variant_winners_key(self) -> str:
+        return f"{self.prefix}variant:winners"
+
+    @property
+    def variant_looks_key(self) -> str:
+        return f"{self.prefix}variant:looks"
+
+    @property
+    def variant_check_key(self) -> str:
+        return f"{self.prefix}variant:check"
 
     def checkin_key(self, sub_id: str) -> str:
         return f"{self.prefix}checkin:{sub_id}"

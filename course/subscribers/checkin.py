@@ -8,6 +8,7 @@ from datetime import datetime
 from course.models.checkin import ANSWERS, CheckIn
 from course.models.schedule import Lesson, Schedule
 from course.store import Store
+from course.subscribers.variants import count_reader
 
 
 def check_in(
@@ -19,5 +20,7 @@ def check_in(
         raise ValueError(f"unknown check-in answer {answer!r}")
     phase_lessons = [item.id for item in schedule.phase(lesson.phase_id).lessons]
     checkin = CheckIn(lesson.id, answer, now.timestamp())
-    recorded, _ = store.record_checkin(sub_id, checkin, lesson.phase_id, phase_lessons)
+    recorded, before = store.record_checkin(sub_id, checkin, lesson.phase_id, phase_lessons)
+    if recorded and not before:  # the reader's first answer to this lesson: once per reader
+        count_reader(store, sub_id, lesson.id, "checkins")
     return recorded

@@ -13,16 +13,17 @@ expired confirmation link.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from course.logs import log_event
 from course.models.schedule import Schedule
-from course.models.subscriber import SUPPRESSED
+from course.models.subscriber import PACES, SUPPRESSED, ReaderSettings
 from course.settings import Settings
 from course.store import ADDRESS_WINDOW, DuplicateSubscriber, ErasedAddress, Store
-from course.subscribers.lifecycle import SubscriptionError, enrol
+from course.subscribers.lifecycle import SubscriptionError, change_settings, enrol
 from course.subscribers.signup import (
     InvalidSignup,
     address_key,
@@ -56,9 +57,19 @@ class SignupRequest:
     ip: str
     at: datetime  # when the visitor posted the form
     consent_version: str
+    pace: str | None = None  # the REST API may choose these too (the form does not)
+    send_time: str | None = None  # HH:MM, not the course's own
 
     def message(self) -> dict[str, str | None]:
         """The task's keyword arguments (JSON)."""
+        message = self._message()
+        if self.pace is not None:
+            message["pace"] = self.pace
+        if self.send_time is not None:
+            message["send_time"] = self.send_time
+        return message
+
+    def _message(self) -> dict[str, str | None]:
         return {
             "email": self.email,
             "first_name": self.first_name,
@@ -100,7 +111,15 @@ class SignupRequest:
             raise InvalidMessage("at is not an ISO 8601 instant") from None
         if at.tzinfo is None:
             raise InvalidMessage("at has no UTC offset")
-        return cls(email, first_name, text["timezone"], text["ip"], at, text["consent_version"])
+        pace, send_time = data.get("pace"), data.get("send_time")
+        if pace is not None and pace not in PACES:
+            raise InvalidMessage("pace is not a pace")
+        if send_time is not None and not (
+            isinstance(send_time, str) and re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", send_time)
+        ):
+            raise InvalidMessage("send_time is not HH:MM")
+        return cls(email, first_name, text["timezone"], text["ip"], at, text["consent_version"],
+                   pace, send_time)  # fmt: skip
 
 
 def message_repr(message: dict[str, object]) -> str:
@@ -178,6 +197,13 @@ class Signups:
                 return SignupResult("erased")
             except DuplicateSubscriber:
                 continue
+            if request.pace is not None or request.send_time is not None:
+                wanted = ReaderSettings(request.pace or sub.pace, request.send_time, sub.tz)
+                try:
+                    sub = change_settings(self.store, schedule, sub, wanted, request.at)
+                except SubscriptionError:  # confirmed or left meanwhile: theirs stands
+                    log_event(log, logging.INFO, "signup", outcome="settings_skipped",
+                              subscriber=sub.id)  # fmt: skip
             self._send_confirmation(sub.id)
             log_event(log, logging.INFO, "signup", outcome="new", subscriber=sub.id, tz=sub.tz)
             return SignupResult("new", sub.id)

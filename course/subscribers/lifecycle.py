@@ -1,5 +1,5 @@
 """What can happen to a subscriber: enrol, confirm, pause, resume, change their settings
-(pace, send time, zone), unsubscribe.
+(pace, send time, zone) or first name, unsubscribe.
 
 Each operation takes the store, the schedule where timing matters, and ``now``; the CLI,
 the web app and the tick call these, never the store's fields directly.
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, ReaderSettings, Subscriber
 from course.progress import due_at, next_lesson, resumed_at, with_settings
+from course.subscribers.variants import count_reader
 from course.transport import SEND_TIMEOUT
 
 if TYPE_CHECKING:
@@ -137,6 +138,18 @@ def change_settings(
     raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
 
 
+def rename(store: Store, sub: Subscriber, first_name: str | None) -> Subscriber:
+    """Set the first name the emails greet the subscriber by (None: none), under the record's
+    version; a subscriber who left keeps theirs."""
+    if sub.status in SUPPRESSED:
+        raise SubscriptionError(f"{sub.email}: has left the course ({sub.status})")
+    if sub.first_name == first_name:
+        return sub
+    if store.update(sub.id, {"first_name": first_name}, "=", sub.version) != 1:
+        raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    return store.get(sub.id) or replace(sub, first_name=first_name)
+
+
 def unsubscribe(
     store: Store, sub: Subscriber, status: str = "unsubscribed", now: datetime | None = None
 ) -> Subscriber:
@@ -151,7 +164,8 @@ def unsubscribe(
     if status not in SUPPRESSED:
         raise ValueError(status)
     at = now.timestamp() if now is not None else None
-    store.suppress(sub.id, status, at)
+    if store.suppress(sub.id, status, at) == 1 and status == "unsubscribed":
+        count_reader(store, sub.id, sub.last_lesson, "unsubscribed")  # a subject experiment's
     current = store.find(sub.email)
     if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
         store.suppress(current.id, status, at)

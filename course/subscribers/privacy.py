@@ -27,6 +27,7 @@ from course.models.subscriber import LedgerEntry, to_instant
 from course.store import ADDRESS_WINDOW, Store, normalise_address
 from course.subscribers.lifecycle import SEND_SETTLE, wait_for_sends
 from course.subscribers.signup import address_key
+from course.subscribers.variants import count_reader
 
 MAX_CHAIN = 1000  # records one address may have had; a guard against a damaged chain
 SCAN_BATCH = 1000
@@ -188,7 +189,9 @@ def erase(
         if sub_id not in ids and held is not None and held == address:
             ids.append(sub_id)
     for sub_id in ids:  # no send can start from here on (a record already suppressed stays so)
-        store.suppress(sub_id, "unsubscribed")
+        last = store.get(sub_id)
+        if store.suppress(sub_id, "unsubscribed") == 1 and last is not None:
+            count_reader(store, sub_id, last.last_lesson, "unsubscribed")  # an experiment's
     # One wait per record, yet at most ``timeout`` in all: every send waited for started
     # before the suppression above, and a send older than ``timeout`` is not waited for.
     for sub_id in ids:

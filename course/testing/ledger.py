@@ -43,6 +43,7 @@ class MemoryLedger:
         self.pending: dict[tuple[str, str], float] = {}
         self.quarantined: dict[str, str] = {}
         self.ticks: list[tuple[datetime, float, int, int]] = []
+        self.variant_sends: dict[tuple[str, str], int] = {}  # (lesson, letter) -> sent
 
     # subscribers (add, find and suppress set tests up through course.subscribers.lifecycle;
     # the engine does not call them)
@@ -220,3 +221,16 @@ class MemoryLedger:
 
     def record_tick(self, now: datetime, duration: float, due: int, claimed: int) -> None:
         self.ticks.append((now, duration, due, claimed))
+
+    def variant_basis(self, lesson_id: str) -> tuple[int, str | None]:
+        return 0, None  # no reader counts per variant in memory
+
+    def experiment_winners(self) -> dict[str, object]:
+        return {}  # no ``winner: auto`` decisions in memory
+
+    def count_variant_sends(
+        self, lesson_id: str, n: int, pin: str | None, letters: Iterable[str]
+    ) -> None:
+        for letter in letters:
+            key = (lesson_id, letter)
+            self.variant_sends[key] = self.variant_sends.get(key, 0) + 1

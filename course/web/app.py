@@ -5,8 +5,8 @@ Webhook, SendGrid's Inbound Parse (readers' replies), a health check and Prometh
 :func:`create_app` builds the shared :class:`~course.web.state.WebState`, caps request bodies,
 installs the error handlers and the security headers, and includes one router per noun
 (``course.web.subscribe``, ``confirm``, ``unsubscribe``, ``pause``, ``roadmap`` (the reader's
-own pages), ``checkin``, ``webhook``, ``inbound`` (readers' replies), ``health``, and
-``course.web.admin``).
+own pages), ``checkin``, ``webhook``, ``inbound`` (readers' replies), ``health``,
+``course.web.admin``, and the REST API's, ``course.web.api``).
 
 Every state change goes through :mod:`course.subscribers.lifecycle` (a check-in through
 :mod:`course.subscribers.checkin`); nothing here writes subscriber fields itself. Emails are
@@ -25,6 +25,7 @@ from course.settings import Settings
 from course.subscribers.double_opt_in import SendTask
 from course.web.access_log import redact_access_log
 from course.web.admin.install import install_admin
+from course.web.api import install_api
 from course.web.checkin import router as checkin_router
 from course.web.confirm import router as confirm_router
 from course.web.errors import install_handlers
@@ -71,7 +72,8 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
         title="Healing Roadmap subscriber web",
         version="1",
         description="Signup with double opt-in, one-click unsubscribe, flare pause, "
-        "SendGrid events. Pages are HTML; POST /subscribe also answers JSON.",
+        "SendGrid events. Pages are HTML; POST /subscribe also answers JSON. The REST API "
+        "under /api/v1 (JSON, bearer tokens) is described here when COURSE_API_TOKENS is set.",
         docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: not offline
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -84,6 +86,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     install_handlers(app, state)
     app.middleware("http")(security_headers)
     install_admin(app, state)
+    install_api(app, state)
     for router in ROUTERS:
         app.include_router(router(state))
     return app

@@ -2,7 +2,8 @@
 suppression, per-lesson counts and reconciliation of sends whose outcome was unknown.
 
 SendGrid posts a JSON array of events. Every lesson email carries ``custom_args``
-``subscriber_id`` and ``lesson_id``; SendGrid echoes them as top-level fields of each event.
+``subscriber_id`` and ``lesson_id`` (and ``variant``, a subject experiment's letter);
+SendGrid echoes them as top-level fields of each event.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 
+from course.experiments import VARIANT_NAMES
 from course.logs import log_event
 from course.mail.addresses import stored_address
 from course.models.broadcast import broadcast_of
@@ -26,6 +28,7 @@ from course.models.subscriber import SUPPRESSED, Subscriber
 from course.settings import SettingsError
 from course.store import Store
 from course.subscribers.lifecycle import unsubscribe
+from course.subscribers.variants import count_settled_variant
 from course.web.state import WebState, now
 
 log = logging.getLogger("course.web")
@@ -107,9 +110,11 @@ class BadEvent(ValueError):
     or holds a lone surrogate): it is logged and skipped, the rest of the batch is applied."""
 
 
+VARIANT_LETTERS = frozenset(VARIANT_NAMES)
 # The fields an event is read by; each is text or absent, at most this many characters.
 FIELDS = {"event": 64, "type": 64, "send_test": 64, "subscriber_id": 64, "lesson_id": 200,
-          "email": 320, "sg_event_id": 200, "sg_message_id": 400, "reason": 200}  # fmt: skip
+          "email": 320, "sg_event_id": 200, "sg_message_id": 400, "reason": 200,
+          "variant": 8}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class Event:
     sg_event_id: str = ""
     sg_message_id: str = ""
     reason: str = ""
+    variant: str = ""  # a subject experiment's letter (custom_args)
 
     @property
     def message_id(self) -> str:
@@ -242,6 +248,8 @@ def _handle(store: Store, lessons: KnownEmails, event: Event, now: float, report
         return
 
     if lesson_id and lesson_id in lessons:
+        if name == "click" and event.variant in VARIANT_LETTERS:
+            store.count_variant_click(lesson_id, event.variant, sub.id)
         _mark_send(store, sub.id, lesson_id, event, now)
         settled: tuple[str, str] | None = None
         if name in ("processed", "delivered"):
@@ -249,6 +257,8 @@ def _handle(store: Store, lessons: KnownEmails, event: Event, now: float, report
         elif name in ("bounce", "dropped"):
             settled = ("failed", f"{name}: {event.reason}".rstrip(": "))
         if settled and store.resolve_uncertain(sub.id, lesson_id, *settled, now):
+            if settled[0] == "sent" and event.variant in VARIANT_LETTERS:
+                count_settled_variant(store, lesson_id, event.variant)
             report.reconciled += 1
             store.count_webhook("reconciled")
             log_event(log, logging.INFO, "reconcile", subscriber=sub.id, lesson=lesson_id,
@@ -301,6 +311,7 @@ _EVENTS_BODY = {
                             "sg_message_id": {"type": "string"},
                             "subscriber_id": {"type": "string"},
                             "lesson_id": {"type": "string"},
+                            "variant": {"type": "string"},
                             "type": {"type": "string"},
                             "reason": {"type": "string"},
                             "timestamp": {"type": "integer"},

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from course.reports import checkins as checkin_report
+from course.reports import experiments as experiment_report
 from course.reports import stats as course_stats
 from course.reports import stats_table
 from course.reports.stats_html import funnel_svg
@@ -47,6 +48,10 @@ def router(state: WebState, gate: Gate) -> APIRouter:
             else "",
             checkin_columns=checkin_report.HEADINGS,
             retention=stats_table.retention_line(report),
+            experiments=report.experiments,
+            experiment_rows=experiment_report.rows,
+            experiment_columns=experiment_report.HEADINGS,
+            experiment_note=experiment_report.NOTE,
         )
 
     return router
