@@ -1,5 +1,6 @@
 # Quick start: `make demo` runs the course end to end on the embedded default;
-# `make test` runs every test. Both create .venv and install on first use.
+# `make test` runs every test, on two pytest processes (pytest-xdist; ARGS="-n 0" for one).
+# Both create .venv and install on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(ARGS)
 
 # Benchmarks (docs/benchmarks.md): matplotlib for the charts, then each benchmark in turn.
 bench: $(STAMP)

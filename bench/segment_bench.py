@@ -35,6 +35,7 @@ from course.schedule import Schedule, load_schedule  # noqa: E402
 from course.segments.count import count_segment  # noqa: E402
 from course.segments.language import parse  # noqa: E402
 from course.store import Store, embedded  # noqa: E402
+from course.store.codec import stored_name  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 
 EXPRESSIONS = (
@@ -65,7 +66,7 @@ def fill(store: Store, schedule: Schedule, count: int, rng: random.Random) -> No
             value = f"{answer}|{int(NOW.timestamp()) - rng.randrange(86400 * 30)}"
             pipe.hset(store.checkin_key(sub_id), rng.choice(lessons), value)
         if n % 7 == 0:
-            pipe.hset(store.sub_key(sub_id), "pace", "gentle")
+            pipe.hset(store.sub_key(sub_id), stored_name("pace"), "gentle")
         if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()

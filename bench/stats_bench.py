@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from course.reports.stats import collect  # noqa: E402
 from course.schedule import load_schedule  # noqa: E402
 from course.store import Store  # noqa: E402
+from course.store.codec import stored_name  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 
 STATUSES = ("active",) * 6 + ("completed", "paused", "unsubscribed", "bounced")
@@ -33,11 +34,11 @@ def fill(store: Store, count: int, lessons: list[str]) -> None:
     pipe = store.redis.pipeline(transaction=False)
     for n in range(count):
         sub_id = f"{n:012x}"
-        pipe.hset(store.sub_key(sub_id), mapping={
+        pipe.hset(store.sub_key(sub_id), mapping={stored_name(name): value for name, value in {
             "email": f"reader{n}@example.com", "first_name": "Reader", "tz": "Europe/Paris",
-            "status": STATUSES[n % len(STATUSES)], "created": "1767225600.000", "v": "3",
+            "status": STATUSES[n % len(STATUSES)], "created": "1767225600.000", "version": "3",
             "last_lesson": lessons[n % len(lessons)],
-        })  # fmt: skip
+        }.items()})  # fmt: skip
         pipe.zadd(store.subs_key, {sub_id: n})
         if n % 5000 == 4999:
             pipe.execute()

@@ -3,6 +3,7 @@
     .venv/bin/python bench/throughput_bench.py [--count 100000] [--naive-count 5000]
         [--latencies 0,30] [--workers 1 --concurrency 2] [--chart docs/benchmarks-throughput.png]
     .venv/bin/python bench/throughput_bench.py --profile 2000   # cProfile of one deliver() run
+    .venv/bin/python bench/throughput_bench.py --webhook ...     # ours also posts lesson.sent
 
 Everything runs as separate processes on this machine: a redis-server of the benchmark's own
 (course.store.embedded, in a temporary folder), the SendGrid stand-in (in a process of its own, so
@@ -15,6 +16,10 @@ until the stand-in has accepted every one of them, each exactly once. Naive
 (bench/naive_pipeline.py): one task per email, a full render per email and a new HTTP
 connection per send, timed the same way over ``--naive-count`` emails (a smaller sample: it is
 slow). Rates (emails/s) are compared. Target (PRODUCT.md): ours >= 10x naive.
+
+With ``--webhook``, ours also has one outbound webhook endpoint (COURSE_WEBHOOKS) wanting
+``lesson.sent``: a receiver in this process answers 204 to each post, and the run says how
+long after the last send the last event arrived.
 """
 
 from __future__ import annotations
@@ -134,6 +139,51 @@ class StandInProcess:
     def stop(self) -> None:
         self._ask("stop")
         self.process.join(10)
+
+
+class WebhookReceiver:
+    """An outbound webhook endpoint: counts the posts, answers 204 (a thread of this process)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts = 0
+        self.last = 0.0
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    receiver.posts += 1
+                    receiver.last = time.perf_counter()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def config(self) -> str:
+        import json
+
+        return json.dumps([{"url": self.url, "events": ["lesson.sent"], "secret": "b" * 32}])
+
+    def wait(self, count: int, timeout: float = 600.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.posts < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.posts >= count
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,16 +325,29 @@ def run_ours(url: str, standin: StandInProcess, args: argparse.Namespace, tmp: P
     now = time.time()
     seed(client, args.count, now)
     env = worker_env(url, standin.url, tmp / "var", args.send_concurrency)
+    receiver = WebhookReceiver() if args.webhook else None
+    if receiver is not None:
+        env["COURSE_WEBHOOKS"] = receiver.config()
     app = create_app(Settings(redis_url=url, var_dir=tmp / "var"), url)
     procs = start_workers("worker", app, env, args.workers, args.concurrency, LOGS)
     try:
         tick_at = datetime.fromtimestamp(now + 1, UTC).isoformat()
-        return measure("ours", latency_ms, args.count, standin, procs, tmp,
-                       lambda: app.send_task("course.tick", args=[tick_at]))  # fmt: skip
+        kicked = time.perf_counter()
+        run = measure("ours", latency_ms, args.count, standin, procs, tmp,
+                      lambda: app.send_task("course.tick", args=[tick_at]))  # fmt: skip
+        if receiver is not None:
+            arrived = receiver.wait(args.count)
+            lag = receiver.last - (kicked + run.seconds)
+            print(f"   webhook: {receiver.posts} of {args.count} lesson.sent events posted"
+                  f"{'' if arrived else ' (gave up waiting)'}, the last {lag:.1f} s after "
+                  "the last email was accepted", flush=True)  # fmt: skip
+        return run
     finally:
         stop_all({f"w{n}": p for n, p in enumerate(procs)})
         app.close()
         client.close()
+        if receiver is not None:
+            receiver.close()
 
 
 def measure(name: str, latency_ms: float, count: int, standin: StandInProcess,
@@ -466,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="COURSE_SEND_CONCURRENCY for ours (default: its default)",
     )
     parser.add_argument("--chart", default=str(CHART), help="PNG to write ('' for none)")
+    parser.add_argument(
+        "--webhook", action="store_true", help="ours also posts lesson.sent to one endpoint"
+    )
     parser.add_argument(
         "--profile",
         type=int,

@@ -53,6 +53,7 @@ from course.store import (  # noqa: E402
     embedded,
     encode_subscriber,
 )
+from course.store.codec import EMAIL_BUCKETS  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
 from course.timeline import LATE_GRACE  # noqa: E402
 
@@ -228,7 +229,7 @@ for i = 2, #ARGV do
   local id = head[1]
   redis.call('DEL', p .. 'sub:' .. id, p .. 'ledger:' .. id)
   redis.call('HSET', p .. 'sub:' .. id, unpack(split(parts[2], '\31')))
-  redis.call('HSET', p .. 'email', head[2], id)
+  redis.call('HSET', head[5], head[2], id)
   redis.call('ZADD', p .. 'subs', head[3], id)
   if head[4] ~= '' then redis.call('ZADD', p .. 'due', head[4], id) end
   if parts[3] ~= '' then
@@ -260,9 +261,16 @@ class Loader:
         }
         return sub, ledger
 
-    @staticmethod
-    def pack(sub: Subscriber, ledger: dict[str, str], due: float | None) -> str:
-        head = US.join((sub.id, sub.email, repr(sub.created), "" if due is None else repr(due)))
+    def pack(self, sub: Subscriber, ledger: dict[str, str], due: float | None) -> str:
+        head = US.join(
+            (
+                sub.id,
+                sub.email,
+                repr(sub.created),
+                "" if due is None else repr(due),
+                self.store.email_key(sub.email),
+            )
+        )
         fields = US.join(chain.from_iterable(encode_subscriber(sub).items()))
         return RS.join((head, fields, US.join(chain.from_iterable(ledger.items()))))
 
@@ -286,8 +294,11 @@ def breakdown(store: Store, ids: list[str], rng: random.Random, samples: int = 2
     for name, key in (("sub hash", store.sub_key), ("ledger hash", store.ledger_key)):
         sizes = [client.memory_usage(key(sub_id), samples=0) or 0 for sub_id in picked]
         result[name] = sum(sizes) / len(sizes)
+    pipe = client.pipeline(transaction=False)
+    for bucket in range(EMAIL_BUCKETS):
+        pipe.memory_usage(store.email_bucket_key(bucket), samples=0)
+    result["email buckets"] = sum(size or 0 for size in pipe.execute()) / len(ids)
     for name, key in (
-        ("email hash", store.email_key),
         ("subs zset", store.subs_key),
         ("due zset", store.due_key),
         ("pending zset", store.pending_key),
@@ -304,7 +315,11 @@ def encodings(store: Store, ids: list[str], rng: random.Random) -> str:
         seen[f"sub:{client.object('encoding', store.sub_key(sub_id))}"] += 1
         if client.exists(store.ledger_key(sub_id)):
             seen[f"ledger:{client.object('encoding', store.ledger_key(sub_id))}"] += 1
-    for key in (store.email_key, store.subs_key, store.due_key):
+    for bucket in rng.sample(range(EMAIL_BUCKETS), 20):
+        key = store.email_bucket_key(bucket)
+        if client.exists(key):
+            seen[f"e:{client.object('encoding', key)}"] += 1
+    for key in (store.subs_key, store.due_key):
         if client.exists(key):
             seen[f"{key.removeprefix(store.prefix)}:{client.object('encoding', key)}"] += 1
     return ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from course.webhooks.endpoints import endpoint_problems
+
 if TYPE_CHECKING:
     from course.settings import Settings
 
@@ -103,6 +105,13 @@ def unsafe_settings(settings: Settings, env: Mapping[str, str]) -> list[str]:
             "COURSE_FORWARDED_ALLOW_IPS: '*' would believe any X-Forwarded-For; give your "
             "proxy's address or network (e.g. 10.0.0.5 or 172.16.0.0/12)"
         )
+    for number, endpoint in enumerate(settings.webhooks, 1):
+        if _is_placeholder(endpoint.secret):
+            problems.append(
+                f"COURSE_WEBHOOKS: endpoint {number} ({endpoint.host}): secret is the "
+                f"placeholder from .env.example; {MAKE_SECRET}"
+            )
+    problems += endpoint_problems(settings.webhooks)
     return [problem for problem in problems if problem]
 
 

@@ -13,6 +13,8 @@ from course.store import connect as connect_redis
 from course.store.embedded import check_server_version, resolve_redis_url
 from course.tokens import subscriber_links
 from course.transport import Transport, make_transport
+from course.webhooks.emit import Emitter, SendTask
+from course.webhooks.events import NO_EVENTS, EventSink
 
 # Schedule hot reload lives in course.schedule.reload; these names stay importable from here.
 __all__ = [
@@ -33,6 +35,9 @@ class Runtime:
     store: Store
     schedules: ScheduleHolder
     _transport: Transport | None = field(default=None, repr=False)
+    # Outbound webhook events (course.webhooks): nothing until the process says how it
+    # queues tasks (:meth:`send_events_with`)
+    events: EventSink = NO_EVENTS
 
     @property
     def transport(self) -> Transport:
@@ -42,6 +47,12 @@ class Runtime:
 
     def links(self, subscriber_id: str) -> dict[str, str]:
         return subscriber_links(self.settings.base_url, self.settings.secret_key, subscriber_id)
+
+    def send_events_with(self, send_task: SendTask) -> None:
+        """Emit this process's events through ``send_task`` (Celery's), when an endpoint is
+        configured; with none, emitting stays free."""
+        if self.settings.webhooks:
+            self.events = Emitter(self.settings.webhooks, send_task, self.store.count_outbound)
 
     def close(self) -> None:
         if self._transport is not None:

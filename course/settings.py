@@ -14,14 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from course.guard import DEV_SECRET_KEY, unsafe_settings
+from course.settings_error import SettingsError
+from course.webhooks import endpoints as hooks
 
 TRANSPORTS = ("outbox", "smtp", "sendgrid")
 LOG_FORMATS = ("json", "text")
 DEFAULT_BASE_URL = "http://localhost:8000"
-
-
-class SettingsError(ValueError):
-    """An environment variable has a value the project cannot use."""
 
 
 API_SCOPES = ("read", "write")
@@ -82,6 +80,8 @@ class Settings:
     # Retention (the organisation's policy, not the marketer's: course.subscribers.retention)
     retention_months: int = 24  # readers who completed or left: erased this long after
     retention_pending_days: int = 30  # signups never confirmed: deleted this long after
+    webhooks: tuple[hooks.Endpoint, ...] = ()  # outbound webhooks, and the waits between tries
+    webhook_delays: tuple[float, ...] = hooks.DEFAULT_DELAYS
 
     @property
     def templates_dir(self) -> Path:
@@ -145,6 +145,7 @@ class Settings:
             "COURSE_OPEN_TRACKING": "1" if self.open_tracking else "0",
             "COURSE_RETENTION_MONTHS": str(self.retention_months),
             "COURSE_RETENTION_PENDING_DAYS": str(self.retention_pending_days),
+            **hooks.webhooks_env(self.webhooks, self.webhook_delays),
         }
 
     @classmethod
@@ -203,6 +204,8 @@ class Settings:
             open_tracking=_switch(env, "COURSE_OPEN_TRACKING"),
             retention_months=_count(env, "COURSE_RETENTION_MONTHS", 24),
             retention_pending_days=_count(env, "COURSE_RETENTION_PENDING_DAYS", 30),
+            webhooks=hooks.parse_endpoints(env.get("COURSE_WEBHOOKS")),
+            webhook_delays=hooks.parse_delays(env.get("COURSE_WEBHOOK_RETRY_DELAYS")),
         )
         if mode != "dev" and guard and (problems := unsafe_settings(settings, env)):
             raise SettingsError(problems[0])

@@ -6,3 +6,9 @@ DELIVER_TASK = "course.deliver"
 CONFIRMATION_TASK = "course.confirmation"
 SIGNUP_TASK = "course.signup"
 RETENTION_TASK = "course.retention"
+WEBHOOK_TASK = "course.webhook"
+# Outbound webhooks have a queue of their own: a backlog of events, or their retries, never
+# waits in front of a lesson batch (workers consume both; `celery worker -Q webhooks` runs
+# one for webhooks alone).
+WEBHOOK_QUEUE = "webhooks"
+LESSON_QUEUE = "celery"  # Celery's default queue: ticks, deliveries, signups, confirmations

@@ -16,6 +16,7 @@ from datetime import datetime
 from celery import Celery, current_app, shared_task
 from celery.schedules import crontab
 from celery.signals import after_task_publish, beat_init
+from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 
 from course import engine
@@ -34,11 +35,17 @@ from course.subscribers.retention import run_retention
 from course.task_names import (
     CONFIRMATION_TASK,
     DELIVER_TASK,
+    LESSON_QUEUE,
     RETENTION_TASK,
     SIGNUP_TASK,
     TICK_TASK,
+    WEBHOOK_QUEUE,
+    WEBHOOK_TASK,
 )
 from course.transport import PermanentSendError, TransientSendError, UncertainSendError
+from course.webhooks.delivery import GONE, run_jobs
+from course.webhooks.lessons import SentRecorder, emit_lesson_events
+from course.webhooks.post import Poster
 
 log = logging.getLogger("course.tasks")
 
@@ -78,6 +85,12 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
             },
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+        # Every worker consumes both queues unless told otherwise (-Q webhooks: webhooks only)
+        task_queues=[
+            Queue(name, Exchange(name), routing_key=name) for name in (LESSON_QUEUE, WEBHOOK_QUEUE)
+        ],
+        task_default_queue=LESSON_QUEUE,
+        task_routes={WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
     )
     app.conf.course_settings = settings.with_(redis_url=broker)
     return app
@@ -100,6 +113,7 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = build_runtime(current_app.conf.course_settings, role="worker")
+        _runtime.send_events_with(current_app.send_task)
     return _runtime
 
 
@@ -153,17 +167,23 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
     # Broadcasts (``b:{id}`` entries): a cancelled one's claims are skipped, the others are
     # rendered from their own stored text in the course's layout.
     batch, renderer = prepare_batch(rt.store, renderer, batch, _parse(now))
-    result = engine.deliver(
-        rt.store,
-        renderer,
-        rt.transport,
-        batch,
-        _parse(now),
-        rt.links,
-        clock=_wall_clock,
-        # Only a transport whose requests are independent sends several at once.
-        concurrency=rt.settings.send_concurrency if rt.transport.concurrent else 1,
-    )
+    wanted = rt.events.wants("lesson.sent") or rt.events.wants("subscriber.completed")
+    store = SentRecorder(rt.store) if wanted else rt.store  # no webhooks: the store as it is
+    try:
+        result = engine.deliver(
+            store,
+            renderer,
+            rt.transport,
+            batch,
+            _parse(now),
+            rt.links,
+            clock=_wall_clock,
+            # Only a transport whose requests are independent sends several at once.
+            concurrency=rt.settings.send_concurrency if rt.transport.concurrent else 1,
+        )
+    finally:  # what was sent before an error still has its events
+        if isinstance(store, SentRecorder):
+            emit_lesson_events(rt.store, rt.events, store.sent, max(_parse(now), _wall_clock()))
     return result.__dict__
 
 
@@ -249,3 +269,37 @@ def retention_task(now: str | None = None) -> dict:
               completed=run.erased["completed"], pending=run.expired, dropped=run.dropped,
               indexed=run.indexed, more=run.more, seconds=round(run.seconds, 3))  # fmt: skip
     return {**run.__dict__, "total": run.total}
+
+
+@shared_task(name=WEBHOOK_TASK)
+def webhook_task(jobs: list[list], attempt: int = 1) -> dict:
+    """Post outbound webhook events (course.webhooks.delivery): each job is [endpoint key,
+    event]; what must be tried again goes in one new message after the next retry delay."""
+    rt = runtime()
+    poster = Poster()
+    try:
+        run = run_jobs(jobs, rt.settings.webhooks, attempt, rt.settings.webhook_delays, poster.post)
+    finally:
+        poster.close()
+    for jobs_next, attempt_next, wait in ((run.retry, attempt + 1, run.delay),
+                                          (run.later, attempt, 0.0)):  # fmt: skip
+        if not jobs_next:
+            continue
+        try:
+            current_app.send_task(WEBHOOK_TASK, args=[jobs_next, attempt_next],
+                                  countdown=wait, queue=WEBHOOK_QUEUE)  # fmt: skip
+        except Exception as exc:  # the broker is gone: those events are lost, and counted
+            log_event(log, logging.ERROR, "webhook", outcome="dropped", events=len(jobs_next),
+                      reason=f"could not queue them again: {type(exc).__name__}")  # fmt: skip
+            by_key = {endpoint.key: endpoint.host for endpoint in rt.settings.webhooks}
+            for key, _ in jobs_next:
+                run.counts[(by_key.get(key, GONE), "dropped")] += 1
+    try:
+        rt.store.count_outbound(run.counts)
+    except StoreError as exc:
+        log.warning("could not count webhook deliveries: %s", type(exc).__name__)
+    totals = {name: sum(n for (_, kind), n in run.counts.items() if kind == name)
+              for name in ("sent", "failed", "refused", "dropped")}  # fmt: skip
+    log_event(log, logging.INFO, "webhook_run", attempt=attempt, jobs=len(jobs),
+              retrying=len(run.retry), later=len(run.later), **totals)  # fmt: skip
+    return {"jobs": len(jobs), "retrying": len(run.retry), "later": len(run.later), **totals}

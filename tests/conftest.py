@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -337,18 +338,23 @@ def artifacts(request) -> Path:
 
 
 def cli_runner(env: dict, monkeypatch, capsys):
-    """``run(*args, subprocess=False, **extra_env)``: ``course ARGS`` with ``env``, in this
-    process through the command's own entry point (exit status, output), or in a subprocess
-    of its own with ``subprocess=True``."""
+    """``run(*args, subprocess=False, stdin=None, **extra_env)``: ``course ARGS`` with ``env``
+    (and ``stdin`` as its standard input), in this process through the command's own entry
+    point (exit status, output), or in a subprocess of its own with ``subprocess=True``.
+    In this process saves a Python start-up and the imports (about a second) per command."""
     from course.cli import main
 
-    def run(*args: str, subprocess: bool = False, **extra: str) -> CompletedProcess:
+    def run(
+        *args: str, subprocess: bool = False, stdin: str | None = None, **extra: str
+    ) -> CompletedProcess:
         full = {**env, **extra}
         if subprocess:
-            return run_process([sys.executable, "-m", "course", *args], env=full,
+            return run_process([sys.executable, "-m", "course", *args], env=full, input=stdin,
                                capture_output=True, text=True, timeout=60)  # fmt: skip
         for name, value in full.items():
             monkeypatch.setenv(name, value)
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         capsys.readouterr()
         with pytest.raises(SystemExit) as exited:
             main(list(args))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
 import pytest
 import redis
-from conftest import course_env, db_url
+from conftest import cli_runner, course_env, db_url
 
 from course.store import Store
 from course.subscribers.lifecycle import enrol
@@ -20,26 +18,18 @@ CLI_DB = 5  # the CLI tests own this database of the tests' server
 
 
 @pytest.fixture
-def run(tmp_path, course_path, redis_url):
+def run(tmp_path, course_path, redis_url, monkeypatch, capsys):
+    """``course ARGS`` through its entry point in this process (exit status and output as a
+    user sees them), or as ``python -m course`` in a process of its own with
+    ``subprocess=True``."""
     url = db_url(redis_url, CLI_DB)
     redis.Redis.from_url(url).flushdb()
-    env = course_env(url, course_path, tmp_path)
-
-    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "course", *args],
-            env={**env, **extra_env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    yield run
+    yield cli_runner(course_env(url, course_path, tmp_path), monkeypatch, capsys)
     redis.Redis.from_url(url).flushdb()
 
 
 def test_validate_passes_on_a_good_schedule(run):
-    result = run("validate")
+    result = run("validate", subprocess=True)  # as a user starts it: python -m course
     assert result.returncode == 0, result.stderr
     assert "2 phases, 4 lessons, 5 emails checked" in result.stdout
 
@@ -187,7 +177,7 @@ def test_tick_inline_stamps_each_send_when_it_starts(run, redis_url, schedule):
     subs = [enrol(store, schedule, f"s{n}@example.com", None, None, start) for n in range(3)]
     with SendGridStandIn(api_key="SG.test", latency=1.1) as standin:  # each send takes 1.1 s
         # One request per email (no groups), one at a time: three sends, one after another.
-        ticked = run("tick", "--now", "2026-04-01T10:00:30Z", "--inline",
+        ticked = run("tick", "--now", "2026-04-01T10:00:30Z", "--inline", subprocess=True,
                      COURSE_TRANSPORT="sendgrid", SENDGRID_API_KEY="SG.test",
                      SENDGRID_HOST=standin.url, COURSE_SENDGRID_BATCH="1",
                      COURSE_SEND_CONCURRENCY="1")  # fmt: skip
@@ -262,7 +252,7 @@ def test_bad_transport_setting_is_a_usage_error(run):
 
 
 def test_redis_that_cannot_be_reached_is_one_line_not_a_traceback(run):
-    result = run("subscribers", "list", REDIS_URL="redis://127.0.0.1:1/0")
+    result = run("subscribers", "list", subprocess=True, REDIS_URL="redis://127.0.0.1:1/0")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -296,7 +286,7 @@ def test_quarantine_lists_and_releases(run, redis_url):
     added = run("subscribers", "add", "q@example.com")
     assert added.returncode == 0, added.stderr
     client = redis.Redis.from_url(db_url(redis_url, CLI_DB), decode_responses=True)
-    sub_id = client.hget("hr:email", "q@example.com")
+    sub_id = client.hget(Store(client).email_key("q@example.com"), "q@example.com")
     client.hset("hr:quarantine", sub_id, "ValueError: damaged")
     listed = run("subscribers", "quarantine")
     assert "q@example.com" in listed.stdout and "1 in quarantine" in listed.stdout

@@ -152,6 +152,8 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     dry = course("migrate", "--dry-run", "--batch", "2")
     assert dry.returncode == 0, dry.stderr
     assert "settling): 6 records read, 1 would change" in dry.stdout
+    assert "small buckets): 6 records read, 6 would change" in dry.stdout
+    assert "field names in every record): 6 records read, 6 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -161,9 +163,20 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     write_old_store(redis_client)
     done = course("migrate", "--batch", "2")
     assert done.returncode == 0, done.stderr
-    assert "migrated: layout 1 -> 2" in done.stdout
+    assert f"migrated: layout 1 -> {LAYOUT}" in done.stdout
     assert redis_client.get(f"{P}layout") == str(LAYOUT)
     assert not redis_client.exists(f"{P}migrate:state")
+    # The email index is in small buckets now; the one big hash is gone.
+    assert not redis_client.exists(f"{P}email")
+    buckets = redis_client.keys(f"{P}e:*")
+    assert len(buckets) == 6 and all(redis_client.object("encoding", b) in ("ziplist", "listpack")
+                                     for b in buckets)  # fmt: skip
+    assert store.find("Bea@Example.com").id == "b" * 12
+    # Every record's fields have their short names; the values are those written.
+    bea = redis_client.hgetall(f"{P}sub:{'b' * 12}")
+    assert (bea["e"], bea["s"], bea["ll"], bea["k"]) == (
+        "bea@example.com", "active", "second", "v1|203.0.113.9")  # fmt: skip
+    assert not {"email", "status", "last_lesson", "consent"} & set(bea)
     # The old uncertain send is where the settling looks, at the instant of its send.
     assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
     assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"
@@ -252,3 +265,16 @@ def test_doctor_says_what_layout_the_store_is_in():
     assert not old.ok and "a migration was interrupted" in old.detail
     assert "course migrate" in (old.fix or "")
     assert not layout_line((LAYOUT + 1, False), LAYOUT).ok
+
+
+def test_a_store_stamped_layout_2_moves_on_to_this_layout(redis_client, store, course):
+    """A store that a release of layout 2 wrote (the version key, one email hash, long field
+    names) takes only the steps after 2."""
+    write_old_store(redis_client)
+    redis_client.set(f"{P}layout", 2)
+    done = course("migrate")
+    assert done.returncode == 0, done.stderr
+    assert "layout 1 -> 2" not in done.stdout and "layout 2 -> 3" in done.stdout
+    assert f"migrated: layout 2 -> {LAYOUT}" in done.stdout
+    assert store.find("uma@example.com").status == "unsubscribed"
+    assert not redis_client.exists(f"{P}uncertain")  # step 1 -> 2 was not run again

@@ -5,15 +5,14 @@ the outbox transport), and the CLI's output and exit status."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from subprocess import CompletedProcess
 
 import pytest
 import redis
-from conftest import course_env, db_url
+from conftest import cli_runner, course_env, db_url
 
 from course import engine
 from course.mail.render import Renderer
@@ -228,7 +227,7 @@ def test_records_from_before_the_prior_link_are_found_by_a_scan(store, schedule)
     old = enrol(store, schedule, "eve@example.com", "Eve", None, NOW)
     unsubscribe(store, old)
     new = enrol(store, schedule, "eve@example.com", "Eve", None, NOW + timedelta(days=3))
-    store.redis.hdel(store.sub_key(new.id), "prior")  # as a record made by an older version
+    store.redis.hdel(store.sub_key(new.id), "pr")  # as a record made by an older version
     assert record_ids(store, "eve@example.com") == [new.id]
     assert record_ids(store, "eve@example.com", scan=True) == [new.id, old.id]
     # The admin page erases from the record it shows, which the chain may not reach.
@@ -240,21 +239,15 @@ def test_records_from_before_the_prior_link_are_found_by_a_scan(store, schedule)
 
 
 @pytest.fixture
-def cli(tmp_path, course_path, redis_url, schedule):
+def cli(tmp_path, course_path, redis_url, schedule, monkeypatch, capsys):
+    """``course subscribers ARGS`` through the command's entry point in this process."""
     url = db_url(redis_url, PRIVACY_DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
-    env = course_env(url, course_path, tmp_path)
+    course = cli_runner(course_env(url, course_path, tmp_path), monkeypatch, capsys)
 
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "course", "subscribers", *args],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    def run(*args: str, stdin: str | None = None) -> CompletedProcess:
+        return course("subscribers", *args, stdin=stdin)
 
     yield run, Store(client)
     client.flushdb()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from conftest import SMALL_SCHEDULE, course_env, db_url, write_course
+from conftest import SMALL_SCHEDULE, cli_runner, course_env, db_url, write_course
 
 from course.models.subscriber import LedgerEntry, to_instant
 from course.progress import next_lesson, next_send, resumed_at
@@ -208,14 +207,16 @@ def brute_force(store: Store, old, new, diff) -> dict:
 
 
 @pytest.fixture
-def run(tmp_path, course_path, redis_url):
+def run(tmp_path, course_path, redis_url, monkeypatch, capsys):
+    """``course ARGS`` (in folder ``cwd``) through the command's entry point in this process."""
     url = db_url(redis_url, DIFF_DB)
     redis.Redis.from_url(url).flushdb()
-    env = course_env(url, course_path, tmp_path)
+    course = cli_runner(course_env(url, course_path, tmp_path), monkeypatch, capsys)
 
     def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "course", *args], env=env, cwd=cwd,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        return course(*args)
 
     run.store = Store(redis.Redis.from_url(url, decode_responses=True))
     yield run

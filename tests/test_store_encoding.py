@@ -1,5 +1,6 @@
 """How the store encodes a subscriber and a ledger entry, and that records written by
-earlier versions (milliseconds, empty fields stored) still read and still work."""
+earlier versions (long field names, milliseconds, empty fields stored) still read and still
+work once `course migrate` has moved them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from course import engine
 from course.models.subscriber import LedgerEntry
 from course.store import encode_subscriber
+from course.store.codec import STORED_NAMES
+from course.store.migrate import migrate_store
 from course.subscribers.lifecycle import enrol, pause, resume, unsubscribe
 
 START = datetime(2026, 3, 2, 19, 30, 0, 250_000, tzinfo=UTC)  # 14:30:00.25 in New York
@@ -36,12 +39,20 @@ OLD_ENTRY = "sent|1772479830.125|1|W3xQj5YlQy2BkqM2i9cJ9A"
 
 
 def write_old(store, sub_id: str = "0123456789ab") -> str:
+    """The record as that version wrote it (layout 1: no layout key, one email hash), then
+    moved to this release's layout as ``course migrate`` does."""
     store.redis.hset(store.sub_key(sub_id), mapping=OLD_RECORD)
     store.redis.hset(store.ledger_key(sub_id), "hello", OLD_ENTRY)
-    store.redis.hset(store.email_key, OLD_RECORD["email"], sub_id)
+    store.redis.hset(store.legacy_email_key, OLD_RECORD["email"], sub_id)
     store.redis.zadd(store.subs_key, {sub_id: 1772479500.25})
     store.redis.zadd(store.due_key, {sub_id: 1772629200.0})  # "second": 2026-03-04 08:00 NY
+    migrate_store(store, 100, dry_run=False)
     return sub_id
+
+
+def hash_fields(*names: str) -> set[str]:
+    """The hash fields of these subscriber fields."""
+    return {STORED_NAMES[name] for name in names}
 
 
 def test_old_record_with_milliseconds_and_empty_fields_decodes_as_before(store):
@@ -75,8 +86,8 @@ def test_old_record_gets_its_next_lesson_then_unsubscribes(store, schedule):
 def test_unset_fields_are_not_stored_and_instants_are_whole_seconds(store, schedule):
     sub = enrol(store, schedule, "new@example.com", None, "America/New_York", START)
     raw = store.redis.hgetall(store.sub_key(sub.id))
-    assert set(raw) == {"email", "tz", "status", "created", "start", "v", "source"}
-    assert raw["created"] == raw["start"] == str(int(START.timestamp()))
+    assert set(raw) == hash_fields("email", "tz", "status", "created", "start", "version", "source")
+    assert raw["c"] == raw["t"] == str(int(START.timestamp()))  # created, start
     assert store.get(sub.id).start == int(START.timestamp())  # the fraction is dropped
     assert store.due_score(sub.id) == START.timestamp()  # scores keep their precision
 
@@ -93,11 +104,11 @@ def test_pause_fields_come_and_go(store, schedule):
     later = START + timedelta(days=1, seconds=0.5)
     paused = pause(store, sub, later, until=later + timedelta(days=3))
     raw = store.redis.hgetall(store.sub_key(sub.id))
-    assert raw["paused_at"] == str(int(later.timestamp())) and "paused_until" in raw
+    assert raw["pa"] == str(int(later.timestamp())) and "pu" in raw  # paused_at, _until
     resumed = resume(store, schedule, paused, later + timedelta(days=2))
     raw = store.redis.hgetall(store.sub_key(sub.id))
-    assert "paused_at" not in raw and "paused_until" not in raw
-    assert resumed.paused == 2 * 86400 and raw["paused"] == str(2 * 86400)
+    assert not hash_fields("paused_at", "paused_until") & set(raw)
+    assert resumed.paused == 2 * 86400 and raw["p"] == str(2 * 86400)
     assert resumed.status == "active"
 
 
@@ -105,8 +116,8 @@ def test_encode_subscriber_leaves_out_exactly_what_decodes_to_the_default(store,
     sub = enrol(store, schedule, "e@example.com", "Eve", "Europe/Berlin", START)
     stored = store.get(sub.id)
     fields = encode_subscriber(stored)
-    assert "paused" not in fields and "sent_that_day" not in fields and "paused_at" not in fields
-    assert fields["v"] == "1" and fields["first_name"] == "Eve"
+    assert not hash_fields("paused", "sent_that_day", "paused_at") & set(fields)
+    assert fields["v"] == "1" and fields["n"] == "Eve"  # version, first_name
     store.redis.delete(store.sub_key(sub.id))
     store.redis.hset(store.sub_key(sub.id), mapping=fields)
     assert store.get(sub.id) == stored

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from conftest import course_env, db_url
+from conftest import cli_runner, course_env, db_url
 
 from course.models.subscriber import LedgerEntry
 from course.progress import due_at, next_lesson
@@ -33,16 +31,12 @@ HEADER = "email,first_name,timezone,signup_time,consent_source"
 
 
 @pytest.fixture
-def run(tmp_path, course_path, redis_url):
+def run(tmp_path, course_path, redis_url, monkeypatch, capsys):
+    """``course ARGS`` through the command's entry point in this process."""
     url = db_url(redis_url, CSV_DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
-    env = course_env(url, course_path, tmp_path)
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "course", *args], env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-
+    run = cli_runner(course_env(url, course_path, tmp_path), monkeypatch, capsys)
     run.store = Store(client)
     yield run
     client.flushdb()

@@ -219,7 +219,8 @@ def test_a_signup_the_store_refuses_is_retried_with_backoff_and_logs_no_address(
     with the address. (Last in this module: the retry is due after the module's worker.)"""
     store = world["store"]
     store.require_layout()  # a store of this release, then damaged:
-    store.redis.set(store.email_key, "not a hash")  # find() now fails with WRONGTYPE
+    bucket = store.email_key("rita.retry@example.com")
+    store.redis.set(bucket, "not a hash")  # find() now fails with WRONGTYPE
     settings = Settings.from_env(course_env(world["url"], world["schedule"], world["outbox"]))
     log_path = world["schedule"].parent.parent / "worker.log"
     log_before = len(log_path.read_bytes())

@@ -74,6 +74,7 @@ class Context:
         self.settings = settings
         self._runtime = None
         self._store = None
+        self._celery = None
         self._layout_checked = False
 
     @property
@@ -84,7 +85,17 @@ class Context:
             from course.runtime import build_runtime
 
             self._runtime = build_runtime(self.settings)
+            self._runtime.send_events_with(self._send_task)
         return self._runtime
+
+    def _send_task(self, name: str, *args, **kwargs) -> object:
+        """Queue a task for the workers (a command's webhook events), through a Celery app
+        made on first use."""
+        if self._celery is None:
+            from course.tasks import create_app
+
+            self._celery = create_app(self.settings, self.runtime.redis_url)
+        return self._celery.send_task(name, *args, **kwargs)
 
     @property
     def store(self):

@@ -26,6 +26,7 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     from course.broadcasts.service import prepare_batch
     from course.engine.experiments import evaluate_hourly
     from course.tasks import create_app, enqueuer
+    from course.webhooks.lessons import SentRecorder, emit_lesson_events
 
     rt = ctx.runtime
     now = instant_or_now(now_text, "--now")
@@ -42,8 +43,13 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
 
         def enqueue(items, when):
             items, mail = prepare_batch(rt.store, renderer, items, when)
-            outcome = engine.deliver(rt.store, mail, rt.transport, items, when, rt.links,
-                                     clock=clock)  # fmt: skip
+            store = SentRecorder(rt.store)
+            try:
+                outcome = engine.deliver(
+                    store, mail, rt.transport, items, when, rt.links, clock=clock
+                )
+            finally:  # the batch's lesson.sent events, as a worker emits them
+                emit_lesson_events(rt.store, rt.events, store.sent, clock())
             for name in ("sent", "failed", "retrying", "uncertain", "skipped"):
                 setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
 

@@ -29,6 +29,7 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     """Results per phase and lesson, the funnel, subscribers by status, and which schedule
     the workers run; also validates the schedule file on disk (exit 1 if it is invalid)."""
     from course.reports import stats as course_stats
+    from course.reports.outbound import outbound_lines, outbound_rows
     from course.reports.settling import settling_status
     from course.reports.stats_html import html_report
     from course.reports.stats_json import to_json
@@ -44,12 +45,17 @@ def stats(ctx: Context, as_json: bool, html_path: Path | None, schedule_path: Pa
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(html_report(report), encoding="utf-8")
+    outbound = rt.store.outbound_stats()
     if as_json:
-        click.echo(json.dumps({**to_json(report), "settling": {"ok": fine, "detail": settling}},
-                              indent=2))  # fmt: skip
+        click.echo(json.dumps({**to_json(report), "settling": {"ok": fine, "detail": settling},
+                               "webhooks_out": outbound_rows(outbound)}, indent=2))  # fmt: skip
     else:
         _print_stats(report)
         console.print(f"Uncertain sends: {settling}", markup=False, soft_wrap=True)
+        if outbound or ctx.settings.webhooks:
+            console.print("\n[bold]Outbound webhooks[/bold] (by endpoint host)")
+            for line in outbound_lines(outbound, len(ctx.settings.webhooks)):
+                console.print(f"  {line}", markup=False, soft_wrap=True)
         if html_path is not None:
             console.print(f"wrote {html_path}")
     if disk.error:

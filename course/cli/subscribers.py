@@ -53,7 +53,8 @@ def subscribers_add(
         parse_zone(tz)
     now = instant_or_now(start, "--start")
     schedule, _ = ctx.runtime.schedules.current()
-    sub = enrol(ctx.runtime.store, schedule, address, first_name, tz, now, confirmed=not pending)
+    sub = enrol(ctx.runtime.store, schedule, address, first_name, tz, now,
+                confirmed=not pending, events=ctx.runtime.events)  # fmt: skip
     console.print(f"added {sub.email} ({sub.status}, {sub.tz}) id {sub.id}")
 
 
@@ -247,7 +248,7 @@ def subscribers_unsubscribe(ctx: Context, email: str) -> None:
     """Unsubscribe at once, for good (queued deliveries are not sent)."""
     from course.subscribers.lifecycle import unsubscribe, wait_for_sends
 
-    sub = unsubscribe(ctx.runtime.store, _find(ctx, email))
+    sub = unsubscribe(ctx.runtime.store, _find(ctx, email), events=ctx.runtime.events)
     wait_for_sends(ctx.runtime.store, sub.id)  # a lesson already on its way goes first
     console.print(f"{sub.email}: {sub.status}")
 

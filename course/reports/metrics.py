@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from course.reports.outbound import outbound_rows
 from course.store import Store, StoreError
 
 # Ledger outcomes that only ever grow. ``uncertain`` is a gauge: a provider event settles
@@ -65,6 +66,7 @@ class StoreCollector(Collector):
         return [
             *lesson_families(store, lessons),
             webhook_family(store),
+            outbound_family(store),
             *backlog_families(store, now),
             *tick_families(store),
             *beat_families(store),
@@ -113,6 +115,21 @@ def webhook_family(store: Store) -> Metric:
     for outcome, count in sorted(store.webhook_stats().items()):
         webhook.add_metric([outcome], count)
     return webhook
+
+
+def outbound_family(store: Store) -> Metric:
+    """Outbound webhooks (COURSE_WEBHOOKS), by endpoint host and outcome."""
+    family = CounterMetricFamily(
+        "course_webhooks_out",
+        "Outbound webhook posts by endpoint host: sent (2xx), failed (attempts that got a "
+        "network error, 429 or 5xx), refused (other statuses, not retried), dropped (given "
+        "up after the last attempt), unqueued (the broker did not take the event).",
+        labels=["host", "outcome"],
+    )
+    for host, counts in outbound_rows(store.outbound_stats()).items():
+        for outcome, count in counts.items():
+            family.add_metric([host, outcome], count)
+    return family
 
 
 def backlog_families(store: Store, now: float) -> list[Metric]:

@@ -28,7 +28,7 @@ from redis.commands.core import Script
 from course.models.broadcast import Broadcast, ClaimCounts, entry_id
 from course.models.ledger import Outcome
 from course.models.subscriber import LedgerEntry
-from course.store.codec import as_str, as_text, encode_score, encode_value
+from course.store.codec import as_str, as_text, encode_score, encode_value, with_fields
 from course.store.keys import Keys, split_member
 
 # KEYS: broadcast hash, pending zset
@@ -40,14 +40,14 @@ from course.store.keys import Keys, split_member
 # lesson or day count changes. Like the segments' FACTS_SCRIPT it builds each reader's
 # ``P sub:{id}`` and ``P ledger:{id}`` from the prefix, so that a page of recipients is one
 # call. Returns {claimed, not mailable, already in the ledger, not sending (cancelled)}.
-CLAIM_SCRIPT = """
+CLAIM_SCRIPT = with_fields("""
 local p, entry, now, paused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local n = (#ARGV - 4) / 2
 if redis.call('HGET', KEYS[1], 'status') ~= 'sending' then return {0, 0, 0, n} end
 local claimed, refused, already = 0, 0, 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
-  local status = redis.call('HGET', p .. 'sub:' .. id, 'status')
+  local status = redis.call('HGET', p .. 'sub:' .. id, '@status')
   if status == 'active' or status == 'completed' or (paused and status == 'paused') then
     if redis.call('HSETNX', p .. 'ledger:' .. id, entry, 'claimed|' .. now .. '|0|') == 1 then
       redis.call('ZADD', KEYS[2], ARGV[i + 1], id .. '|' .. entry)
@@ -61,7 +61,7 @@ for i = 5, #ARGV, 2 do
 end
 if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'claimed', claimed) end
 return {claimed, refused, already, 0}
-"""
+""")
 
 CLAIM_PAGE = 1000  # recipients per script call: about a millisecond of the server's time
 

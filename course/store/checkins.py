@@ -12,7 +12,7 @@ import redis
 from redis.commands.core import Script
 
 from course.models.checkin import CHECKIN_STATUSES, CheckIn
-from course.store.codec import as_str
+from course.store.codec import as_str, with_fields
 from course.store.keys import Keys
 
 COURSE_READERS = "*"  # the readers hash's field for the whole course (phase ids are slugs)
@@ -24,8 +24,9 @@ COURSE_READERS = "*"  # the readers hash's field for the whole course (phase ids
 # in, and moves the counts with it: one reader counts once per lesson (under their latest
 # answer), once per phase and once for the course. Returns {1, previous answer or ""}, or
 # {0, status or ""} when nothing was recorded.
-RECORD_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
+RECORD_SCRIPT = with_fields(
+    """
+local status = redis.call('HGET', KEYS[1], '@status')
 local split = 0
 for i = 5, #ARGV do if ARGV[i] == '|' then split = i end end
 local allowed = false
@@ -47,6 +48,7 @@ redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. ARGV[3])
 return {1, previous}
 """
+)
 
 
 class CheckIns(Keys):

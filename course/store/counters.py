@@ -1,5 +1,6 @@
 """Counters and health marks: send outcomes and provider events per lesson, exits, webhook
-bookkeeping, and what the last tick did and when beat was last seen."""
+bookkeeping (SendGrid's events in, our events out), and what the last tick did and when
+beat was last seen."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ class Counters(Keys):
     def webhook_stats(self) -> dict[str, int]:
         raw = self.redis.hgetall(self.webhook_stats_key)
         return {as_str(k): int(v) for k, v in raw.items()}
+
+    def count_outbound(self, counts: dict[tuple[str, str], int]) -> None:
+        """Add outbound webhook counts: (endpoint host, sent|failed|refused|dropped|unqueued)
+        -> amount, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for (host, name), amount in counts.items():
+            if amount:
+                pipe.hincrby(self.outbound_stats_key, f"{host}|{name}", amount)
+        pipe.execute()
+
+    def outbound_stats(self) -> dict[str, dict[str, int]]:
+        """Outbound webhook counts by endpoint host: {host: {name: count}}."""
+        found: dict[str, dict[str, int]] = {}
+        for key, value in self.redis.hgetall(self.outbound_stats_key).items():
+            host, _, name = as_str(key).rpartition("|")
+            found.setdefault(host, {})[name] = int(value)
+        return found
 
     # housekeeping
     def record_tick(self, now: datetime, duration: float, due: int, claimed: int) -> None:

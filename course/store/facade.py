@@ -19,6 +19,7 @@ from course.store.errors import StoreError
 from course.store.keys import DEFAULT_PREFIX
 from course.store.layout import LayoutRecords
 from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
+from course.store.listing import COUNT_STATUSES_SCRIPT, SubscriberListing
 from course.store.migrate import Migrations
 from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
 from course.store.replies import ADD_REPLY_SCRIPT, ReplyRecords
@@ -34,7 +35,6 @@ from course.store.snapshot import ScheduleState
 from course.store.subscribers import (
     ADD_MANY_SCRIPT,
     ADD_SCRIPT,
-    COUNT_STATUSES_SCRIPT,
     SUPPRESS_SCRIPT,
     UPDATE_SCRIPT,
     SubscriberRecords,
@@ -52,6 +52,7 @@ def connect(url: str, **options: Any) -> Client:
 
 class Store(
     SubscriberRecords,
+    SubscriberListing,
     DueIndex,
     Ledger,
     Settling,

@@ -3,13 +3,15 @@ key templates (:class:`Keys`). Nothing outside this module builds a key string.
 
 Key layout (``P`` is the key prefix, ``hr:`` by default):
 
-``P sub:{id}``       hash    one subscriber: email, first_name, tz, status, created, start,
-                              paused, paused_at, paused_until, last_sent, sent_that_day,
-                              last_lesson, last_day, version (``v``), source, consent
-                              (``text version|IP`` of the signup), prior (the record
-                              that held the address before this one, set on a re-signup
-                              only). Empty string means "not set".
-``P email``          hash    lower-cased email address -> subscriber id
+``P sub:{id}``       hash    one subscriber: the fields of course.models.subscriber.Subscriber
+                              (and prior: the record that held the address before, on a
+                              re-signup) under the short names of course.store.codec
+                              STORED_NAMES (``s`` status, ``ls`` last_sent...; long names in
+                              layouts 1-3). Absent or empty means "not set".
+``P e:{bucket}``     hash    address -> subscriber id for the addresses whose bucket
+                              (course.store.codec.email_bucket: CRC-16, 4 hex digits,
+                              EMAIL_BUCKETS of them) it is: small ziplists (~61 addresses at
+                              1,000,000) instead of one hashtable (``P email``, layouts 1-2).
 ``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
                               active subscribers with a lesson left are in it, so a tick
@@ -119,6 +121,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (course.store.checkins).
 ``P stats:webhook``  hash    received, duplicate, unknown_subscriber, unknown_lesson,
                               invalid, reconciled -> count (webhook bookkeeping).
+``P stats:webhooks:out`` hash  ``{host}|{outcome}`` -> outbound webhook posts (course.webhooks).
 ``P replies:{id}``   list    that reader's replies to the course's emails, newest first, at
                               most 20 (course.store.replies.MAX_PER_READER): JSON of
                               course.models.reply.Reply (id, at, subject, text, lesson_id,
@@ -170,15 +173,10 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P variant:check``  string  held for an hour (SET NX EX) by the tick that evaluated the
                               experiments, so they are looked at at most once an hour.
 
-``P layout``         string  the store's layout version (an integer; course.store.layout.LAYOUT is
-                              this release's). Absent on a store of layout 1 (the release
-                              before it was recorded) and on an empty one, which the first
-                              process to start stamps. Every process refuses another layout.
-``P migrate:state``  hash    the migration in progress (``course migrate``): from (the layout
-                              its current step starts from), cursor (the SCAN/ZSCAN cursor
-                              of the next batch), seen, changed (records read and changed so
-                              far by that step). Deleted when the step ends, with ``P layout``
-                              moved on in the same MULTI; a crashed run resumes from it.
+``P layout``         string  the layout version (course.store.layout); absent on layout 1 and
+                              on an empty store (stamped by the first process that starts).
+``P migrate:state``  hash    ``course migrate``'s step in progress: from, cursor (of its
+                              scan), seen, changed; deleted as ``P layout`` moves on.
 
 Encoding of the values: :mod:`course.store.codec`.
 
@@ -187,6 +185,8 @@ tick or worker that read old state can never claim on top of a newer change.
 """
 
 from __future__ import annotations
+
+from course.store.codec import email_bucket
 
 DEFAULT_PREFIX = "hr:"
 
@@ -233,8 +233,14 @@ class Keys:
     def settle_proof_key(self) -> str:
         return f"{self.prefix}settle:proof"
 
+    def email_key(self, address: str) -> str:  # the bucket that holds ``address``
+        return f"{self.prefix}e:{email_bucket(address)}"
+
+    def email_bucket_key(self, bucket: int) -> str:  # bucket number 0 .. EMAIL_BUCKETS - 1
+        return f"{self.prefix}e:{bucket:04x}"
+
     @property
-    def email_key(self) -> str:
+    def legacy_email_key(self) -> str:  # layouts 1 and 2: one hash (course migrate moves it)
         return f"{self.prefix}email"
 
     @property
@@ -336,6 +342,10 @@ class Keys:
     @property
     def webhook_stats_key(self) -> str:
         return f"{self.prefix}stats:webhook"
+
+    @property
+    def outbound_stats_key(self) -> str:
+        return f"{self.prefix}stats:webhooks:out"
 
     def replies_key(self, sub_id: str) -> str:
         return f"{self.prefix}replies:{sub_id}"

@@ -2,10 +2,13 @@
 
 Layout 1 is the layout of the release before layouts were recorded (a store with subscribers
 and no ``P layout`` key is layout 1). Layout 2 is layout 1 with the version key and every
-``uncertain`` ledger entry in the ``P uncertain`` index. :data:`LAYOUT` is the layout this
-release reads and writes; ``course migrate`` (:mod:`course.store.migrate`) moves an older
-store to it. A store with no subscriber is stamped with :data:`LAYOUT` when a process first
-starts on it, and by the scripts that add subscribers.
+``uncertain`` ledger entry in the ``P uncertain`` index. Layout 3 splits the email index (one
+``P email`` hash) into small hashes ``P e:{bucket}`` (course.store.codec.EMAIL_BUCKETS of
+them). Layout 4 names a record's fields with one or two letters (course.store.codec
+STORED_NAMES). :data:`LAYOUT` is the layout this release reads and writes; ``course migrate``
+(:mod:`course.store.migrate`) moves an older store to it. A store with no subscriber is
+stamped with :data:`LAYOUT` when a process first starts on it, and by the scripts that add
+subscribers.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from course.store.codec import as_str
 from course.store.errors import LayoutMismatch
 from course.store.keys import Keys
 
-LAYOUT = 2  # the layout this release reads and writes
+LAYOUT = 4  # the layout this release reads and writes
 
 
 def older_message(found: int) -> str:
@@ -51,7 +54,7 @@ class LayoutRecords(Keys):
                     "knows: restore the backup made before the upgrade"
                 )
             return int(text)
-        if self.redis.exists(self.subs_key, self.email_key, self.due_key):
+        if self.redis.exists(self.subs_key, self.legacy_email_key, self.due_key):
             return 1
         return None
 

@@ -15,7 +15,7 @@ from redis.commands.core import Script
 
 from course.models.ledger import FINISH_FROM, Claim, Outcome
 from course.models.subscriber import LedgerEntry
-from course.store.codec import as_str, encode_score, encode_value
+from course.store.codec import as_str, encode_score, encode_value, with_fields
 from course.store.keys import Keys, member, split_member
 
 # KEYS: sub hash, ledger hash, due zset, pending zset, retention ended zset
@@ -24,8 +24,9 @@ from course.store.keys import Keys, member, split_member
 #       sent_that_day, lesson day, pending deadline, previous lesson ('' = none)
 # Returns 1 claimed, 0 not active, -1 version moved on, -2 lesson already in the ledger,
 # -3 the previous lesson is still on its way (claimed, sending or retry): order first.
-CLAIM_SCRIPT = """
-local s = redis.call('HMGET', KEYS[1], 'status', 'v')
+CLAIM_SCRIPT = with_fields(
+    """
+local s = redis.call('HMGET', KEYS[1], '@status', '@version')
 if s[1] ~= 'active' then return 0 end
 local v = s[2] or '0'
 if v ~= ARGV[3] then return -1 end
@@ -37,10 +38,10 @@ if ARGV[9] ~= '' then
   end
 end
 if redis.call('HSETNX', KEYS[2], ARGV[2], 'claimed|' .. ARGV[4] .. '|0|') == 0 then return -2 end
-redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'last_sent', ARGV[4],
-           'sent_that_day', ARGV[6], 'last_lesson', ARGV[2], 'last_day', ARGV[7])
+redis.call('HSET', KEYS[1], '@version', tonumber(v) + 1, '@last_sent', ARGV[4],
+           '@sent_that_day', ARGV[6], '@last_lesson', ARGV[2], '@last_day', ARGV[7])
 if ARGV[5] == '' then
-  redis.call('HSET', KEYS[1], 'status', 'completed')
+  redis.call('HSET', KEYS[1], '@status', 'completed')
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
 else
@@ -49,6 +50,7 @@ end
 redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1] .. '|' .. ARGV[2])
 return 1
 """
+)
 
 # KEYS: sub hash, ledger hash, pending zset, the lesson's send stats hash
 # ARGV: id, lesson, now, stale deadline, this call's token
@@ -57,14 +59,15 @@ return 1
 # answer and retried the command) gets its attempt back instead of a refusal.
 # Returns the attempt number (>= 1), 0 no such entry, -1 subscriber suppressed (entry
 # becomes skipped), -2 entry is in another state (someone else sends or sent it).
-START_SEND_SCRIPT = """
+START_SEND_SCRIPT = with_fields(
+    """
 local raw = redis.call('HGET', KEYS[2], ARGV[2])
 if not raw then return 0 end
 local state, at, attempt, detail = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|?(.*)')
 if state == 'sending' and detail == ARGV[5] then return tonumber(attempt) end
 if state ~= 'claimed' and state ~= 'retry' then return -2 end
 local member = ARGV[1] .. '|' .. ARGV[2]
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = redis.call('HGET', KEYS[1], '@status')
 if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
   local why = status or 'erased'
   redis.call('HSET', KEYS[2], ARGV[2], 'skipped|' .. ARGV[3] .. '|' .. attempt .. '|' .. why)
@@ -77,6 +80,7 @@ redis.call('HSET', KEYS[2], ARGV[2], 'sending|' .. ARGV[3] .. '|' .. n .. '|' ..
 redis.call('ZADD', KEYS[3], ARGV[4], member)
 return n
 """
+)
 
 # KEYS: ledger hash, pending zset, the lesson's send stats hash, uncertain zset
 # ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list),

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import redis
 
-from course.store.codec import as_str, as_text
+from course.store.codec import STORED_NAMES, as_str, as_text
 from course.store.errors import LayoutMismatch
 from course.store.keys import Keys
 from course.store.layout import LAYOUT, newer_message
@@ -49,8 +49,39 @@ end
 return added
 """
 
+# KEYS: one subscriber hash each
+# ARGV: '1' to count only (a dry run) or '0', then pairs: a field's long name, its stored name
+# Layout 3 -> 4: renames the fields of each record to their stored names (a record renamed
+# before has none of the long names left). Returns how many records it renamed (or would).
+RENAME_FIELDS_SCRIPT = """
+local dry = ARGV[1] == '1'
+local short = {}
+for i = 2, #ARGV, 2 do short[ARGV[i]] = ARGV[i + 1] end
+local changed = 0
+for k = 1, #KEYS do
+  local raw = redis.call('HGETALL', KEYS[k])
+  local renamed = false
+  for i = 1, #raw, 2 do
+    local to = short[raw[i]]
+    if to then
+      renamed = true
+      if not dry then
+        redis.call('HSET', KEYS[k], to, raw[i + 1])
+        redis.call('HDEL', KEYS[k], raw[i])
+      end
+    end
+  end
+  if renamed then changed = changed + 1 end
+end
+return changed
+"""
+
 # What each step does, by the layout it starts from (shown in the progress bar and summary).
-STEPS = {1: "index uncertain sends for the settling"}
+STEPS = {
+    1: "index uncertain sends for the settling",
+    2: "split the email index into small buckets",
+    3: "short field names in every record",
+}
 HEARTBEAT_MAX_AGE = 180  # seconds: a process seen this recently is taken to be running
 
 
@@ -87,6 +118,8 @@ class Migrations(Keys):
 
     def migration_total(self, source: int) -> int:
         """How many records the step from ``source`` reads (for the progress bar)."""
+        if source == 2:
+            return int(self.redis.hlen(self.legacy_email_key))
         return int(self.redis.zcard(self.subs_key))
 
     def migration_batch(
@@ -94,8 +127,41 @@ class Migrations(Keys):
     ) -> tuple[int, int, int]:
         """One batch of the step from ``source``: (next cursor, 0 when done; records read;
         records changed or, in a dry run, that would change)."""
-        if source != 1:
-            raise ValueError(f"no migration step from layout {source}")
+        if source == 1:
+            return self._index_uncertain(cursor, count, dry_run)
+        if source == 2:
+            return self._split_email_index(cursor, count, dry_run)
+        if source == 3:
+            return self._rename_fields(cursor, count, dry_run)
+        raise ValueError(f"no migration step from layout {source}")
+
+    def _split_email_index(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
+        """Layout 2 -> 3: each address of ``P email`` into its bucket (the same id: a batch
+        done twice writes the same); the old hash goes when the step ends."""
+        cursor, found = self.redis.hscan(self.legacy_email_key, cursor, count=count)
+        pairs = {as_str(k): as_str(v) for k, v in found.items()}
+        if not dry_run and pairs:
+            pipe = self.redis.pipeline(transaction=False)
+            for address, sub_id in pairs.items():
+                pipe.hset(self.email_key(address), address, sub_id)
+            pipe.execute()
+        return int(cursor), len(pairs), len(pairs)
+
+    def _rename_fields(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
+        """Layout 3 -> 4: :data:`RENAME_FIELDS_SCRIPT` over a batch of ``P subs``."""
+        cursor, found = self.redis.zscan(self.subs_key, cursor, count=count)
+        ids = [as_str(m) for m, _ in found]
+        if not ids:
+            return int(cursor), 0, 0
+        renames = [item for name, short in STORED_NAMES.items() if name != short
+                   for item in (name, short)]  # fmt: skip
+        script = self.redis.register_script(RENAME_FIELDS_SCRIPT)
+        keys = [self.sub_key(i) for i in ids]
+        changed = int(script(keys=keys, args=["1" if dry_run else "0", *renames]))
+        return int(cursor), len(ids), changed
+
+    def _index_uncertain(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
+        """Layout 1 -> 2: :data:`BACKFILL_UNCERTAIN_SCRIPT` over a batch of ``P subs``."""
         cursor, found = self.redis.zscan(self.subs_key, cursor, count=count)
         ids = [as_str(m) for m, _ in found]
         if not ids:
@@ -111,8 +177,11 @@ class Migrations(Keys):
         self.redis.hset(self.migrate_state_key, mapping=mapping)
 
     def end_migration_step(self, source: int) -> None:
-        """The step from ``source`` is over: the store is at ``source + 1``, in one MULTI."""
+        """The step from ``source`` is over: the store is at ``source + 1``, in one MULTI
+        (with what the step leaves behind: layout 2's email hash)."""
         pipe = self.redis.pipeline()
+        if source == 2:
+            pipe.delete(self.legacy_email_key)
         pipe.set(self.layout_key, source + 1)
         pipe.delete(self.migrate_state_key)
         pipe.execute()

@@ -8,10 +8,11 @@ from __future__ import annotations
 import redis
 from redis.commands.core import Script
 
-from course.store.codec import as_str, suppression_hash
+from course.store.codec import FIELD_OF, as_str, stored_name, suppression_hash
 from course.store.keys import Keys
 
-# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, email hash,
+# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, the
+#       address's email bucket,
 #       replies list, replies zset, retention ended zset, retention unconfirmed zset, and
 #       always as the last two (a script that embeds this one passes keys of its own
 #       between): the uncertain zset and the settle proof hash
@@ -45,29 +46,32 @@ class PrivacyRecords(Keys):
 
     def address_holder(self, address: str) -> str:
         """The id the address maps to now (``P email``), or "" when none."""
-        current = self.redis.hget(self.email_key, address)
+        current = self.redis.hget(self.email_key(address), address)
         return as_str(current) if current else ""
 
     def email_and_prior(self, sub_id: str) -> tuple[str | None, str]:
         """A record's address (None: no such record) and the record it replaced ("" none)."""
-        email, prior = self.redis.hmget(self.sub_key(sub_id), "email", "prior")
+        email, prior = self.redis.hmget(self.sub_key(sub_id), stored_name("email"),
+                                         stored_name("prior"))  # fmt: skip
         return (None if email is None else as_str(email)), (as_str(prior) if prior else "")
 
     def email_of(self, sub_id: str) -> str | None:
         """A record's address, or None when there is no such record."""
-        email = self.redis.hget(self.sub_key(sub_id), "email")
+        email = self.redis.hget(self.sub_key(sub_id), stored_name("email"))
         return None if email is None else as_str(email)
 
     def emails_of(self, sub_ids: list[str]) -> list[str | None]:
         """:meth:`email_of` for each record, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in sub_ids:
-            pipe.hget(self.sub_key(sub_id), "email")
+            pipe.hget(self.sub_key(sub_id), stored_name("email"))
         return [None if email is None else as_str(email) for email in pipe.execute()]
 
     def raw_fields(self, sub_id: str) -> dict[str, str]:
-        """A record's hash exactly as stored (empty when there is none)."""
-        return {as_str(k): as_str(v) for k, v in self.redis.hgetall(self.sub_key(sub_id)).items()}
+        """A record's hash as stored, each field under its full name (``status``, not the
+        stored ``s``; the version as ``v``); empty when there is none."""
+        raw = self.redis.hgetall(self.sub_key(sub_id)).items()
+        return {_full_name(as_str(k)): as_str(v) for k, v in raw}
 
     def suppress_address(self, address: str) -> bool:
         """Add the address to ``P suppressed`` for good; False when it was there already."""
@@ -77,13 +81,18 @@ class PrivacyRecords(Keys):
         """Remove one record, its replies and its index entries (:data:`ERASE_SCRIPT`); keys
         deleted."""
         keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
-                self.pending_key, self.quarantine_key, self.email_key,
+                self.pending_key, self.quarantine_key, self.email_key(address),
                 self.replies_key(sub_id), self.replied_key, self.ended_key,
                 self.unconfirmed_key, self.uncertain_key, self.settle_proof_key]  # fmt: skip
         return int(self._erase(keys=keys, args=[sub_id, address]))
 
     def drop_vanished_holder(self, address: str) -> None:
         """Remove the address's mapping if the record it names no longer exists."""
-        left = self.redis.hget(self.email_key, address)
+        left = self.redis.hget(self.email_key(address), address)
         if left and not self.redis.exists(self.sub_key(as_str(left))):
-            self.redis.hdel(self.email_key, address)
+            self.redis.hdel(self.email_key(address), address)
+
+
+def _full_name(stored: str) -> str:
+    name = FIELD_OF.get(stored, stored)
+    return "v" if name == "version" else name

@@ -10,14 +10,15 @@ from __future__ import annotations
 import redis
 from redis.commands.core import Script
 
-from course.store.codec import as_str, encode_score
+from course.store.codec import as_str, encode_score, stored_name, with_fields
 from course.store.keys import Keys
 from course.store.privacy import ERASE_SCRIPT
 
 KINDS = ("ended", "pending")  # the two indexes: completed or left, and never confirmed
 
 # KEYS: the first eleven of ERASE_SCRIPT (sub hash, ledger hash, subs, due, pending, quarantine,
-#       email hash, replies list, replies zset, retention ended, retention unconfirmed),
+#       the address's email bucket, replies list, replies zset, retention ended, retention
+#       unconfirmed),
 #       then the suppressed set and the retention stats hash, then ERASE_SCRIPT's last two
 #       (the uncertain zset and the settle proof hash)
 # ARGV: id, address (as the caller read it), cutoff (epoch), kind ('ended' or 'pending'),
@@ -30,13 +31,13 @@ KINDS = ("ended", "pending")  # the two indexes: completed or left, and never co
 # what ERASE_SCRIPT returns (keys deleted, >= 0) once erased; -1 not due (any more), -2 the
 # record is gone, -3 not in such a status (dropped from the index), -4 changed since the
 # caller read it (read it again).
-RETIRE_SCRIPT = (
+RETIRE_SCRIPT = with_fields(
     """
 local index = KEYS[10]
 if ARGV[4] == 'pending' then index = KEYS[11] end
 local score = redis.call('ZSCORE', index, ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[3]) then return -1 end
-local s = redis.call('HMGET', KEYS[1], 'status', 'email')
+local s = redis.call('HMGET', KEYS[1], '@status', '@email')
 if not s[1] then
   redis.call('ZREM', index, ARGV[1])
   return -2
@@ -68,11 +69,12 @@ redis.call('HINCRBY', KEYS[13], reason, 1)
 # live scripts wrote (NX): pending ones at their signup, completed ones at their last
 # lesson (when they completed), and those who left at ``now`` (when they left was not
 # stored: they are counted from this pass). Returns how many it added.
-BACKFILL_SCRIPT = """
+BACKFILL_SCRIPT = with_fields(
+    """
 local added = 0
 for k = 3, #KEYS do
   local id = ARGV[k - 1]
-  local s = redis.call('HMGET', KEYS[k], 'status', 'created', 'last_sent')
+  local s = redis.call('HMGET', KEYS[k], '@status', '@created', '@last_sent')
   if s[1] == 'pending' then
     added = added + redis.call('ZADD', KEYS[2], 'NX', s[2] or ARGV[1], id)
   elseif s[1] == 'completed' then
@@ -83,6 +85,7 @@ for k = 3, #KEYS do
 end
 return added
 """
+)
 
 # KEYS: lock key
 # ARGV: token
@@ -119,7 +122,7 @@ class RetentionRecords(Keys):
         """(status, address) of each record ("" for what it lacks), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in sub_ids:
-            pipe.hmget(self.sub_key(sub_id), "status", "email")
+            pipe.hmget(self.sub_key(sub_id), stored_name("status"), stored_name("email"))
         return [(as_str(s or ""), as_str(e or "")) for s, e in pipe.execute()]
 
     def retire_many(
@@ -130,7 +133,7 @@ class RetentionRecords(Keys):
         pipe = self.redis.pipeline(transaction=False)
         for sub_id, address, status, hashed in items:
             keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
-                    self.pending_key, self.quarantine_key, self.email_key,
+                    self.pending_key, self.quarantine_key, self.email_key(address),
                     self.replies_key(sub_id), self.replied_key, self.ended_key,
                     self.unconfirmed_key, self.suppressed_key,
                     self.retention_stats_key, self.uncertain_key,

@@ -19,7 +19,7 @@ import redis
 from redis.commands.core import Script
 
 from course.models.segment import SEGMENT_FIELDS, Needs, ReaderFacts
-from course.store.codec import as_str
+from course.store.codec import as_str, stored_name
 from course.store.keys import Keys
 
 # KEYS: subs zset
@@ -71,7 +71,8 @@ class SegmentReads(Keys):
         The next page is read (in a thread) while the caller works through this one."""
         fields = [name for name in SEGMENT_FIELDS if name in needs.fields or name == "status"]
         lessons = list(needs.lessons)
-        tail = [len(fields), *fields, len(lessons), *lessons, "1" if needs.checkins else "0"]
+        stored = [stored_name(name) for name in fields]
+        tail = [len(fields), *stored, len(lessons), *lessons, "1" if needs.checkins else "0"]
         width = 1 + len(fields) + len(lessons) + (1 if needs.checkins else 0)
         build = _builder(fields, lessons, needs.checkins)
 

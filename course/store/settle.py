@@ -20,7 +20,7 @@ import redis
 from redis.commands.core import Script
 
 from course.models.ledger import SettlingFacts
-from course.store.codec import as_str, encode_score, encode_value
+from course.store.codec import as_str, encode_score, encode_value, with_fields
 from course.store.keys import Keys, member, split_member
 
 # KEYS: sub hash, ledger hash, uncertain zset, pending zset, mark hash, proof hash,
@@ -36,7 +36,8 @@ from course.store.keys import Keys, member, split_member
 # leaves the index); -1 not mailable (unsubscribed, bounced, erased: leaves the index, stays
 # uncertain); -2 no event for a later send yet; -3 paused (looked at again later); -4 armed,
 # its window is not over.
-SETTLE_SCRIPT = """
+SETTLE_SCRIPT = with_fields(
+    """
 local member = ARGV[1] .. '|' .. ARGV[2]
 local raw = redis.call('HGET', KEYS[2], ARGV[2])
 if not raw then redis.call('ZREM', KEYS[3], member) return 0 end
@@ -48,7 +49,7 @@ resends = tonumber(resends)
 if phase == 'resent' and resends >= tonumber(ARGV[7]) then
   redis.call('ZREM', KEYS[3], member) return 0
 end
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = redis.call('HGET', KEYS[1], '@status')
 if status ~= 'active' and status ~= 'completed' and status ~= 'paused' then
   redis.call('ZREM', KEYS[3], member) return -1
 end
@@ -77,6 +78,7 @@ redis.call('HINCRBY', KEYS[7], 'uncertain', -1)
 redis.call('HINCRBY', KEYS[7], 'resent', 1)
 return 1
 """
+)
 
 # KEYS: mark hash
 # ARGV: epoch at which the send that an event is about started, a reference to it

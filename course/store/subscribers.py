@@ -1,14 +1,13 @@
 """Subscriber records: adding (one, or an import), reading, finding by address, updating
 with a version check, suppressing for good, and counting by status.
 
-The records are ``P sub:{id}`` hashes, indexed by address (``P email``), signup order
+The records are ``P sub:{id}`` hashes, indexed by address (``P e:{bucket}``), signup order
 (``P subs``) and the due index (``P due``); see :mod:`course.store.keys`.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import redis
 from redis.commands.core import Script
@@ -24,7 +23,9 @@ from course.store.codec import (
     encode_subscriber,
     encode_value,
     normalise_address,
+    stored_name,
     suppression_hash,
+    with_fields,
 )
 from course.store.errors import DuplicateSubscriber, ErasedAddress
 from course.store.keys import Keys
@@ -36,27 +37,29 @@ from course.store.layout import LAYOUT
 # A status change keeps the retention indexes: no longer pending leaves the unconfirmed one,
 # completed enters the ended one at Redis's clock (the instant it completed).
 # Returns 1 updated, -1 version moved on, -3 no such subscriber.
-UPDATE_SCRIPT = """
+UPDATE_SCRIPT = with_fields(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
-local v = redis.call('HGET', KEYS[1], 'v') or '0'
+local v = redis.call('HGET', KEYS[1], '@version') or '0'
 if ARGV[2] ~= '' and v ~= ARGV[2] then return -1 end
 for i = 4, #ARGV - 1, 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
   else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  if ARGV[i] == 'status' and ARGV[i + 1] ~= 'pending' then
+  if ARGV[i] == '@status' and ARGV[i + 1] ~= 'pending' then
     redis.call('ZREM', KEYS[4], ARGV[1])
     if ARGV[i + 1] == 'completed' then
       redis.call('ZADD', KEYS[3], 'NX', redis.call('TIME')[1], ARGV[1])
     end
   end
 end
-redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HINCRBY', KEYS[1], '@version', 1)
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
 elseif ARGV[3] ~= '=' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
 return 1
 """
+)
 
-# KEYS: email hash, subs zset, new sub hash, due zset, current holder's sub hash,
+# KEYS: the address's email bucket, subs zset, new sub hash, due zset, current holder's sub hash,
 #       suppressed set, retention unconfirmed zset, layout string
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
 #       the address's suppression hash, then field, value pairs of the new subscriber.
@@ -66,25 +69,27 @@ return 1
 # 0 the address is taken, -1 the address changed hands meanwhile, -2 the address was erased
 # on request (suppressed for good). A pending record enters the retention unconfirmed index.
 # A record written here is in this release's layout: a store without a layout gets it.
-ADD_SCRIPT = f"""
+ADD_SCRIPT = with_fields(
+    f"""
 if redis.call('SISMEMBER', KEYS[6], ARGV[6]) == 1 then return -2 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if (cur or '') ~= ARGV[5] then return -1 end
 if cur then
-  local st = redis.call('HGET', KEYS[5], 'status')
+  local st = redis.call('HGET', KEYS[5], '@status')
   if st and st ~= 'unsubscribed' and st ~= 'bounced' and st ~= 'complained' then return 0 end
 end
 redis.call('HSET', KEYS[3], unpack(ARGV, 7))
-if cur then redis.call('HSET', KEYS[3], 'prior', cur) end
+if cur then redis.call('HSET', KEYS[3], '@prior', cur) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
-if redis.call('HGET', KEYS[3], 'status') == 'pending' then
+if redis.call('HGET', KEYS[3], '@status') == 'pending' then
   redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
 end
 redis.call('SET', KEYS[8], '{LAYOUT}', 'NX')
 return 1
 """
+)
 
 # KEYS: sub hash, due zset, exits stats hash, retention ended zset, retention unconfirmed zset
 # ARGV: id, new status (unsubscribed, bounced or complained), now ('' = Redis's clock)
@@ -92,12 +97,13 @@ return 1
 # lesson; the instant they left goes in the retention index (a later exit of a completed
 # reader moves it later). Returns 1 suppressed, 0 already suppressed (left as it is), -3 no
 # such subscriber.
-SUPPRESS_SCRIPT = """
-local s = redis.call('HMGET', KEYS[1], 'status', 'last_lesson')
+SUPPRESS_SCRIPT = with_fields(
+    """
+local s = redis.call('HMGET', KEYS[1], '@status', '@last_lesson')
 if not s[1] then return -3 end
 if s[1] == 'unsubscribed' or s[1] == 'bounced' or s[1] == 'complained' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], '@status', ARGV[2])
+redis.call('HINCRBY', KEYS[1], '@version', 1)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], (s[2] or '') .. '|' .. ARGV[2], 1)
 local at = ARGV[3]
@@ -106,29 +112,10 @@ redis.call('ZADD', KEYS[4], at, ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
 """
+)
 
-# KEYS: subs zset
-# ARGV: first rank, last rank, key prefix
-# Counts the status of each subscriber in that slice of the signup index (their hashes are
-# ``prefix .. 'sub:' .. id``, read here rather than declared: a statistic, not a write).
-# Returns {ids seen, status, count, status, count, ...}.
-COUNT_STATUSES_SCRIPT = """
-local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
-local counts = {}
-for _, id in ipairs(ids) do
-  local status = redis.call('HGET', ARGV[3] .. 'sub:' .. id, 'status')
-  if status then counts[status] = (counts[status] or 0) + 1 end
-end
-local out = {#ids}
-for status, n in pairs(counts) do
-  out[#out + 1] = status
-  out[#out + 1] = n
-end
-return out
-"""
-
-# KEYS: email hash, subs zset, due zset, suppressed set, retention ended zset, retention
-#       unconfirmed zset, layout string, then one new subscriber hash each
+# KEYS: subs zset, due zset, suppressed set, retention ended zset, retention unconfirmed
+#       zset, layout string, then per subscriber: their new hash, their address's email bucket
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
 #       left out of the hash).
@@ -138,19 +125,20 @@ return out
 # ended index, both at its created instant (when it left is not known: counted from here).
 # A record written here is in this release's layout: a store without a layout gets it.
 # Returns per subscriber 1 added, 0 address taken, -1 address erased.
-ADD_MANY_SCRIPT = f"""
-redis.call('SET', KEYS[7], '{LAYOUT}', 'NX')
+ADD_MANY_SCRIPT = with_fields(
+    f"""
+redis.call('SET', KEYS[6], '{LAYOUT}', 'NX')
 local f = tonumber(ARGV[1])
 local out = {{}}
 local i = f + 2
-for k = 8, #KEYS do
+for k = 7, #KEYS, 2 do
   local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('SISMEMBER', KEYS[4], ARGV[i + 4]) == 1 then
+  if redis.call('SISMEMBER', KEYS[3], ARGV[i + 4]) == 1 then
     out[#out + 1] = -1
-  elseif redis.call('HEXISTS', KEYS[1], email) == 1 then
+  elseif redis.call('HEXISTS', KEYS[k + 1], email) == 1 then
     out[#out + 1] = 0
   else
-    local pairs = {{'v', '0'}}
+    local pairs = {{'@version', '0'}}
     for j = 1, f do
       local value = ARGV[i + 4 + j]
       if value ~= '' then
@@ -159,13 +147,13 @@ for k = 8, #KEYS do
       end
     end
     redis.call('HSET', KEYS[k], unpack(pairs))
-    redis.call('HSET', KEYS[1], email, id)
-    redis.call('ZADD', KEYS[2], created, id)
-    if due ~= '' then redis.call('ZADD', KEYS[3], due, id) end
-    local status = redis.call('HGET', KEYS[k], 'status')
-    if status == 'pending' then redis.call('ZADD', KEYS[6], created, id)
+    redis.call('HSET', KEYS[k + 1], email, id)
+    redis.call('ZADD', KEYS[1], created, id)
+    if due ~= '' then redis.call('ZADD', KEYS[2], due, id) end
+    local status = redis.call('HGET', KEYS[k], '@status')
+    if status == 'pending' then redis.call('ZADD', KEYS[5], created, id)
     elseif status ~= 'active' and status ~= 'paused' then
-      redis.call('ZADD', KEYS[5], created, id)
+      redis.call('ZADD', KEYS[4], created, id)
     end
     out[#out + 1] = 1
   end
@@ -173,6 +161,7 @@ for k = 8, #KEYS do
 end
 return out
 """
+)
 
 
 class SubscriberRecords(Keys):
@@ -183,7 +172,6 @@ class SubscriberRecords(Keys):
     _add_many: Script
     _update: Script
     _suppress: Script
-    _count_statuses: Script
 
     def add(
         self,
@@ -216,9 +204,9 @@ class SubscriberRecords(Keys):
         )
         pairs = [item for pair in encode_subscriber(sub).items() for item in pair]
         for _ in range(5):
-            current = self.redis.hget(self.email_key, address)
+            current = self.redis.hget(self.email_key(address), address)
             current = as_str(current) if current else ""
-            keys = [self.email_key, self.subs_key, self.sub_key(sub_id), self.due_key,
+            keys = [self.email_key(address), self.subs_key, self.sub_key(sub_id), self.due_key,
                     self.sub_key(current or sub_id), self.suppressed_key,
                     self.unconfirmed_key, self.layout_key]  # fmt: skip
             args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
@@ -240,24 +228,28 @@ class SubscriberRecords(Keys):
         if not subs:
             return []
         names = sorted(FIELD_NAMES)
-        args: list[str] = [str(len(names)), *names]
+        args: list[str] = [str(len(names)), *(stored_name(name) for name in names)]
         for sub, due in zip(subs, dues, strict=True):
             due_score = "" if due is None else encode_score(due)
             args += [sub.email, sub.id, encode_score(sub.created), due_score,
                      suppression_hash(sub.email)]  # fmt: skip
             stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
-            args += [stored.get(name, "") for name in names]
-        keys = [self.email_key, self.subs_key, self.due_key, self.suppressed_key,
-                self.ended_key, self.unconfirmed_key, self.layout_key,
-                *(self.sub_key(s.id) for s in subs)]  # fmt: skip
+            args += [stored.get(stored_name(name), "") for name in names]
+        keys = [self.subs_key, self.due_key, self.suppressed_key, self.ended_key,
+                self.unconfirmed_key, self.layout_key]  # fmt: skip
+        for sub in subs:
+            keys += [self.sub_key(sub.id), self.email_key(sub.email)]
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
 
     def find_many(self, emails: list[str]) -> list[Subscriber | None]:
         """The subscriber holding each address (or None), in two round trips."""
         if not emails:
             return []
-        found = self.redis.hmget(self.email_key, [email.strip().lower() for email in emails])
-        ids = [as_str(i) if i else None for i in found]
+        pipe = self.redis.pipeline(transaction=False)
+        for email in emails:
+            address = normalise_address(email)
+            pipe.hget(self.email_key(address), address)
+        ids = [as_str(i) if i else None for i in pipe.execute()]
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in ids:
             if sub_id:
@@ -320,7 +312,8 @@ class SubscriberRecords(Keys):
         ]
 
     def find(self, email: str) -> Subscriber | None:
-        sub_id = self.redis.hget(self.email_key, email.strip().lower())
+        address = normalise_address(email)
+        sub_id = self.redis.hget(self.email_key(address), address)
         return self.get(as_str(sub_id)) if sub_id else None
 
     def is_erased(self, email: str) -> bool:
@@ -333,19 +326,6 @@ class SubscriberRecords(Keys):
             return []
         hashes = [suppression_hash(email) for email in emails]
         return [bool(found) for found in self.redis.smismember(self.suppressed_key, hashes)]
-
-    def iter_ids(self, batch: int = 1000) -> Iterator[str]:
-        """Subscriber ids in signup order."""
-        start = 0
-        while True:
-            ids = self.redis.zrange(self.subs_key, start, start + batch - 1)
-            if not ids:
-                return
-            yield from (as_str(i) for i in ids)
-            start += batch
-
-    def count(self) -> int:
-        return int(self.redis.zcard(self.subs_key))
 
     def update(
         self,
@@ -365,7 +345,8 @@ class SubscriberRecords(Keys):
             if name not in FIELD_NAMES:
                 raise KeyError(name)
             text = encode_value(value)
-            args += [name, "" if text in UNSET.get(name, ("",)) else text]  # a default: unset
+            unset = text in UNSET.get(name, ("",))  # a default: unset
+            args += [stored_name(name), "" if unset else text]
         keys = [self.sub_key(sub_id), self.due_key, self.ended_key, self.unconfirmed_key]
         return int(self._update(keys=keys, args=args))
 
@@ -377,20 +358,3 @@ class SubscriberRecords(Keys):
                 self.unconfirmed_key]  # fmt: skip
         at = "" if now is None else encode_score(now)
         return int(self._suppress(keys=keys, args=[sub_id, status, at]))
-
-    def status_counts(self, batch: int = 1000) -> dict[str, int]:
-        """Subscribers by status: every record's ``status`` counted inside Redis, a batch of
-        the signup index per call (each call holds the server for a few milliseconds)."""
-        counts: dict[str, int] = {}
-        start = 0
-        while True:
-            reply = self._count_statuses(
-                keys=[self.subs_key], args=[start, start + batch - 1, self.prefix]
-            )
-            seen, pairs = int(reply[0]), reply[1:]
-            for i in range(0, len(pairs), 2):
-                name = as_str(pairs[i])
-                counts[name] = counts.get(name, 0) + int(pairs[i + 1])
-            if seen < batch:
-                return counts
-            start += batch

@@ -19,6 +19,7 @@ from course.models.subscriber import SUPPRESSED, ReaderSettings, Subscriber
 from course.progress import due_at, next_lesson, resumed_at, with_settings
 from course.subscribers.variants import count_reader
 from course.transport import SEND_TIMEOUT
+from course.webhooks.events import NO_EVENTS, EventSink
 
 if TYPE_CHECKING:
     from course.store import Store
@@ -46,17 +47,25 @@ def enrol(
     confirmed: bool = True,
     source: str = "cli",
     consent: str = "",
+    events: EventSink = NO_EVENTS,
 ) -> Subscriber:
     """Add a subscriber; a confirmed one starts the course at ``now`` (day 0 due at once).
 
     ``consent`` records the consent text version and IP address of a web signup."""
     zone = check_zone(tz) if tz else schedule.course.timezone.key
     sub = store.add(email, first_name, zone, now.timestamp(), source=source, consent=consent)
-    return confirm(store, schedule, sub, now) if confirmed else sub
+    return confirm(store, schedule, sub, now, events) if confirmed else sub
 
 
-def confirm(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) -> Subscriber:
-    """Start the course clock at ``now``; a second confirmation changes nothing."""
+def confirm(
+    store: Store,
+    schedule: Schedule,
+    sub: Subscriber,
+    now: datetime,
+    events: EventSink = NO_EVENTS,
+) -> Subscriber:
+    """Start the course clock at ``now``; a second confirmation changes nothing. Once it is
+    saved, ``subscriber.confirmed`` goes to ``events``."""
     if sub.status != "pending":
         return sub
     started = replace(sub, status="active", start=now.timestamp())
@@ -65,6 +74,7 @@ def confirm(store: Store, schedule: Schedule, sub: Subscriber, now: datetime) ->
     changes = {"status": "active", "start": started.start}
     if store.update(sub.id, changes, due, sub.version) != 1:
         raise SubscriptionError(f"{sub.email}: changed meanwhile, try again")
+    events.emit("subscriber.confirmed", {"subscriber": sub.id}, now)
     return store.get(sub.id) or started
 
 
@@ -151,7 +161,11 @@ def rename(store: Store, sub: Subscriber, first_name: str | None) -> Subscriber:
 
 
 def unsubscribe(
-    store: Store, sub: Subscriber, status: str = "unsubscribed", now: datetime | None = None
+    store: Store,
+    sub: Subscriber,
+    status: str = "unsubscribed",
+    now: datetime | None = None,
+    events: EventSink = NO_EVENTS,
 ) -> Subscriber:
     """Suppress for good, whatever else is happening: no version check, unsubscribe wins.
 
@@ -159,16 +173,31 @@ def unsubscribe(
     record now holds the address is suppressed too. A record already suppressed keeps the
     status it has (a bounce stays a bounce). Each change from a mailable status is counted
     once, against the subscriber's last lesson (``course stats``: "unsubscribed after").
-    ``now`` is when they left, kept for retention (None: Redis's clock).
+    ``now`` is when they left, kept for retention (None: Redis's clock). Each record that
+    changed gets its event (``subscriber.bounced`` for a bounce, else
+    ``subscriber.unsubscribed`` with the ``reason``: unsubscribed or complained).
     """
     if status not in SUPPRESSED:
         raise ValueError(status)
     at = now.timestamp() if now is not None else None
-    if store.suppress(sub.id, status, at) == 1 and status == "unsubscribed":
-        count_reader(store, sub.id, sub.last_lesson, "unsubscribed")  # a subject experiment's
+    changed = []
+    if store.suppress(sub.id, status, at) == 1:
+        changed.append(sub.id)
+        if status == "unsubscribed":  # a subject experiment's count
+            count_reader(store, sub.id, sub.last_lesson, "unsubscribed")
     current = store.find(sub.email)
-    if current is not None and current.id != sub.id and current.status not in SUPPRESSED:
-        store.suppress(current.id, status, at)
+    if (
+        current is not None
+        and current.id != sub.id
+        and current.status not in SUPPRESSED
+        and store.suppress(current.id, status, at) == 1
+    ):
+        changed.append(current.id)
+    for sub_id in changed:
+        if status == "bounced":
+            events.emit("subscriber.bounced", {"subscriber": sub_id}, now)
+        else:
+            events.emit("subscriber.unsubscribed", {"subscriber": sub_id, "reason": status}, now)
     return store.get(sub.id) or sub
 
 

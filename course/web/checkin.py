@@ -101,7 +101,7 @@ def router(state: WebState) -> APIRouter:
             return found
         sub, lesson = found
         schedule = state.schedule()
-        if not check_in(state.store, schedule, sub.id, lesson, answer, now()):
+        if not check_in(state.store, schedule, sub.id, lesson, answer, now(), state.events):
             return _left(state)  # left (or erased) since it was read: nothing recorded
         log_event(log, logging.INFO, "checkin", subscriber=sub.id, lesson=lesson.id)
         flare_plan = readable_lesson(schedule, state.store.ledger(sub.id), FLARE_PLAN)

@@ -86,7 +86,7 @@ def router(state: WebState) -> APIRouter:
         schedule = state.schedule()
         for _ in range(3):
             try:
-                sub = confirm(state.store, schedule, sub, now())
+                sub = confirm(state.store, schedule, sub, now(), state.events)
                 break
             except SubscriptionError:  # changed meanwhile: read again
                 sub = state.store.get(sub.id)

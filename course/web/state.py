@@ -30,6 +30,8 @@ from course.store import Store, StoreError, connect
 from course.store.embedded import resolve_redis_url
 from course.subscribers.double_opt_in import SendTask, Signups
 from course.web.pages import Pages
+from course.webhooks.emit import Emitter
+from course.webhooks.events import NO_EVENTS, EventSink
 
 log = logging.getLogger("course.web")
 
@@ -80,6 +82,12 @@ class WebState:
         self._pages: tuple[str | None, Pages] | None = None
         self._page_filters: dict[str, Callable[..., Any]] = {}
         self.signups = Signups(self.store, settings, self.send_task)
+        # Outbound webhook events of the requests (a confirm, an unsubscribe, a check-in)
+        self.events: EventSink = (
+            Emitter(settings.webhooks, self.send_task, self.store.count_outbound)
+            if settings.webhooks
+            else NO_EVENTS
+        )
 
     def send_task(self, name: str, *args: Any, **kwargs: Any) -> bool:
         """Hand a task to the workers; False (logged) when the broker cannot take it.

@@ -75,7 +75,7 @@ def router(state: WebState) -> APIRouter:
         sub = token_sub(state, token, "unsubscribe")
         if sub is None:
             return erased_or_invalid(state, token)
-        sub = unsubscribe(state.store, sub)  # also whoever holds the address now
+        sub = unsubscribe(state.store, sub, events=state.events)  # also who has the address now
         if not wait_for_sends(state.store, sub.id):  # a lesson already on its way goes first
             log_event(log, logging.WARNING, "unsubscribe", subscriber=sub.id,
                       note="a send was still unfinished")  # fmt: skip

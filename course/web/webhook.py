@@ -30,6 +30,7 @@ from course.store import Store
 from course.subscribers.lifecycle import unsubscribe
 from course.subscribers.variants import count_settled_variant
 from course.web.state import WebState, now
+from course.webhooks.events import NO_EVENTS, EventSink
 
 log = logging.getLogger("course.web")
 
@@ -190,9 +191,12 @@ class KnownEmails:
         return self._broadcasts[found]
 
 
-def handle_events(store: Store, schedule: Schedule, events: list, now: float) -> Report:
+def handle_events(
+    store: Store, schedule: Schedule, events: list, now: float, sink: EventSink = NO_EVENTS
+) -> Report:
     """Apply a batch of events; nothing in an event can make this fail (a Redis outage can,
-    so that SendGrid sends the batch again). A bad event is logged, counted and skipped."""
+    so that SendGrid sends the batch again). A bad event is logged, counted and skipped. A
+    reader suppressed by one goes to ``sink`` (subscriber.bounced, .unsubscribed)."""
     report = Report()
     lessons = KnownEmails(store, {email.id for email in schedule.emails})
     for index, raw in enumerate(events):
@@ -208,7 +212,7 @@ def handle_events(store: Store, schedule: Schedule, events: list, now: float) ->
             report.duplicate += 1
             store.count_webhook("duplicate")
             continue
-        _handle(store, lessons, event, now, report)
+        _handle(store, lessons, event, now, report, sink)
         # Marked only once handled: a process killed mid-batch leaves the rest to SendGrid's
         # retry (suppressing and reconciling twice changes nothing; a count may go up twice).
         if event.sg_event_id:
@@ -217,7 +221,9 @@ def handle_events(store: Store, schedule: Schedule, events: list, now: float) ->
     return report
 
 
-def _handle(store: Store, lessons: KnownEmails, event: Event, now: float, report: Report) -> None:
+def _handle(
+    store: Store, lessons: KnownEmails, event: Event, now: float, report: Report, sink: EventSink
+) -> None:
     name = event.event.lower()
     if event.send_test:  # a marketer's ``course send-test``: nobody's, not counted
         store.count_webhook("send_test")
@@ -263,14 +269,22 @@ def _handle(store: Store, lessons: KnownEmails, event: Event, now: float, report
             store.count_webhook("reconciled")
             log_event(log, logging.INFO, "reconcile", subscriber=sub.id, lesson=lesson_id,
                       state=settled[0])  # fmt: skip
+            if settled[0] == "sent":  # an uncertain send that went after all: now it is known
+                _sent_events(sink, sub, lesson_id)
 
     status = SUPPRESSING.get(name)
     if name == "dropped":
         status = DROP_REASONS.get(event.reason.lower(), status)
     if status and sub.status not in SUPPRESSED:
-        unsubscribe(store, sub, status)
+        unsubscribe(store, sub, status, events=sink)
         report.suppressed += 1
         log_event(log, logging.INFO, "suppression", subscriber=sub.id, status=status, reason=name)
+
+
+def _sent_events(sink: EventSink, sub: Subscriber, lesson_id: str) -> None:
+    sink.emit("lesson.sent", {"subscriber": sub.id, "lesson": lesson_id})
+    if sub.status == "completed" and sub.last_lesson == lesson_id:
+        sink.emit("subscriber.completed", {"subscriber": sub.id, "lesson": lesson_id})
 
 
 # Ledger states whose instant is that of the send an event can be about.
@@ -373,7 +387,7 @@ def router(state: WebState) -> APIRouter:
             return JSONResponse({"error": "expected a JSON array of events"}, 400)
         schedule = await run_in_threadpool(state.schedule)
         report = await run_in_threadpool(
-            handle_events, state.store, schedule, events, now().timestamp()
+            handle_events, state.store, schedule, events, now().timestamp(), state.events
         )
         return JSONResponse(report.as_dict())
 

@@ -159,7 +159,7 @@ def router(state: WebState, gate: Gate) -> APIRouter:
         await gate.form(request, who)
 
         def change(sub: Subscriber) -> None:
-            unsubscribe(state.store, sub)
+            unsubscribe(state.store, sub, events=state.events)
             wait_for_sends(state.store, sub.id)  # a lesson already on its way goes first
 
         return await run_in_threadpool(act, who, sub_id, "unsubscribed", change)

@@ -163,7 +163,7 @@ def router(state: WebState, auth: ApiAuth) -> APIRouter:
     def unsubscribe(sub_id: str, caller: Caller = write) -> dict[str, Any]:
         """Unsubscribe at once, for good; answered once a lesson already on its way has gone
         (nothing is sent after the answer)."""
-        sub = lifecycle.unsubscribe(state.store, found(sub_id), now=now())
+        sub = lifecycle.unsubscribe(state.store, found(sub_id), now=now(), events=state.events)
         lifecycle.wait_for_sends(state.store, sub.id)
         log_event(log, logging.INFO, "api_unsubscribe", token=caller.name, subscriber=sub.id)
         return report(sub)
@@ -250,6 +250,7 @@ def _enrol(state, body, address, first_name, zone, caller: Caller, ip: str) -> S
     try:
         return lifecycle.enrol(store, state.schedule(), address, first_name, zone, now(),
                                confirmed=True, source=(body.consent_source or "").strip(),
-                               consent=f"api:{caller.name}|{ip}")  # fmt: skip
+                               consent=f"api:{caller.name}|{ip}",
+                               events=state.events)  # fmt: skip
     except DuplicateSubscriber as exc:  # taken, or erased, meanwhile
         raise ApiError(409, str(exc).partition(": ")[2] or str(exc), "email") from None
