@@ -108,6 +108,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               runs: version (its id), fingerprint (the same id), loaded_at,
                               error and error_at of the latest version it could not load,
                               seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P broadcast:{id}`` hash  one broadcast (its fields, recipients, counts: course.store.broadcasts)
+``P broadcasts``     zset    broadcast id -> epoch it was created (the list of broadcasts).
 ``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
                               flare, same or better; the latest wins). Only readers who
                               answered have one; erased with the record.
@@ -272,6 +274,9 @@ class Keys:
 
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
+
+    def broadcast_key(self, broadcast_id: str = "") -> str:  # "": the list, P broadcasts
+        return f"{self.prefix}broadcast" + (f":{broadcast_id}" if broadcast_id else "s")
 
     def variant_key(self, lesson_id: str) -> str:
         return f"{self.prefix}variant:lesson:{lesson_id}"
