@@ -359,3 +359,30 @@ def test_course_tick_inline_delivers_a_sent_broadcast(store, course_cli, tmp_pat
     [mail] = outbox_mail(tmp_path / "outbox")
     assert mail["To"].addresses[0].addr_spec == "active0@example.org"
     assert store.entry(ids["active"][0], f"b:{bid}").state == "sent"
+
+
+class RecordedEvents:
+    """An event sink that keeps what it was handed (the webhooks' own tests post them)."""
+
+    def __init__(self):
+        self.emitted: list[tuple[str, dict]] = []
+
+    def wants(self, event_type: str) -> bool:
+        return True
+
+    def emit(self, event_type, data, now=None):
+        self.emitted.append((event_type, data))
+
+    def emit_many(self, events, now):
+        self.emitted.extend(events)
+
+
+def test_the_send_that_finishes_claiming_emits_broadcast_sent_once(
+    store, schedule, renderer, templates
+):
+    populate(store)
+    b = make(store, schedule, renderer, templates)
+    events = RecordedEvents()
+    send_broadcast(store, schedule, b.id, NOW, events=events)
+    send_broadcast(store, schedule, b.id, NOW, events=events)  # already sent: no second event
+    assert events.emitted == [("broadcast.sent", {"broadcast": b.id, "recipients": 3})]

@@ -46,6 +46,7 @@ from course.transport import (
     TransientSendError,
     UncertainSendError,
 )
+from course.webhooks.events import NO_EVENTS, EventSink
 
 MAILABLE = frozenset({"active", "completed"})
 MAX_SUBJECT = 200
@@ -206,9 +207,11 @@ def send_broadcast(
     broadcast_id: str,
     now: datetime,
     batch: int = 1000,
+    events: EventSink = NO_EVENTS,
 ) -> SendReport:
     """Claim every reader the broadcast's segment chooses (see the module's docstring).
-    Idempotent: a sent broadcast claims nobody more; a run cut short is finished by the next."""
+    Idempotent: a sent broadcast claims nobody more; a run cut short is finished by the next.
+    The run that finishes the claiming emits ``broadcast.sent`` (once per broadcast)."""
     b = get_broadcast(store, broadcast_id)
     before = store.set_broadcast_status(b.id, SENDING, (DRAFT, SENDING), now.timestamp())
     if before == SENT:
@@ -242,9 +245,11 @@ def send_broadcast(
         if counts.stopped:
             report.stopped = True
             return report
-    store.set_broadcast_status(b.id, SENT, (SENDING,))
-    # webhook: broadcast.sent (every recipient claimed: report.broadcast, report.claimed)
+    finished = store.set_broadcast_status(b.id, SENT, (SENDING,)) == SENDING
     report.broadcast = get_broadcast(store, b.id)
+    if finished:  # every recipient claimed; each email goes at its own instant
+        data = {"broadcast": b.id, "recipients": report.broadcast.claimed}
+        events.emit("broadcast.sent", data, now)
     return report
 
 

@@ -138,7 +138,7 @@ def send(ctx: Context, broadcast_id: str) -> None:
     rt = ctx.runtime
     schedule, _ = rt.schedules.current()
     try:
-        report = send_broadcast(rt.store, schedule, broadcast_id, utc_now())
+        report = send_broadcast(rt.store, schedule, broadcast_id, utc_now(), events=rt.events)
     except BroadcastError as exc:
         raise _fail(exc) from None
     b = report.broadcast

@@ -92,7 +92,7 @@ class BroadcastRecords(Keys):
         }
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.broadcast_key(b.id), mapping=fields)
-        pipe.zadd(self.broadcast_key(), {b.id: b.created})
+        pipe.zadd(self.broadcasts_key, {b.id: b.created})
         pipe.execute()
 
     def broadcast(self, broadcast_id: str) -> Broadcast | None:
@@ -105,7 +105,7 @@ class BroadcastRecords(Keys):
 
     def broadcast_ids(self, limit: int = 200) -> list[str]:
         """The newest broadcasts' ids, newest first."""
-        return [as_str(i) for i in self.redis.zrevrange(self.broadcast_key(), 0, limit - 1)]
+        return [as_str(i) for i in self.redis.zrevrange(self.broadcasts_key, 0, limit - 1)]
 
     def broadcasts(self, ids: list[str]) -> list[Broadcast]:
         """These broadcasts (those that exist), with their counts, in one round trip."""

@@ -275,8 +275,10 @@ class Keys:
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
 
-    def broadcast_key(self, broadcast_id: str = "") -> str:  # "": the list, P broadcasts
-        return f"{self.prefix}broadcast" + (f":{broadcast_id}" if broadcast_id else "s")
+    def broadcast_key(self, broadcast_id: str) -> str:
+        return f"{self.prefix}broadcast:{broadcast_id}"
+
+    broadcasts_key = Key("broadcasts")
 
     def variant_key(self, lesson_id: str) -> str:
         return f"{self.prefix}variant:lesson:{lesson_id}"

@@ -124,7 +124,8 @@ def router(state: WebState, gate: Gate) -> APIRouter:
         b = found(bid)
         try:
             report = await run_in_threadpool(service.send_broadcast, state.store,
-                                             state.schedule(), b.id, now())  # fmt: skip
+                                             state.schedule(), b.id, now(),
+                                             events=state.events)  # fmt: skip
         except service.BroadcastError as exc:
             return one_page(who, b, 409, error=str(exc))
         log_event(log, logging.INFO, "broadcast_sent", broadcast=b.id, claimed=report.claimed,
