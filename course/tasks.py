@@ -20,6 +20,7 @@ from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 
 from course import engine
+from course.broadcasts.service import prepare_batch
 from course.clock import utc_now
 from course.engine.experiments import evaluate_hourly
 from course.logs import log_event
@@ -163,6 +164,9 @@ def deliver_task(items: list[list[str]], now: str) -> dict:
     rt = runtime()
     _, renderer = rt.schedules.current()
     batch = [(sub_id, lesson_id) for sub_id, lesson_id in items]
+    # Broadcasts (``b:{id}`` entries): a cancelled one's claims are skipped, the others are
+    # rendered from their own stored text in the course's layout.
+    batch, renderer = prepare_batch(rt.store, renderer, batch, _parse(now))
     wanted = rt.events.wants("lesson.sent") or rt.events.wants("subscriber.completed")
     store = SentRecorder(rt.store) if wanted else rt.store  # no webhooks: the store as it is
     try:

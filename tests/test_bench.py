@@ -90,3 +90,16 @@ def test_segment_benchmark_runs_small_and_prints_its_ratio_last():
     assert re.fullmatch(r"segment count per subscriber over 400 / over 100 = [\d.]+x", lines[-1])
     assert "status:active not-received:sleep-first" in done.stdout
     assert "redis://" not in done.stdout  # the throwaway server's password stays out
+
+
+def test_broadcast_benchmark_runs_small_and_prints_its_rates_last():
+    """Every recipient claimed once, a re-run claims nobody, every email accepted once by the
+    stand-in and counted sent in the ledger (or the benchmark exits 1)."""
+    command = [sys.executable, str(ROOT / "bench" / "broadcast_bench.py")]
+    command += ["--count", "100", "--others", "10"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"claim rate [\d,]+/s, send rate [\d,]+/s", lines[-1]), lines[-1]
+    assert any(line.startswith("claim: 100 in ") and "re-run claimed 0" in line for line in lines)
+    assert any(line.startswith("send: 100 in ") and "{'sent': 100}" in line for line in lines)

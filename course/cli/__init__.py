@@ -3,6 +3,7 @@ every command shares in ``context.py``, then one module per noun; importing a co
 adds its commands to the group."""
 
 from course.cli import (
+    broadcasts,
     doctor,
     health,
     migrate,
@@ -21,6 +22,7 @@ from course.cli.group import cli, main
 
 # The command modules are listed so that importing them (which registers them) reads as used.
 __all__ = [
+    "broadcasts",
     "cli",
     "doctor",
     "health",

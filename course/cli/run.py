@@ -23,6 +23,7 @@ from course.settings import Settings
 def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
     """Run one tick: claim every lesson due by NOW and deliver it."""
     from course import engine
+    from course.broadcasts.service import prepare_batch
     from course.engine.experiments import evaluate_hourly
     from course.tasks import create_app, enqueuer
     from course.webhooks.lessons import SentRecorder, emit_lesson_events
@@ -41,10 +42,11 @@ def tick(ctx: Context, now_text: str | None, inline: bool) -> None:
             return now + timedelta(seconds=time.monotonic() - began)
 
         def enqueue(items, when):
+            items, mail = prepare_batch(rt.store, renderer, items, when)
             store = SentRecorder(rt.store)
             try:
                 outcome = engine.deliver(
-                    store, renderer, rt.transport, items, when, rt.links, clock=clock
+                    store, mail, rt.transport, items, when, rt.links, clock=clock
                 )
             finally:  # the batch's lesson.sent events, as a worker emits them
                 emit_lesson_events(rt.store, rt.events, store.sent, clock())

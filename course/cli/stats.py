@@ -101,6 +101,21 @@ def _print_checkins(report) -> None:
         console.print(line, markup=False)
 
 
+def _print_broadcasts(rows) -> None:
+    from rich.markup import escape
+
+    from course.reports.broadcasts import COLUMNS, NOTE, broadcast_cells, broadcast_label
+
+    out = Table(title="Broadcasts", title_justify="left")
+    out.add_column("broadcast")
+    for _, heading in COLUMNS:
+        out.add_column(heading, justify="right")
+    for row in rows:
+        out.add_row(escape(broadcast_label(row)), *broadcast_cells(row))
+    console.print(out)
+    console.print(NOTE, markup=False, soft_wrap=True)
+
+
 def _print_stats(report) -> None:
     from rich.markup import escape
 
@@ -135,6 +150,8 @@ def _print_stats(report) -> None:
         console.print(table(removed_rows(report), "Removed lessons (no longer in the schedule)"))
     if report.checkins is not None and report.checkins.lessons:
         _print_checkins(report.checkins)
+    if report.broadcasts:
+        _print_broadcasts(report.broadcasts)
     if report.experiments:
         _print_experiments(report.experiments)
     console.print("\n[bold]Funnel[/bold]: subscribers sent each lesson")

@@ -197,7 +197,9 @@ class Renderer:
             subject=compiled.lesson.subject_for(variant),
             text=text,
             html=html,
-            message_id=f"<{recipient.subscriber_id}.{lesson_id}@{self._from_domain}>",
+            # A broadcast's ``b:{id}``: a colon is not allowed in a Message-ID's left part.
+            message_id=f"<{recipient.subscriber_id}.{lesson_id.replace(':', '-')}"
+            f"@{self._from_domain}>",
             headers={
                 "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -207,10 +209,28 @@ class Renderer:
 
     # -- compile time ---------------------------------------------------------------------------
 
-    def _compile(self, lesson: Lesson, phase: Phase | None, progress: str) -> CompiledLesson:
-        path = self._schedule.templates_dir / lesson.template
-        name = self._schedule.display(path)
-        source = read_template(path, name)
+    def compile_source(self, lesson: Lesson, name: str, source: str) -> CompiledLesson:
+        """An email of this course's layout that is not in the schedule (a broadcast), from
+        its template's text; ``name`` shows in errors. :class:`RenderError` for a mistake."""
+        return self._compile(lesson, None, "", (name, source))
+
+    def render_compiled(self, compiled: CompiledLesson, recipient: Recipient) -> Email:
+        """An email of :meth:`compile_source` for ``recipient``."""
+        return self._render(compiled, recipient, "")
+
+    def _compile(
+        self,
+        lesson: Lesson,
+        phase: Phase | None,
+        progress: str,
+        text: tuple[str, str] | None = None,
+    ) -> CompiledLesson:
+        if text is None:
+            path = self._schedule.templates_dir / lesson.template
+            name = self._schedule.display(path)
+            source = read_template(path, name)
+        else:
+            name, source = text
         check_source(name, source, self._fill_html, lesson.kind, progress)
 
         slots = Placeholders()

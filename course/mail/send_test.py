@@ -50,7 +50,8 @@ def build_test_email(
         subject=SUBJECT_PREFIX + email.subject,
         text=f"[{note}]\n\n{email.text}",
         html=_with_banner(email.html, note),
-        message_id=f"<{TEST_SUBSCRIBER_ID}.{lesson.id}.{secrets.token_hex(6)}@{domain}>",
+        message_id=f"<{TEST_SUBSCRIBER_ID}.{lesson.id.replace(':', '-')}."
+        f"{secrets.token_hex(6)}@{domain}>",
         custom_args={"send_test": "1"},
     )
 

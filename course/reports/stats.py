@@ -36,7 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from course.mail.render import Renderer, RenderError
+from course.models.broadcast import broadcast_of
 from course.models.subscriber import STATUSES
+from course.reports.broadcasts import broadcast_row
 from course.reports.checkins import CheckinReport, collect_checkins
 from course.reports.experiments import ExperimentStats, collect_experiments
 from course.schedule import COMPLETION, CONFIRMATION, Lesson, Schedule, ScheduleError, load_schedule
@@ -174,6 +176,7 @@ class CourseStats:
     live: LiveSchedule | None = None
     checkins: CheckinReport | None = None
     retention: RetentionStats = RetentionStats()
+    broadcasts: tuple[dict, ...] = ()  # course.reports.broadcasts.broadcast_row, newest first
     experiments: tuple[ExperimentStats, ...] = ()  # lessons with subject_variants
 
     @property
@@ -203,7 +206,9 @@ def collect(
     known = [lesson.id for lesson in schedule.emails]
     exits = store.exit_stats()
     exited = {lesson for lesson, _ in exits} - {BEFORE_FIRST}
-    candidates = sorted((store.stats_lesson_ids() | exited) - set(known))
+    candidates = sorted(
+        i for i in (store.stats_lesson_ids() | exited) - set(known) if not broadcast_of(i)
+    )
     raw = store.lesson_counts(known + candidates)
     removed_ids = [i for i in candidates if raw[i][0] or raw[i][1] or i in exited]
     sent = {lesson_id: sends.get("sent", 0) for lesson_id, (sends, _) in raw.items()}
@@ -269,6 +274,7 @@ def collect(
         live=read_live(store),
         checkins=checkins,
         retention=read_retention(store),
+        broadcasts=tuple(broadcast_row(b) for b in store.broadcasts(store.broadcast_ids())),
         experiments=collect_experiments(store, schedule),
     )
     return _with_funnel(result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 
 from course.reports import checkins
+from course.reports.broadcasts import broadcasts_html
 from course.reports.experiments import experiments_html
 from course.reports.stats import CourseStats
 from course.reports.stats_table import (
@@ -136,6 +137,7 @@ def html_report(stats: CourseStats) -> str:
         exits=html.escape(f"Left before the first lesson: {exits}.") if exits else "",
         removed=removed,
         checkins=checkins_html(stats),
+        broadcasts=broadcasts_html(stats.broadcasts),
         experiments=experiments_html(stats.experiments),
         statuses=statuses,
         total=stats.subscribers,
@@ -188,6 +190,7 @@ _PAGE = """<!DOCTYPE html>
 <p class="note">{note} Shares are of sent. {exits}</p>
 {removed}
 {checkins}
+{broadcasts}
 {experiments}
 <h2>Subscribers: {total}</h2>
 <ul class="statuses">{statuses}</ul>

@@ -58,6 +58,7 @@ def to_json(stats: CourseStats) -> dict:
         "checkins": checkins.to_json(stats.checkins) if stats.checkins else None,
         "experiments": experiments.to_json(stats.experiments),
         "removed_lessons": [_lesson_json(lesson) for lesson in stats.removed],
+        "broadcasts": list(stats.broadcasts),
         "exits_before_first_lesson": stats.exits_before_first,
         "funnel": [
             {

@@ -53,10 +53,11 @@ def subscriber_report(store: Store, schedule: Schedule, sub: Subscriber, now: da
             if upcoming is None and sub.status in ("active", "completed"):
                 row["state"] = "skipped (added behind them)"
         lessons.append(row)
-    for lesson_id, entry in ledger.items():  # lessons since removed from the schedule
+    for lesson_id, entry in ledger.items():  # broadcasts; lessons since removed
+        gone = "a broadcast" if lesson_id.startswith("b:") else "no longer in the schedule"
         lessons.append(
             {"lesson_id": lesson_id, "phase_id": "", "state": entry.state, "at": _iso(entry.at),
-             "attempt": entry.attempt, "detail": entry.detail or "no longer in the schedule"}
+             "attempt": entry.attempt, "detail": entry.detail or gone}
         )  # fmt: skip
     return {
         "id": sub.id,

@@ -10,6 +10,8 @@ from typing import Any
 
 import redis
 
+from course.store.broadcasts import CLAIM_SCRIPT as CLAIM_BROADCAST_SCRIPT
+from course.store.broadcasts import BroadcastRecords
 from course.store.checkins import RECORD_SCRIPT, CheckIns
 from course.store.counters import Counters
 from course.store.due import DueIndex
@@ -64,6 +66,7 @@ class Store(
     SegmentReads,
     LayoutRecords,
     Migrations,
+    BroadcastRecords,
     VariantRecords,
 ):
     """Redis access for subscribers, the due index and the ledger. The client is passed in."""
@@ -90,6 +93,7 @@ class Store(
         self._settle = client.register_script(SETTLE_SCRIPT)
         self._mark = client.register_script(MARK_SCRIPT)
         self._facts = client.register_script(FACTS_SCRIPT)
+        self._claim_broadcast = client.register_script(CLAIM_BROADCAST_SCRIPT)
 
     def ping(self) -> None:
         """Ask Redis whether it answers: raises :data:`StoreError` when it does not."""

@@ -83,6 +83,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               runs: version (its id), fingerprint (the same id), loaded_at,
                               error and error_at of the latest version it could not load,
                               seen_at (see course.store.snapshot.ScheduleStatusBoard).
+``P broadcast:{id}`` hash  one broadcast (its fields, recipients, counts: course.store.broadcasts)
+``P broadcasts``     zset    broadcast id -> epoch it was created (the list of broadcasts).
 ``P checkin:{id}``   hash    one reader's check-ins: lesson id -> ``answer|epoch`` (answer
                               flare, same or better; the latest wins). Only readers who
                               answered have one; erased with the record.
@@ -159,6 +161,8 @@ tick or worker that read old state can never claim on top of a newer change.
 
 from __future__ import annotations
 
+from typing import overload
+
 from course.store.codec import email_bucket
 
 DEFAULT_PREFIX = "hr:"
@@ -175,6 +179,22 @@ def split_member(value: str) -> tuple[str, str]:
     return sub_id, lesson_id
 
 
+class Key:
+    """A fixed key under the owner's prefix: ``due_key = Key("due")`` reads ``hr:due``."""
+
+    def __init__(self, suffix: str):
+        self.suffix = suffix
+
+    @overload
+    def __get__(self, owner: None, cls: type) -> Key: ...
+    @overload
+    def __get__(self, owner: object, cls: type) -> str: ...
+    def __get__(self, owner: object | None, cls: type) -> Key | str:
+        if owner is None:
+            return self
+        return f"{owner.prefix}{self.suffix}"  # type: ignore[attr-defined]
+
+
 class Keys:
     """The key templates under one prefix; every part of the store builds its keys here."""
 
@@ -186,25 +206,11 @@ class Keys:
     def ledger_key(self, sub_id: str) -> str:
         return f"{self.prefix}ledger:{sub_id}"
 
-    @property
-    def due_key(self) -> str:
-        return f"{self.prefix}due"
-
-    @property
-    def pending_key(self) -> str:
-        return f"{self.prefix}pending"
-
-    @property
-    def uncertain_key(self) -> str:
-        return f"{self.prefix}uncertain"
-
-    @property
-    def settle_mark_key(self) -> str:
-        return f"{self.prefix}settle:mark"
-
-    @property
-    def settle_proof_key(self) -> str:
-        return f"{self.prefix}settle:proof"
+    due_key = Key("due")
+    pending_key = Key("pending")
+    uncertain_key = Key("uncertain")
+    settle_mark_key = Key("settle:mark")
+    settle_proof_key = Key("settle:proof")
 
     def email_key(self, address: str) -> str:  # the bucket that holds ``address``
         return f"{self.prefix}e:{email_bucket(address)}"
@@ -212,36 +218,16 @@ class Keys:
     def email_bucket_key(self, bucket: int) -> str:  # bucket number 0 .. EMAIL_BUCKETS - 1
         return f"{self.prefix}e:{bucket:04x}"
 
-    @property
-    def legacy_email_key(self) -> str:  # layouts 1 and 2: one hash (course migrate moves it)
-        return f"{self.prefix}email"
-
-    @property
-    def subs_key(self) -> str:  # layouts 1-4: id -> created (course migrate deletes it)
-        return f"{self.prefix}subs"
-
-    @property
-    def subs_count_key(self) -> str:
-        return f"{self.prefix}subs:count"
-
-    @property
-    def sub_pattern(self) -> str:  # a SCAN pattern for every ``P sub:{id}``
-        return f"{self.prefix}sub:*"
+    legacy_email_key = Key("email")  # layouts 1 and 2: one hash (course migrate moves it)
+    subs_key = Key("subs")  # layouts 1-4: id -> created (course migrate deletes it)
+    subs_count_key = Key("subs:count")
+    sub_pattern = Key("sub:*")  # a SCAN pattern for every ``P sub:{id}``
+    quarantine_key = Key("quarantine")
+    suppressed_key = Key("suppressed")
+    snapshot_key = Key("schedule:snapshot")
 
     def sub_id_of(self, key: str) -> str:  # ``P sub:{id}`` back to the id
         return key[len(self.prefix) + 4 :]
-
-    @property
-    def quarantine_key(self) -> str:
-        return f"{self.prefix}quarantine"
-
-    @property
-    def suppressed_key(self) -> str:
-        return f"{self.prefix}suppressed"
-
-    @property
-    def snapshot_key(self) -> str:
-        return f"{self.prefix}schedule:snapshot"
 
     def version_files_key(self, version_id: str) -> str:
         return f"{self.prefix}schedule:version:{version_id}"
@@ -249,21 +235,10 @@ class Keys:
     def version_info_key(self, version_id: str) -> str:
         return f"{self.prefix}schedule:version:{version_id}:info"
 
-    @property
-    def versions_key(self) -> str:
-        return f"{self.prefix}schedule:versions"
-
-    @property
-    def live_key(self) -> str:
-        return f"{self.prefix}schedule:live"
-
-    @property
-    def draft_key(self) -> str:
-        return f"{self.prefix}schedule:draft"
-
-    @property
-    def live_log_key(self) -> str:
-        return f"{self.prefix}schedule:live:log"
+    versions_key = Key("schedule:versions")
+    live_key = Key("schedule:live")
+    draft_key = Key("schedule:draft")
+    live_log_key = Key("schedule:live:log")
 
     def rate_key(self, scope: str, key: str, window: int, now: float) -> str:
         return f"{self.prefix}rl:{scope}:{key}:{int(now // window)}"
@@ -280,23 +255,20 @@ class Keys:
     def send_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:sends:{lesson_id}"
 
+    def broadcast_key(self, broadcast_id: str) -> str:
+        return f"{self.prefix}broadcast:{broadcast_id}"
+
+    broadcasts_key = Key("broadcasts")
+
     def variant_key(self, lesson_id: str) -> str:
         return f"{self.prefix}variant:lesson:{lesson_id}"
 
     def variant_clicked_key(self, lesson_id: str) -> str:
         return f"{self.prefix}variant:clicked:{lesson_id}"
 
-    @property
-    def variant_winners_key(self) -> str:
-        return f"{self.prefix}variant:winners"
-
-    @property
-    def variant_looks_key(self) -> str:
-        return f"{self.prefix}variant:looks"
-
-    @property
-    def variant_check_key(self) -> str:
-        return f"{self.prefix}variant:check"
+    variant_winners_key = Key("variant:winners")
+    variant_looks_key = Key("variant:looks")
+    variant_check_key = Key("variant:check")
 
     def checkin_key(self, sub_id: str) -> str:
         return f"{self.prefix}checkin:{sub_id}"
@@ -304,88 +276,35 @@ class Keys:
     def checkin_stats_key(self, lesson_id: str) -> str:
         return f"{self.prefix}stats:checkin:{lesson_id}"
 
-    @property
-    def checkin_readers_key(self) -> str:
-        return f"{self.prefix}stats:checkin:readers"
-
-    @property
-    def exits_key(self) -> str:
-        return f"{self.prefix}stats:exits"
-
-    @property
-    def scheduled_lessons_key(self) -> str:
-        return f"{self.snapshot_key}:lessons"
-
-    @property
-    def schedule_status_key(self) -> str:
-        return f"{self.prefix}schedule:status"
-
-    @property
-    def webhook_stats_key(self) -> str:
-        return f"{self.prefix}stats:webhook"
-
-    @property
-    def outbound_stats_key(self) -> str:
-        return f"{self.prefix}stats:webhooks:out"
+    checkin_readers_key = Key("stats:checkin:readers")
+    exits_key = Key("stats:exits")
+    scheduled_lessons_key = Key("schedule:snapshot:lessons")
+    schedule_status_key = Key("schedule:status")
+    webhook_stats_key = Key("stats:webhook")
+    outbound_stats_key = Key("stats:webhooks:out")
 
     def replies_key(self, sub_id: str) -> str:
         return f"{self.prefix}replies:{sub_id}"
 
-    @property
-    def replied_key(self) -> str:
-        return f"{self.prefix}replies"
+    replied_key = Key("replies")
 
     def inbound_seen_key(self, digest: str) -> str:
         return f"{self.prefix}inbound:seen:{digest}"
 
-    @property
-    def reply_stats_key(self) -> str:
-        return f"{self.prefix}stats:replies"
-
-    @property
-    def inbound_stats_key(self) -> str:
-        return f"{self.prefix}stats:inbound"
-
-    @property
-    def tick_stats_key(self) -> str:
-        return f"{self.prefix}tick:stats"
+    reply_stats_key = Key("stats:replies")
+    inbound_stats_key = Key("stats:inbound")
+    tick_stats_key = Key("tick:stats")
 
     def stats_key_pattern(self, kind: str) -> str:
         """A SCAN pattern for every ``stats:{kind}:{lesson}`` key (``sends`` or ``lesson``)."""
         return f"{self.prefix}stats:{kind}:*"
 
-    @property
-    def tick_last_key(self) -> str:
-        return f"{self.prefix}tick:last"
-
-    @property
-    def beat_last_key(self) -> str:
-        return f"{self.prefix}beat:last"
-
-    @property
-    def ended_key(self) -> str:
-        return f"{self.prefix}retention:ended"
-
-    @property
-    def unconfirmed_key(self) -> str:
-        return f"{self.prefix}retention:unconfirmed"
-
-    @property
-    def retention_backfill_key(self) -> str:
-        return f"{self.prefix}retention:backfill"
-
-    @property
-    def retention_lock_key(self) -> str:
-        return f"{self.prefix}retention:lock"
-
-    @property
-    def retention_stats_key(self) -> str:
-        return f"{self.prefix}stats:retention"
-
-    @property
-    def layout_key(self) -> str:
-        return f"{self.prefix}layout"
-
-    @property
-    def migrate_state_key(self) -> str:
-        return f"{self.prefix}migrate:state"
+    tick_last_key = Key("tick:last")
+    beat_last_key = Key("beat:last")
+    ended_key = Key("retention:ended")
+    unconfirmed_key = Key("retention:unconfirmed")
+    retention_backfill_key = Key("retention:backfill")
+    retention_lock_key = Key("retention:lock")
+    retention_stats_key = Key("stats:retention")
+    layout_key = Key("layout")
+    migrate_state_key = Key("migrate:state")

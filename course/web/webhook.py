@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from course.experiments import VARIANT_NAMES
 from course.logs import log_event
 from course.mail.addresses import stored_address
+from course.models.broadcast import broadcast_of
 from course.models.schedule import Schedule
 from course.models.subscriber import SUPPRESSED, Subscriber
 from course.settings import SettingsError
@@ -169,6 +170,27 @@ def read_event(raw: object) -> Event:
     return Event(**values)
 
 
+class KnownEmails:
+    """The emails whose events count: the schedule's (the confirmation and completion too)
+    and the broadcasts (``b:{id}``) the store has, each looked up once per batch."""
+
+    def __init__(self, store: Store, ids: set[str]):
+        self._store, self._ids = store, ids
+        self._broadcasts: dict[str, bool] = {}
+
+    def __contains__(self, lesson_id: object) -> bool:
+        if not isinstance(lesson_id, str):
+            return False
+        if lesson_id in self._ids:
+            return True
+        found = broadcast_of(lesson_id)
+        if not found or not found.isalnum():
+            return False
+        if found not in self._broadcasts:
+            self._broadcasts[found] = self._store.broadcast_exists(found)
+        return self._broadcasts[found]
+
+
 def handle_events(
     store: Store, schedule: Schedule, events: list, now: float, sink: EventSink = NO_EVENTS
 ) -> Report:
@@ -176,7 +198,7 @@ def handle_events(
     so that SendGrid sends the batch again). A bad event is logged, counted and skipped. A
     reader suppressed by one goes to ``sink`` (subscriber.bounced, .unsubscribed)."""
     report = Report()
-    lessons = {email.id for email in schedule.emails}  # the confirmation and completion too
+    lessons = KnownEmails(store, {email.id for email in schedule.emails})
     for index, raw in enumerate(events):
         report.received += 1
         try:
@@ -200,7 +222,7 @@ def handle_events(
 
 
 def _handle(
-    store: Store, lessons: set[str], event: Event, now: float, report: Report, sink: EventSink
+    store: Store, lessons: KnownEmails, event: Event, now: float, report: Report, sink: EventSink
 ) -> None:
     name = event.event.lower()
     if event.send_test:  # a marketer's ``course send-test``: nobody's, not counted

@@ -10,6 +10,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from course.models.broadcast import broadcast_of
 from course.models.ledger import FINISH_FROM, Outcome
 from course.models.subscriber import LedgerEntry
 from course.webhooks.events import EventSink
@@ -54,7 +55,9 @@ class SentRecorder:
 
 
 def emit_lesson_events(store: Any, events: EventSink, sent: list[Item], now: datetime) -> None:
-    """The batch's events, in one message; never raises (a send is never undone by them)."""
+    """The batch's events, in one message; never raises (a send is never undone by them).
+    A broadcast's emails (``b:{id}`` entries) are not lessons: they have no event here."""
+    sent = [(sub_id, lesson_id) for sub_id, lesson_id in sent if not broadcast_of(lesson_id)]
     if not sent:
         return
     try:

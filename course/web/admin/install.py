@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from course.web.admin.auth import AdminAuth, Gate
+from course.web.admin.broadcasts import router as broadcasts_router
 from course.web.admin.editor import router as editor_router
 from course.web.admin.gallery import router as gallery_router
 from course.web.admin.login import router as login_router
@@ -39,6 +40,6 @@ def install_admin(app: FastAPI, state: WebState) -> None:
     auth = AdminAuth(token, state.settings.secret_key, state.store)
     gate = Gate(state, auth)
     routers = (login_router, subscribers_router, privacy_router, stats_router, replies_router,
-               gallery_router, editor_router, versions_router)  # fmt: skip
+               gallery_router, editor_router, versions_router, broadcasts_router)  # fmt: skip
     for router in routers:
         app.include_router(router(state, gate))
