@@ -37,7 +37,7 @@ def fill(client: redis.Redis, store: Store, count: int, now: float, lessons: lis
         names = [f"s{i}" for i in range(start, min(count, start + CHUNK))]
         pipe = client.pipeline(transaction=False)
         pipe.zadd(store.due_key, {name: now + (i % 100) - 50 for i, name in enumerate(names)})
-        pipe.zadd(store.subs_key, {name: start + i for i, name in enumerate(names)})
+        pipe.incrby(store.subs_count_key, len(names))
         pipe.execute()
     for lesson in lessons:
         client.hset(store.send_stats_key(lesson), mapping={"sent": 1000, "failed": 3})

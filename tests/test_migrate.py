@@ -15,6 +15,7 @@ from conftest import ROOT, cli_runner, course_env
 from course import engine
 from course.doctor.checks import layout_line
 from course.mail.render import Renderer
+from course.models.subscriber import LedgerEntry
 from course.runtime import build_runtime
 from course.store import LayoutMismatch
 from course.store.layout import LAYOUT
@@ -154,6 +155,7 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     assert "settling): 6 records read, 1 would change" in dry.stdout
     assert "small buckets): 6 records read, 6 would change" in dry.stdout
     assert "field names in every record): 6 records read, 6 would change" in dry.stdout
+    assert "of the signup index): 6 records read, 9 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -177,6 +179,17 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     assert (bea["e"], bea["s"], bea["ll"], bea["k"]) == (
         "bea@example.com", "active", "second", "v1|203.0.113.9")  # fmt: skip
     assert not {"email", "status", "last_lesson", "consent"} & set(bea)
+    # No signup index any more: a count of the records instead; listing scans them.
+    assert not redis_client.exists(f"{P}subs")
+    assert store.count() == 6 and len(set(store.iter_ids())) == 6
+    assert store.signup_order(limit=3) == ["e" * 12, "d" * 12, "b" * 12]  # Dec, 2nd, 3rd
+    assert store.signup_order("completed") == ["e" * 12]
+    # Sent entries lost the provider's message id (nothing reads it once settled).
+    assert (
+        redis_client.hget(f"{P}ledger:{'e' * 12}", "third") == f"sent|{int(at(22, 13, 12, 2025))}|1"
+    )
+    assert store.entry("a" * 12, "hello") == LedgerEntry("hello", "sent", at(5, 12), 1, "")
+    assert store.entry("b" * 12, "second").detail == "timeout"  # uncertain: kept as it was
     # The old uncertain send is where the settling looks, at the instant of its send.
     assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
     assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"
@@ -278,3 +291,30 @@ def test_a_store_stamped_layout_2_moves_on_to_this_layout(redis_client, store, c
     assert f"migrated: layout 2 -> {LAYOUT}" in done.stdout
     assert store.find("uma@example.com").status == "unsubscribed"
     assert not redis_client.exists(f"{P}uncertain")  # step 1 -> 2 was not run again
+
+
+def test_the_record_count_follows_signups_re_signups_and_erases(store):
+    """Layout 5 counts the records (``P subs:count``) instead of indexing their signup."""
+    ann = store.add("ann@example.com", None, "UTC", at(5))
+    store.add("bea@example.com", None, "UTC", at(5, 14))
+    assert store.suppress(ann.id, "unsubscribed") == 1
+    again = store.add("ann@example.com", None, "UTC", at(6))  # a new record, the old kept
+    assert store.count() == 3 and store.signup_order(limit=1) == [ann.id]
+    assert store.signup_order("pending") == [i for i in store.signup_order() if i != ann.id]
+    assert store.erase_record(again.id, "ann@example.com") >= 1
+    assert store.count() == 2 and sorted(store.iter_ids()) == sorted(store.signup_order())
+    assert store.signup_order(limit=1) == [ann.id]
+    assert store.erase_record(ann.id, "ann@example.com") >= 1
+    assert store.erase_record(ann.id, "ann@example.com") == 0  # gone: counted down once
+    assert store.count() == 1 and store.status_counts() == {"pending": 1}
+
+
+def test_a_sent_entry_keeps_the_message_id_only_when_the_settling_re_sent_it(store, redis_client):
+    sub = store.add("ann@example.com", None, "UTC", at(5))
+    for lesson in ("hello", "second"):
+        redis_client.hset(f"{P}ledger:{sub.id}", lesson, f"sending|{int(at(5))}|1|token")
+    redis_client.hset(f"{P}settle:proof", f"{sub.id}|second", "resent|1|0|0|")
+    for lesson in ("hello", "second"):
+        assert store.finish(sub.id, LedgerEntry(lesson, "sent", at(5), 1, "W3xQj5YlQy2BkqM2i9cJ9A"))
+    assert redis_client.hget(f"{P}ledger:{sub.id}", "hello") == f"sent|{int(at(5))}|1"
+    assert store.entry(sub.id, "second").detail == "W3xQj5YlQy2BkqM2i9cJ9A"

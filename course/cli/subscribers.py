@@ -111,14 +111,8 @@ def subscribers_show(ctx: Context, email: str, as_json: bool) -> None:
 def subscribers_list(ctx: Context, status: str | None, as_json: bool, limit: int) -> None:
     """List subscribers in signup order."""
     store = ctx.runtime.store
-    rows = []
-    for sub_id in store.iter_ids():
-        sub = store.get(sub_id)
-        if sub is None or (status and sub.status != status):
-            continue
-        rows.append(sub)
-        if len(rows) >= limit:
-            break
+    found = (store.get(sub_id) for sub_id in store.signup_order(status, limit))
+    rows = [sub for sub in found if sub is not None]
     if as_json:
         click.echo(
             json.dumps(

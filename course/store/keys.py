@@ -12,14 +12,17 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (course.store.codec.email_bucket: CRC-16, 4 hex digits,
                               EMAIL_BUCKETS of them) it is: small ziplists (~61 addresses at
                               1,000,000) instead of one hashtable (``P email``, layouts 1-2).
-``P subs``           zset    subscriber id -> created (epoch), for listing in signup order
+``P subs:count``     string  how many ``P sub:{id}`` records there are, kept by the scripts
+                              that add and erase them (layouts 1-4 had ``P subs``, a zset of
+                              id -> created: listing now SCANs ``P sub:*``).
 ``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
                               active subscribers with a lesson left are in it, so a tick
                               reads only what is due (``ZRANGEBYSCORE -inf now``).
 ``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail`` (epoch in whole
                               seconds; older entries have milliseconds); state is one of
-                              claimed, sending, retry, sent (detail: provider message id),
-                              failed (detail: reason), uncertain, skipped (detail: why).
+                              claimed, sending, retry, sent (``sent|epoch|attempt``; the
+                              provider's message id as detail only once the settling re-sent
+                              it: layout 5), failed (detail: reason), uncertain, skipped.
 ``P pending``        zset    ``{id}|{lesson}`` -> epoch at which that unfinished ledger entry
                               needs attention: a retry falls due, or a claim or send has
                               gone stale (its worker died) and the tick must look at it.
@@ -46,36 +49,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               tick), for beat's health check (``course health beat``).
 ``P quarantine``     hash    subscriber id -> why a tick could not handle them (a damaged
                               record); they are out of the due index until an operator looks.
-``P schedule:version:{id}`` hash  one version of the course: relative path (``schedule.yaml``,
-                              ``templates/lessons/welcome.md``, ...) -> the file's text; the
-                              schedule and every template it names, the layouts and the
-                              page overrides under ``templates/web/``. ``{id}`` is 12 hex
-                              digits of the files' SHA-256 (course.store.versions.version_id):
-                              the same files are the same version. Never changed once written.
-``P schedule:version:{id}:info`` hash  author, created (ISO instant), message, parent (the
-                              live version it was made over: the compare-and-set base of a
-                              draft), files (count). Written with the files, in one MULTI.
-``P schedule:versions`` zset  version id -> epoch it was first saved (the list of versions).
-``P schedule:live``  string  the live version's id: what every worker and the web app run
-                              (they GET it every few seconds). Changed only by the publish
-                              script (course.store.versions.PUBLISH_SCRIPT), a compare-and-set.
-``P schedule:live:log`` zset  JSON ``{"id", "at", "author", "message", "kind"}`` -> epoch at
-                              which that version became live (``kind`` publish, rollback,
-                              first-start, on-start, watch). Kept for ever (a few entries a
-                              week): the version live at any instant is
-                              ``ZREVRANGEBYSCORE log t -inf LIMIT 0 1``, so a lesson can be
-                              shown as it was when it was sent (course.store.versions.live_at).
-``P schedule:draft``  hash    the draft waiting to be published (at most one): id (a saved
-                              version, not live), live (the live version it was made over),
-                              author, at (ISO instant). Changed only by the scripts of
-                              course.store.drafts: saving is a compare-and-set on the draft the
-                              editor was opened from, publishing clears it in the same step.
-``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files, as
-                              kept before versions existed; read once, to publish it when a
-                              store has no live version and the files on disk are invalid.
-``P schedule:snapshot:lessons`` set  every email id any published version had (and any
-                              schedule kept in the old snapshot): where ``course stats``
-                              finds the figures of removed lessons.
+``P schedule:*``     the published course: versions, the live pointer and its log, the draft,
+                              the old snapshot (listed in :mod:`course.store.versions`).
 ``P rl:{scope}:{key}:{window}`` string  a fixed-window rate-limit counter of the web app
                               (scope ``ip`` per hour, ``addr`` per day keyed by a hash of
                               the address, ``admin`` admin sign-in attempts per IP per 15
@@ -147,7 +122,7 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               what is older than the policy (course.subscribers.retention).
 ``P retention:unconfirmed`` zset  subscriber id -> epoch of a signup still waiting for its
                               confirmation; taken out when the status changes.
-``P retention:backfill`` hash  cursor (ZSCAN cursor over ``P subs``), done (``1``): the one
+``P retention:backfill`` hash  cursor (SCAN cursor over ``P sub:*``), done (``1``): the one
                               pass that indexes records made before the two indexes above.
 ``P retention:lock`` string  held (with a TTL) by the retention run in progress, so a second
                               beat's run does nothing at the same time.
@@ -244,10 +219,15 @@ class Keys:
         return f"{self.prefix}e:{bucket:04x}"
 
     legacy_email_key = Key("email")  # layouts 1 and 2: one hash (course migrate moves it)
-    subs_key = Key("subs")
+    subs_key = Key("subs")  # layouts 1-4: id -> created (course migrate deletes it)
+    subs_count_key = Key("subs:count")
+    sub_pattern = Key("sub:*")  # a SCAN pattern for every ``P sub:{id}``
     quarantine_key = Key("quarantine")
     suppressed_key = Key("suppressed")
     snapshot_key = Key("schedule:snapshot")
+
+    def sub_id_of(self, key: str) -> str:  # ``P sub:{id}`` back to the id
+        return key[len(self.prefix) + 4 :]
 
     def version_files_key(self, version_id: str) -> str:
         return f"{self.prefix}schedule:version:{version_id}"

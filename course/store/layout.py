@@ -5,7 +5,9 @@ and no ``P layout`` key is layout 1). Layout 2 is layout 1 with the version key 
 ``uncertain`` ledger entry in the ``P uncertain`` index. Layout 3 splits the email index (one
 ``P email`` hash) into small hashes ``P e:{bucket}`` (course.store.codec.EMAIL_BUCKETS of
 them). Layout 4 names a record's fields with one or two letters (course.store.codec
-STORED_NAMES). :data:`LAYOUT` is the layout this release reads and writes; ``course migrate``
+STORED_NAMES). Layout 5 has no signup index (``P subs``): listing SCANs the records and
+``P subs:count`` counts them. :data:`LAYOUT` is the layout this release reads and writes;
+``course migrate``
 (:mod:`course.store.migrate`) moves an older store to it. A store with no subscriber is
 stamped with :data:`LAYOUT` when a process first starts on it, and by the scripts that add
 subscribers.
@@ -19,7 +21,7 @@ from course.store.codec import as_str
 from course.store.errors import LayoutMismatch
 from course.store.keys import Keys
 
-LAYOUT = 4  # the layout this release reads and writes
+LAYOUT = 5  # the layout this release reads and writes
 
 
 def older_message(found: int) -> str:

@@ -82,26 +82,34 @@ return n
 """
 )
 
-# KEYS: ledger hash, pending zset, the lesson's send stats hash, uncertain zset
+# KEYS: ledger hash, pending zset, the lesson's send stats hash, uncertain zset, settle proof
+#       hash
 # ARGV: id, lesson, new entry, pending score ('' = done, remove), allowed states (comma list),
 #       the new entry's epoch
 # Returns 1 written, 0 the entry was in a state not allowed. The stats count entries by
 # final state (an uncertain entry settled later moves from one count to the other) and
 # every retry scheduled. An entry that becomes uncertain joins the uncertain index (what the
-# settling reads), one that leaves that state leaves it.
+# settling reads), one that leaves that state leaves it. A ``sent`` entry keeps the
+# provider's message id only when the settling re-sent it (its proof is kept): the webhook
+# then tells an event of the first send from one of the re-send by it; otherwise nothing
+# reads it, and it is 22 of an entry's ~43 bytes (``sent|epoch|attempt`` is kept).
 FINISH_SCRIPT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 local state = raw and string.match(raw, '^([^|]*)') or ''
 if not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local member = ARGV[1] .. '|' .. ARGV[2]
 local new = string.match(ARGV[3], '^([^|]*)')
+local entry = ARGV[3]
+if new == 'sent' and redis.call('HEXISTS', KEYS[5], member) == 0 then
+  entry = string.match(entry, '^([^|]*|[^|]*|[^|]*)') or entry
+end
+redis.call('HSET', KEYS[1], ARGV[2], entry)
 if new == 'retry' then redis.call('HINCRBY', KEYS[3], 'retried', 1)
 elseif new ~= state and (new == 'sent' or new == 'failed' or new == 'uncertain'
                          or new == 'skipped') then
   redis.call('HINCRBY', KEYS[3], new, 1)
   if state == 'uncertain' then redis.call('HINCRBY', KEYS[3], 'uncertain', -1) end
 end
-local member = ARGV[1] .. '|' .. ARGV[2]
 if ARGV[4] == '' then redis.call('ZREM', KEYS[2], member)
 else redis.call('ZADD', KEYS[2], ARGV[4], member) end
 if new == 'uncertain' then redis.call('ZADD', KEYS[4], ARGV[6], member)
@@ -195,7 +203,7 @@ class Ledger(Keys):
     def _finish_call(self, outcome: Outcome) -> dict:
         sub_id, entry = outcome.sub_id, outcome.entry
         keys = [self.ledger_key(sub_id), self.pending_key, self.send_stats_key(entry.lesson_id),
-                self.uncertain_key]  # fmt: skip
+                self.uncertain_key, self.settle_proof_key]  # fmt: skip
         args = [
             sub_id,
             entry.lesson_id,

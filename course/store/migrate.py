@@ -76,11 +76,33 @@ end
 return changed
 """
 
+# KEYS: settle proof hash, then one ledger hash each
+# ARGV: '1' to count only (a dry run) or '0', then the subscriber id of each ledger
+# Layout 4 -> 5: drops the provider's message id from every ``sent`` entry that the settling
+# did not re-send (what the finish script now does as it writes one). Returns how many
+# entries it compacted (or would).
+COMPACT_SENT_SCRIPT = """
+local dry = ARGV[1] == '1'
+local changed = 0
+for k = 2, #KEYS do
+  local entries = redis.call('HGETALL', KEYS[k])
+  for i = 1, #entries, 2 do
+    local kept = string.match(entries[i + 1], '^(sent|[^|]*|[^|]*)|.')
+    if kept and redis.call('HEXISTS', KEYS[1], ARGV[k] .. '|' .. entries[i]) == 0 then
+      changed = changed + 1
+      if not dry then redis.call('HSET', KEYS[k], entries[i], kept) end
+    end
+  end
+end
+return changed
+"""
+
 # What each step does, by the layout it starts from (shown in the progress bar and summary).
 STEPS = {
     1: "index uncertain sends for the settling",
     2: "split the email index into small buckets",
     3: "short field names in every record",
+    4: "sent entries without message ids; a count instead of the signup index",
 }
 HEARTBEAT_MAX_AGE = 180  # seconds: a process seen this recently is taken to be running
 
@@ -133,6 +155,8 @@ class Migrations(Keys):
             return self._split_email_index(cursor, count, dry_run)
         if source == 3:
             return self._rename_fields(cursor, count, dry_run)
+        if source == 4:
+            return self._compact_sent(cursor, count, dry_run)
         raise ValueError(f"no migration step from layout {source}")
 
     def _split_email_index(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
@@ -160,6 +184,18 @@ class Migrations(Keys):
         changed = int(script(keys=keys, args=["1" if dry_run else "0", *renames]))
         return int(cursor), len(ids), changed
 
+    def _compact_sent(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
+        """Layout 4 -> 5: :data:`COMPACT_SENT_SCRIPT` over a batch of ``P subs`` (the
+        signup index itself goes as the step ends)."""
+        cursor, found = self.redis.zscan(self.subs_key, cursor, count=count)
+        ids = [as_str(m) for m, _ in found]
+        if not ids:
+            return int(cursor), 0, 0
+        script = self.redis.register_script(COMPACT_SENT_SCRIPT)
+        keys = [self.settle_proof_key, *(self.ledger_key(i) for i in ids)]
+        changed = int(script(keys=keys, args=["1" if dry_run else "0", *ids]))
+        return int(cursor), len(ids), changed
+
     def _index_uncertain(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
         """Layout 1 -> 2: :data:`BACKFILL_UNCERTAIN_SCRIPT` over a batch of ``P subs``."""
         cursor, found = self.redis.zscan(self.subs_key, cursor, count=count)
@@ -178,10 +214,19 @@ class Migrations(Keys):
 
     def end_migration_step(self, source: int) -> None:
         """The step from ``source`` is over: the store is at ``source + 1``, in one MULTI
-        (with what the step leaves behind: layout 2's email hash)."""
+        (with what the step leaves behind: layout 2's email hash; layout 4's signup index,
+        replaced by its count, and a retention backfill's ZSCAN cursor over it, restarted
+        as a SCAN)."""
+        restart = source == 4 and self.redis.hget(self.retention_backfill_key, "done") == b"0"
+        records = int(self.redis.zcard(self.subs_key)) if source == 4 else 0
         pipe = self.redis.pipeline()
         if source == 2:
             pipe.delete(self.legacy_email_key)
+        if source == 4:
+            pipe.set(self.subs_count_key, records)
+            pipe.delete(self.subs_key)
+        if restart:
+            pipe.hset(self.retention_backfill_key, "cursor", 0)
         pipe.set(self.layout_key, source + 1)
         pipe.delete(self.migrate_state_key)
         pipe.execute()

@@ -11,7 +11,7 @@ from redis.commands.core import Script
 from course.store.codec import FIELD_OF, as_str, stored_name, suppression_hash
 from course.store.keys import Keys
 
-# KEYS: sub hash, ledger hash, subs zset, due zset, pending zset, quarantine hash, the
+# KEYS: sub hash, ledger hash, subs count, due zset, pending zset, quarantine hash, the
 #       address's email bucket,
 #       replies list, replies zset, retention ended zset, retention unconfirmed zset, and
 #       always as the last two (a script that embeds this one passes keys of its own
@@ -26,9 +26,9 @@ for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
   redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1] .. '|' .. lesson)
   redis.call('HDEL', KEYS[#KEYS], ARGV[1] .. '|' .. lesson)
 end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[3]) end
 local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[8])
 redis.call('ZREM', KEYS[9], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[10], ARGV[1])
 redis.call('ZREM', KEYS[11], ARGV[1])
@@ -80,7 +80,7 @@ class PrivacyRecords(Keys):
     def erase_record(self, sub_id: str, address: str) -> int:
         """Remove one record, its replies and its index entries (:data:`ERASE_SCRIPT`); keys
         deleted."""
-        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
+        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key, self.due_key,
                 self.pending_key, self.quarantine_key, self.email_key(address),
                 self.replies_key(sub_id), self.replied_key, self.ended_key,
                 self.unconfirmed_key, self.uncertain_key, self.settle_proof_key]  # fmt: skip

@@ -16,9 +16,9 @@ from course.store.privacy import ERASE_SCRIPT
 
 KINDS = ("ended", "pending")  # the two indexes: completed or left, and never confirmed
 
-# KEYS: the first eleven of ERASE_SCRIPT (sub hash, ledger hash, subs, due, pending, quarantine,
-#       the address's email bucket, replies list, replies zset, retention ended, retention
-#       unconfirmed),
+# KEYS: the first eleven of ERASE_SCRIPT (sub hash, ledger hash, subs count, due, pending,
+#       quarantine, the address's email bucket, replies list, replies zset, retention ended,
+#       retention unconfirmed),
 #       then the suppressed set and the retention stats hash, then ERASE_SCRIPT's last two
 #       (the uncertain zset and the settle proof hash)
 # ARGV: id, address (as the caller read it), cutoff (epoch), kind ('ended' or 'pending'),
@@ -132,8 +132,8 @@ class RetentionRecords(Keys):
         round trip; the script's answers."""
         pipe = self.redis.pipeline(transaction=False)
         for sub_id, address, status, hashed in items:
-            keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_key, self.due_key,
-                    self.pending_key, self.quarantine_key, self.email_key(address),
+            keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key,
+                    self.due_key, self.pending_key, self.quarantine_key, self.email_key(address),
                     self.replies_key(sub_id), self.replied_key, self.ended_key,
                     self.unconfirmed_key, self.suppressed_key,
                     self.retention_stats_key, self.uncertain_key,
@@ -147,11 +147,11 @@ class RetentionRecords(Keys):
         return self.redis.hget(self.retention_backfill_key, "done") == b"1"
 
     def backfill_step(self, now: float, batch: int) -> tuple[int, bool]:
-        """Index one batch of older records (a ZSCAN of ``P subs`` resumed where the last
+        """Index one batch of older records (a SCAN of ``P sub:*`` resumed where the last
         step left it); (records added, whether the pass is over)."""
         raw = self.redis.hget(self.retention_backfill_key, "cursor")
-        cursor, found = self.redis.zscan(self.subs_key, int(raw or 0), count=batch)
-        ids = [as_str(member) for member, _ in found]
+        cursor, found = self.redis.scan(int(raw or 0), match=self.sub_pattern, count=batch)
+        ids = [self.sub_id_of(as_str(key)) for key in found]
         added = 0
         if ids:
             keys = [self.ended_key, self.unconfirmed_key, *(self.sub_key(i) for i in ids)]

@@ -1,13 +1,13 @@
 """The read path of segments: every subscriber's facts an expression needs, a page at a time.
 
-One pass over the signup index (``P subs``), a page per call of :data:`FACTS_SCRIPT`, which
+One pass over every record (a SCAN of ``P sub:*``), a page per call of :data:`FACTS_SCRIPT`, which
 reads inside Redis only what is needed of each record: an HMGET of the needed fields of
 ``P sub:{id}``, of the needed lessons of ``P ledger:{id}`` (only when the expression asks
 about the ledger; only the state is returned) and the latest answer of ``P checkin:{id}``
 (only when it asks about check-ins). There is no per-status index to narrow it: a count is a
 scan, kept cheap by reading little and by one round trip per page, not per record (a page of
-1,000 holds the server for about a millisecond). A record erased between the signup index and
-its read (no status) is left out.
+1,000 holds the server for about a millisecond). A record erased between the scan and its
+read (no status) is left out.
 """
 
 from __future__ import annotations
@@ -22,22 +22,22 @@ from course.models.segment import SEGMENT_FIELDS, Needs, ReaderFacts
 from course.store.codec import as_str, stored_name
 from course.store.keys import Keys
 
-# KEYS: subs zset
-# ARGV: start, stop (ranks in the signup index), key prefix, n, n field names, m, m lesson
-#       ids, checkins ('1' to read the latest check-in answer, else '0').
+# KEYS: none
+# ARGV: key prefix, n, n field names, m, m lesson ids, checkins ('1' to read the latest
+#       check-in answer, else '0'), then the subscriber ids (a page of the scan).
 # Returns a flat list, per subscriber: id, the n field values, the m ledger states, then
 # (with checkins) the answer of the newest check-in (ties: the greater lesson id, as
-# CheckIns.checkins orders them); '' for anything absent. The first item is the page's size.
+# CheckIns.checkins orders them); '' for anything absent.
 FACTS_SCRIPT = """
-local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
-local p, nf = ARGV[3], tonumber(ARGV[4])
+local p, nf = ARGV[1], tonumber(ARGV[2])
 local fields, lessons = {}, {}
-for i = 1, nf do fields[i] = ARGV[4 + i] end
-local nl = tonumber(ARGV[5 + nf])
-for i = 1, nl do lessons[i] = ARGV[5 + nf + i] end
-local checkins = ARGV[6 + nf + nl] == '1'
-local out = {tostring(#ids)}
-for _, id in ipairs(ids) do
+for i = 1, nf do fields[i] = ARGV[2 + i] end
+local nl = tonumber(ARGV[3 + nf])
+for i = 1, nl do lessons[i] = ARGV[3 + nf + i] end
+local checkins = ARGV[4 + nf + nl] == '1'
+local out = {}
+for k = 5 + nf + nl, #ARGV do
+  local id = ARGV[k]
   out[#out + 1] = id
   local values = redis.call('HMGET', p .. 'sub:' .. id, unpack(fields))
   for i = 1, nf do out[#out + 1] = values[i] or '' end
@@ -65,10 +65,12 @@ return out
 class SegmentReads(Keys):
     redis: redis.Redis
     _facts: Script
+    id_pages: Callable[..., Iterator[list[str]]]  # course.store.listing
 
     def reader_facts(self, needs: Needs, batch: int = 1000) -> Iterator[list[ReaderFacts]]:
-        """The facts ``needs`` names of every subscriber, in signup order, a page at a time.
-        The next page is read (in a thread) while the caller works through this one."""
+        """The facts ``needs`` names of every subscriber, a page of the scan at a time (in no
+        particular order). The next page is read (in a thread) while the caller works through
+        this one."""
         fields = [name for name in SEGMENT_FIELDS if name in needs.fields or name == "status"]
         lessons = list(needs.lessons)
         stored = [stored_name(name) for name in fields]
@@ -76,26 +78,25 @@ class SegmentReads(Keys):
         width = 1 + len(fields) + len(lessons) + (1 if needs.checkins else 0)
         build = _builder(fields, lessons, needs.checkins)
 
-        def read(start: int) -> list:
-            reply = self._facts(
-                keys=[self.subs_key], args=[start, start + batch - 1, self.prefix, *tail]
-            )
-            return reply if isinstance(reply[0], str) else [as_str(item) for item in reply]
+        pages = self.id_pages(batch)
+
+        def read() -> list | None:
+            page = next(pages, None)
+            if page is None:
+                return None
+            reply = self._facts(keys=[], args=[self.prefix, *tail, *page])
+            return [item if isinstance(item, str) else as_str(item) for item in reply]
 
         with ThreadPoolExecutor(max_workers=1) as reader:
-            start = 0
-            ahead = reader.submit(read, start)
+            ahead = reader.submit(read)
             while True:
                 flat = ahead.result()
-                more = int(flat[0]) == batch
-                if more:
-                    start += batch
-                    ahead = reader.submit(read, start)
-                # A record with no status is gone (erased between the index and its read).
-                rows = (flat[at : at + width] for at in range(1, len(flat), width))
-                yield [build(row) for row in rows if row[1]]
-                if not more:
+                if flat is None:
                     return
+                ahead = reader.submit(read)
+                # A record with no status is gone (erased between the scan and its read).
+                rows = (flat[at : at + width] for at in range(0, len(flat), width))
+                yield [build(row) for row in rows if row[1]]
 
 
 def _builder(

@@ -1,8 +1,8 @@
 """Subscriber records: adding (one, or an import), reading, finding by address, updating
 with a version check, suppressing for good, and counting by status.
 
-The records are ``P sub:{id}`` hashes, indexed by address (``P e:{bucket}``), signup order
-(``P subs``) and the due index (``P due``); see :mod:`course.store.keys`.
+The records are ``P sub:{id}`` hashes, indexed by address (``P e:{bucket}``) and the due index
+(``P due``), and counted (``P subs:count``); see :mod:`course.store.keys`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ return 1
 """
 )
 
-# KEYS: the address's email bucket, subs zset, new sub hash, due zset, current holder's sub hash,
+# KEYS: the address's email bucket, subs count, new sub hash, due zset, current holder's sub hash,
 #       suppressed set, retention unconfirmed zset, layout string
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
 #       the address's suppression hash, then field, value pairs of the new subscriber.
@@ -81,7 +81,7 @@ end
 redis.call('HSET', KEYS[3], unpack(ARGV, 7))
 if cur then redis.call('HSET', KEYS[3], '@prior', cur) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('INCR', KEYS[2])
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
 if redis.call('HGET', KEYS[3], '@status') == 'pending' then
   redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
@@ -114,7 +114,7 @@ return 1
 """
 )
 
-# KEYS: subs zset, due zset, suppressed set, retention ended zset, retention unconfirmed
+# KEYS: subs count, due zset, suppressed set, retention ended zset, retention unconfirmed
 #       zset, layout string, then per subscriber: their new hash, their address's email bucket
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
@@ -148,7 +148,7 @@ for k = 7, #KEYS, 2 do
     end
     redis.call('HSET', KEYS[k], unpack(pairs))
     redis.call('HSET', KEYS[k + 1], email, id)
-    redis.call('ZADD', KEYS[1], created, id)
+    redis.call('INCR', KEYS[1])
     if due ~= '' then redis.call('ZADD', KEYS[2], due, id) end
     local status = redis.call('HGET', KEYS[k], '@status')
     if status == 'pending' then redis.call('ZADD', KEYS[5], created, id)
@@ -206,8 +206,8 @@ class SubscriberRecords(Keys):
         for _ in range(5):
             current = self.redis.hget(self.email_key(address), address)
             current = as_str(current) if current else ""
-            keys = [self.email_key(address), self.subs_key, self.sub_key(sub_id), self.due_key,
-                    self.sub_key(current or sub_id), self.suppressed_key,
+            keys = [self.email_key(address), self.subs_count_key, self.sub_key(sub_id),
+                    self.due_key, self.sub_key(current or sub_id), self.suppressed_key,
                     self.unconfirmed_key, self.layout_key]  # fmt: skip
             args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
                     current, suppression_hash(address)]  # fmt: skip
@@ -235,7 +235,7 @@ class SubscriberRecords(Keys):
                      suppression_hash(sub.email)]  # fmt: skip
             stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
             args += [stored.get(stored_name(name), "") for name in names]
-        keys = [self.subs_key, self.due_key, self.suppressed_key, self.ended_key,
+        keys = [self.subs_count_key, self.due_key, self.suppressed_key, self.ended_key,
                 self.unconfirmed_key, self.layout_key]  # fmt: skip
         for sub in subs:
             keys += [self.sub_key(sub.id), self.email_key(sub.email)]

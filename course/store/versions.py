@@ -6,8 +6,39 @@ A version is content-addressed: its id is :func:`version_id` of its files, so th
 are the same version, and saving one again changes nothing. A version is saved first (a
 draft, in the admin editor to come) and goes live by :meth:`ScheduleVersions.publish`, a
 compare-and-set on the live pointer: whoever read the live version ``A`` and publishes ``B``
-over it fails if someone else published meanwhile. The key layout is in
-:mod:`course.store.keys`.
+over it fails if someone else published meanwhile. The other keys are in
+:mod:`course.store.keys` (which builds all of them); the published course's are these:
+
+``P schedule:version:{id}`` hash  one version of the course: relative path (``schedule.yaml``,
+                              ``templates/lessons/welcome.md``, ...) -> the file's text; the
+                              schedule and every template it names, the layouts and the
+                              page overrides under ``templates/web/``. ``{id}`` is 12 hex
+                              digits of the files' SHA-256 (course.store.versions.version_id):
+                              the same files are the same version. Never changed once written.
+``P schedule:version:{id}:info`` hash  author, created (ISO instant), message, parent (the
+                              live version it was made over: the compare-and-set base of a
+                              draft), files (count). Written with the files, in one MULTI.
+``P schedule:versions`` zset  version id -> epoch it was first saved (the list of versions).
+``P schedule:live``  string  the live version's id: what every worker and the web app run
+                              (they GET it every few seconds). Changed only by the publish
+                              script (course.store.versions.PUBLISH_SCRIPT), a compare-and-set.
+``P schedule:live:log`` zset  JSON ``{"id", "at", "author", "message", "kind"}`` -> epoch at
+                              which that version became live (``kind`` publish, rollback,
+                              first-start, on-start, watch). Kept for ever (a few entries a
+                              week): the version live at any instant is
+                              ``ZREVRANGEBYSCORE log t -inf LIMIT 0 1``, so a lesson can be
+                              shown as it was when it was sent (course.store.versions.live_at).
+``P schedule:draft``  hash    the draft waiting to be published (at most one): id (a saved
+                              version, not live), live (the live version it was made over),
+                              author, at (ISO instant). Changed only by the scripts of
+                              course.store.drafts: saving is a compare-and-set on the draft the
+                              editor was opened from, publishing clears it in the same step.
+``P schedule:snapshot`` hash relative path -> bytes of the last valid schedule's files, as
+                              kept before versions existed; read once, to publish it when a
+                              store has no live version and the files on disk are invalid.
+``P schedule:snapshot:lessons`` set  every email id any published version had (and any
+                              schedule kept in the old snapshot): where ``course stats``
+                              finds the figures of removed lessons.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def export_rows(
             yield [spreadsheet_safe(cell) for cell in row]
 
     ids: list[str] = []
-    for sub_id in store.iter_ids(batch=chunk):
+    for sub_id in store.signup_order(status, batch=chunk):
         ids.append(sub_id)
         if len(ids) >= chunk:
             yield from rows(ids)

@@ -193,6 +193,8 @@ class MemoryLedger:
         current = self.entry(sub_id, entry.lesson_id)
         if (current.state if current else "") not in allowed:
             return False
+        if entry.state == "sent":  # a settled send keeps no message id (no re-sends here)
+            entry = replace(entry, detail="")
         self._write(sub_id, entry)
         if pending_at is None:
             self.pending.pop((sub_id, entry.lesson_id), None)
