@@ -191,3 +191,14 @@ def test_the_description_has_the_broadcast_routes(queued):
     with TestClient(with_no_tokens) as client:
         answer = client.get(f"{BASE}/broadcasts", headers=_auth(WRITE))
     assert answer.status_code == 404
+
+
+def test_a_test_the_provider_refuses_is_a_502_in_one_line(settings, store, templates):
+    closed = api_settings(settings, transport="smtp", smtp_url="smtp://127.0.0.1:1")
+    with TestClient(create_app(closed, send_task=lambda *a, **k: None)) as client:
+        api = Api(client, store, closed, None)  # type: ignore[arg-type]
+        bid = api.post("/broadcasts", NEW).json()["id"]
+        answer = api.post(f"/broadcasts/{bid}/test", {"to": "me@example.org"})
+    assert answer.status_code == 502
+    assert answer.json()["error"].startswith("smtp: not sent: ")
+    assert "\n" not in answer.json()["error"] and "me@example.org" not in answer.json()["error"]
