@@ -8,14 +8,14 @@ import logging
 
 from fastapi import FastAPI
 
-from course.web.api import segments, stats, subscribers
+from course.web.api import broadcasts, segments, stats, subscribers
 from course.web.api.auth import ApiAuth
 from course.web.state import WebState
 
 log = logging.getLogger("course.web.api")
 
 # Each is ``router(state, auth) -> APIRouter``; a new noun is one more entry here.
-ROUTERS = (subscribers.router, segments.router, stats.router)
+ROUTERS = (subscribers.router, segments.router, stats.router, broadcasts.router)
 
 
 def install_api(app: FastAPI, state: WebState) -> None:

@@ -116,6 +116,79 @@ class SegmentCountOut(BaseModel):
     sample: list[SampleReader]
 
 
+class NewBroadcast(Strict):
+    """A draft broadcast, as ``course broadcast create`` makes it; nothing is sent until
+    ``POST /api/v1/broadcasts/{id}/send``."""
+
+    template: str = Field(max_length=200, description="a file of templates/broadcasts/, "
+                          "e.g. broadcasts/program-open.md")  # fmt: skip
+    subject: str = Field(max_length=1000, description="the email's subject: one line")
+    to: str = Field(max_length=2000, description="the segment, e.g. 'status:completed'")
+    at_local: str | None = Field(None, max_length=5, description="HH:MM in each reader's own "
+                                 "zone; none: at once")  # fmt: skip
+    include_paused: bool = Field(False, description="also readers who paused the course")
+
+
+class BroadcastCounts(BaseModel):
+    """As ``course broadcast status --json``: the ledger's outcomes and the provider's events."""
+
+    model_config = ConfigDict(extra="allow")
+
+    claimed: int = Field(description="recipients claimed (each reader once)")
+    sent: int
+    failed: int
+    uncertain: int
+    skipped: int = Field(description="unsubscribed or suppressed before their send, or cancelled")
+    waiting: int = Field(description="claimed, not sent yet")
+    retried: int
+    click: int
+    unsubscribe: int
+
+
+class BroadcastOut(BaseModel):
+    """What ``course broadcast status --json`` prints."""
+
+    id: str
+    status: Literal["draft", "sending", "sent", "cancelled"]
+    subject: str
+    template: str
+    to: str
+    at_local: str | None
+    include_paused: bool
+    created: str
+    sent_at: str | None
+    counts: BroadcastCounts
+
+
+class SendOut(BaseModel):
+    """What one send did: a second send (or one after the last claim) claims nobody."""
+
+    broadcast: BroadcastOut
+    matched: int = Field(description="readers the segment chose who may be mailed")
+    claimed: int = Field(description="claimed by this request")
+    already: int = Field(description="claimed before (an earlier send)")
+    refused: int = Field(description="changed status between the read and the claim")
+    was_sent: bool = Field(description="sent before this request: nothing was done")
+    first_at: datetime | None = Field(description="the earliest send instant claimed")
+    last_at: datetime | None = Field(description="the latest send instant claimed")
+
+
+class CancelOut(BaseModel):
+    broadcast: BroadcastOut
+    stopped: int = Field(description="claims not yet handed to the provider, now skipped")
+
+
+class BroadcastTestIn(Strict):
+    to: str = Field(max_length=254, json_schema_extra={"format": "email"},
+                    description="where the test goes (your own address)")  # fmt: skip
+
+
+class BroadcastTestOut(BaseModel):
+    to: str
+    subject: str = Field(description="marked [TEST]")
+    provider_message_id: str | None
+
+
 class ErrorOut(BaseModel):
     error: str
     field: str | None = None
@@ -126,10 +199,11 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         401: "no bearer token, or not a valid one (WWW-Authenticate: Bearer)",
         403: "a read token asked to change something",
-        404: "no such subscriber",
-        409: "not possible in the subscriber's state",
+        404: "no such subscriber or broadcast",
+        409: "not possible in the subscriber's or broadcast's state",
         422: "a field is not valid (named in field)",
         429: "too many requests for this token (Retry-After)",
+        502: "the email provider did not take the test email",
         503: "Redis or the course is not available (Retry-After)",
     }
     return {code: {"model": ErrorOut, "description": what[code]} for code in (401, 429, *codes)}
