@@ -290,6 +290,22 @@ def test_the_commands_from_create_to_cancel(store, course_cli, tmp_path):
     assert cancelled.stdout.strip() == f"broadcast {bid}: cancelled; 1 waiting sends stopped"
 
 
+def test_reaching_the_graduates_is_one_command(store, course_cli):
+    ids = populate(store, per_status=1)
+    done = course_cli("broadcast", "create", "--template", "broadcasts/news.md", "--subject",
+                      "Open", "--to", "status:completed", "--send")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bid, line = done.stdout.strip().splitlines()
+    assert line == f"broadcast {bid}: claimed 1"
+    as_json = course_cli("broadcast", "create", "--template", "broadcasts/news.md", "--subject",
+                         "Again", "--to", "status:completed", "--send", "--json")  # fmt: skip
+    shown = json.loads(as_json.stdout)
+    assert shown["status"] == "sent" and shown["counts"]["claimed"] == 1
+    (graduate,) = ids["completed"]
+    assert {e for e in store.ledger(graduate) if e.startswith("b:")} == {
+        f"b:{bid}", f"b:{shown['id']}"}  # fmt: skip
+
+
 def test_the_commands_errors_are_one_line_with_exit_1_or_2(course_cli, templates):
     (templates / "broadcasts" / "bad.md").write_text("{% if %}\n")
     cases = [

@@ -53,11 +53,14 @@ def broadcast() -> None:
 @click.option("--at-local", callback=_hhmm, default=None,
               help="Send at this HH:MM in each reader's own zone (default: at once).")  # fmt: skip
 @click.option("--include-paused", is_flag=True, help="Also readers who paused the course.")
+@click.option("--send", "send_now", is_flag=True,
+              help="Send it as soon as it is stored, as `send ID` would.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def create(ctx: Context, template: str, subject: str, expression: str, at_local: time | None,
-           include_paused: bool, as_json: bool) -> None:  # fmt: skip
-    """Check and store a draft broadcast; prints its id. Nothing is sent until `send`."""
+           include_paused: bool, send_now: bool, as_json: bool) -> None:  # fmt: skip
+    """Check and store a draft broadcast; prints its id. Nothing is sent until `send`, or
+    with `--send`, which sends it as soon as it is stored (one command)."""
     from course.broadcasts.service import BroadcastError, create_broadcast
 
     rt = ctx.runtime
@@ -69,10 +72,15 @@ def create(ctx: Context, template: str, subject: str, expression: str, at_local:
                              now=utc_now())  # fmt: skip
     except BroadcastError as exc:
         raise _fail(exc) from None
-    if as_json:
+    if as_json and not send_now:
         click.echo(json.dumps(_as_dict(b), indent=2, ensure_ascii=False))
         return
-    click.echo(b.id)
+    if not as_json:
+        click.echo(b.id)
+    if send_now:
+        sent = _send(ctx, b.id, quiet=as_json)
+        if as_json:
+            click.echo(json.dumps(_as_dict(sent), indent=2, ensure_ascii=False))
 
 
 @broadcast.command("preview")
@@ -133,6 +141,11 @@ def test(ctx: Context, broadcast_id: str, address: str, first_name: str) -> None
 def send(ctx: Context, broadcast_id: str) -> None:
     """Claim every reader of the segment (once each, whatever happens); workers send each
     claim when its time comes. Running it again claims nobody twice."""
+    _send(ctx, broadcast_id)
+
+
+def _send(ctx: Context, broadcast_id: str, quiet: bool = False):
+    """Send (claim) the broadcast and say what it did, unless ``quiet``; the broadcast."""
     from course.broadcasts.service import BroadcastError, send_broadcast
 
     rt = ctx.runtime
@@ -144,9 +157,11 @@ def send(ctx: Context, broadcast_id: str) -> None:
     b = report.broadcast
     if report.stopped:
         raise Failed(f"broadcast {b.id} was cancelled while claiming ({report.claimed} claimed)")
+    if quiet:
+        return b
     if report.was_sent:
         click.echo(f"broadcast {b.id}: already sent ({b.claimed} recipients)")
-        return
+        return b
     line = f"broadcast {b.id}: claimed {report.claimed}"
     if report.already:
         line += f" (and {report.already} claimed before)"
@@ -155,6 +170,7 @@ def send(ctx: Context, broadcast_id: str) -> None:
     if report.first_at and report.last_at and b.at_local:
         line += f"; sending from {report.first_at:%Y-%m-%d %H:%M} to {report.last_at:%H:%M} UTC"
     click.echo(line)
+    return b
 
 
 @broadcast.command("status")
