@@ -11,4 +11,7 @@ WEBHOOK_TASK = "course.webhook"
 # waits in front of a lesson batch (workers consume both; `celery worker -Q webhooks` runs
 # one for webhooks alone).
 WEBHOOK_QUEUE = "webhooks"
-LESSON_QUEUE = "celery"  # Celery's default queue: ticks, deliveries, signups, confirmations
+LESSON_QUEUE = "celery"  # Celery's default queue: ticks, deliveries, retention
+# Signups and confirmation emails have one too: a backlog of lesson batches never keeps a
+# new reader waiting for their confirmation email (workers consume every queue by default).
+SIGNUP_QUEUE = "signups"

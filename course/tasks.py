@@ -37,6 +37,7 @@ from course.task_names import (
     DELIVER_TASK,
     LESSON_QUEUE,
     RETENTION_TASK,
+    SIGNUP_QUEUE,
     SIGNUP_TASK,
     TICK_TASK,
     WEBHOOK_QUEUE,
@@ -85,12 +86,17 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
             },
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
-        # Every worker consumes both queues unless told otherwise (-Q webhooks: webhooks only)
+        # Every worker consumes every queue unless told otherwise (-Q webhooks: webhooks only)
         task_queues=[
-            Queue(name, Exchange(name), routing_key=name) for name in (LESSON_QUEUE, WEBHOOK_QUEUE)
+            Queue(name, Exchange(name), routing_key=name)
+            for name in (LESSON_QUEUE, SIGNUP_QUEUE, WEBHOOK_QUEUE)
         ],
         task_default_queue=LESSON_QUEUE,
-        task_routes={WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
+        task_routes={
+            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
+            SIGNUP_TASK: {"queue": SIGNUP_QUEUE},
+            CONFIRMATION_TASK: {"queue": SIGNUP_QUEUE},
+        },
     )
     app.conf.course_settings = settings.with_(redis_url=broker)
     return app

@@ -302,3 +302,14 @@ def test_a_subject_experiment_in_the_worker_splits_readers_and_the_tick_task_pic
     finally:
         path.write_text(good)
         publish_course(store, path, "the course again")
+
+
+def test_signups_and_confirmations_have_a_queue_of_their_own(worker_env):
+    """A backlog of lesson batches never waits in front of a new reader's confirmation."""
+    from course import task_names as t
+
+    app = worker_env["app"]
+    names = (t.SIGNUP_TASK, t.CONFIRMATION_TASK, t.DELIVER_TASK, t.TICK_TASK, t.WEBHOOK_TASK)
+    queues = [app.amqp.router.route({}, name)["queue"].name for name in names]
+    assert queues == ["signups", "signups", "celery", "celery", "webhooks"]
+    assert {q.name for q in app.conf.task_queues} == {"celery", "signups", "webhooks"}
