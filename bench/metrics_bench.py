@@ -36,7 +36,8 @@ def fill(client: redis.Redis, store: Store, count: int, now: float, lessons: lis
     for start in range(0, count, CHUNK):
         names = [f"s{i}" for i in range(start, min(count, start + CHUNK))]
         pipe = client.pipeline(transaction=False)
-        pipe.zadd(store.due_key, {name: now + (i % 100) - 50 for i, name in enumerate(names)})
+        for i, name in enumerate(names):
+            pipe.zadd(store.due_key(name), {name: now + (i % 100) - 50})
         pipe.incrby(store.subs_count_key, len(names))
         pipe.execute()
     for lesson in lessons:

@@ -55,6 +55,7 @@ from course.store import (  # noqa: E402
 )
 from course.store.codec import EMAIL_BUCKETS  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.store.keys import DUE_BUCKETS  # noqa: E402
 from course.timeline import LATE_GRACE  # noqa: E402
 
 # A winter Tuesday, 13:30 UTC: 08:30 on the wall clocks of the due subscribers' zones, so
@@ -209,10 +210,10 @@ def fresh_history(schedule: Schedule, rng: random.Random) -> History:
 
 
 # ARGV: key prefix, the record count's key, then one packed subscriber each: ``id US email
-# US created US due RS field US value ... RS lesson US entry ...`` (US = \x1f, RS = \x1e;
-# the values are the store's own encodings, which never contain either). Writes what
-# ``Store.add``, the claim script and the due index would have written for them. A loader
-# for this benchmark only.
+# US created US due US email bucket key US due bucket key RS field US value ... RS lesson
+# US entry ...`` (US = \x1f, RS = \x1e; the values are the store's own encodings, which
+# never contain either). Writes what ``Store.add``, the claim script and the due index would
+# have written for them. A loader for this benchmark only.
 LOAD_SCRIPT = r"""
 local function split(s, sep)
   local out, start = {}, 1
@@ -232,7 +233,7 @@ for i = 3, #ARGV do
   redis.call('DEL', p .. 'sub:' .. id, p .. 'ledger:' .. id)
   redis.call('HSET', p .. 'sub:' .. id, unpack(split(parts[2], '\31')))
   redis.call('HSET', head[5], head[2], id)
-  if head[4] ~= '' then redis.call('ZADD', p .. 'due', head[4], id) end
+  if head[4] ~= '' then redis.call('ZADD', head[6], head[4], id) end
   if parts[3] ~= '' then
     redis.call('HSET', p .. 'ledger:' .. id, unpack(split(parts[3], '\31')))
   end
@@ -270,6 +271,7 @@ class Loader:
                 repr(sub.created),
                 "" if due is None else repr(due),
                 self.store.email_key(sub.email),
+                self.store.due_key(sub.id),
             )
         )
         fields = US.join(chain.from_iterable(encode_subscriber(sub).items()))
@@ -299,11 +301,11 @@ def breakdown(store: Store, ids: list[str], rng: random.Random, samples: int = 2
     for bucket in range(EMAIL_BUCKETS):
         pipe.memory_usage(store.email_bucket_key(bucket), samples=0)
     result["email buckets"] = sum(size or 0 for size in pipe.execute()) / len(ids)
-    for name, key in (
-        ("due zset", store.due_key),
-        ("pending zset", store.pending_key),
-    ):
-        result[name] = (client.memory_usage(key, samples=0) or 0) / len(ids)
+    pipe = client.pipeline(transaction=False)
+    for bucket in range(DUE_BUCKETS):
+        pipe.memory_usage(store.due_bucket_key(bucket), samples=0)
+    result["due buckets"] = sum(size or 0 for size in pipe.execute()) / len(ids)
+    result["pending zset"] = (client.memory_usage(store.pending_key, samples=0) or 0) / len(ids)
     return result
 
 
@@ -319,9 +321,10 @@ def encodings(store: Store, ids: list[str], rng: random.Random) -> str:
         key = store.email_bucket_key(bucket)
         if client.exists(key):
             seen[f"e:{client.object('encoding', key)}"] += 1
-    for key in (store.due_key,):
+    for bucket in rng.sample(range(DUE_BUCKETS), 20):
+        key = store.due_bucket_key(bucket)
         if client.exists(key):
-            seen[f"{key.removeprefix(store.prefix)}:{client.object('encoding', key)}"] += 1
+            seen[f"due:{client.object('encoding', key)}"] += 1
     return ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
 
 

@@ -428,7 +428,7 @@ def test_a_timed_pause_set_after_the_tick_read_the_due_index_is_kept(harness, st
     until = local(2026, 3, 12, 9)
     pause(store, store.get(sub.id), local(2026, 3, 3, 9), until=until)
     # The tick had read the due index just before the pause moved the entry.
-    store.redis.zadd(store.due_key, {sub.id: local(2026, 3, 4).timestamp()})
+    store.redis.zadd(store.due_key(sub.id), {sub.id: local(2026, 3, 4).timestamp()})
     harness.tick(local(2026, 3, 4))
     assert store.get(sub.id).status == "paused"
     assert store.due_score(sub.id) == until.timestamp()

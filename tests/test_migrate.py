@@ -156,6 +156,7 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     assert "small buckets): 6 records read, 6 would change" in dry.stdout
     assert "field names in every record): 6 records read, 6 would change" in dry.stdout
     assert "of the signup index): 6 records read, 9 would change" in dry.stdout
+    assert "due index into small zsets): 3 records read, 3 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -192,6 +193,12 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     assert store.entry("b" * 12, "second").detail == "timeout"  # uncertain: kept as it was
     # The old uncertain send is where the settling looks, at the instant of its send.
     assert store.uncertain_due(at(5)) == [("b" * 12, "second")]
+    # The due index is in small zsets, each id in its own bucket with its score.
+    assert not redis_client.exists(f"{P}due")
+    assert store.due_score("a" * 12) == at(7) and store.due_score("c" * 12) == at(6)
+    assert redis_client.zscore(store.due_key("b" * 12), "b" * 12) == at(6)
+    assert store.due_count() == 3 and store.next_due() == at(6)
+    assert store.due_ids(at(6)) == ["b" * 12, "c" * 12]
     assert course("migrate").stdout.strip() == f"store already at layout {LAYOUT}: nothing to do"
 
     transport = Recording(tmp_path / "outbox")
@@ -258,6 +265,32 @@ def test_a_migration_killed_half_way_resumes_and_ends_the_same(redis_client, sto
     indexed = dict(redis_client.zrange(f"{P}uncertain", 0, -1, withscores=True))
     expected = {f"{n:012x}|hello": at(3, 12) + n for n in range(300)}
     assert indexed == {**expected, f"{'b' * 12}|second": at(5)}
+
+
+def test_the_due_index_split_killed_half_way_resumes(redis_client, store, course):
+    """Step 5 -> 6 moves ``P due`` into its buckets in batches; a killed run goes on."""
+    write_old_store(redis_client)
+    write_many(redis_client, 300)
+    redis_client.set(f"{P}layout", 5)  # only the due index matters to this step
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_batch(step, seen, total):
+        raise Killed
+
+    with pytest.raises(Killed):
+        migrate_store(store, 40, False, kill_after_first_batch)
+    state = redis_client.hgetall(f"{P}migrate:state")
+    assert state["from"] == "5" and state["cursor"] != "0" and 0 < int(state["seen"]) < 303
+    resumed = course("migrate", "--batch", "40")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "layout 5 -> 6 (resumed) (" in resumed.stdout
+    assert redis_client.get(f"{P}layout") == str(LAYOUT) and not redis_client.exists(f"{P}due")
+    assert store.due_count() == 303 and store.due_count(at(6)) == 302
+    assert all(store.due_score(f"{n:012x}") == at(6) for n in range(300))
+    buckets = redis_client.keys(f"{P}due:*")
+    assert all(redis_client.object("encoding", b) in ("ziplist", "listpack") for b in buckets)
 
 
 def test_migrate_refuses_while_beat_runs_unless_forced(redis_client, course):

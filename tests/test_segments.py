@@ -306,7 +306,13 @@ def test_reader_facts_read_alike_through_a_client_that_returns_bytes(
     populate(store, redis_client, count=9)
     wanted = needs(parse("phase:1 received:hello checkin:any tz:E* joined:>2026-01-01", schedule))
     raw = Store(redis.Redis.from_url(redis_url))  # no decode_responses
-    assert list(raw.reader_facts(wanted)) == list(store.reader_facts(wanted))
+
+    # The same facts; SCAN's pages may be cut differently while Redis rehashes its keyspace.
+    def every(facts):
+        return sorted((f for page in facts for f in page), key=lambda f: f.id)
+
+    assert every(raw.reader_facts(wanted)) == every(store.reader_facts(wanted))
+    assert len(every(store.reader_facts(wanted))) > 0
 
 
 # --- the command --------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def write_old(store, sub_id: str = "0123456789ab") -> str:
     store.redis.hset(store.ledger_key(sub_id), "hello", OLD_ENTRY)
     store.redis.hset(store.legacy_email_key, OLD_RECORD["email"], sub_id)
     store.redis.zadd(store.subs_key, {sub_id: 1772479500.25})
-    store.redis.zadd(store.due_key, {sub_id: 1772629200.0})  # "second": 2026-03-04 08:00 NY
+    store.redis.zadd(store.due_key(sub_id), {sub_id: 1772629200.0})  # "second": 2026-03-04 08:00 NY
     migrate_store(store, 100, dry_run=False)
     return sub_id
 

@@ -15,9 +15,16 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
 ``P subs:count``     string  how many ``P sub:{id}`` records there are, kept by the scripts
                               that add and erase them (layouts 1-4 had ``P subs``, a zset of
                               id -> created: listing now SCANs ``P sub:*``).
-``P due``            zset    subscriber id -> epoch at which their next lesson is due; only
-                              active subscribers with a lesson left are in it, so a tick
-                              reads only what is due (``ZRANGEBYSCORE -inf now``).
+``P due:{bucket}``   zset    subscriber id -> epoch at which their next lesson is due, for
+                              the ids whose bucket (:func:`due_bucket`: CRC-16 of the id, low
+                              14 bits, DUE_BUCKETS of them, 4 hex digits) it is; only active
+                              subscribers with a lesson left are in it, so a tick reads only
+                              what is due (``ZRANGEBYSCORE -inf now`` in each bucket, 512
+                              buckets per script call: course.store.due). Small zsets stay
+                              listpacks (~61 entries at 1,000,000 active, under redis'
+                              default zset-max-listpack-entries 128); beyond ~2,000,000
+                              active a bucket outgrows it and becomes a skiplist: still
+                              correct, only bigger. Layouts 1-5 had one zset, ``P due``.
 ``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail`` (epoch in whole
                               seconds; older entries have milliseconds); state is one of
                               claimed, sending, retry, sent (``sent|epoch|attempt``; the
@@ -161,9 +168,18 @@ tick or worker that read old state can never claim on top of a newer change.
 
 from __future__ import annotations
 
+import binascii
 from typing import overload
 
 from course.store.codec import email_bucket
+
+DUE_BUCKETS = 16384  # buckets of the due index; a power of two: the CRC's low bits
+
+
+def due_bucket(sub_id: str) -> int:
+    """The due index bucket of a subscriber id (stable across processes and releases)."""
+    return binascii.crc_hqx(sub_id.encode(), 0) & (DUE_BUCKETS - 1)
+
 
 DEFAULT_PREFIX = "hr:"
 
@@ -180,7 +196,7 @@ def split_member(value: str) -> tuple[str, str]:
 
 
 class Key:
-    """A fixed key under the owner's prefix: ``due_key = Key("due")`` reads ``hr:due``."""
+    """A fixed key under the owner's prefix: ``pending_key = Key("pending")``: ``hr:pending``."""
 
     def __init__(self, suffix: str):
         self.suffix = suffix
@@ -206,7 +222,13 @@ class Keys:
     def ledger_key(self, sub_id: str) -> str:
         return f"{self.prefix}ledger:{sub_id}"
 
-    due_key = Key("due")
+    def due_key(self, sub_id: str) -> str:  # the due index bucket that holds ``sub_id``
+        return self.due_bucket_key(due_bucket(sub_id))
+
+    def due_bucket_key(self, bucket: int) -> str:  # bucket number 0 .. DUE_BUCKETS - 1
+        return f"{self.prefix}due:{bucket:04x}"
+
+    legacy_due_key = Key("due")  # layouts 1-5: one zset (course migrate moves it)
     pending_key = Key("pending")
     uncertain_key = Key("uncertain")
     settle_mark_key = Key("settle:mark")

@@ -6,8 +6,9 @@ and no ``P layout`` key is layout 1). Layout 2 is layout 1 with the version key 
 ``P email`` hash) into small hashes ``P e:{bucket}`` (course.store.codec.EMAIL_BUCKETS of
 them). Layout 4 names a record's fields with one or two letters (course.store.codec
 STORED_NAMES). Layout 5 has no signup index (``P subs``): listing SCANs the records and
-``P subs:count`` counts them. :data:`LAYOUT` is the layout this release reads and writes;
-``course migrate``
+``P subs:count`` counts them. Layout 6 splits the due index (one ``P due`` zset) into
+small zsets ``P due:{bucket}`` (course.store.keys.DUE_BUCKETS of them). :data:`LAYOUT` is
+the layout this release reads and writes; ``course migrate``
 (:mod:`course.store.migrate`) moves an older store to it. A store with no subscriber is
 stamped with :data:`LAYOUT` when a process first starts on it, and by the scripts that add
 subscribers.
@@ -21,7 +22,7 @@ from course.store.codec import as_str
 from course.store.errors import LayoutMismatch
 from course.store.keys import Keys
 
-LAYOUT = 5  # the layout this release reads and writes
+LAYOUT = 6  # the layout this release reads and writes
 
 
 def older_message(found: int) -> str:
@@ -56,7 +57,7 @@ class LayoutRecords(Keys):
                     "knows: restore the backup made before the upgrade"
                 )
             return int(text)
-        if self.redis.exists(self.subs_key, self.legacy_email_key, self.due_key):
+        if self.redis.exists(self.subs_key, self.legacy_email_key, self.legacy_due_key):
             return 1
         return None
 

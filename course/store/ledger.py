@@ -18,7 +18,7 @@ from course.models.subscriber import LedgerEntry
 from course.store.codec import as_str, encode_score, encode_value, with_fields
 from course.store.keys import Keys, member, split_member
 
-# KEYS: sub hash, ledger hash, due zset, pending zset, retention ended zset
+# KEYS: sub hash, ledger hash, due bucket zset, pending zset, retention ended zset
 # ARGV: id, lesson, expected version, now, next due ('' = none left: completed, and the
 #       instant of completing goes in the retention index),
 #       sent_that_day, lesson day, pending deadline, previous lesson ('' = none)
@@ -143,7 +143,7 @@ class Ledger(Keys):
                 keys=[
                     self.sub_key(c.sub_id),
                     self.ledger_key(c.sub_id),
-                    self.due_key,
+                    self.due_key(c.sub_id),
                     self.pending_key,
                     self.ended_key,
                 ],

@@ -103,6 +103,7 @@ STEPS = {
     2: "split the email index into small buckets",
     3: "short field names in every record",
     4: "sent entries without message ids; a count instead of the signup index",
+    5: "split the due index into small zsets",
 }
 HEARTBEAT_MAX_AGE = 180  # seconds: a process seen this recently is taken to be running
 
@@ -142,6 +143,8 @@ class Migrations(Keys):
         """How many records the step from ``source`` reads (for the progress bar)."""
         if source == 2:
             return int(self.redis.hlen(self.legacy_email_key))
+        if source == 5:
+            return int(self.redis.zcard(self.legacy_due_key))
         return int(self.redis.zcard(self.subs_key))
 
     def migration_batch(
@@ -157,6 +160,8 @@ class Migrations(Keys):
             return self._rename_fields(cursor, count, dry_run)
         if source == 4:
             return self._compact_sent(cursor, count, dry_run)
+        if source == 5:
+            return self._split_due_index(cursor, count, dry_run)
         raise ValueError(f"no migration step from layout {source}")
 
     def _split_email_index(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
@@ -168,6 +173,18 @@ class Migrations(Keys):
             pipe = self.redis.pipeline(transaction=False)
             for address, sub_id in pairs.items():
                 pipe.hset(self.email_key(address), address, sub_id)
+            pipe.execute()
+        return int(cursor), len(pairs), len(pairs)
+
+    def _split_due_index(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
+        """Layout 5 -> 6: each member of ``P due`` into its bucket with its score (a batch
+        done twice writes the same); the old zset goes when the step ends."""
+        cursor, found = self.redis.zscan(self.legacy_due_key, cursor, count=count)
+        pairs = [(as_str(m), float(score)) for m, score in found]
+        if not dry_run and pairs:
+            pipe = self.redis.pipeline(transaction=False)
+            for sub_id, score in pairs:
+                pipe.zadd(self.due_key(sub_id), {sub_id: score})
             pipe.execute()
         return int(cursor), len(pairs), len(pairs)
 
@@ -214,14 +231,16 @@ class Migrations(Keys):
 
     def end_migration_step(self, source: int) -> None:
         """The step from ``source`` is over: the store is at ``source + 1``, in one MULTI
-        (with what the step leaves behind: layout 2's email hash; layout 4's signup index,
-        replaced by its count, and a retention backfill's ZSCAN cursor over it, restarted
-        as a SCAN)."""
+        (with what the step leaves behind: layout 2's email hash; layout 5's due zset;
+        layout 4's signup index, replaced by its count, and a retention backfill's ZSCAN
+        cursor over it, restarted as a SCAN)."""
         restart = source == 4 and self.redis.hget(self.retention_backfill_key, "done") == b"0"
         records = int(self.redis.zcard(self.subs_key)) if source == 4 else 0
         pipe = self.redis.pipeline()
         if source == 2:
             pipe.delete(self.legacy_email_key)
+        if source == 5:
+            pipe.delete(self.legacy_due_key)
         if source == 4:
             pipe.set(self.subs_count_key, records)
             pipe.delete(self.subs_key)

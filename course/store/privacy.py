@@ -11,7 +11,7 @@ from redis.commands.core import Script
 from course.store.codec import FIELD_OF, as_str, stored_name, suppression_hash
 from course.store.keys import Keys
 
-# KEYS: sub hash, ledger hash, subs count, due zset, pending zset, quarantine hash, the
+# KEYS: sub hash, ledger hash, subs count, due bucket zset, pending zset, quarantine hash, the
 #       address's email bucket,
 #       replies list, replies zset, retention ended zset, retention unconfirmed zset, and
 #       always as the last two (a script that embeds this one passes keys of its own
@@ -80,8 +80,9 @@ class PrivacyRecords(Keys):
     def erase_record(self, sub_id: str, address: str) -> int:
         """Remove one record, its replies and its index entries (:data:`ERASE_SCRIPT`); keys
         deleted."""
-        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key, self.due_key,
-                self.pending_key, self.quarantine_key, self.email_key(address),
+        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key,
+                self.due_key(sub_id), self.pending_key, self.quarantine_key,
+                self.email_key(address),
                 self.replies_key(sub_id), self.replied_key, self.ended_key,
                 self.unconfirmed_key, self.uncertain_key, self.settle_proof_key]  # fmt: skip
         return int(self._erase(keys=keys, args=[sub_id, address]))

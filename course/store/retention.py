@@ -133,7 +133,8 @@ class RetentionRecords(Keys):
         pipe = self.redis.pipeline(transaction=False)
         for sub_id, address, status, hashed in items:
             keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key,
-                    self.due_key, self.pending_key, self.quarantine_key, self.email_key(address),
+                    self.due_key(sub_id), self.pending_key, self.quarantine_key,
+                    self.email_key(address),
                     self.replies_key(sub_id), self.replied_key, self.ended_key,
                     self.unconfirmed_key, self.suppressed_key,
                     self.retention_stats_key, self.uncertain_key,

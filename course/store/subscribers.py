@@ -2,7 +2,7 @@
 with a version check, suppressing for good, and counting by status.
 
 The records are ``P sub:{id}`` hashes, indexed by address (``P e:{bucket}``) and the due index
-(``P due``), and counted (``P subs:count``); see :mod:`course.store.keys`.
+(``P due:{bucket}``), and counted (``P subs:count``); see :mod:`course.store.keys`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from course.store.errors import DuplicateSubscriber, ErasedAddress
 from course.store.keys import Keys
 from course.store.layout import LAYOUT
 
-# KEYS: sub hash, due zset, retention ended zset, retention unconfirmed zset
+# KEYS: sub hash, due bucket zset, retention ended zset, retention unconfirmed zset
 # ARGV: id, expected version ('' = any), due score ('' = remove from due, '=' = leave),
 #       then field, value pairs to set ('' = unset: the field is removed).
 # A status change keeps the retention indexes: no longer pending leaves the unconfirmed one,
@@ -59,7 +59,7 @@ return 1
 """
 )
 
-# KEYS: the address's email bucket, subs count, new sub hash, due zset, current holder's sub hash,
+# KEYS: the address's email bucket, subs count, new sub hash, due bucket, current holder's sub hash,
 #       suppressed set, retention unconfirmed zset, layout string
 # ARGV: email, new id, created, due ('' = not due), id the email maps to now ('' = none),
 #       the address's suppression hash, then field, value pairs of the new subscriber.
@@ -91,7 +91,7 @@ return 1
 """
 )
 
-# KEYS: sub hash, due zset, exits stats hash, retention ended zset, retention unconfirmed zset
+# KEYS: sub hash, due bucket, exits stats hash, retention ended zset, retention unconfirmed zset
 # ARGV: id, new status (unsubscribed, bounced or complained), now ('' = Redis's clock)
 # Suppresses a subscriber who may still be mailed and counts the exit against their last
 # lesson; the instant they left goes in the retention index (a later exit of a completed
@@ -114,8 +114,9 @@ return 1
 """
 )
 
-# KEYS: subs count, due zset, suppressed set, retention ended zset, retention unconfirmed
-#       zset, layout string, then per subscriber: their new hash, their address's email bucket
+# KEYS: subs count, suppressed set, retention ended zset, retention unconfirmed zset, layout
+#       string, then per subscriber: their new hash, their address's email bucket, their due
+#       bucket
 # ARGV: F (number of fields), the F field names, then per subscriber: email, id, created,
 #       due ('' = not due), the address's suppression hash, and the F values ('' = not set:
 #       left out of the hash).
@@ -127,13 +128,13 @@ return 1
 # Returns per subscriber 1 added, 0 address taken, -1 address erased.
 ADD_MANY_SCRIPT = with_fields(
     f"""
-redis.call('SET', KEYS[6], '{LAYOUT}', 'NX')
+redis.call('SET', KEYS[5], '{LAYOUT}', 'NX')
 local f = tonumber(ARGV[1])
 local out = {{}}
 local i = f + 2
-for k = 7, #KEYS, 2 do
+for k = 6, #KEYS, 3 do
   local email, id, created, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('SISMEMBER', KEYS[3], ARGV[i + 4]) == 1 then
+  if redis.call('SISMEMBER', KEYS[2], ARGV[i + 4]) == 1 then
     out[#out + 1] = -1
   elseif redis.call('HEXISTS', KEYS[k + 1], email) == 1 then
     out[#out + 1] = 0
@@ -149,11 +150,11 @@ for k = 7, #KEYS, 2 do
     redis.call('HSET', KEYS[k], unpack(pairs))
     redis.call('HSET', KEYS[k + 1], email, id)
     redis.call('INCR', KEYS[1])
-    if due ~= '' then redis.call('ZADD', KEYS[2], due, id) end
+    if due ~= '' then redis.call('ZADD', KEYS[k + 2], due, id) end
     local status = redis.call('HGET', KEYS[k], '@status')
-    if status == 'pending' then redis.call('ZADD', KEYS[5], created, id)
+    if status == 'pending' then redis.call('ZADD', KEYS[4], created, id)
     elseif status ~= 'active' and status ~= 'paused' then
-      redis.call('ZADD', KEYS[4], created, id)
+      redis.call('ZADD', KEYS[3], created, id)
     end
     out[#out + 1] = 1
   end
@@ -207,7 +208,7 @@ class SubscriberRecords(Keys):
             current = self.redis.hget(self.email_key(address), address)
             current = as_str(current) if current else ""
             keys = [self.email_key(address), self.subs_count_key, self.sub_key(sub_id),
-                    self.due_key, self.sub_key(current or sub_id), self.suppressed_key,
+                    self.due_key(sub_id), self.sub_key(current or sub_id), self.suppressed_key,
                     self.unconfirmed_key, self.layout_key]  # fmt: skip
             args = [address, sub_id, encode_value(now), "" if due is None else encode_value(due),
                     current, suppression_hash(address)]  # fmt: skip
@@ -235,10 +236,10 @@ class SubscriberRecords(Keys):
                      suppression_hash(sub.email)]  # fmt: skip
             stored = encode_subscriber(sub)  # what it leaves out, the script leaves out too
             args += [stored.get(stored_name(name), "") for name in names]
-        keys = [self.subs_count_key, self.due_key, self.suppressed_key, self.ended_key,
-                self.unconfirmed_key, self.layout_key]  # fmt: skip
+        keys = [self.subs_count_key, self.suppressed_key, self.ended_key, self.unconfirmed_key,
+                self.layout_key]  # fmt: skip
         for sub in subs:
-            keys += [self.sub_key(sub.id), self.email_key(sub.email)]
+            keys += [self.sub_key(sub.id), self.email_key(sub.email), self.due_key(sub.id)]
         return [int(outcome) for outcome in self._add_many(keys=keys, args=args)]
 
     def find_many(self, emails: list[str]) -> list[Subscriber | None]:
@@ -347,14 +348,14 @@ class SubscriberRecords(Keys):
             text = encode_value(value)
             unset = text in UNSET.get(name, ("",))  # a default: unset
             args += [stored_name(name), "" if unset else text]
-        keys = [self.sub_key(sub_id), self.due_key, self.ended_key, self.unconfirmed_key]
+        keys = [self.sub_key(sub_id), self.due_key(sub_id), self.ended_key, self.unconfirmed_key]
         return int(self._update(keys=keys, args=args))
 
     def suppress(self, sub_id: str, status: str, now: float | None = None) -> int:
         """Suppress for good (no version check) and count the exit after their last lesson;
         1 done, 0 already suppressed, -3 no such subscriber. ``now`` is when they left (for
         retention); None takes Redis's clock."""
-        keys = [self.sub_key(sub_id), self.due_key, self.exits_key, self.ended_key,
+        keys = [self.sub_key(sub_id), self.due_key(sub_id), self.exits_key, self.ended_key,
                 self.unconfirmed_key]  # fmt: skip
         at = "" if now is None else encode_score(now)
         return int(self._suppress(keys=keys, args=[sub_id, status, at]))
