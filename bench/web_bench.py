@@ -56,6 +56,7 @@ from course.guard import DEV_SECRET_KEY  # noqa: E402
 from course.local.supervise import start_process, stop_all  # noqa: E402
 from course.store import Store  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.task_names import SIGNUP_QUEUE  # noqa: E402
 from course.tokens import link  # noqa: E402
 
 LOGS = ROOT / "var" / "bench"
@@ -347,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in ("/subscribe", "/bare/subscribe"):
                 run_load(base, [(path, {"email": f"warm{i}@example.com"}) for i in range(warm)],
                          args.connections)  # fmt: skip
-            queued = client.llen("celery")
+            queued = client.llen(SIGNUP_QUEUE)
             for part in range(args.rounds):
                 for name, result in results.items():
                     chunk = requests[name][part * n // args.rounds : (part + 1) * n // args.rounds]
@@ -356,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result.add(raw, redis_commands(client) - before - 1)
         finally:
             stop_all({"web": proc})
-        signups = client.llen("celery") - queued
-        message = client.lindex("celery", 0) or ""
+        signups = client.llen(SIGNUP_QUEUE) - queued
+        message = client.lindex(SIGNUP_QUEUE, 0) or ""
         gone = {kind: sum(1 for i in ids if store.get(i).status == "unsubscribed")
                 for kind, ids in people.items()}  # fmt: skip
         client.close()
