@@ -610,13 +610,10 @@ class Chaos:
                 violations["order"].append(f"{sub_id}: {sequence}")
 
         ids = list(store.iter_ids())
-        pipe = store.redis.pipeline()
-        for sub_id in ids:
-            pipe.hgetall(store.ledger_key(sub_id))
         states: Counter[str] = Counter()
         uncertain_accepted = 0
-        for sub_id, ledger in zip(ids, pipe.execute(), strict=True):
-            entries = {lesson: raw.split("|", 1)[0] for lesson, raw in ledger.items()}
+        for sub_id, (_, ledger) in zip(ids, store.read_many(ids), strict=True):
+            entries = {lesson: entry.state for lesson, entry in ledger.items()}
             states.update(entries.values())
             for lesson_id, state in entries.items():
                 if state in UNFINISHED:

@@ -4,9 +4,9 @@
 
 Starts a redis-server of its own (the embedded one, under a temporary folder, with the same
 settings as ``course run``: AOF, fsync always) and fills it through the store's own encoding
-(``course.store.encode_subscriber``, ``LedgerEntry.encode``). Every stored subscriber is the
-outcome of a simulated history: the real timeline functions (``due_at``, ``progress_after``)
-decide when each lesson went out and when the next one is due.
+(``course.store.encode_subscriber``, ``course.store.entries.encode_entry``). Every stored
+subscriber is the outcome of a simulated history: the real timeline functions (``due_at``,
+``progress_after``) decide when each lesson went out and when the next one is due.
 
 1. Memory, fresh: ``--total`` subscribers who just confirmed and were sent the day-0 lesson.
 2. Memory, mix: ``--total`` subscribers at every stage (pending, active at any lesson,
@@ -55,6 +55,7 @@ from course.store import (  # noqa: E402
 )
 from course.store.codec import EMAIL_BUCKETS  # noqa: E402
 from course.store.embedded import ensure_embedded_redis, stop_embedded_redis  # noqa: E402
+from course.store.entries import encode_entry  # noqa: E402
 from course.store.keys import DUE_BUCKETS  # noqa: E402
 from course.timeline import LATE_GRACE  # noqa: E402
 
@@ -210,8 +211,8 @@ def fresh_history(schedule: Schedule, rng: random.Random) -> History:
 
 
 # ARGV: key prefix, the record count's key, then one packed subscriber each: ``id US email
-# US created US due US email bucket key US due bucket key RS field US value ... RS lesson
-# US entry ...`` (US = \x1f, RS = \x1e; the values are the store's own encodings, which
+# US created US due US email bucket key US due bucket key RS field US value ... RS entry
+# number US entry ...`` (US = \x1f, RS = \x1e; the values are the store's own encodings, which
 # never contain either). Writes what ``Store.add``, the claim script and the due index would
 # have written for them. A loader for this benchmark only.
 LOAD_SCRIPT = r"""
@@ -230,12 +231,12 @@ for i = 3, #ARGV do
   local head = split(parts[1], '\31')
   local id = head[1]
   if redis.call('EXISTS', p .. 'sub:' .. id) == 0 then redis.call('INCR', ARGV[2]) end
-  redis.call('DEL', p .. 'sub:' .. id, p .. 'ledger:' .. id)
+  redis.call('DEL', p .. 'sub:' .. id)
   redis.call('HSET', p .. 'sub:' .. id, unpack(split(parts[2], '\31')))
   redis.call('HSET', head[5], head[2], id)
   if head[4] ~= '' then redis.call('ZADD', head[6], head[4], id) end
   if parts[3] ~= '' then
-    redis.call('HSET', p .. 'ledger:' .. id, unpack(split(parts[3], '\31')))
+    redis.call('HSET', p .. 'sub:' .. id, unpack(split(parts[3], '\31')))
   end
 end
 return #ARGV - 2
@@ -250,6 +251,10 @@ class Loader:
         self.store = store
         self.rng = rng
         self.script = store.redis.register_script(LOAD_SCRIPT)
+        self.numbers: dict[str, str] = {}  # entry id -> number, given as the claims would
+
+    def number(self, lesson_id: str) -> str:
+        return self.numbers.setdefault(lesson_id, str(len(self.numbers) + 1))
 
     def person(self, n: int, history: History) -> tuple[Subscriber, dict[str, str]]:
         rng = self.rng
@@ -257,8 +262,8 @@ class Loader:
         email = f"{(first or 'reader').lower()}.{n}@{rng.choice(('gmail.com', 'example.org'))}"
         sub = replace(history.sub, id=f"{n:012x}", email=email, first_name=first)
         ledger = {
-            # As the finish script writes a settled send (layout 5): no provider message id.
-            lesson: LedgerEntry(lesson, "sent", at, 1).encode().removesuffix("|")
+            # As the finish script writes a settled send: its epoch alone (layout 7).
+            lesson: encode_entry(LedgerEntry(lesson, "sent", at, 1))
             for lesson, at in history.sent
         }
         return sub, ledger
@@ -275,13 +280,19 @@ class Loader:
             )
         )
         fields = US.join(chain.from_iterable(encode_subscriber(sub).items()))
-        return RS.join((head, fields, US.join(chain.from_iterable(ledger.items()))))
+        entries = US.join(f"{self.number(lesson)}{US}{value}" for lesson, value in ledger.items())
+        return RS.join((head, fields, entries))
 
     def load(self, people: list[tuple[Subscriber, dict[str, str], float | None]]) -> None:
         pipe = self.store.redis.pipeline(transaction=False)
+        packed_all = [self.pack(*person) for person in people]  # numbers given first
+        store = self.store
+        if self.numbers:
+            pipe.hset(store.entry_numbers_key, mapping=self.numbers)
+            pipe.hset(store.entry_names_key, mapping={n: i for i, n in self.numbers.items()})
         for start in range(0, len(people), BATCH):
-            packed = [self.pack(*person) for person in people[start : start + BATCH]]
-            self.script(args=[self.store.prefix, self.store.subs_count_key, *packed], client=pipe)
+            packed = packed_all[start : start + BATCH]
+            self.script(args=[store.prefix, store.subs_count_key, *packed], client=pipe)
         pipe.execute()
 
 
@@ -294,9 +305,8 @@ def breakdown(store: Store, ids: list[str], rng: random.Random, samples: int = 2
     client = store.redis
     picked = rng.sample(ids, min(samples, len(ids)))
     result: dict[str, float] = {}
-    for name, key in (("sub hash", store.sub_key), ("ledger hash", store.ledger_key)):
-        sizes = [client.memory_usage(key(sub_id), samples=0) or 0 for sub_id in picked]
-        result[name] = sum(sizes) / len(sizes)
+    sizes = [client.memory_usage(store.sub_key(sub_id), samples=0) or 0 for sub_id in picked]
+    result["sub hash with ledger"] = sum(sizes) / len(sizes)
     pipe = client.pipeline(transaction=False)
     for bucket in range(EMAIL_BUCKETS):
         pipe.memory_usage(store.email_bucket_key(bucket), samples=0)
@@ -315,8 +325,6 @@ def encodings(store: Store, ids: list[str], rng: random.Random) -> str:
     seen: Counter[str] = Counter()
     for sub_id in picked:
         seen[f"sub:{client.object('encoding', store.sub_key(sub_id))}"] += 1
-        if client.exists(store.ledger_key(sub_id)):
-            seen[f"ledger:{client.object('encoding', store.ledger_key(sub_id))}"] += 1
     for bucket in rng.sample(range(EMAIL_BUCKETS), 20):
         key = store.email_bucket_key(bucket)
         if client.exists(key):
@@ -565,7 +573,7 @@ def _all_due(loader: Loader, due_protos: list[History], count: int):
     for n in range(count):
         sub_id = f"{n:012x}"
         sub = store.get(sub_id)
-        raw = store.redis.hgetall(store.ledger_key(sub_id))
+        raw = {lesson: encode_entry(entry) for lesson, entry in store.ledger(sub_id).items()}
         yield sub, raw, due_protos[n % len(due_protos)].due
 
 

@@ -221,6 +221,20 @@ def db_url(redis_url: str, db: int) -> str:
     return redis_url.rsplit("/", 1)[0] + f"/{db}"
 
 
+def put_entry(store: Store, sub_id: str, entry) -> None:
+    """Write a ledger entry (a ``LedgerEntry``) whatever was there, as a test sets one up:
+    through the finish script, which gives the entry its number (course.store.entries)."""
+    every = ("", "claimed", "sending", "retry", "sent", "failed", "uncertain", "skipped")
+    assert store.finish(sub_id, entry, None, every)
+
+
+def entry_value(store: Store, sub_id: str, lesson_id: str) -> str | None:
+    """A ledger entry's value as stored in the record's hash (under the lesson's number)."""
+    number = store.entry_numbers([lesson_id]).get(lesson_id)
+    raw = store.redis.hget(store.sub_key(sub_id), number) if number else None
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def course_env(url: str, schedule_path: Path, folder: Path, **extra: str) -> dict[str, str]:
     """The environment of a ``course`` or worker process on the tests' Redis and course."""
     return {

@@ -457,5 +457,5 @@ def test_uncertain_sends_that_nothing_can_settle_are_named_with_why(site, name_s
         line = next(line for line in lines if "uncertain sends" in line)
         assert "not settled: no signed webhook" in line and line.startswith("✗"), line
     finally:
-        client.delete(store.uncertain_key, store.settle_mark_key, store.ledger_key("doctor-reader"))
+        client.delete(store.uncertain_key, store.settle_mark_key, store.sub_key("doctor-reader"))
         client.close()

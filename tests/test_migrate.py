@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import ROOT, cli_runner, course_env
+from conftest import ROOT, cli_runner, course_env, entry_value, put_entry
 
 from course import engine
 from course.doctor.checks import layout_line
@@ -157,6 +157,7 @@ def test_dry_run_counts_and_writes_nothing(redis_client, course):
     assert "field names in every record): 6 records read, 6 would change" in dry.stdout
     assert "of the signup index): 6 records read, 9 would change" in dry.stdout
     assert "due index into small zsets): 3 records read, 3 would change" in dry.stdout
+    assert "entries numbered and shorter): 6 records read, 11 would change" in dry.stdout
     assert "nothing was written" in dry.stdout
     assert dump(redis_client) == before
 
@@ -185,10 +186,16 @@ def test_migrated_store_goes_on_with_every_lesson_once(redis_client, course, sch
     assert store.count() == 6 and len(set(store.iter_ids())) == 6
     assert store.signup_order(limit=3) == ["e" * 12, "d" * 12, "b" * 12]  # Dec, 2nd, 3rd
     assert store.signup_order("completed") == ["e" * 12]
-    # Sent entries lost the provider's message id (nothing reads it once settled).
-    assert (
-        redis_client.hget(f"{P}ledger:{'e' * 12}", "third") == f"sent|{int(at(22, 13, 12, 2025))}|1"
-    )
+    # Each ledger is in its record now, under the entries' numbers; a settled send lost the
+    # provider's message id (nothing reads it once settled) and is its epoch alone.
+    assert not redis_client.keys(f"{P}ledger:*")
+    numbers = redis_client.hgetall(f"{P}entries:number")
+    assert set(numbers) == {"hello", "second", "third", "fourth"}
+    assert sorted(numbers.values(), key=int) == ["1", "2", "3", "4"]
+    assert redis_client.hgetall(f"{P}entries:name") == {n: les for les, n in numbers.items()}
+    assert entry_value(store, "e" * 12, "third") == str(int(at(22, 13, 12, 2025)))
+    assert entry_value(store, "c" * 12, "second") == f"retry|{int(at(5))}|1|429 too many requests"
+    assert len(store.ledger("e" * 12)) == 4 and store.get("e" * 12).status == "completed"
     assert store.entry("a" * 12, "hello") == LedgerEntry("hello", "sent", at(5, 12), 1, "")
     assert store.entry("b" * 12, "second").detail == "timeout"  # uncertain: kept as it was
     # The old uncertain send is where the settling looks, at the instant of its send.
@@ -344,10 +351,62 @@ def test_the_record_count_follows_signups_re_signups_and_erases(store):
 
 def test_a_sent_entry_keeps_the_message_id_only_when_the_settling_re_sent_it(store, redis_client):
     sub = store.add("ann@example.com", None, "UTC", at(5))
-    for lesson in ("hello", "second"):
-        redis_client.hset(f"{P}ledger:{sub.id}", lesson, f"sending|{int(at(5))}|1|token")
+    for lesson in ("hello", "second", "third"):
+        put_entry(store, sub.id, LedgerEntry(lesson, "sending", at(5), 1, "token"))
     redis_client.hset(f"{P}settle:proof", f"{sub.id}|second", "resent|1|0|0|")
     for lesson in ("hello", "second"):
         assert store.finish(sub.id, LedgerEntry(lesson, "sent", at(5), 1, "W3xQj5YlQy2BkqM2i9cJ9A"))
-    assert redis_client.hget(f"{P}ledger:{sub.id}", "hello") == f"sent|{int(at(5))}|1"
+    assert store.finish(sub.id, LedgerEntry("third", "sent", at(5), 2, "W3xQj5YlQy2BkqM2i9cJ9A"))
+    assert entry_value(store, sub.id, "hello") == str(int(at(5)))  # first attempt: the epoch
+    assert entry_value(store, sub.id, "third") == f"sent|{int(at(5))}|2"  # a retry's attempt
     assert store.entry(sub.id, "second").detail == "W3xQj5YlQy2BkqM2i9cJ9A"
+    assert store.ledger(sub.id) == {
+        "hello": LedgerEntry("hello", "sent", at(5), 1),
+        "second": LedgerEntry("second", "sent", at(5), 1, "W3xQj5YlQy2BkqM2i9cJ9A"),
+        "third": LedgerEntry("third", "sent", at(5), 2),
+    }
+
+
+def test_folding_the_ledgers_killed_half_way_resumes_and_drops_orphans(redis_client, store,
+                                                                       course):  # fmt: skip
+    """Step 6 -> 7 folds each ``ledger:{id}`` into its record in batches; a killed run goes
+    on; a ledger without a record (an outcome written after an erase) is deleted."""
+    write_old_store(redis_client)
+    write_many(redis_client, 300)
+    migrate_store(store, 1000, False)  # to this layout, then back to 6 by hand:
+    redis_client.set(f"{P}layout", 6)
+    redis_client.delete(f"{P}entries:number", f"{P}entries:name")
+    pipe = redis_client.pipeline()
+    for key in redis_client.scan_iter(f"{P}sub:*"):
+        pipe.hdel(key, *[f for f in redis_client.hkeys(key) if f.isdigit()])
+    for n in range(300):
+        pipe.hset(
+            f"{P}ledger:{n:012x}",
+            mapping={"hello": f"sent|{int(at(3, 12)) + n}|1", "second": f"claimed|{int(at(5))}|0|"},
+        )
+    pipe.hset(f"{P}ledger:{'9' * 12}", "hello", f"sent|{int(at(3))}|1")  # its record is gone
+    pipe.execute()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_batch(step, seen, total):
+        if seen:
+            raise Killed
+
+    with pytest.raises(Killed):
+        migrate_store(store, 40, False, kill_after_first_batch)
+    state = redis_client.hgetall(f"{P}migrate:state")
+    assert state["from"] == "6" and state["cursor"] != "0"
+    resumed = course("migrate", "--batch", "40")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "layout 6 -> 7 (resumed) (" in resumed.stdout
+    assert redis_client.get(f"{P}layout") == str(LAYOUT) and not redis_client.keys(f"{P}ledger:*")
+    assert not redis_client.exists(f"{P}sub:{'9' * 12}")  # no record made for the orphan
+    assert redis_client.hgetall(f"{P}entries:number") == {"hello": "1", "second": "2"}
+    for n in (0, 150, 299):
+        assert store.ledger(f"{n:012x}") == {
+            "hello": LedgerEntry("hello", "sent", int(at(3, 12)) + n, 1),
+            "second": LedgerEntry("second", "claimed", int(at(5)), 0),
+        }
+    assert entry_value(store, f"{7:012x}", "hello") == str(int(at(3, 12)) + 7)

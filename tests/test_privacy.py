@@ -144,7 +144,7 @@ def test_a_delivery_queued_before_the_erase_sends_nothing(store, schedule, setti
 
     assert (result.sent, result.skipped) == (0, 1)
     assert outbox(settings) == []
-    assert not store.redis.exists(store.ledger_key(items[0][0]))  # not brought back
+    assert not store.redis.exists(store.sub_key(items[0][0]))  # not brought back
 
 
 def on_its_way(store, schedule, email: str):
@@ -174,7 +174,7 @@ def test_erase_suppresses_then_waits_for_a_lesson_on_its_way(store, schedule):
 
     assert seen["status"] == "unsubscribed" and returned > seen["finished"]
     assert result.records == [sub.id]
-    assert store.get(sub.id) is None and not store.redis.exists(store.ledger_key(sub.id))
+    assert store.get(sub.id) is None and not store.redis.exists(store.sub_key(sub.id))
 
 
 def test_erase_goes_ahead_when_a_send_does_not_finish_in_time(store, schedule):
@@ -186,7 +186,7 @@ def test_erase_goes_ahead_when_a_send_does_not_finish_in_time(store, schedule):
     assert 1.0 <= took < 3.0  # waited (instants are whole seconds: at least 1 s of 2 here)
     assert result.records == [sub.id]
     assert store.get(sub.id) is None and store.is_erased("ivy@example.com")
-    assert not store.redis.exists(store.ledger_key(sub.id))
+    assert not store.redis.exists(store.sub_key(sub.id))
 
 
 def test_erase_does_not_wait_when_nothing_is_on_its_way(store, schedule, history):
@@ -204,7 +204,7 @@ def test_a_pending_entry_left_by_a_racing_erase_is_dropped_without_a_ledger(stor
 
     engine.tick(store, schedule, NOW + timedelta(hours=1), lambda batch, when: None)
 
-    assert not store.redis.exists(store.ledger_key(sub.id))
+    assert not store.redis.exists(store.sub_key(sub.id))
     assert store.pending_count() == 0
 
 

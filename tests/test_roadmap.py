@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import put_entry
 from fastapi.testclient import TestClient
 
 from course import engine
@@ -175,7 +176,7 @@ def test_a_lesson_not_yet_sent_is_not_readable(reader, redis_client):
         assert "Ann" not in page.text and "This is the" not in page.text
     # Claimed, retrying, failed or skipped never reached the reader: not readable either.
     for state in ("claimed", "retry", "failed", "skipped"):
-        redis_client.hset(f"hr:ledger:{reader.sub_id}", "second", f"{state}|1|1|x")
+        put_entry(reader.store, reader.sub_id, LedgerEntry("second", state, 1, 1, "x"))
         assert reader.client.get(f"{token_path}/lessons/second").status_code == 404, state
 
 
@@ -340,7 +341,7 @@ def test_an_overdue_next_lesson_is_reported_at_the_hour_it_will_really_go(march,
 
 def test_a_sent_entry_of_a_lesson_since_removed_is_not_listed(reader, redis_client):
     (lesson,) = reader.send_due(reader.start)
-    redis_client.hset(f"hr:ledger:{reader.sub_id}", "gone", LedgerEntry("gone", "sent", 1).encode())
+    put_entry(reader.store, reader.sub_id, LedgerEntry("gone", "sent", 1))
     page = reader.client.get(path_of(roadmap_url(lesson)))
     assert "/lessons/gone" not in page.text
     assert reader.client.get(path_of(roadmap_url(lesson)) + "/lessons/gone").status_code == 404

@@ -10,7 +10,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 import redis
-from conftest import cli_runner, course_env
+from conftest import cli_runner, course_env, put_entry
 
 from course.models.segment import ReaderFacts
 from course.models.subscriber import LedgerEntry
@@ -222,7 +222,7 @@ def populate(store, redis_client, count: int = 48) -> None:
         for lesson in ("hello", "second", "third", "fourth"):
             if rng.random() < 0.5:
                 entry = LedgerEntry(lesson, rng.choice(STATES), created + 60, 1)
-                redis_client.hset(store.ledger_key(sub.id), lesson, entry.encode())
+                put_entry(store, sub.id, entry)
         for lesson in rng.sample(("hello", "second", "third"), rng.randrange(0, 3)):
             answer = rng.choice(("flare", "same", "better"))
             at = int(created) + rng.randrange(1, 5) * 3600

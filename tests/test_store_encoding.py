@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from conftest import entry_value
+
 from course import engine
 from course.models.subscriber import LedgerEntry
 from course.store import encode_subscriber
@@ -42,7 +44,7 @@ def write_old(store, sub_id: str = "0123456789ab") -> str:
     """The record as that version wrote it (layout 1: no layout key, one email hash), then
     moved to this release's layout as ``course migrate`` does."""
     store.redis.hset(store.sub_key(sub_id), mapping=OLD_RECORD)
-    store.redis.hset(store.ledger_key(sub_id), "hello", OLD_ENTRY)
+    store.redis.hset(store.legacy_ledger_key(sub_id), "hello", OLD_ENTRY)
     store.redis.hset(store.legacy_email_key, OLD_RECORD["email"], sub_id)
     store.redis.zadd(store.subs_key, {sub_id: 1772479500.25})
     store.redis.zadd(store.due_key(sub_id), {sub_id: 1772629200.0})  # "second": 2026-03-04 08:00 NY
@@ -63,9 +65,11 @@ def test_old_record_with_milliseconds_and_empty_fields_decodes_as_before(store):
     assert sub.last_sent == 1772479830.125 and sub.paused == 0.0
     assert sub.paused_at is None and sub.paused_until is None
     assert (sub.sent_that_day, sub.last_lesson, sub.last_day) == (1, "hello", 0)
-    # Migrated to layout 5, the settled entry lost the provider's message id; as written
-    # before, it still decodes whole.
-    assert store.ledger(sub.id) == {"hello": LedgerEntry("hello", "sent", 1772479830.125, 1)}
+    # Migrated to layout 5, the settled entry lost the provider's message id; folded into the
+    # record at layout 7, it is its epoch alone, in whole seconds like every new entry.
+    assert store.ledger(sub.id) == {"hello": LedgerEntry("hello", "sent", 1772479830, 1)}
+    assert entry_value(store, sub.id, "hello") == "1772479830"
+    assert not store.redis.exists(store.legacy_ledger_key(sub.id))
     assert LedgerEntry.decode("hello", OLD_ENTRY) == LedgerEntry(
         "hello", "sent", 1772479830.125, 1, "W3xQj5YlQy2BkqM2i9cJ9A"
     )
@@ -80,7 +84,7 @@ def test_old_record_gets_its_next_lesson_then_unsubscribes(store, schedule):
     sub = store.get(sub_id)
     assert (sub.last_lesson, sub.version, sub.last_sent) == ("second", 3, now.timestamp())
     assert store.entry(sub_id, "second") == LedgerEntry("second", "claimed", now.timestamp())
-    assert store.entry(sub_id, "hello").at == 1772479830.125  # the old entry is left as it was
+    assert store.entry(sub_id, "hello").at == 1772479830  # as the migration left it
     unsubscribe(store, sub)
     assert store.get(sub_id).status == "unsubscribed" and store.due_score(sub_id) is None
     assert store.start_send(sub_id, "second", now.timestamp() + 5, now.timestamp() + 900) == -1
@@ -95,9 +99,7 @@ def test_unset_fields_are_not_stored_and_instants_are_whole_seconds(store, sched
     assert store.due_score(sub.id) == START.timestamp()  # scores keep their precision
 
     engine.tick(store, schedule, START, lambda items, at: None)
-    assert store.redis.hget(store.ledger_key(sub.id), "hello") == (
-        f"claimed|{int(START.timestamp())}|0|"
-    )
+    assert entry_value(store, sub.id, "hello") == f"claimed|{int(START.timestamp())}|0|"
     claimed = store.get(sub.id)
     assert claimed.last_sent == int(START.timestamp()) and claimed.sent_that_day == 1
 

@@ -7,7 +7,7 @@ recipients (:data:`CLAIM_SCRIPT`). The keys (course.store.keys):
                            status (draft, sending, sent, cancelled), created and sent_at
                            (epochs), claimed (recipients claimed, counted by the claim script).
 ``P broadcasts``     zset  broadcast id -> epoch it was created.
-``P ledger:{sub}``   the recipient's entry ``b:{id}`` (a ledger entry like a lesson's);
+``P sub:{sub}``      the recipient's ledger entry ``b:{id}`` (like a lesson's, under its number);
                            its outcomes in ``P stats:sends:b:{id}``, its provider events in
                            ``P stats:lesson:b:{id}``.
 
@@ -29,27 +29,29 @@ from course.models.broadcast import Broadcast, ClaimCounts, entry_id
 from course.models.ledger import Outcome
 from course.models.subscriber import LedgerEntry
 from course.store.codec import as_str, as_text, encode_score, encode_value, with_fields
+from course.store.entries import ENTRY_LUA
 from course.store.keys import Keys, split_member
 
-# KEYS: broadcast hash, pending zset
+# KEYS: broadcast hash, pending zset, entry numbers hash, entry names hash
 # ARGV: key prefix, entry id (b:{id}), now, include paused ('1' or '0'), then for each
 #       recipient: subscriber id, pending score (their send instant)
 # Claims the entry for each recipient: only while the broadcast is sending, only for a reader
 # who may be mailed (active or completed: graduates; paused when asked; never suppressed or
 # erased), only once (HSETNX). Course progress is not touched: no version, due index, last
 # lesson or day count changes. Like the segments' FACTS_SCRIPT it builds each reader's
-# ``P sub:{id}`` and ``P ledger:{id}`` from the prefix, so that a page of recipients is one
-# call. Returns {claimed, not mailable, already in the ledger, not sending (cancelled)}.
-CLAIM_SCRIPT = with_fields("""
+# ``P sub:{id}`` from the prefix, so that a page of recipients is one call. Returns
+# {claimed, not mailable, already in the ledger, not sending (cancelled)}.
+CLAIM_SCRIPT = ENTRY_LUA + with_fields("""
 local p, entry, now, paused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local n = (#ARGV - 4) / 2
 if redis.call('HGET', KEYS[1], 'status') ~= 'sending' then return {0, 0, 0, n} end
+local field = entry_field(KEYS[3], KEYS[4], entry, true)
 local claimed, refused, already = 0, 0, 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local status = redis.call('HGET', p .. 'sub:' .. id, '@status')
   if status == 'active' or status == 'completed' or (paused and status == 'paused') then
-    if redis.call('HSETNX', p .. 'ledger:' .. id, entry, 'claimed|' .. now .. '|0|') == 1 then
+    if redis.call('HSETNX', p .. 'sub:' .. id, field, 'claimed|' .. now .. '|0|') == 1 then
       redis.call('ZADD', KEYS[2], ARGV[i + 1], id .. '|' .. entry)
       claimed = claimed + 1
     else
@@ -156,8 +158,9 @@ class BroadcastRecords(Keys):
             args = list(head)
             for sub_id, at in recipients[start : start + CLAIM_PAGE]:
                 args += [sub_id, encode_score(at)]
-            found = self._claim_broadcast(keys=[self.broadcast_key(b.id), self.pending_key],
-                                          args=args)  # fmt: skip
+            keys = [self.broadcast_key(b.id), self.pending_key, self.entry_numbers_key,
+                    self.entry_names_key]  # fmt: skip
+            found = self._claim_broadcast(keys=keys, args=args)
             total = [t + int(f) for t, f in zip(total, found, strict=True)]
         return ClaimCounts(*total)
 

@@ -18,7 +18,13 @@ from course.store.due import DueIndex
 from course.store.errors import StoreError
 from course.store.keys import DEFAULT_PREFIX
 from course.store.layout import LayoutRecords
-from course.store.ledger import CLAIM_SCRIPT, FINISH_SCRIPT, START_SEND_SCRIPT, Ledger
+from course.store.ledger import (
+    CLAIM_SCRIPT,
+    ENTRY_SCRIPT,
+    FINISH_SCRIPT,
+    START_SEND_SCRIPT,
+    Ledger,
+)
 from course.store.listing import COUNT_STATUSES_SCRIPT, SubscriberListing
 from course.store.migrate import Migrations
 from course.store.privacy import ERASE_SCRIPT, PrivacyRecords
@@ -80,6 +86,7 @@ class Store(
         self._claim = client.register_script(CLAIM_SCRIPT)
         self._start_send = client.register_script(START_SEND_SCRIPT)
         self._finish = client.register_script(FINISH_SCRIPT)
+        self._entry = client.register_script(ENTRY_SCRIPT)
         self._update = client.register_script(UPDATE_SCRIPT)
         self._add = client.register_script(ADD_SCRIPT)
         self._suppress = client.register_script(SUPPRESS_SCRIPT)

@@ -7,7 +7,8 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               (and prior: the record that held the address before, on a
                               re-signup) under the short names of course.store.codec
                               STORED_NAMES (``s`` status, ``ls`` last_sent...; long names in
-                              layouts 1-3). Absent or empty means "not set".
+                              layouts 1-3). Absent or empty means "not set". And the
+                              reader's ledger: see "ledger entries" below.
 ``P e:{bucket}``     hash    address -> subscriber id for the addresses whose bucket
                               (course.store.codec.email_bucket: CRC-16, 4 hex digits,
                               EMAIL_BUCKETS of them) it is: small ziplists (~61 addresses at
@@ -25,11 +26,19 @@ Key layout (``P`` is the key prefix, ``hr:`` by default):
                               default zset-max-listpack-entries 128); beyond ~2,000,000
                               active a bucket outgrows it and becomes a skiplist: still
                               correct, only bigger. Layouts 1-5 had one zset, ``P due``.
-``P ledger:{id}``    hash    lesson id -> ``state|epoch|attempt|detail`` (epoch in whole
-                              seconds; older entries have milliseconds); state is one of
-                              claimed, sending, retry, sent (``sent|epoch|attempt``; the
-                              provider's message id as detail only once the settling re-sent
-                              it: layout 5), failed (detail: reason), uncertain, skipped.
+ledger entries (in ``P sub:{id}``) the reader's ledger (layout 7; layouts 1-6 had
+                              ``P ledger:{id}``, a hash of lesson id -> entry): one field per
+                              entry, named by the entry's number (``P entries:number``; digits,
+                              so never a subscriber field), valued ``state|epoch|attempt|detail``
+                              (epoch in whole seconds; older entries have milliseconds) or, for
+                              a send that went through at the first attempt, its bare epoch
+                              (course.store.entries). State is one of claimed, sending, retry,
+                              sent (the provider's message id as detail only once the settling
+                              re-sent it), failed (detail: reason), uncertain, skipped.
+``P entries:number`` hash  entry id (a lesson id, ``b:{id}`` for a broadcast) -> its number,
+                              given once by the first script that writes such an entry (the
+                              next after the highest), never changed.
+``P entries:name``   hash    number -> entry id (the same pairs the other way round).
 ``P pending``        zset    ``{id}|{lesson}`` -> epoch at which that unfinished ledger entry
                               needs attention: a retry falls due, or a claim or send has
                               gone stale (its worker died) and the tick must look at it.
@@ -219,8 +228,11 @@ class Keys:
     def sub_key(self, sub_id: str) -> str:
         return f"{self.prefix}sub:{sub_id}"
 
-    def ledger_key(self, sub_id: str) -> str:
+    def legacy_ledger_key(self, sub_id: str) -> str:  # layouts 1-6 (course migrate folds it)
         return f"{self.prefix}ledger:{sub_id}"
+
+    entry_numbers_key = Key("entries:number")
+    entry_names_key = Key("entries:name")
 
     def due_key(self, sub_id: str) -> str:  # the due index bucket that holds ``sub_id``
         return self.due_bucket_key(due_bucket(sub_id))

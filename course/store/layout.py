@@ -7,7 +7,10 @@ and no ``P layout`` key is layout 1). Layout 2 is layout 1 with the version key 
 them). Layout 4 names a record's fields with one or two letters (course.store.codec
 STORED_NAMES). Layout 5 has no signup index (``P subs``): listing SCANs the records and
 ``P subs:count`` counts them. Layout 6 splits the due index (one ``P due`` zset) into
-small zsets ``P due:{bucket}`` (course.store.keys.DUE_BUCKETS of them). :data:`LAYOUT` is
+small zsets ``P due:{bucket}`` (course.store.keys.DUE_BUCKETS of them). Layout 7 keeps each
+reader's ledger in their record's hash (no ``P ledger:{id}``), each entry under a number
+(``P entries:number``) and a first-attempt ``sent`` entry as its bare epoch
+(course.store.entries). :data:`LAYOUT` is
 the layout this release reads and writes; ``course migrate``
 (:mod:`course.store.migrate`) moves an older store to it. A store with no subscriber is
 stamped with :data:`LAYOUT` when a process first starts on it, and by the scripts that add
@@ -22,7 +25,7 @@ from course.store.codec import as_str
 from course.store.errors import LayoutMismatch
 from course.store.keys import Keys
 
-LAYOUT = 6  # the layout this release reads and writes
+LAYOUT = 7  # the layout this release reads and writes
 
 
 def older_message(found: int) -> str:

@@ -21,6 +21,7 @@ from datetime import datetime
 import redis
 
 from course.store.codec import STORED_NAMES, as_str, as_text
+from course.store.entries import ENTRY_LUA
 from course.store.errors import LayoutMismatch
 from course.store.keys import Keys
 from course.store.layout import LAYOUT, newer_message
@@ -97,6 +98,38 @@ end
 return changed
 """
 
+# KEYS: entry numbers hash, entry names hash, then for each record: its sub hash, its ledger
+#       hash (layout 6's ``P ledger:{id}``)
+# ARGV: '1' to count only (a dry run) or '0'
+# Layout 6 -> 7: folds each ledger into its record's hash, each entry under its number
+# (course.store.entries; numbers given in the order met), a first-attempt ``sent`` entry as its
+# bare epoch, and deletes the ledger. A ledger whose record is gone (an outcome written after
+# an erase) is deleted alone. Returns how many entries it moved (or would).
+FOLD_LEDGER_SCRIPT = (
+    ENTRY_LUA
+    + """
+local dry = ARGV[1] == '1'
+local moved = 0
+for k = 3, #KEYS, 2 do
+  local record = redis.call('EXISTS', KEYS[k]) == 1
+  local entries = redis.call('HGETALL', KEYS[k + 1])
+  for i = 1, #entries, 2 do
+    if record then
+      moved = moved + 1
+      if not dry then
+        local state, at, attempt, detail = entry_parts(entries[i + 1])
+        at = tostring(math.floor(tonumber(at) or 0))
+        local field = entry_field(KEYS[1], KEYS[2], entries[i], true)
+        redis.call('HSET', KEYS[k], field, compact_sent(state, at, attempt, detail))
+      end
+    end
+  end
+  if not dry then redis.call('DEL', KEYS[k + 1]) end
+end
+return moved
+"""
+)
+
 # What each step does, by the layout it starts from (shown in the progress bar and summary).
 STEPS = {
     1: "index uncertain sends for the settling",
@@ -104,6 +137,7 @@ STEPS = {
     3: "short field names in every record",
     4: "sent entries without message ids; a count instead of the signup index",
     5: "split the due index into small zsets",
+    6: "fold each ledger into its record, entries numbered and shorter",
 }
 HEARTBEAT_MAX_AGE = 180  # seconds: a process seen this recently is taken to be running
 
@@ -145,6 +179,8 @@ class Migrations(Keys):
             return int(self.redis.hlen(self.legacy_email_key))
         if source == 5:
             return int(self.redis.zcard(self.legacy_due_key))
+        if source == 6:
+            return int(self.redis.get(self.subs_count_key) or 0)
         return int(self.redis.zcard(self.subs_key))
 
     def migration_batch(
@@ -162,6 +198,8 @@ class Migrations(Keys):
             return self._compact_sent(cursor, count, dry_run)
         if source == 5:
             return self._split_due_index(cursor, count, dry_run)
+        if source == 6:
+            return self._fold_ledgers(cursor, count, dry_run)
         raise ValueError(f"no migration step from layout {source}")
 
     def _split_email_index(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
@@ -188,6 +226,21 @@ class Migrations(Keys):
             pipe.execute()
         return int(cursor), len(pairs), len(pairs)
 
+    def _fold_ledgers(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
+        """Layout 6 -> 7: :data:`FOLD_LEDGER_SCRIPT` over a batch of a SCAN of the ledgers
+        (``P ledger:*``; a record without a ledger has nothing to move)."""
+        pattern = self.legacy_ledger_key("*")
+        cursor, found = self.redis.scan(cursor, match=pattern, count=count)
+        ids = [as_str(key)[len(pattern) - 1 :] for key in found]
+        if not ids:
+            return int(cursor), 0, 0
+        script = self.redis.register_script(FOLD_LEDGER_SCRIPT)
+        keys = [self.entry_numbers_key, self.entry_names_key]
+        for sub_id in ids:
+            keys += [self.sub_key(sub_id), self.legacy_ledger_key(sub_id)]
+        changed = int(script(keys=keys, args=["1" if dry_run else "0"]))
+        return int(cursor), len(ids), changed
+
     def _rename_fields(self, cursor: int, count: int, dry_run: bool) -> tuple[int, int, int]:
         """Layout 3 -> 4: :data:`RENAME_FIELDS_SCRIPT` over a batch of ``P subs``."""
         cursor, found = self.redis.zscan(self.subs_key, cursor, count=count)
@@ -209,7 +262,7 @@ class Migrations(Keys):
         if not ids:
             return int(cursor), 0, 0
         script = self.redis.register_script(COMPACT_SENT_SCRIPT)
-        keys = [self.settle_proof_key, *(self.ledger_key(i) for i in ids)]
+        keys = [self.settle_proof_key, *(self.legacy_ledger_key(i) for i in ids)]
         changed = int(script(keys=keys, args=["1" if dry_run else "0", *ids]))
         return int(cursor), len(ids), changed
 
@@ -220,7 +273,7 @@ class Migrations(Keys):
         if not ids:
             return int(cursor), 0, 0
         script = self.redis.register_script(BACKFILL_UNCERTAIN_SCRIPT)
-        keys = [self.uncertain_key, *(self.ledger_key(i) for i in ids)]
+        keys = [self.uncertain_key, *(self.legacy_ledger_key(i) for i in ids)]
         changed = int(script(keys=keys, args=["1" if dry_run else "0", *ids]))
         return int(cursor), len(ids), changed
 

@@ -9,25 +9,29 @@ import redis
 from redis.commands.core import Script
 
 from course.store.codec import FIELD_OF, as_str, stored_name, suppression_hash
+from course.store.entries import split_record
 from course.store.keys import Keys
 
-# KEYS: sub hash, ledger hash, subs count, due bucket zset, pending zset, quarantine hash, the
-#       address's email bucket,
-#       replies list, replies zset, retention ended zset, retention unconfirmed zset, and
-#       always as the last two (a script that embeds this one passes keys of its own
-#       between): the uncertain zset and the settle proof hash
+# KEYS: sub hash (the ledger's entries are in it), entry names hash, subs count, due bucket
+#       zset, pending zset, quarantine hash, the address's email bucket, replies list,
+#       replies zset, retention ended zset, retention unconfirmed zset, and always as the
+#       last two (a script that embeds this one passes keys of its own between): the
+#       uncertain zset and the settle proof hash
 # ARGV: id, address
 # Removes one record, its replies and every index entry of it in one step, so a tick or
 # worker running meanwhile sees either all of it or none. Returns the number of keys deleted
-# (0 to 3).
+# (0 to 2: the record with its ledger, its replies).
 ERASE_SCRIPT = """
-for _, lesson in ipairs(redis.call('HKEYS', KEYS[2])) do
-  redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
-  redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1] .. '|' .. lesson)
-  redis.call('HDEL', KEYS[#KEYS], ARGV[1] .. '|' .. lesson)
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local lesson = string.match(field, '^%d+$') and redis.call('HGET', KEYS[2], field)
+  if lesson then
+    redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. lesson)
+    redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1] .. '|' .. lesson)
+    redis.call('HDEL', KEYS[#KEYS], ARGV[1] .. '|' .. lesson)
+  end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[3]) end
-local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[8])
+local deleted = redis.call('DEL', KEYS[1], KEYS[8])
 redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[10], ARGV[1])
@@ -69,9 +73,10 @@ class PrivacyRecords(Keys):
 
     def raw_fields(self, sub_id: str) -> dict[str, str]:
         """A record's hash as stored, each field under its full name (``status``, not the
-        stored ``s``; the version as ``v``); empty when there is none."""
-        raw = self.redis.hgetall(self.sub_key(sub_id)).items()
-        return {_full_name(as_str(k)): as_str(v) for k, v in raw}
+        stored ``s``; the version as ``v``), without its ledger entries; empty when there is
+        none."""
+        fields, _ = split_record(self.redis.hgetall(self.sub_key(sub_id)))
+        return {_full_name(name): value for name, value in fields.items()}
 
     def suppress_address(self, address: str) -> bool:
         """Add the address to ``P suppressed`` for good; False when it was there already."""
@@ -80,7 +85,7 @@ class PrivacyRecords(Keys):
     def erase_record(self, sub_id: str, address: str) -> int:
         """Remove one record, its replies and its index entries (:data:`ERASE_SCRIPT`); keys
         deleted."""
-        keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key,
+        keys = [self.sub_key(sub_id), self.entry_names_key, self.subs_count_key,
                 self.due_key(sub_id), self.pending_key, self.quarantine_key,
                 self.email_key(address),
                 self.replies_key(sub_id), self.replied_key, self.ended_key,

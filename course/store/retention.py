@@ -16,7 +16,7 @@ from course.store.privacy import ERASE_SCRIPT
 
 KINDS = ("ended", "pending")  # the two indexes: completed or left, and never confirmed
 
-# KEYS: the first eleven of ERASE_SCRIPT (sub hash, ledger hash, subs count, due, pending,
+# KEYS: the first eleven of ERASE_SCRIPT (sub hash, entry names hash, subs count, due, pending,
 #       quarantine, the address's email bucket, replies list, replies zset, retention ended,
 #       retention unconfirmed),
 #       then the suppressed set and the retention stats hash, then ERASE_SCRIPT's last two
@@ -132,7 +132,7 @@ class RetentionRecords(Keys):
         round trip; the script's answers."""
         pipe = self.redis.pipeline(transaction=False)
         for sub_id, address, status, hashed in items:
-            keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.subs_count_key,
+            keys = [self.sub_key(sub_id), self.entry_names_key, self.subs_count_key,
                     self.due_key(sub_id), self.pending_key, self.quarantine_key,
                     self.email_key(address),
                     self.replies_key(sub_id), self.replied_key, self.ended_key,

@@ -1,9 +1,9 @@
 """The read path of segments: every subscriber's facts an expression needs, a page at a time.
 
 One pass over every record (a SCAN of ``P sub:*``), a page per call of :data:`FACTS_SCRIPT`, which
-reads inside Redis only what is needed of each record: an HMGET of the needed fields of
-``P sub:{id}``, of the needed lessons of ``P ledger:{id}`` (only when the expression asks
-about the ledger; only the state is returned) and the latest answer of ``P checkin:{id}``
+reads inside Redis only what is needed of each record: one HMGET of ``P sub:{id}`` for the
+needed fields and the needed lessons' ledger entries (by their numbers: course.store.entries;
+only the state is returned) and the latest answer of ``P checkin:{id}``
 (only when it asks about check-ins). There is no per-status index to narrow it: a count is a
 scan, kept cheap by reading little and by one round trip per page, not per record (a page of
 1,000 holds the server for about a millisecond). A record erased between the scan and its
@@ -20,20 +20,24 @@ from redis.commands.core import Script
 
 from course.models.segment import SEGMENT_FIELDS, Needs, ReaderFacts
 from course.store.codec import as_str, stored_name
+from course.store.entries import ENTRY_LUA
 from course.store.keys import Keys
 
 # KEYS: none
-# ARGV: key prefix, n, n field names, m, m lesson ids, checkins ('1' to read the latest
+# ARGV: key prefix, n, n field names, m, m entry numbers of lessons ('0' for a lesson that
+#       has none: no ledger holds it), checkins ('1' to read the latest
 #       check-in answer, else '0'), then the subscriber ids (a page of the scan).
 # Returns a flat list, per subscriber: id, the n field values, the m ledger states, then
 # (with checkins) the answer of the newest check-in (ties: the greater lesson id, as
 # CheckIns.checkins orders them); '' for anything absent.
-FACTS_SCRIPT = """
+FACTS_SCRIPT = (
+    ENTRY_LUA
+    + """
 local p, nf = ARGV[1], tonumber(ARGV[2])
-local fields, lessons = {}, {}
+local fields = {}
 for i = 1, nf do fields[i] = ARGV[2 + i] end
 local nl = tonumber(ARGV[3 + nf])
-for i = 1, nl do lessons[i] = ARGV[3 + nf + i] end
+for i = 1, nl do fields[nf + i] = ARGV[3 + nf + i] end
 local checkins = ARGV[4 + nf + nl] == '1'
 local out = {}
 for k = 5 + nf + nl, #ARGV do
@@ -41,10 +45,7 @@ for k = 5 + nf + nl, #ARGV do
   out[#out + 1] = id
   local values = redis.call('HMGET', p .. 'sub:' .. id, unpack(fields))
   for i = 1, nf do out[#out + 1] = values[i] or '' end
-  if nl > 0 then
-    local entries = redis.call('HMGET', p .. 'ledger:' .. id, unpack(lessons))
-    for i = 1, nl do out[#out + 1] = entries[i] and string.match(entries[i], '^[^|]*') or '' end
-  end
+  for i = nf + 1, nf + nl do out[#out + 1] = entry_state(values[i]) or '' end
   if checkins then
     local answers = redis.call('HGETALL', p .. 'checkin:' .. id)
     local best, best_at, best_lesson = '', -1, ''
@@ -60,6 +61,7 @@ for k = 5 + nf + nl, #ARGV do
 end
 return out
 """
+)
 
 
 class SegmentReads(Keys):
@@ -74,7 +76,9 @@ class SegmentReads(Keys):
         fields = [name for name in SEGMENT_FIELDS if name in needs.fields or name == "status"]
         lessons = list(needs.lessons)
         stored = [stored_name(name) for name in fields]
-        tail = [len(fields), *stored, len(lessons), *lessons, "1" if needs.checkins else "0"]
+        numbers = self.entry_numbers(lessons)  # type: ignore[attr-defined]
+        entries = [numbers.get(lesson, "0") for lesson in lessons]
+        tail = [len(fields), *stored, len(lessons), *entries, "1" if needs.checkins else "0"]
         width = 1 + len(fields) + len(lessons) + (1 if needs.checkins else 0)
         build = _builder(fields, lessons, needs.checkins)
 

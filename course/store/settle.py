@@ -21,10 +21,11 @@ from redis.commands.core import Script
 
 from course.models.ledger import SettlingFacts
 from course.store.codec import as_str, encode_score, encode_value, with_fields
+from course.store.entries import ENTRY_LUA
 from course.store.keys import Keys, member, split_member
 
-# KEYS: sub hash, ledger hash, uncertain zset, pending zset, mark hash, proof hash,
-#       the lesson's send stats hash
+# KEYS: sub hash (with the ledger's entries), entry numbers hash, uncertain zset, pending
+#       zset, mark hash, proof hash, the lesson's send stats hash
 # ARGV: id, lesson, now, window (seconds), stale deadline of the re-send, recheck epoch,
 #       most re-sends of one entry
 # The proof is ``phase|re-sends so far|epoch|mark at|mark event``: ``armed`` once a later
@@ -36,12 +37,13 @@ from course.store.keys import Keys, member, split_member
 # leaves the index); -1 not mailable (unsubscribed, bounced, erased: leaves the index, stays
 # uncertain); -2 no event for a later send yet; -3 paused (looked at again later); -4 armed,
 # its window is not over.
-SETTLE_SCRIPT = with_fields(
+SETTLE_SCRIPT = ENTRY_LUA + with_fields(
     """
 local member = ARGV[1] .. '|' .. ARGV[2]
-local raw = redis.call('HGET', KEYS[2], ARGV[2])
+local field = entry_field(KEYS[2], nil, ARGV[2], false)
+local raw = field and redis.call('HGET', KEYS[1], field)
 if not raw then redis.call('ZREM', KEYS[3], member) return 0 end
-local state, at, attempt = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)')
+local state, at, attempt = entry_parts(raw)
 if state ~= 'uncertain' then redis.call('ZREM', KEYS[3], member) return 0 end
 local proof = redis.call('HGET', KEYS[6], member) or 'none|0|0|0|'
 local phase, resends, armed = string.match(proof, '^([^|]*)|([^|]*)|([^|]*)')
@@ -68,7 +70,7 @@ end
 armed = tonumber(armed)
 if now < armed + window then redis.call('ZADD', KEYS[3], armed + window, member) return -4 end
 if status == 'paused' then redis.call('ZADD', KEYS[3], ARGV[6], member) return -3 end
-redis.call('HSET', KEYS[2], ARGV[2],
+redis.call('HSET', KEYS[1], field,
            'claimed|' .. ARGV[3] .. '|' .. attempt .. '|re-send: no event for it')
 local rest = string.match(proof, '^[^|]*|[^|]*|[^|]*|(.*)')
 redis.call('HSET', KEYS[6], member, 'resent|' .. (resends + 1) .. '|' .. ARGV[3] .. '|' .. rest)
@@ -119,7 +121,7 @@ class Settling(Keys):
             return []
         pipe = self.redis.pipeline(transaction=False)
         for sub_id, lesson_id in items:
-            keys = [self.sub_key(sub_id), self.ledger_key(sub_id), self.uncertain_key,
+            keys = [self.sub_key(sub_id), self.entry_numbers_key, self.uncertain_key,
                     self.pending_key, self.settle_mark_key, self.settle_proof_key,
                     self.send_stats_key(lesson_id)]  # fmt: skip
             args = [sub_id, lesson_id, encode_value(float(now)), encode_value(float(window)),

@@ -27,8 +27,8 @@ from course.store.codec import (
     suppression_hash,
     with_fields,
 )
+from course.store.entries import EntryNumbers, split_record
 from course.store.errors import DuplicateSubscriber, ErasedAddress
-from course.store.keys import Keys
 from course.store.layout import LAYOUT
 
 # KEYS: sub hash, due bucket zset, retention ended zset, retention unconfirmed zset
@@ -165,7 +165,7 @@ return out
 )
 
 
-class SubscriberRecords(Keys):
+class SubscriberRecords(EntryNumbers):
     """Subscriber records and their address index."""
 
     redis: redis.Redis
@@ -263,21 +263,14 @@ class SubscriberRecords(Keys):
     def read_many(
         self, sub_ids: list[str]
     ) -> list[tuple[Subscriber | None, dict[str, LedgerEntry]]]:
-        """Each subscriber with their whole ledger, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        for sub_id in sub_ids:
-            pipe.hgetall(self.sub_key(sub_id))
-            pipe.hgetall(self.ledger_key(sub_id))
-        replies = pipe.execute()
-        result = []
-        for i, sub_id in enumerate(sub_ids):
-            raw, ledger = replies[2 * i], replies[2 * i + 1]
-            sub = decode_subscriber(sub_id, as_text(raw)) if raw else None
-            entries = {
-                as_str(k): LedgerEntry.decode(as_str(k), as_str(v)) for k, v in ledger.items()
-            }
-            result.append((sub, entries))
-        return result
+        """Each subscriber with their whole ledger, in two round trips (the records, then the
+        names of the entry numbers in them)."""
+        records = self._records(sub_ids)
+        ledgers = self.ledgers_of([numbered for _, numbered in records])
+        return [
+            (decode_subscriber(sub_id, fields) if fields else None, ledger)
+            for sub_id, (fields, _), ledger in zip(sub_ids, records, ledgers, strict=True)
+        ]
 
     def new_id(self) -> str:
         """A fresh subscriber id."""
@@ -287,19 +280,22 @@ class SubscriberRecords(Keys):
         raw = self.redis.hgetall(self.sub_key(sub_id))
         return decode_subscriber(sub_id, as_text(raw)) if raw else None
 
-    def get_many(self, sub_ids: list[str]) -> list[tuple[Subscriber | None, set[str]]]:
-        """Each subscriber with the lesson ids in their ledger, in one round trip."""
+    def _records(self, sub_ids: list[str]) -> list[tuple[dict[str, str], dict[str, str]]]:
+        """Each record's hash split into its fields and its entries (:func:`split_record`)."""
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in sub_ids:
             pipe.hgetall(self.sub_key(sub_id))
-            pipe.hkeys(self.ledger_key(sub_id))
-        replies = pipe.execute()
-        result = []
-        for i, sub_id in enumerate(sub_ids):
-            raw, done = replies[2 * i], replies[2 * i + 1]
-            sub = decode_subscriber(sub_id, as_text(raw)) if raw else None
-            result.append((sub, {as_str(k) for k in done}))
-        return result
+        return [split_record(raw) for raw in (pipe.execute() if sub_ids else [])]
+
+    def get_many(self, sub_ids: list[str]) -> list[tuple[Subscriber | None, set[str]]]:
+        """Each subscriber with the entry ids (lessons) in their ledger, in two round trips."""
+        records = self._records(sub_ids)
+        names = self.entry_names(n for _, numbered in records for n in numbered)
+        return [
+            (decode_subscriber(sub_id, fields) if fields else None,
+             {names[n] for n in numbered if n in names})
+            for sub_id, (fields, numbered) in zip(sub_ids, records, strict=True)
+        ]  # fmt: skip
 
     def get_each(self, sub_ids: list[str]) -> list[Subscriber | None]:
         """Each subscriber (None where there is none), in one round trip."""
