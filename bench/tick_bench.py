@@ -427,7 +427,9 @@ def main() -> None:
         big.redis.config_set("appendonly", "no")
         version = big.redis.info("server")["redis_version"]
         allocator = big.redis.info("memory")["mem_allocator"]
-        print(f"redis-server {version} ({allocator}; {url}, under {var}); now = {NOW.isoformat()}")
+        port = big.redis.connection_pool.connection_kwargs["port"]  # the URL holds a password
+        print(f"redis-server {version} ({allocator}; port {port}, under {var})")
+        print(f"now = {NOW.isoformat()}")
         print(f"schedule: {len(schedule.lessons)} lessons over {schedule.lessons[-1].day} days")
         run(args, schedule, rng, big, small)
     finally:

@@ -94,19 +94,16 @@ class EntryNumbers(Keys):
 
     def entry_names(self, numbers: Iterable[str]) -> dict[str, str]:
         """Entry number -> entry id for these numbers (one HMGET; unknown ones left out)."""
-        wanted = sorted(set(numbers))
-        if not wanted:
-            return {}
-        found = self.redis.hmget(self.entry_names_key, wanted)
-        return {n: as_str(name) for n, name in zip(wanted, found, strict=True) if name}
+        return self._look_up(self.entry_names_key, numbers)
 
     def entry_numbers(self, entry_ids: Iterable[str]) -> dict[str, str]:
         """Entry id -> its number, for the ids that have one (none was ever written: none)."""
-        wanted = sorted(set(entry_ids))
-        if not wanted:
-            return {}
-        found = self.redis.hmget(self.entry_numbers_key, wanted)
-        return {i: as_str(n) for i, n in zip(wanted, found, strict=True) if n}
+        return self._look_up(self.entry_numbers_key, entry_ids)
+
+    def _look_up(self, key: str, wanted: Iterable[str]) -> dict[str, str]:
+        names = sorted(set(wanted))
+        found = self.redis.hmget(key, names) if names else []
+        return {name: as_str(value) for name, value in zip(names, found, strict=True) if value}
 
     def ledgers_of(self, numbered: list[dict[str, str]]) -> list[dict[str, LedgerEntry]]:
         """Each record's entries (by number, as :func:`split_record` gives them) as its
