@@ -490,6 +490,23 @@ def test_a_get_shows_one_button_and_the_offer_to_pause_and_never_unsubscribes(we
     assert web.store.get(sub.id).status == "active"
 
 
+def test_head_answers_as_get_without_a_body_and_changes_nothing(web, schedule):
+    """Link checkers and monitors send HEAD: every page that answers GET answers it too."""
+    sub = active_subscriber(web, schedule)
+    before = web.store.raw_fields(sub.id)
+    for path in ("/", f"/unsubscribe/{web.token(sub.id, 'unsubscribe')}",
+                 f"/pause/{web.token(sub.id, 'pause')}", "/healthz", "/openapi.json"):  # fmt: skip
+        got, head = web.client.get(path), web.client.head(path)
+        assert (head.status_code, got.status_code) == (200, 200), path
+        assert head.content == b"" and got.content, path
+        for name in ("content-type", "content-length", "cache-control", "x-frame-options"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    assert web.store.raw_fields(sub.id) == before  # a HEAD of the page never unsubscribes
+    # A resource that only takes a POST says so to a HEAD as to a GET; an unknown one is 404.
+    assert web.client.head("/webhooks/sendgrid").status_code == 405
+    assert web.client.head("/no-such-page").status_code == 404
+
+
 def one_click_urlencoded() -> tuple[bytes, dict[str, str]]:
     return b"List-Unsubscribe=One-Click", {
         "Content-Type": "application/x-www-form-urlencoded",

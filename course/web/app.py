@@ -29,6 +29,7 @@ from course.web.api import install_api
 from course.web.checkin import router as checkin_router
 from course.web.confirm import router as confirm_router
 from course.web.errors import install_handlers
+from course.web.head import HeadAsGet
 from course.web.health import router as health_router
 from course.web.inbound import MAX_BODY as INBOUND_MAX_BODY
 from course.web.inbound import PATH as INBOUND_PATH
@@ -89,6 +90,7 @@ def create_app(settings: Settings, send_task: SendTask | None = None) -> FastAPI
     install_api(app, state)
     for router in ROUTERS:
         app.include_router(router(state))
+    app.add_middleware(HeadAsGet)  # the outermost: everything inside sees the GET
     return app
 
 

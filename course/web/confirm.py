@@ -67,9 +67,6 @@ def router(state: WebState) -> APIRouter:
             return found
         return state.page("confirm", title="Start your course?", sub=found, token=token)
 
-    # A link checker's HEAD gets the GET's status and headers, and changes nothing either.
-    router.head("/confirm/{token}", include_in_schema=False)(confirm_page)
-
     @router.post(
         "/confirm/{token}",
         response_class=HTMLResponse,
