@@ -368,3 +368,10 @@ def test_a_lesson_online_is_shown_as_the_version_live_when_it_was_sent(reader, s
     assert page.status_code == 200
     assert visible_text(page.text, "lesson") == visible_text(html_of(lesson), "content")
     assert "rewritten since" not in page.text
+    # The older version was unpacked into a private folder to be shown; closing the app (its
+    # shutdown) removes it.
+    past = reader.client.app.state.web._past
+    (folder,) = [unpacked.folder for _, _, unpacked in past._loaded.values()]
+    assert folder.is_dir()
+    reader.client.app.state.web.close()
+    assert not folder.exists() and not past._loaded

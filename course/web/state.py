@@ -202,6 +202,7 @@ class WebState:
         return self.pages.render(name, status_code=status_code, **context)
 
     def close(self) -> None:
+        self._past.close()
         self.client.close()
         if self._celery is not None:
             self._celery.close()
