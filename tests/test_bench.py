@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from course.schedule import load_schedule
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,6 +27,24 @@ def test_tick_benchmark_runs_small_and_prints_its_ratio_last():
     assert lines[-1].startswith("tick over 300 / over 30 = ")
     assert "Memory, fresh" in done.stdout and "Memory, mix" in done.stdout
     assert "over        30 stored:" in done.stdout  # each tick claimed all 30, or it exits 1
+
+
+def test_the_record_profile_explains_each_record_to_the_byte():
+    """The field-by-field split of a record adds up to what the server says it takes."""
+    command = [sys.executable, str(ROOT / "bench" / "record_profile.py")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = {line[:32].strip(): line[32:].split() for line in done.stdout.splitlines()[1:]}
+    totals = [int(n) for n in rows["total (MEMORY USAGE)"]]
+    assert len(totals) == 6 and all(total > 100 for total in totals)
+    assert all(abs(int(n)) <= 2 for n in rows["not explained by the model"])
+    parts = [name for name in rows if not name.startswith(("total", "(", "not explained"))]
+    for column, total in enumerate(totals):
+        explained = sum(int(rows[name][column]) for name in parts)
+        assert abs(total - explained) <= 2
+    completed = int(rows["(ledger entries: count)"][2])  # every lesson of the course
+    assert completed == len(load_schedule(ROOT / "schedule.yaml").lessons)
+    assert int(rows["ledger entries"][2]) < 9 * completed  # numbered fields, bare epochs
 
 
 def test_throughput_benchmark_runs_small_and_prints_its_ratio_last():
