@@ -541,6 +541,50 @@ def test_the_step_is_a_boxed_numbered_block_in_html_text_and_online_copy(
     assert '<div class="step">' in body and "<ol>" in body
 
 
+def test_the_sources_come_after_the_check_in_and_the_pause_offer(tmp_path: Path) -> None:
+    """What the reader can do follows the lesson's last words; its references come after."""
+    schedule = make_schedule(tmp_path, {"sleep": STEP})
+    sleep = replace(schedule.phases[1].lessons[1], checkin=True)
+    schedule = replace(schedule, phases=(schedule.phases[0], replace(
+        schedule.phases[1], lessons=(schedule.phases[1].lessons[0], sleep))))  # fmt: skip
+    email = Renderer(schedule).render("sleep", recipient())
+
+    html, text = email.html, email.text
+    order = ('class="step"', 'class="checkin"', 'class="pause"', 'class="sources"',
+             'class="footer"')  # fmt: skip
+    assert [html.index(mark) for mark in order] == sorted(html.index(mark) for mark in order)
+    assert html.count("Sources</h2>") == 1 and html.index("Sources</h2>") > html.index("pause")
+    assert text.index("How has this week been?") < text.index("Having a flare?")
+    assert text.index("Having a flare?") < text.index("Sources\n") < text.index("- A source.")
+    assert text.index("- A source.") < text.index("is not medical advice")
+    assert text.count("Sources\n") == 1
+    # Online, the lesson reads whole: its Sources at its end, as written.
+    compiled = Renderer(schedule).compiled("sleep")
+    body = compiled.body.render(compiled.context(recipient()))
+    assert body.index('<div class="step">') < body.index("Sources</h2>") < body.index("A source.")
+
+
+def test_a_layout_that_does_not_place_the_sources_gets_them_at_the_end_of_the_body(
+    tmp_path: Path,
+) -> None:
+    """A layout published before ``sources`` existed renders the lesson as it always did."""
+    layouts = tmp_path / "templates" / "layouts"
+    shutil.copytree(LAYOUTS, layouts)
+    for name in ("lesson.html.j2", "lesson.txt.j2"):
+        path = layouts / name
+        path.write_text(re.sub(r"\[% if sources %\].*?\[% endif %\]\n", "",
+                               path.read_text(encoding="utf-8"), flags=re.DOTALL),
+                        encoding="utf-8")  # fmt: skip
+        assert "[[ sources ]]" not in path.read_text(encoding="utf-8")
+    email = Renderer(make_schedule(tmp_path, {"sleep": STEP})).render("sleep", recipient())
+
+    content = re.search(r'<div class="content"[^>]*>(.*?)\n  </div>', email.html, re.DOTALL)
+    assert content is not None and "Sources</h2>" in content.group(1)
+    assert email.html.index("A source.") < email.html.index('class="pause"')
+    assert 'class="sources"' not in email.html
+    assert email.text.index("- A source.") < email.text.index("Having a flare?")
+
+
 def _style(html: str, pattern: str) -> str:
     found = re.search(pattern + r'[^>]*style="([^"]*)"', html)
     assert found, pattern

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from course.mail.lesson_format import check_format
+from course.mail.lesson_format import check_format, split_sources
 from course.mail.plaintext import MARKDOWN
 from course.mail.readability import WORD
 from course.mail.render import DISCLAIMER, Renderer
@@ -144,8 +144,7 @@ def _paragraphs(name: str, source: str) -> Iterator[Paragraph]:
 
 def _without_sources(source: str) -> str:
     """A lesson without its closing list of references (citations may repeat)."""
-    match = re.search(r"^#{1,6}\s+Sources\s*$", source, re.MULTILINE | re.IGNORECASE)
-    return source[: match.start()] if match else source
+    return split_sources(source)[0]
 
 
 def _markdown_text(source: str) -> str:

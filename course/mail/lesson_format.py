@@ -44,6 +44,14 @@ _RESULT = re.compile(
     re.IGNORECASE,
 )
 QUOTE_CHARS = 70  # of the sentence quoted in a Sources error
+_SOURCES_HEADING = re.compile(r"^#{1,6}[ \t]+Sources[ \t]*$", re.MULTILINE | re.IGNORECASE)
+
+
+def split_sources(source: str) -> tuple[str, str]:
+    """A lesson's Markdown as (the lesson, its closing list of references from the Sources
+    heading on; "" when it has none)."""
+    match = _SOURCES_HEADING.search(source)
+    return (source[: match.start()], source[match.start() :]) if match else (source, "")
 
 
 @dataclass(frozen=True)

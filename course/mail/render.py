@@ -30,11 +30,13 @@ from pathlib import Path
 
 import css_inline
 import jinja2
+from jinja2 import meta
 from markupsafe import Markup
 
 from course.experiments import AUTO, choose_variant
 from course.mail.addresses import ascii_address
 from course.mail.environments import compile_environment, fill_environment
+from course.mail.lesson_format import split_sources
 from course.mail.placeholders import Placeholders, escape_stray_openers, unwrap_statement_paragraphs
 from course.mail.plaintext import MARKDOWN, markdown_to_text
 from course.mail.trial import (
@@ -235,8 +237,16 @@ class Renderer:
 
         slots = Placeholders()
         protected = slots.protect(source)
-        body_html = unwrap_statement_paragraphs(_markdown_to_html(protected), slots)
-        body_text = markdown_to_text(protected, slots.display_width)
+        # The closing Sources go where the layout places them (after the check-in and the
+        # pause offer), or after the lesson in a layout that does not place them.
+        parts = split_sources(protected)
+        body_html, sources_html = (
+            unwrap_statement_paragraphs(_markdown_to_html(part), slots) if part else ""
+            for part in parts
+        )
+        body_text, sources_text = (
+            markdown_to_text(part, slots.display_width) if part else "" for part in parts
+        )
         cta = self._schedule.course.call_to_action
         constants = {
             "course": self._schedule.course,
@@ -245,11 +255,11 @@ class Renderer:
             "disclaimer": DISCLAIMER,
             "call_to_action": cta if cta and lesson.call_to_action else None,
         }
-        html = self._apply_layout(
-            HTML_LAYOUT, self._html_layout, slots, Markup(body_html), constants
-        )
+        html = self._apply_layout(HTML_LAYOUT, self._html_layout, slots,
+                                  (Markup(body_html), Markup(sources_html)), constants)  # fmt: skip
         html = _inline_css(html)
-        text = self._apply_layout(TEXT_LAYOUT, self._text_layout, slots, body_text, constants)
+        text = self._apply_layout(TEXT_LAYOUT, self._text_layout, slots,
+                                  (body_text, sources_text), constants)  # fmt: skip
 
         html_source = slots.restore(escape_stray_openers(html))
         text_source = slots.restore(escape_stray_openers(text))
@@ -267,8 +277,10 @@ class Renderer:
             text_source=text_source,
             both=self._final_template(name, both_source, self._fill_html),
             separator=separator,
-            body=self._final_template(
-                name, slots.restore(escape_stray_openers(body_html)), self._fill_html
+            body=self._final_template(  # online: the whole lesson, its Sources at the end
+                name,
+                slots.restore(escape_stray_openers(body_html + sources_html)),
+                self._fill_html,
             ),
         )
         _trial_fill(compiled)
@@ -279,15 +291,23 @@ class Renderer:
         layout: str,
         layout_source: str,
         slots: Placeholders,
-        body: str,
+        body: tuple[str, str],
         constants: Mapping[str, object],
     ) -> str:
+        """The layout filled with the lesson's ``body`` (the lesson, its Sources): a layout
+        that does not place ``sources`` (one published before it could) gets them at the end
+        of ``body``, as it always did."""
         # The layout's own recipient tags become placeholders too, so css-inline cannot touch
         # them and course constants filled in here are never read as Jinja.
         env = compile_environment(autoescape=layout.endswith(".html.j2"))
+        lesson, sources = body
         try:
-            template = env.from_string(slots.protect(layout_source))
-            return template.render(constants, body=body)
+            protected = slots.protect(layout_source)
+            template = env.from_string(protected)
+            if sources and "sources" not in meta.find_undeclared_variables(env.parse(protected)):
+                gap = "" if isinstance(lesson, Markup) else "\n\n"  # as one Markdown gave
+                lesson, sources = lesson + gap + sources, ""
+            return template.render(constants, body=lesson, sources=sources)
         except jinja2.TemplateError as exc:
             line = template_line(exc.__traceback__, "<template>")
             name = self._schedule.display(self._schedule.templates_dir / layout)

@@ -11,7 +11,9 @@ RECIPIENT_VARIABLES = frozenset(
 )
 # The confirmation email also has the link that confirms the subscription.
 CONFIRMATION_VARIABLES = RECIPIENT_VARIABLES | {"confirm_url"}
-COMPILE_VARIABLES = frozenset({"course", "lesson", "phase", "disclaimer", "body", "call_to_action"})
+COMPILE_VARIABLES = frozenset(
+    {"course", "lesson", "phase", "disclaimer", "body", "sources", "call_to_action"}
+)
 
 
 class RenderError(Exception):
