@@ -73,9 +73,10 @@ class _Templates:
         """HTML (Markdown + layout + css-inline) and plain text, from scratch."""
         markdown = self.body.render(variables)
         body_html = Markup(render._markdown_to_html(markdown))
-        html = self.html.render(variables, body=body_html, **self.constants)
+        # The Sources stay in the body: the same Markdown and layout work, in one piece.
+        html = self.html.render(variables, body=body_html, sources="", **self.constants)
         body_text = plaintext.markdown_to_text(markdown, len)
-        text = self.text.render(variables, body=body_text, **self.constants)
+        text = self.text.render(variables, body=body_text, sources="", **self.constants)
         return render._inline_css(html), text
 
 

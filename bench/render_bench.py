@@ -122,6 +122,7 @@ def naive_pipeline(schedule: Schedule, lesson_id: str) -> Callable[[Recipient], 
         html = layout.render(
             variables,
             body=Markup(body_html),
+            sources="",  # left in the body: the same work in one piece
             course=schedule.course,
             lesson=lesson,
             phase=phase,
