@@ -57,11 +57,10 @@ def element_size(value: str, previous: int) -> int:
 
 def profile(client: redis.Redis, key: str) -> dict[str, int]:
     """The parts of one record's bytes (see the module's docstring)."""
-    pairs = [(k, v) for k, v in client.hgetall(key).items()]
     parts: dict[str, int] = {}
     previous = 0
     body = 10 + 1  # ziplist header (total bytes, tail offset, length) and end byte
-    for name, value in pairs:
+    for name, value in client.hgetall(key).items():
         field = element_size(name, previous)
         data = element_size(value, field)
         previous = data

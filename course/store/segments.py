@@ -20,8 +20,7 @@ from redis.commands.core import Script
 
 from course.models.segment import SEGMENT_FIELDS, Needs, ReaderFacts
 from course.store.codec import as_str, stored_name
-from course.store.entries import ENTRY_LUA
-from course.store.keys import Keys
+from course.store.entries import ENTRY_LUA, EntryNumbers
 
 # KEYS: none
 # ARGV: key prefix, n, n field names, m, m entry numbers of lessons ('0' for a lesson that
@@ -64,7 +63,7 @@ return out
 )
 
 
-class SegmentReads(Keys):
+class SegmentReads(EntryNumbers):
     redis: redis.Redis
     _facts: Script
     id_pages: Callable[..., Iterator[list[str]]]  # course.store.listing
@@ -76,7 +75,7 @@ class SegmentReads(Keys):
         fields = [name for name in SEGMENT_FIELDS if name in needs.fields or name == "status"]
         lessons = list(needs.lessons)
         stored = [stored_name(name) for name in fields]
-        numbers = self.entry_numbers(lessons)  # type: ignore[attr-defined]
+        numbers = self.entry_numbers(lessons)
         entries = [numbers.get(lesson, "0") for lesson in lessons]
         tail = [len(fields), *stored, len(lessons), *entries, "1" if needs.checkins else "0"]
         width = 1 + len(fields) + len(lessons) + (1 if needs.checkins else 0)
